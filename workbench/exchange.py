@@ -1,0 +1,306 @@
+"""Export prompt versions as `.prompty` files and import them back, all or nothing.
+
+An exported file is the version's content plus its place in history (`metadata.version`, `note`,
+`labels`). Import strips those fields again, so export → import into an empty database → export
+gives the same bytes. Zips are written deterministically (sorted entries, fixed timestamps) so
+they too can be compared and committed.
+
+Import checks every file before writing anything and writes in one transaction: one bad file
+rejects the whole import with a message naming it, and the database is left as it was.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .errors import ImportRejected, PromptFileError, WorkbenchError
+from .library import Library, Ref, VersionInfo, check_label, content_hash
+from .store import AppState, Prompt, PromptVersion, utcnow
+from .templates import MAX_FILE_BYTES, PromptFile, parse_prompt_bytes
+
+MAX_ZIP_ENTRIES = 5000
+MAX_ZIP_TOTAL_BYTES = 64 * 1024 * 1024
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+BUILTINS_STATE_KEY = "builtins_loaded_at"
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    filename: str
+    data: bytes
+    media_type: str
+
+
+@dataclass
+class ImportReport:
+    created: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.created)} new version(s)", f"{len(self.unchanged)} already present"]
+        if self.labels:
+            parts.append(f"{len(self.labels)} label(s) set")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} non-prompt file(s) ignored")
+        return ", ".join(parts)
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def export_version(library: Library, ref: str | Ref) -> ExportFile:
+    version = library.get(ref)
+    return ExportFile(
+        f"{version.prompt}.prompty", version.export_text().encode("utf-8"), "text/plain"
+    )
+
+
+def export_prompt(library: Library, name: str) -> ExportFile:
+    return ExportFile(f"{name}.zip", _zip(library.versions(name)), "application/zip")
+
+
+def export_library(library: Library, names: Sequence[str] | None = None) -> ExportFile:
+    versions = library.all_versions()
+    if names is not None:
+        wanted = set(names)
+        for name in wanted - {v.prompt for v in versions}:
+            library.get(name)  # raises a NotFoundError naming it
+        versions = [v for v in versions if v.prompt in wanted]
+    return ExportFile("prompt-library.zip", _zip(versions), "application/zip")
+
+
+def _zip(versions: Iterable[VersionInfo]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for v in sorted(versions, key=lambda v: (v.prompt, v.number)):
+            info = zipfile.ZipInfo(f"{v.prompt}/v{v.number}.prompty", date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, v.export_text().encode("utf-8"))
+    return buf.getvalue()
+
+
+def write_export(export: ExportFile, output: Path) -> Path:
+    """Write to `output`, or into it when it is a folder: a zip as is, a single file by its name."""
+    target = output / export.filename if output.is_dir() else output
+    target.write_bytes(export.data)
+    return target
+
+
+# --- import ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    source: str
+    file: PromptFile
+    version: int | None
+    note: str
+    labels: tuple[str, ...]
+
+
+def import_files(library: Library, files: Sequence[tuple[str, bytes]]) -> ImportReport:
+    """Import `.prompty` files and zips of them; every file is checked before anything is written."""
+    report = ImportReport()
+    incoming, problems = _read_all(files, report)
+    if problems:
+        raise ImportRejected(problems)
+    if not incoming:
+        raise ImportRejected([("import", "no .prompty files found")])
+    _check_conflicts(incoming)
+    with library.store.write() as s:
+        _write(library, s, incoming, report)
+    return report
+
+
+def _read_all(
+    files: Sequence[tuple[str, bytes]], report: ImportReport
+) -> tuple[list[_Incoming], list[tuple[str, str]]]:
+    incoming: list[_Incoming] = []
+    problems: list[tuple[str, str]] = []
+    for name, data in files:
+        if name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04":
+            try:
+                entries = _zip_entries(name, data, report)
+            except ImportRejected as exc:
+                problems += exc.problems
+                continue
+        else:
+            entries = [(name, data)]
+        for source, content in entries:
+            try:
+                incoming.append(_incoming(source, content))
+            except PromptFileError as exc:
+                problems.append(
+                    (source, exc.problem if exc.line is None else f"line {exc.line}: {exc.problem}")
+                )
+    return incoming, problems
+
+
+def _zip_entries(name: str, data: bytes, report: ImportReport) -> list[tuple[str, bytes]]:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise ImportRejected([(name, "not a valid zip file")]) from None
+    infos = zf.infolist()
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise ImportRejected(
+            [(name, f"holds {len(infos)} entries; the limit is {MAX_ZIP_ENTRIES}")]
+        )
+    total = sum(i.file_size for i in infos)
+    if total > MAX_ZIP_TOTAL_BYTES:
+        raise ImportRejected(
+            [
+                (
+                    name,
+                    f"unpacks to {total / 1024 / 1024:.0f} MB; the limit is "
+                    f"{MAX_ZIP_TOTAL_BYTES // 1024 // 1024} MB",
+                )
+            ]
+        )
+    out: list[tuple[str, bytes]] = []
+    problems: list[tuple[str, str]] = []
+    for info in infos:
+        path = info.filename
+        source = f"{name}:{path}"
+        normalised = posixpath.normpath(path)
+        if (
+            "\\" in path
+            or path.startswith("/")
+            or normalised.startswith("..")
+            or ":" in path.split("/")[0]
+        ):
+            problems.append((source, "unsafe path in zip (absolute or leaving the archive)"))
+            continue
+        if info.is_dir() or path.startswith("__MACOSX/") or path.endswith(".DS_Store"):
+            continue
+        if not path.endswith(".prompty"):
+            report.skipped.append(source)
+            continue
+        if info.file_size > MAX_FILE_BYTES:
+            problems.append(
+                (
+                    source,
+                    f"file is {info.file_size / 1024 / 1024:.1f} MB; prompt files are "
+                    f"limited to {MAX_FILE_BYTES // 1024} KB",
+                )
+            )
+            continue
+        out.append((source, zf.read(info)))
+    if problems:
+        raise ImportRejected(problems)
+    return out
+
+
+def _incoming(source: str, data: bytes) -> _Incoming:
+    pf = parse_prompt_bytes(data, source)
+    meta = pf.metadata
+    version = meta.get("version")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise PromptFileError(f"metadata.version must be a whole number ≥ 1, got {version!r}")
+    note = meta.get("note", "")
+    if not isinstance(note, str):
+        raise PromptFileError("metadata.note must be text")
+    labels = meta.get("labels") or []
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise PromptFileError("metadata.labels must be a list of label names")
+    for label in labels:
+        try:
+            check_label(label)
+        except WorkbenchError as exc:
+            raise PromptFileError(str(exc)) from None
+    return _Incoming(source, pf, version, note, tuple(labels))
+
+
+def _check_conflicts(incoming: list[_Incoming]) -> None:
+    seen: dict[tuple[str, int], _Incoming] = {}
+    problems = []
+    for item in incoming:
+        if item.version is None:
+            continue
+        key = (item.file.name, item.version)
+        other = seen.get(key)
+        if other and other.file.canonical_text() != item.file.canonical_text():
+            problems.append(
+                (
+                    item.source,
+                    f"{item.file.name}@{item.version} differs from the same version "
+                    f"in {other.source}",
+                )
+            )
+        seen.setdefault(key, item)
+    if problems:
+        raise ImportRejected(problems)
+
+
+def _write(library: Library, s: Session, incoming: list[_Incoming], report: ImportReport) -> None:
+    order = sorted(
+        range(len(incoming)),
+        key=lambda i: (incoming[i].file.name, incoming[i].version or 1 << 30, i),
+    )
+    before: dict[str, dict[str, PromptVersion]] = {}
+    for i in order:
+        item = incoming[i]
+        name = item.file.name
+        if name not in before:
+            before[name] = library.hashes_in(s, name)
+        existing = before[name].get(_hash(item.file))
+        if existing is not None:
+            # Already here (an earlier import, or the same content under another number).
+            version_row = existing
+            report.unchanged.append(library.info_in(s, existing).ref)
+        else:
+            result = library.save_in(s, item.file, item.note, preferred_number=item.version)
+            (report.created if result.created else report.unchanged).append(result.version.ref)
+            version_row = s.scalars(
+                select(PromptVersion)
+                .join(Prompt, Prompt.id == PromptVersion.prompt_id)
+                .where(Prompt.name == name, PromptVersion.number == result.version.number)
+            ).one()
+        for label in item.labels:
+            move = library.set_label_in(s, version_row, label)
+            if move.from_version != move.to_version:
+                report.labels.append(f"{name}@{label} → v{move.to_version}")
+
+
+def _hash(pf: PromptFile) -> str:
+    return content_hash(pf.canonical_text())
+
+
+# --- built-ins ------------------------------------------------------------------------------
+
+
+def load_builtins(library: Library, prompts_dir: Path) -> ImportReport | None:
+    """Load the built-in prompt files into an empty database, once in its lifetime.
+
+    The state row is written in the same transaction as the prompts, so two processes starting
+    together load them once, and a person who later deletes a built-in does not get it back.
+    """
+    files = sorted(prompts_dir.glob("*.prompty")) if prompts_dir.is_dir() else []
+    with library.store.write() as s:
+        if s.get(AppState, BUILTINS_STATE_KEY) is not None:
+            return None
+        report = ImportReport()
+        if s.scalar(select(Prompt.id).limit(1)) is None and files:
+            incoming, problems = _read_all([(f.name, f.read_bytes()) for f in files], report)
+            if problems:
+                raise ImportRejected(problems)
+            incoming = [
+                _Incoming(i.source, i.file, i.version, i.note or "built-in", i.labels)
+                for i in incoming
+            ]
+            _write(library, s, incoming, report)
+        s.add(AppState(key=BUILTINS_STATE_KEY, value=utcnow().isoformat()))
+        return report

@@ -1,0 +1,453 @@
+"""Prompts and their immutable versions: save, look up, diff, label, restore.
+
+A version's identity is its content: the canonical text of its prompt file (front matter without
+history fields, plus the body). Saving content equal to the latest version returns that version;
+anything else becomes version n+1 with a note and a parent. Labels are movable names whose every
+move is kept in `label_event`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from .errors import NotFoundError, WorkbenchError
+from .store import Label, LabelEvent, Prompt, PromptVersion, Store, utcnow
+from .templates import PromptFile, parse_cached, parse_prompt
+
+LABEL_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,99}$")
+RESERVED_LABELS = {"latest"}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    prompt: str
+    number: int
+    content: str
+    content_hash: str
+    technique: str
+    mode: str
+    description: str
+    note: str
+    parent: int | None
+    created_at: datetime
+    labels: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.prompt}@{self.number}"
+
+    @property
+    def file(self) -> PromptFile:
+        return parse_cached(self.content, self.ref)
+
+    def export_text(self) -> str:
+        return self.file.with_history(self.number, self.note, list(self.labels))
+
+
+@dataclass(frozen=True)
+class PromptSummary:
+    name: str
+    technique: str
+    mode: str
+    description: str
+    latest: int
+    versions: int
+    labels: dict[str, int]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    version: VersionInfo
+    created: bool
+
+
+@dataclass(frozen=True)
+class LabelMove:
+    prompt: str
+    label: str
+    from_version: int | None
+    to_version: int | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Ref:
+    """`name`, `name@3`, `name@v3`, `name@latest` or `name@production`."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Ref:
+        name, _, selector = text.strip().partition("@")
+        if not name:
+            raise WorkbenchError(
+                f"{text!r} is not a prompt reference: use NAME, NAME@3 or NAME@label"
+            )
+        selector = selector.strip()
+        if not selector or selector == "latest":
+            return cls(name)
+        digits = selector[1:] if selector[:1] in ("v", "V") and selector[1:].isdigit() else selector
+        if digits.isdigit():
+            return cls(name, version=int(digits))
+        return cls(name, label=selector)
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}@{self.version}"
+        return f"{self.name}@{self.label}" if self.label else self.name
+
+
+def content_hash(content: str) -> str:
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+class Library:
+    def __init__(self, store: Store):
+        self.store = store
+
+    # --- reading -----------------------------------------------------------------------------
+    def list_prompts(self) -> list[PromptSummary]:
+        with self.store.read() as s:
+            latest = (
+                select(
+                    PromptVersion.prompt_id,
+                    func.max(PromptVersion.number).label("n"),
+                    func.count().label("count"),
+                )
+                .group_by(PromptVersion.prompt_id)
+                .subquery()
+            )
+            rows = s.execute(
+                select(Prompt.name, PromptVersion, latest.c.n, latest.c.count)
+                .join(latest, latest.c.prompt_id == Prompt.id)
+                .join(
+                    PromptVersion,
+                    (PromptVersion.prompt_id == Prompt.id) & (PromptVersion.number == latest.c.n),
+                )
+                .order_by(Prompt.name)
+            ).all()
+            labels = self._labels_by_prompt(s)
+            return [
+                PromptSummary(
+                    name=name,
+                    technique=v.technique,
+                    mode=v.mode,
+                    description=v.description,
+                    latest=n,
+                    versions=count,
+                    labels=labels.get(v.prompt_id, {}),
+                    updated_at=v.created_at,
+                )
+                for name, v, n, count in rows
+            ]
+
+    def get(self, ref: str | Ref) -> VersionInfo:
+        r = Ref.parse(ref) if isinstance(ref, str) else ref
+        with self.store.read() as s:
+            return self._info(s, self._resolve(s, r))
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        with self.store.read() as s:
+            prompt = self._prompt(s, name)
+            rows = s.scalars(
+                select(PromptVersion)
+                .where(PromptVersion.prompt_id == prompt.id)
+                .order_by(PromptVersion.number)
+            ).all()
+            return self._infos(s, prompt, rows)
+
+    def all_versions(self) -> list[VersionInfo]:
+        """Every version of every prompt, by prompt name then number (for export)."""
+        with self.store.read() as s:
+            out: list[VersionInfo] = []
+            for prompt in s.scalars(select(Prompt).order_by(Prompt.name)):
+                rows = s.scalars(
+                    select(PromptVersion)
+                    .where(PromptVersion.prompt_id == prompt.id)
+                    .order_by(PromptVersion.number)
+                ).all()
+                out += self._infos(s, prompt, rows)
+            return out
+
+    def diff(self, a: str | Ref, b: str | Ref, context: int = 3) -> str:
+        va, vb = self.get(a), self.get(b)
+        return "".join(
+            difflib.unified_diff(
+                va.content.splitlines(keepends=True),
+                vb.content.splitlines(keepends=True),
+                fromfile=va.ref,
+                tofile=vb.ref,
+                n=context,
+            )
+        )
+
+    def label_history(self, name: str, label: str | None = None) -> list[LabelMove]:
+        with self.store.read() as s:
+            prompt = self._prompt(s, name)
+            query = select(LabelEvent).where(LabelEvent.prompt_id == prompt.id)
+            if label:
+                query = query.where(LabelEvent.label == label)
+            numbers = self._numbers(s, prompt.id)
+            return [
+                LabelMove(
+                    prompt=name,
+                    label=e.label,
+                    from_version=numbers.get(e.from_version_id) if e.from_version_id else None,
+                    to_version=numbers.get(e.to_version_id) if e.to_version_id else None,
+                    at=e.created_at,
+                )
+                for e in s.scalars(query.order_by(LabelEvent.id))
+            ]
+
+    # --- writing -----------------------------------------------------------------------------
+    def save(self, prompt: PromptFile | str, note: str = "") -> SaveResult:
+        """Save content as a new version, or return the latest when nothing changed."""
+        pf = parse_prompt(prompt) if isinstance(prompt, str) else prompt
+        return self._retrying(lambda s: self.save_in(s, pf, note))
+
+    def restore(self, ref: str | Ref, note: str | None = None) -> SaveResult:
+        old = self.get(ref)
+        return self.save(old.file, note if note is not None else f"restored from v{old.number}")
+
+    def set_label(self, ref: str | Ref, label: str) -> LabelMove:
+        check_label(label)
+
+        def move(s: Session) -> LabelMove:
+            r = Ref.parse(ref) if isinstance(ref, str) else ref
+            version = self._resolve(s, r)
+            return self.set_label_in(s, version, label)
+
+        return self._retrying(move)
+
+    def remove_label(self, name: str, label: str) -> LabelMove:
+        def remove(s: Session) -> LabelMove:
+            prompt = self._prompt(s, name)
+            row = s.scalar(select(Label).where(Label.prompt_id == prompt.id, Label.name == label))
+            if row is None:
+                raise NotFoundError(f"{name} has no label {label!r}")
+            s.add(
+                LabelEvent(
+                    prompt_id=prompt.id,
+                    label=label,
+                    from_version_id=row.version_id,
+                    to_version_id=None,
+                    created_at=utcnow(),
+                )
+            )
+            old = self._numbers(s, prompt.id).get(row.version_id)
+            s.delete(row)
+            return LabelMove(name, label, old, None, utcnow())
+
+        return self._retrying(remove)
+
+    # --- building blocks shared with import (one session = one transaction) -------------------
+    def save_in(
+        self,
+        s: Session,
+        pf: PromptFile,
+        note: str,
+        *,
+        preferred_number: int | None = None,
+    ) -> SaveResult:
+        content = pf.canonical_text()
+        digest = content_hash(content)
+        prompt = s.scalar(select(Prompt).where(Prompt.name == pf.name))
+        if prompt is None:
+            prompt = Prompt(name=pf.name, created_at=utcnow())
+            s.add(prompt)
+            s.flush()
+        latest = s.scalar(
+            select(PromptVersion)
+            .where(PromptVersion.prompt_id == prompt.id)
+            .order_by(PromptVersion.number.desc())
+            .limit(1)
+        )
+        if latest is not None and latest.content_hash == digest:
+            return SaveResult(self._info(s, latest), created=False)
+        number = (latest.number if latest else 0) + 1
+        if preferred_number is not None and preferred_number > number:
+            number = preferred_number
+        row = PromptVersion(
+            prompt_id=prompt.id,
+            number=number,
+            content=content,
+            content_hash=digest,
+            technique=", ".join(pf.techniques),
+            mode=pf.mode,
+            description=pf.description,
+            parent_id=latest.id if latest else None,
+            note=note,
+            created_at=utcnow(),
+        )
+        s.add(row)
+        s.flush()
+        return SaveResult(self._info(s, row), created=True)
+
+    def set_label_in(self, s: Session, version: PromptVersion, label: str) -> LabelMove:
+        row = s.scalar(
+            select(Label).where(Label.prompt_id == version.prompt_id, Label.name == label)
+        )
+        numbers = self._numbers(s, version.prompt_id)
+        previous = row.version_id if row else None
+        now = utcnow()
+        if previous != version.id:
+            if row is None:
+                s.add(
+                    Label(
+                        prompt_id=version.prompt_id,
+                        name=label,
+                        version_id=version.id,
+                        updated_at=now,
+                    )
+                )
+            else:
+                row.version_id, row.updated_at = version.id, now
+            s.add(
+                LabelEvent(
+                    prompt_id=version.prompt_id,
+                    label=label,
+                    from_version_id=previous,
+                    to_version_id=version.id,
+                    created_at=now,
+                )
+            )
+            s.flush()
+        name = s.get_one(Prompt, version.prompt_id).name
+        return LabelMove(
+            name, label, numbers.get(previous) if previous else None, version.number, now
+        )
+
+    def hashes_in(self, s: Session, name: str) -> dict[str, PromptVersion]:
+        """Content hash → earliest version with it, for a prompt (empty if it does not exist)."""
+        rows = s.scalars(
+            select(PromptVersion)
+            .join(Prompt, Prompt.id == PromptVersion.prompt_id)
+            .where(Prompt.name == name)
+            .order_by(PromptVersion.number.desc())
+        )
+        return {v.content_hash: v for v in rows}
+
+    def info_in(self, s: Session, row: PromptVersion) -> VersionInfo:
+        return self._info(s, row)
+
+    def _retrying(self, work: Callable[[Session], T], attempts: int = 5) -> T:
+        """Run `work` in a write transaction; a lost race on a unique number is simply retried.
+
+        On SQLite BEGIN IMMEDIATE already serialises writers; the retry is what keeps concurrent
+        saves correct on servers that let two transactions read the same latest version.
+        """
+        for attempt in range(attempts):
+            try:
+                with self.store.write() as s:
+                    return work(s)
+            except (IntegrityError, OperationalError):
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # --- lookups ------------------------------------------------------------------------------
+    def _prompt(self, s: Session, name: str) -> Prompt:
+        prompt = s.scalar(select(Prompt).where(Prompt.name == name))
+        if prompt is None:
+            names = s.scalars(select(Prompt.name)).all()
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" — did you mean {close[0]!r}?" if close else " (see `workbench prompts list`)"
+            raise NotFoundError(f"no prompt named {name!r}{hint}")
+        return prompt
+
+    def _resolve(self, s: Session, r: Ref) -> PromptVersion:
+        prompt = self._prompt(s, r.name)
+        if r.label:
+            label = s.scalar(
+                select(Label).where(Label.prompt_id == prompt.id, Label.name == r.label)
+            )
+            if label is None:
+                have = s.scalars(select(Label.name).where(Label.prompt_id == prompt.id)).all()
+                known = f" (labels: {', '.join(sorted(have))})" if have else " (it has no labels)"
+                raise NotFoundError(f"{r.name} has no label {r.label!r}{known}")
+            return s.get_one(PromptVersion, label.version_id)
+        query = select(PromptVersion).where(PromptVersion.prompt_id == prompt.id)
+        if r.version is None:
+            row = s.scalar(query.order_by(PromptVersion.number.desc()).limit(1))
+        else:
+            row = s.scalar(query.where(PromptVersion.number == r.version))
+        if row is None:
+            latest = s.scalar(
+                select(func.max(PromptVersion.number)).where(PromptVersion.prompt_id == prompt.id)
+            )
+            raise NotFoundError(
+                f"{r.name} has no version {r.version} (versions are 1…{latest})"
+                if latest
+                else f"{r.name} has no versions"
+            )
+        return row
+
+    def _numbers(self, s: Session, prompt_id: int) -> dict[int, int]:
+        rows = s.execute(
+            select(PromptVersion.id, PromptVersion.number).where(
+                PromptVersion.prompt_id == prompt_id
+            )
+        )
+        return {version_id: number for version_id, number in rows}
+
+    def _labels_by_prompt(self, s: Session) -> dict[int, dict[str, int]]:
+        out: dict[int, dict[str, int]] = {}
+        rows = s.execute(
+            select(Label.prompt_id, Label.name, PromptVersion.number)
+            .join(PromptVersion, PromptVersion.id == Label.version_id)
+            .order_by(Label.name)
+        )
+        for prompt_id, name, number in rows:
+            out.setdefault(prompt_id, {})[name] = number
+        return out
+
+    def _info(self, s: Session, row: PromptVersion) -> VersionInfo:
+        prompt = s.get_one(Prompt, row.prompt_id)
+        return self._infos(s, prompt, [row])[0]
+
+    def _infos(
+        self, s: Session, prompt: Prompt, rows: Iterable[PromptVersion]
+    ) -> list[VersionInfo]:
+        rows = list(rows)
+        numbers = self._numbers(s, prompt.id) if any(r.parent_id for r in rows) else {}
+        labels: dict[int, list[str]] = {}
+        for label in s.scalars(select(Label).where(Label.prompt_id == prompt.id)):
+            labels.setdefault(label.version_id, []).append(label.name)
+        return [
+            VersionInfo(
+                prompt=prompt.name,
+                number=r.number,
+                content=r.content,
+                content_hash=r.content_hash,
+                technique=r.technique,
+                mode=r.mode,
+                description=r.description,
+                note=r.note,
+                parent=numbers.get(r.parent_id) if r.parent_id else None,
+                created_at=r.created_at,
+                labels=tuple(sorted(labels.get(r.id, []))),
+            )
+            for r in rows
+        ]
+
+
+def check_label(label: str) -> None:
+    if not LABEL_PATTERN.match(label) or label in RESERVED_LABELS:
+        raise WorkbenchError(
+            f"label {label!r} is not usable: start with a letter, then lowercase letters, digits, "
+            "'-', '_' or '.' (and not 'latest', which always means the newest version)"
+        )

@@ -1,0 +1,623 @@
+"""Prompt files: parse a `.prompty` file, check its Jinja template, render it to messages.
+
+A prompt file is YAML front matter between `---` lines and a body that is one Jinja template with
+`system:` / `user:` / `assistant:` lines starting each message, as in the Prompty format. We follow
+Prompty's rendering exactly (the same Jinja settings, the same role-line grammar, the same
+default role and trimming) so a file renders to the same messages here and in any Prompty tool.
+
+Two things we do on top, both for safety:
+- the template is compiled in a sandbox with `StrictUndefined`, and a static pass refuses any
+  access to underscore attributes (`''.__class__`, `cycler.__init__`) before anything renders;
+- role lines are recognised only in the template's own text, never inside a variable's value, so a
+  dataset row that contains "system:" on a line cannot forge a message.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import json
+import re
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import MissingVariablesError, PromptFileError, UnsafeTemplateError
+
+Mode = Literal["chat", "completion"]
+MODES: tuple[Mode, ...] = ("chat", "completion")
+ROLES = ("system", "user", "assistant", "developer")
+MAX_FILE_BYTES = 1024 * 1024
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+# Metadata that describes where a version sits in its history, not what it says: written on
+# export, stripped on import, and never part of the content hash.
+VOLATILE_METADATA = ("version", "note", "labels")
+
+# Prompty's role-line grammar: `user:` or `user[name="Alice"]:`, optionally after `#`.
+ROLE_LINE = re.compile(
+    r"(?i)^\s*#?\s*(" + "|".join(ROLES) + r")"
+    r"(\[(?:\w++\s*+=\s*+(?:\"[^\"]*\"|[^\",\]]*+)\s*+,?+\s*+)+\])?\s*:\s*$"
+)
+_HEADER_LIKE = re.compile(r"^\s*#?\s*([A-Za-z][A-Za-z_-]*)\s*(\[[^\]]*\])?\s*:\s*$")
+_UNSUPPORTED_ROLES = {"tool", "function", "human", "ai", "bot", "model"}
+_SLOT_OPEN, _SLOT_CLOSE = "\ue000", "\ue001"
+_SLOT = re.compile(_SLOT_OPEN + r"(\d+)" + _SLOT_CLOSE)
+_INPUT_KINDS = {"string", "number", "integer", "float", "boolean", "array", "object"}
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    kind: str = "string"
+    description: str = ""
+    default: Any = None
+    has_default: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    """A role line in the template text and the template lines that follow it."""
+
+    role: str
+    line: int  # file line of the role line (0 when the body starts without one)
+    text: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    prompt: str
+    mode: Mode
+    messages: tuple[Message, ...]
+    variables: Mapping[str, Any]
+
+    @property
+    def text(self) -> str:
+        """What a completion-mode prompt feeds the model: the messages' text, role lines dropped."""
+        return "\n\n".join(m.content for m in self.messages)
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    """A parsed, checked prompt file. Constructing one means the template compiled and is safe."""
+
+    front: Mapping[str, Any]
+    body: str
+    source: str = "prompt"
+    body_line: int = 1  # file line on which the body starts
+    front_text: str = ""
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    # --- front matter views -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.front["name"])
+
+    @property
+    def description(self) -> str:
+        return str(self.front.get("description") or "")
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        meta = self.front.get("metadata") or {}
+        return meta if isinstance(meta, Mapping) else {}
+
+    @property
+    def mode(self) -> Mode:
+        model = self.front.get("model") or {}
+        api = model.get("apiType", "chat") if isinstance(model, Mapping) else "chat"
+        return "completion" if api == "completion" else "chat"
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        model = self.front.get("model") or {}
+        opts = model.get("options") if isinstance(model, Mapping) else None
+        return opts if isinstance(opts, Mapping) else {}
+
+    @property
+    def techniques(self) -> tuple[str, ...]:
+        value = self.metadata.get("technique")
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        return tuple(str(v) for v in value)
+
+    @property
+    def inputs(self) -> dict[str, InputSpec]:
+        return _input_specs(self.front.get("inputs"))
+
+    # --- template analysis ----------------------------------------------------------------
+    @property
+    def ast(self) -> nodes.Template:
+        if "ast" not in self._cache:
+            self._cache["ast"] = _ENV.parse(self.body)
+        return self._cache["ast"]  # type: ignore[no-any-return]
+
+    def template_variables(self) -> dict[str, int]:
+        """Variables the template reads from outside, each with the file line of first use."""
+        from jinja2 import meta
+
+        names = meta.find_undeclared_variables(self.ast) - set(_ENV.globals)
+        first: dict[str, int] = {}
+        for node in self.ast.find_all(nodes.Name):
+            if node.name in names and node.ctx == "load" and node.name not in first:
+                first[node.name] = node.lineno + self.body_line - 1
+        return {name: first.get(name, self.body_line) for name in sorted(names)}
+
+    def sections(self) -> list[Section]:
+        """Role sections as written in the template (before rendering)."""
+        out: list[Section] = []
+        role, start, buf = "system", 0, []
+        for offset, line in enumerate(self.body.splitlines()):
+            m = ROLE_LINE.match(line.strip())
+            if m:
+                if buf or start:
+                    out.append(Section(role, start, "\n".join(buf)))
+                role, start, buf = m.group(1).lower(), self.body_line + offset, []
+            else:
+                buf.append(line)
+        if buf or start:
+            out.append(Section(role, start, "\n".join(buf)))
+        return out
+
+    def line_of(self, *path: str) -> int | None:
+        """File line of a front-matter key such as ('inputs', 'text'), when it can be found."""
+        return _front_line(self.front_text, path)
+
+    # --- text forms -------------------------------------------------------------------------
+    def canonical_text(self) -> str:
+        """The version's content: normalised front matter without history fields, and the body.
+
+        Two files that say the same thing have the same canonical text, so its hash identifies
+        a version and export → import → export is byte-identical.
+        """
+        return dump_prompt(strip_volatile(self.front), self.body)
+
+    def with_history(self, version: int, note: str, labels: list[str]) -> str:
+        """File text for export: the content plus where it sits in its prompt's history."""
+        front = strip_volatile(self.front)
+        meta = dict(front.get("metadata") or {})
+        meta["version"] = version
+        if note:
+            meta["note"] = note
+        if labels:
+            meta["labels"] = sorted(labels)
+        front["metadata"] = meta
+        return dump_prompt(front, self.body)
+
+    @property
+    def compiled(self) -> Any:
+        if "compiled" not in self._cache:
+            self._cache["compiled"] = _ENV.from_string(self.ast)
+        return self._cache["compiled"]
+
+    # --- rendering ----------------------------------------------------------------------------
+    def resolve_variables(self, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overlaid with the given values, coerced to the declared kinds.
+
+        Raises MissingVariablesError naming every variable the template needs and nobody gave.
+        """
+        given = dict(variables or {})
+        specs = self.inputs
+        values: dict[str, Any] = {}
+        for name, spec in specs.items():
+            if name in given:
+                values[name] = coerce_value(name, spec.kind, given[name])
+            elif spec.has_default:
+                values[name] = spec.default
+        for name, value in given.items():
+            values.setdefault(name, value)
+        needed = set(self.template_variables()) | {
+            n for n, s in specs.items() if not s.has_default and n not in values
+        }
+        missing = sorted(n for n in needed if n not in values)
+        if missing:
+            raise MissingVariablesError(missing, prompt=self.name)
+        return values
+
+    def render(self, variables: Mapping[str, Any] | None = None) -> Rendered:
+        values = self.resolve_variables(variables)
+        slots: list[str] = []
+        token = _SLOTS.set(slots)
+        try:
+            text = self.compiled.render(**values)
+        except SecurityError as exc:
+            raise UnsafeTemplateError(
+                f"refused: {exc}", source=self.source, line=self._error_line(exc)
+            ) from None
+        except UndefinedError as exc:
+            raise PromptFileError(
+                f"{exc.message} (check the variable's name and its value's fields)",
+                source=self.source,
+                line=self._error_line(exc),
+            ) from None
+        except TemplateError as exc:
+            raise PromptFileError(
+                str(exc), source=self.source, line=self._error_line(exc)
+            ) from None
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise PromptFileError(
+                f"rendering failed: {exc}", source=self.source, line=self._error_line(exc)
+            ) from None
+        finally:
+            _SLOTS.reset(token)
+        messages = tuple(_split_messages(text, slots))
+        return Rendered(prompt=self.name, mode=self.mode, messages=messages, variables=values)
+
+    def _error_line(self, exc: BaseException) -> int | None:
+        tb: types.TracebackType | None = exc.__traceback__
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == "<template>":
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        return None if line is None else line + self.body_line - 1
+
+
+# --- Jinja environment -------------------------------------------------------------------
+
+_SLOTS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("slots", default=None)
+
+
+def _finalize(value: Any) -> Any:
+    """Swap each `{{ … }}` result for a placeholder so role lines are only read from template text."""
+    slots = _SLOTS.get()
+    if slots is None:  # constant folded at compile time: part of the template's own text
+        return value
+    slots.append(str(value))
+    return f"{_SLOT_OPEN}{len(slots) - 1}{_SLOT_CLOSE}"
+
+
+# Prompty's renderer: ImmutableSandboxedEnvironment with keep_trailing_newline and otherwise the
+# defaults (no trim_blocks), so whitespace comes out the same. StrictUndefined is ours.
+_ENV = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+    finalize=_finalize,
+)
+
+
+def _split_messages(text: str, slots: list[str]) -> Iterator[Message]:
+    """Prompty's parser: role lines start messages, default role system, outer blank lines trimmed."""
+    role, buf = "system", []
+    for line in text.splitlines():
+        m = ROLE_LINE.match(line.strip())
+        if m:
+            if buf:
+                yield _message(role, buf, slots)
+            role, buf = m.group(1).lower(), []
+            continue
+        buf.append(line)
+    if buf:
+        yield _message(role, buf, slots)
+
+
+def _message(role: str, lines: list[str], slots: list[str]) -> Message:
+    # Values go back in before trimming, as in Prompty, where a value's trailing newline is trimmed.
+    content = _SLOT.sub(lambda m: slots[int(m.group(1))], "\n".join(lines))
+    return Message(role, content.strip("\n"))
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def parse_prompt_bytes(data: bytes, source: str = "prompt") -> PromptFile:
+    if len(data) > MAX_FILE_BYTES:
+        raise PromptFileError(
+            f"file is {len(data) / 1024 / 1024:.1f} MB; prompt files are limited to "
+            f"{MAX_FILE_BYTES // 1024} KB",
+            source=source,
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PromptFileError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8",
+            source=source,
+        ) from None
+    return parse_prompt(text, source)
+
+
+def parse_prompt(text: str, source: str = "prompt") -> PromptFile:
+    """Parse and check a prompt file; every problem is a PromptFileError with a line number."""
+    if len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        raise PromptFileError(f"file is larger than {MAX_FILE_BYTES // 1024} KB", source=source)
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise PromptFileError("the file is empty", source=source)
+    if _SLOT_OPEN in text or _SLOT_CLOSE in text:
+        raise PromptFileError("contains reserved characters U+E000/U+E001", source=source)
+    lines = text.split("\n")
+    if lines[0].strip() != "---":
+        raise PromptFileError(
+            "missing front matter: a prompt file starts with a '---' line, then YAML "
+            "(name, description, inputs…), then another '---' line",
+            source=source,
+            line=1,
+        )
+    end = next((i for i in range(1, len(lines)) if lines[i].rstrip() == "---"), None)
+    if end is None:
+        raise PromptFileError(
+            "front matter is not closed: add a '---' line after the YAML", source=source, line=1
+        )
+    front_text = "\n".join(lines[1:end]) + "\n"
+    try:
+        front = yaml.safe_load(front_text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PromptFileError(
+            f"malformed front matter: {problem}",
+            source=source,
+            line=None if mark is None else mark.line + 2,
+        ) from None
+    if not isinstance(front, dict):
+        raise PromptFileError(
+            "malformed front matter: expected 'key: value' lines", source=source, line=2
+        )
+    body = "\n".join(lines[end + 1 :])
+    pf = PromptFile(front=front, body=body, source=source, body_line=end + 2, front_text=front_text)
+    _check_front(pf)
+    _check_template(pf)
+    return pf
+
+
+def _check_front(pf: PromptFile) -> None:
+    front, source = pf.front, pf.source
+
+    def fail(problem: str, *path: str) -> None:
+        raise PromptFileError(problem, source=source, line=pf.line_of(*path) if path else 2)
+
+    name = front.get("name")
+    if not isinstance(name, str) or not name:
+        fail("front matter needs a 'name' (lowercase letters, digits, '-', '_' or '.')")
+    elif not NAME_PATTERN.match(name):
+        fail(
+            f"name {name!r} is not usable: use lowercase letters, digits, '-', '_' or '.', "
+            "at most 100 characters",
+            "name",
+        )
+    model = front.get("model")
+    if model is not None and not isinstance(model, dict):
+        fail("'model' must be a mapping (apiType, options…)", "model")
+    if isinstance(model, dict):
+        api = model.get("apiType", "chat")
+        if api not in MODES:
+            fail(
+                f"model.apiType {api!r} is not a mode: use 'chat' (chat template) or "
+                "'completion' (raw text)",
+                "model",
+                "apiType",
+            )
+        if "options" in model and not isinstance(model["options"], dict):
+            fail("model.options must be a mapping", "model", "options")
+    template = front.get("template")
+    if template is not None:
+        fmt = template.get("format") if isinstance(template, dict) else template
+        if isinstance(fmt, dict):
+            fmt = fmt.get("kind")
+        if fmt not in (None, "jinja2"):
+            fail(f"template format {fmt!r} is not supported: use 'jinja2'", "template")
+    meta = front.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        fail("'metadata' must be a mapping", "metadata")
+    raw_inputs = front.get("inputs")
+    if raw_inputs is not None:
+        if not isinstance(raw_inputs, dict | list):
+            fail("'inputs' must be a mapping of input names", "inputs")
+        try:
+            _input_specs(raw_inputs)
+        except ValueError as exc:
+            fail(str(exc), "inputs")
+
+
+def _check_template(pf: PromptFile) -> None:
+    try:
+        ast = pf.ast
+    except TemplateSyntaxError as exc:
+        line = (exc.lineno or 1) + pf.body_line - 1
+        hint = ""
+        text_line = pf.body.splitlines()[exc.lineno - 1] if exc.lineno else ""
+        if re.search(r"\{\{\s*[\"'{\[]", text_line) or ("{%" in text_line and ":" in text_line):
+            hint = (
+                " — this looks like literal JSON or braces: wrap it in {% raw %}…{% endraw %}, "
+                "or keep it in an input and insert it with {{ name }} or {{ name | tojson }}"
+            )
+        raise PromptFileError(
+            f"template syntax error: {exc.message}{hint}", source=pf.source, line=line
+        ) from None
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test)):
+        attr: object = None
+        if isinstance(node, nodes.Getattr):
+            attr = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            attr = node.arg.value
+        elif isinstance(node, nodes.Filter | nodes.Test) and node.name in ("attr", "map"):
+            for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
+                if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+                    if arg.value.startswith("_"):
+                        attr = arg.value
+        if isinstance(attr, str) and attr.startswith("_"):
+            raise UnsafeTemplateError(
+                f"refused: the template reaches for the internal attribute {attr!r}; templates "
+                "may only read the values they are given",
+                source=pf.source,
+                line=node.lineno + pf.body_line - 1,
+            )
+    for bad in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        raise UnsafeTemplateError(
+            "refused: templates cannot include, import or extend other templates",
+            source=pf.source,
+            line=bad.lineno + pf.body_line - 1,
+        )
+    if pf.mode == "chat":
+        for offset, line in enumerate(pf.body.splitlines()):
+            m = _HEADER_LIKE.match(line)
+            if not m or ROLE_LINE.match(line.strip()):
+                continue
+            word = m.group(1).lower()
+            if word in _UNSUPPORTED_ROLES or _near_role(word):
+                raise PromptFileError(
+                    f"unknown section header {line.strip()!r}: sections are "
+                    + ", ".join(f"'{r}:'" for r in ROLES),
+                    source=pf.source,
+                    line=pf.body_line + offset,
+                )
+
+
+def _near_role(word: str) -> bool:
+    import difflib
+
+    return bool(difflib.get_close_matches(word, ROLES, n=1, cutoff=0.75))
+
+
+def _input_specs(raw: Any) -> dict[str, InputSpec]:
+    """Prompty accepts a mapping (name: {kind, default…} or name: example) or a list of specs."""
+    if raw is None:
+        return {}
+    items: list[tuple[str, Any]]
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, list):
+        items = []
+        for entry in raw:
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise ValueError("each entry of 'inputs' needs a 'name'")
+            items.append((entry["name"], entry))
+    else:
+        raise ValueError("'inputs' must be a mapping of input names")
+    specs: dict[str, InputSpec] = {}
+    for name, value in items:
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise ValueError(f"input name {name!r} is not a valid variable name")
+        if isinstance(value, dict):
+            kind = value.get("kind", "string")
+            if kind not in _INPUT_KINDS:
+                raise ValueError(
+                    f"input {name!r} has unknown kind {kind!r}; use one of "
+                    + ", ".join(sorted(_INPUT_KINDS))
+                )
+            if "default" in value:
+                default, has = value["default"], True
+            elif "example" in value:
+                default, has = value["example"], True
+            else:
+                default, has = None, False
+            specs[name] = InputSpec(
+                name, str(kind), str(value.get("description") or ""), default, has
+            )
+        else:  # `name: example` shorthand
+            specs[name] = InputSpec(name, "string", "", value, value is not None)
+    return specs
+
+
+def coerce_value(name: str, kind: str, value: Any) -> Any:
+    """Values typed on a command line or in a CSV arrive as text; make them the declared kind."""
+    if not isinstance(value, str) or kind == "string":
+        return value
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind in ("number", "float"):
+            return float(value)
+        if kind == "boolean":
+            low = value.strip().lower()
+            if low in ("true", "yes", "1"):
+                return True
+            if low in ("false", "no", "0"):
+                return False
+            raise ValueError(value)
+        if kind in ("array", "object"):
+            parsed = json.loads(value)
+            if not isinstance(parsed, list if kind == "array" else dict):
+                raise ValueError(value)
+            return parsed
+    except ValueError:
+        raise PromptFileError(
+            f"variable {name!r} should be {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+            + (" (JSON)" if kind in ("array", "object") else "")
+            + f", got {value[:60]!r}"
+        ) from None
+    return value
+
+
+# --- canonical YAML -----------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_prompt(front: Mapping[str, Any], body: str) -> str:
+    text = yaml.dump(
+        dict(front),
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
+    )
+    return f"---\n{text}---\n{body}"
+
+
+def strip_volatile(front: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(front)
+    meta = out.get("metadata")
+    if isinstance(meta, Mapping):
+        kept = {k: v for k, v in meta.items() if k not in VOLATILE_METADATA}
+        if kept:
+            out["metadata"] = kept
+        else:
+            del out["metadata"]
+    return out
+
+
+def _front_line(front_text: str, path: tuple[str, ...]) -> int | None:
+    if not front_text or not path:
+        return None
+    try:
+        node = yaml.compose(front_text)
+    except yaml.YAMLError:
+        return None
+    line: int | None = None
+    for key in path:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for k, v in node.value:
+            if getattr(k, "value", None) == key:
+                line, node = k.start_mark.line + 2, v
+                break
+        else:
+            break
+    return line
+
+
+@functools.lru_cache(maxsize=512)
+def parse_cached(text: str, source: str = "prompt") -> PromptFile:
+    """Versions never change, so parsing a stored version's text once per process is enough."""
+    return parse_prompt(text, source)

@@ -35,8 +35,9 @@ class Settings:
 
 # Each entry documents one variable; README's settings table is checked against it by a test.
 ENVIRONMENT_VARIABLES: dict[str, str] = {
-    "WORKBENCH_DATABASE_URL": "SQLAlchemy URL of the database (default: sqlite file storage/workbench.db)",
-    "WORKBENCH_STORAGE_DIR": "folder for the default database and converted models (default: storage/)",
-    "WORKBENCH_PROMPTS_DIR": "built-in prompt files loaded into an empty database (default: prompts/)",
-    "WORKBENCH_MODEL": f"default model: a local folder or cached Hugging Face id (default: {DEFAULT_MODEL})",
+    "WORKBENCH_DATABASE_URL": "SQLAlchemy URL of the database (default: storage/workbench.db)",
+    "WORKBENCH_STORAGE_DIR": "folder for the default database and converted models",
+    "WORKBENCH_PROMPTS_DIR": "built-in prompt files loaded into an empty database",
+    "WORKBENCH_MODEL": "default model: a local folder or cached Hugging Face id",
+    "WORKBENCH_DEBUG": "set to 1 to see tracebacks from the CLI",
 }

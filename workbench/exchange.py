@@ -110,7 +110,7 @@ class _Incoming:
 
 
 def import_files(library: Library, files: Sequence[tuple[str, bytes]]) -> ImportReport:
-    """Import `.prompty` files and zips of them; every file is checked before anything is written."""
+    """Import `.prompty` files and zips; every file is checked before anything is written."""
     report = ImportReport()
     incoming, problems = _read_all(files, report)
     if problems:

@@ -155,12 +155,12 @@ def _sections(pf: PromptFile) -> list[LintIssue]:
             )
         )
     if "system" in roles[1:]:
-        line = next(s.line for s in sections[1:] if s.role == "system")
+        late = next(s.line for s in sections[1:] if s.role == "system")
         out.append(
             LintIssue(
                 "system-not-first",
                 "system: comes after other messages; chat templates put the system message first",
-                line,
+                late,
             )
         )
     return out

@@ -16,11 +16,11 @@ from typing import Any
 TECHNIQUES: dict[str, str] = {
     "zero-shot": "a direct instruction with no examples",
     "few-shot": "worked examples (an `examples` input) before the real question",
-    "chain-of-thought": "asks for reasoning steps before the answer (a trigger line or a worked example)",
+    "chain-of-thought": "asks for reasoning steps before the answer (trigger line, worked example)",
     "role": "a system persona that sets expertise and style",
     "json-format": "asks for JSON that follows a schema (a `schema` input)",
     "constraints": "a list of explicit rules on length, style or audience",
-    "self-consistency": "samples several answers and keeps the majority (`samples`, `answer_pattern`)",
+    "self-consistency": "samples several answers and keeps the majority answer",
 }
 
 # Prompty's names for generation options, with the spellings people coming from other tools type.
@@ -49,7 +49,7 @@ OPTION_ALIASES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class SelfConsistency:
-    """n sampled answers, each reduced to its answer by a regex group or a JSON field, then a vote."""
+    """n sampled answers, each reduced by a regex group or a JSON field, then a majority vote."""
 
     samples: int
     answer_pattern: str | None = None

@@ -9,15 +9,17 @@ Two things we do on top, both for safety:
 - the template is compiled in a sandbox with `StrictUndefined`, and a static pass refuses any
   access to underscore attributes (`''.__class__`, `cycler.__init__`) before anything renders;
 - role lines are recognised only in the template's own text, never inside a variable's value, so a
-  dataset row that contains "system:" on a line cannot forge a message.
+  dataset row that contains "system:" on a line cannot forge a message. Before compiling, each
+  role line becomes a marker carrying a random token; after rendering only marker lines split
+  messages (Prompty's strict mode does the same with a nonce, but raises instead).
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import json
 import re
+import secrets
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,8 +48,7 @@ ROLE_LINE = re.compile(
 )
 _HEADER_LIKE = re.compile(r"^\s*#?\s*([A-Za-z][A-Za-z_-]*)\s*(\[[^\]]*\])?\s*:\s*$")
 _UNSUPPORTED_ROLES = {"tool", "function", "human", "ai", "bot", "model"}
-_SLOT_OPEN, _SLOT_CLOSE = "\ue000", "\ue001"
-_SLOT = re.compile(_SLOT_OPEN + r"(\d+)" + _SLOT_CLOSE)
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 _INPUT_KINDS = {"string", "number", "integer", "float", "boolean", "array", "object"}
 
 
@@ -143,9 +144,37 @@ class PromptFile:
 
     # --- template analysis ----------------------------------------------------------------
     @property
+    def _lead_lines(self) -> int:
+        """Prompty drops the body's leading whitespace before rendering: the lines lost."""
+        return self.body[: len(self.body) - len(self.body.lstrip())].count("\n")
+
+    def file_line(self, template_line: int) -> int:
+        """File line of a line of the compiled template."""
+        return template_line + self.body_line - 1 + self._lead_lines
+
+    @property
+    def _marker(self) -> str:
+        if "marker" not in self._cache:
+            self._cache["marker"] = secrets.token_hex(8)
+        return str(self._cache["marker"])
+
+    @property
+    def template_source(self) -> str:
+        """The body as compiled: leading whitespace dropped, role lines replaced by markers."""
+        if "source" not in self._cache:
+            lines = []
+            for line in self.body.lstrip().split("\n"):
+                m = ROLE_LINE.match(line.strip())
+                if m:
+                    line = f"{_MARK_OPEN}{self._marker}:{m.group(1).lower()}{_MARK_CLOSE}"
+                lines.append(line)
+            self._cache["source"] = "\n".join(lines)
+        return str(self._cache["source"])
+
+    @property
     def ast(self) -> nodes.Template:
         if "ast" not in self._cache:
-            self._cache["ast"] = _ENV.parse(self.body)
+            self._cache["ast"] = _ENV.parse(self.template_source)
         return self._cache["ast"]  # type: ignore[no-any-return]
 
     def template_variables(self) -> dict[str, int]:
@@ -156,13 +185,13 @@ class PromptFile:
         first: dict[str, int] = {}
         for node in self.ast.find_all(nodes.Name):
             if node.name in names and node.ctx == "load" and node.name not in first:
-                first[node.name] = node.lineno + self.body_line - 1
+                first[node.name] = self.file_line(node.lineno)
         return {name: first.get(name, self.body_line) for name in sorted(names)}
 
     def sections(self) -> list[Section]:
         """Role sections as written in the template (before rendering)."""
         out: list[Section] = []
-        role, start, buf = "system", 0, []
+        role, start, buf = "system", 0, list[str]()
         for offset, line in enumerate(self.body.splitlines()):
             m = ROLE_LINE.match(line.strip())
             if m:
@@ -232,8 +261,6 @@ class PromptFile:
 
     def render(self, variables: Mapping[str, Any] | None = None) -> Rendered:
         values = self.resolve_variables(variables)
-        slots: list[str] = []
-        token = _SLOTS.set(slots)
         try:
             text = self.compiled.render(**values)
         except SecurityError as exc:
@@ -254,9 +281,7 @@ class PromptFile:
             raise PromptFileError(
                 f"rendering failed: {exc}", source=self.source, line=self._error_line(exc)
             ) from None
-        finally:
-            _SLOTS.reset(token)
-        messages = tuple(_split_messages(text, slots))
+        messages = tuple(_split_messages(text, f"{_MARK_OPEN}{self._marker}:"))
         return Rendered(prompt=self.name, mode=self.mode, messages=messages, variables=values)
 
     def _error_line(self, exc: BaseException) -> int | None:
@@ -266,22 +291,10 @@ class PromptFile:
             if tb.tb_frame.f_code.co_filename == "<template>":
                 line = tb.tb_lineno
             tb = tb.tb_next
-        return None if line is None else line + self.body_line - 1
+        return None if line is None else self.file_line(line)
 
 
 # --- Jinja environment -------------------------------------------------------------------
-
-_SLOTS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("slots", default=None)
-
-
-def _finalize(value: Any) -> Any:
-    """Swap each `{{ … }}` result for a placeholder so role lines are only read from template text."""
-    slots = _SLOTS.get()
-    if slots is None:  # constant folded at compile time: part of the template's own text
-        return value
-    slots.append(str(value))
-    return f"{_SLOT_OPEN}{len(slots) - 1}{_SLOT_CLOSE}"
-
 
 # Prompty's renderer: ImmutableSandboxedEnvironment with keep_trailing_newline and otherwise the
 # defaults (no trim_blocks), so whitespace comes out the same. StrictUndefined is ours.
@@ -289,29 +302,26 @@ _ENV = ImmutableSandboxedEnvironment(
     undefined=StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,
-    finalize=_finalize,
 )
 
 
-def _split_messages(text: str, slots: list[str]) -> Iterator[Message]:
-    """Prompty's parser: role lines start messages, default role system, outer blank lines trimmed."""
-    role, buf = "system", []
-    for line in text.splitlines():
-        m = ROLE_LINE.match(line.strip())
-        if m:
+def _split_messages(text: str, marker: str) -> Iterator[Message]:
+    """Prompty's parser on marker lines: default role system, each message's outer newlines trimmed.
+
+    Lines are split on "\\n" only, so a value's own line breaks (\\r\\n, U+2028) reach the model
+    unchanged.
+    """
+    role, buf = "system", list[str]()
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith(marker) and stripped.endswith(_MARK_CLOSE):
             if buf:
-                yield _message(role, buf, slots)
-            role, buf = m.group(1).lower(), []
+                yield Message(role, "\n".join(buf).strip("\n"))
+            role, buf = stripped[len(marker) : -1], []
             continue
         buf.append(line)
     if buf:
-        yield _message(role, buf, slots)
-
-
-def _message(role: str, lines: list[str], slots: list[str]) -> Message:
-    # Values go back in before trimming, as in Prompty, where a value's trailing newline is trimmed.
-    content = _SLOT.sub(lambda m: slots[int(m.group(1))], "\n".join(lines))
-    return Message(role, content.strip("\n"))
+        yield Message(role, "\n".join(buf).strip("\n"))
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -342,7 +352,7 @@ def parse_prompt(text: str, source: str = "prompt") -> PromptFile:
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise PromptFileError("the file is empty", source=source)
-    if _SLOT_OPEN in text or _SLOT_CLOSE in text:
+    if _MARK_OPEN in text or _MARK_CLOSE in text:
         raise PromptFileError("contains reserved characters U+E000/U+E001", source=source)
     lines = text.split("\n")
     if lines[0].strip() != "---":
@@ -432,9 +442,12 @@ def _check_template(pf: PromptFile) -> None:
     try:
         ast = pf.ast
     except TemplateSyntaxError as exc:
-        line = (exc.lineno or 1) + pf.body_line - 1
+        line = pf.file_line(exc.lineno or 1)
         hint = ""
-        text_line = pf.body.splitlines()[exc.lineno - 1] if exc.lineno else ""
+        source_lines = pf.template_source.split("\n")
+        text_line = (
+            source_lines[exc.lineno - 1] if 0 < (exc.lineno or 0) <= len(source_lines) else ""
+        )
         if re.search(r"\{\{\s*[\"'{\[]", text_line) or ("{%" in text_line and ":" in text_line):
             hint = (
                 " — this looks like literal JSON or braces: wrap it in {% raw %}…{% endraw %}, "
@@ -451,31 +464,30 @@ def _check_template(pf: PromptFile) -> None:
             attr = node.arg.value
         elif isinstance(node, nodes.Filter | nodes.Test) and node.name in ("attr", "map"):
             for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
-                if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
-                    if arg.value.startswith("_"):
-                        attr = arg.value
+                if isinstance(arg, nodes.Const) and str(arg.value).startswith("_"):
+                    attr = arg.value
         if isinstance(attr, str) and attr.startswith("_"):
             raise UnsafeTemplateError(
                 f"refused: the template reaches for the internal attribute {attr!r}; templates "
                 "may only read the values they are given",
                 source=pf.source,
-                line=node.lineno + pf.body_line - 1,
+                line=pf.file_line(node.lineno),
             )
     for bad in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         raise UnsafeTemplateError(
             "refused: templates cannot include, import or extend other templates",
             source=pf.source,
-            line=bad.lineno + pf.body_line - 1,
+            line=pf.file_line(bad.lineno),
         )
     if pf.mode == "chat":
-        for offset, line in enumerate(pf.body.splitlines()):
-            m = _HEADER_LIKE.match(line)
-            if not m or ROLE_LINE.match(line.strip()):
+        for offset, text in enumerate(pf.body.splitlines()):
+            m = _HEADER_LIKE.match(text)
+            if not m or ROLE_LINE.match(text.strip()):
                 continue
             word = m.group(1).lower()
             if word in _UNSUPPORTED_ROLES or _near_role(word):
                 raise PromptFileError(
-                    f"unknown section header {line.strip()!r}: sections are "
+                    f"unknown section header {text.strip()!r}: sections are "
                     + ", ".join(f"'{r}:'" for r in ROLES),
                     source=pf.source,
                     line=pf.body_line + offset,
@@ -514,17 +526,14 @@ def _input_specs(raw: Any) -> dict[str, InputSpec]:
                     f"input {name!r} has unknown kind {kind!r}; use one of "
                     + ", ".join(sorted(_INPUT_KINDS))
                 )
-            if "default" in value:
-                default, has = value["default"], True
-            elif "example" in value:
-                default, has = value["example"], True
-            else:
-                default, has = None, False
+            # Prompty applies only `default`; an `example` documents a value but is not used.
+            has = "default" in value and value["default"] is not None
+            default = value.get("default")
             specs[name] = InputSpec(
                 name, str(kind), str(value.get("description") or ""), default, has
             )
-        else:  # `name: example` shorthand
-            specs[name] = InputSpec(name, "string", "", value, value is not None)
+        else:  # `name: example` shorthand: declared, no default
+            specs[name] = InputSpec(name, "string", "", None, False)
     return specs
 
 

@@ -1,0 +1,117 @@
+"""The app as a person meets it: the home page lists the library and previews a version."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import workbench
+
+APP = Path(workbench.__file__).resolve().parent / "app" / "Home.py"
+ROOT = Path(workbench.__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
+    monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(ROOT / "prompts"))
+    monkeypatch.setenv("WORKBENCH_STORAGE_DIR", str(tmp_path))
+    st.cache_resource.clear()
+    return tmp_path
+
+
+def test_home_lists_builtins_and_previews_a_version(app_env: Path) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    names = set(table["name"])
+    assert {"few-shot-translation", "zero-shot-sentiment", "json-answer"} <= names
+    assert len(names) == len(list((ROOT / "prompts").glob("*.prompty")))
+
+    at.selectbox(key="preview_prompt").set_value("few-shot-translation").run()
+    shown = [c.value for c in at.code]
+    assert "Good morning" in shown and "Bonjour" in shown
+    assert any(c.startswith("---\nname: few-shot-translation") for c in shown)
+
+
+def test_home_shows_a_saved_version_and_its_note(app_env: Path) -> None:
+    from workbench.workspace import open_library
+
+    lib = open_library()
+    v1 = lib.get("zero-shot-translation")
+    edited = v1.file.canonical_text().replace("default: French", "default: German")
+    assert edited != v1.file.canonical_text()
+    saved = lib.save(edited, "German by default")
+    assert saved.version.number == 2
+
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    at.selectbox(key="preview_prompt").set_value("zero-shot-translation").run()
+    assert at.selectbox(key="preview_version:zero-shot-translation").value == 2
+    assert "German by default" in " ".join(c.value for c in at.caption)
+    assert any("German" in c.value for c in at.code)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(app_env: Path) -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                pytest.fail(f"workbench serve did not come up:\n{out}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_serve_answers_on_localhost_only(served: str) -> None:
+    with urllib.request.urlopen(served, timeout=5) as response:
+        assert response.status == 200
+        assert b"<html" in response.read().lower()
+    port = int(served.rsplit(":", 1)[1])
+    addresses = {
+        info[4][0]
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+        if not info[4][0].startswith("127.")
+    }
+    for address in addresses:  # the machine's other addresses must not answer
+        with socket.socket() as s, pytest.raises(OSError):
+            s.settimeout(1)
+            s.connect((address, port))

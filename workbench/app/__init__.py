@@ -1,0 +1,1 @@
+"""The Streamlit pages: widgets wired to the services, nothing else."""

@@ -68,12 +68,20 @@ def serve(port: int, address: str) -> None:
     """Start the web app (Streamlit) on http://127.0.0.1:PORT."""
     entry = Path(__file__).resolve().parent / "app" / "Home.py"
     command = [
-        sys.executable, "-m", "streamlit", "run", str(entry),
-        "--server.address", address,
-        "--server.port", str(port),
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(entry),
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     _library()  # migrate and load built-ins before the first page asks for them
     click.echo(f"Prompt Workbench on http://{address}:{port}  (Ctrl+C stops it)")
     try:
@@ -356,6 +364,279 @@ def import_(paths: tuple[Path, ...]) -> None:
         click.echo(f"  new {ref}")
     for line in report.labels:
         click.echo(f"  label {line}")
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def model_options(command: Any) -> Any:
+    """--model, --dtype and --trust-remote-code, shared by the commands that load a model."""
+    command = click.option(
+        "--trust-remote-code",
+        is_flag=True,
+        help="Allow a model's own Python code to run (off by default: only for code you trust).",
+    )(command)
+    command = click.option(
+        "--dtype",
+        type=click.Choice(["float32", "bfloat16"]),
+        default="float32",
+        show_default=True,
+        help="bfloat16 is about 2x faster on CPU, but batched outputs may then differ from "
+        "one-by-one outputs; float32 keeps every output independent of its batch.",
+    )(command)
+    return click.option(
+        "--model",
+        default=None,
+        help="A local model folder or an already-downloaded Hugging Face id "
+        "(default: $WORKBENCH_MODEL, else the built-in SmolLM2-135M-Instruct).",
+    )(command)
+
+
+def _runner(model: str | None, dtype: str, trust_remote_code: bool) -> Any:
+    from .models import load_backend
+    from .runner import Runner
+
+    settings = Settings.from_env()
+    spec = model or settings.model
+    return Runner(
+        _library(),
+        lambda: load_backend(
+            spec, settings.storage_dir, dtype=dtype, trust_remote_code=trust_remote_code
+        ),
+    )
+
+
+def _format_progress(p: Any) -> str:
+    eta = f" · ETA {p.eta_s:.0f} s" if p.eta_s is not None else ""
+    cached = f" · {p.cached} cached" if p.cached else ""
+    width = 30
+    filled = int(width * p.done / p.total) if p.total else width
+    bar = "#" * filled + "-" * (width - filled)
+    return f"\r[{bar}] {p.done}/{p.total} · {p.tokens_per_s:.1f} tok/s{cached}{eta}  "
+
+
+@app.command("run")
+@click.argument("ref")
+@click.option("--var", "var", multiple=True, help="A variable, NAME=VALUE (repeatable).")
+@click.option("--vars-file", type=click.Path(path_type=Path), help="A JSON object of variables.")
+@click.option(
+    "--dataset",
+    type=click.Path(path_type=Path),
+    help="CSV or JSON Lines whose columns fill the variables; runs every row.",
+)
+@click.option(
+    "--param",
+    "param",
+    multiple=True,
+    help="Generation parameter NAME=VALUE: temperature, top_p, top_k, max_new_tokens, "
+    "repetition_penalty, do_sample, seed, stop (repeatable).",
+)
+@click.option("--samples", type=int, help="Draw N sampled answers and vote (self-consistency).")
+@click.option("--no-cache", is_flag=True, help="Generate even when an identical output is stored.")
+@click.option("--batch-size", type=int, help="Rows per batch (default: chosen from the lengths).")
+@model_options
+@json_flag
+def run_command(
+    ref: str,
+    var: tuple[str, ...],
+    vars_file: Path | None,
+    dataset: Path | None,
+    param: tuple[str, ...],
+    samples: int | None,
+    no_cache: bool,
+    batch_size: int | None,
+    model: str | None,
+    dtype: str,
+    trust_remote_code: bool,
+    as_json: bool,
+) -> None:
+    """Run REF (NAME, NAME@VERSION or NAME@LABEL) on the local model.
+
+    One input streams the answer; --dataset runs every row with a progress bar and prints a
+    summary. Every output is stored; `workbench runs` shows them.
+    """
+    from .datasets import read_dataset
+    from .params import parse_param_pairs
+
+    overrides = parse_param_pairs(list(param))
+    version = _library().get(ref)
+    rows: Any
+    if dataset is not None:
+        if var or vars_file:
+            raise WorkbenchError("give either --dataset or --var/--vars-file, not both")
+        rows = read_dataset(dataset)
+    else:
+        rows = [_parse_vars(list(var), vars_file)]
+    runner = _runner(model, dtype, trust_remote_code)
+    use_cache = not no_cache
+    single = (
+        dataset is None and not (samples and samples > 1) and runner._samples(version, samples) == 1
+    )
+    if single and not as_json:
+        streamed = runner.stream(version, rows[0], overrides=overrides, use_cache=use_cache)
+        for piece in streamed:
+            click.echo(piece, nl=False)
+        click.echo()
+        out = streamed.output
+        assert out is not None
+        rate = (out.completion_tokens or 0) / out.latency_s if out.latency_s else 0.0
+        ttft = f" · first token {out.ttft_s:.2f} s" if out.ttft_s is not None else ""
+        origin = "cached" if out.cached else f"{rate:.1f} tok/s{ttft}"
+        click.echo(
+            f"[{out.prompt}@{out.version} · {out.finish_reason} · {out.prompt_tokens}+"
+            f"{out.completion_tokens} tokens · {origin} · run {out.run_id}]",
+            err=True,
+        )
+        return
+    progress = None if as_json else (lambda p: click.echo(_format_progress(p), err=True, nl=False))
+    summary = runner.run(
+        [version],
+        rows,
+        overrides=overrides,
+        samples=samples,
+        use_cache=use_cache,
+        progress=progress,
+        batch_size=batch_size,
+    )
+    if not as_json:
+        click.echo(err=True)
+    _print_summary(summary, as_json)
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
+    if as_json:
+        _echo_json(
+            {
+                "run": summary.run.__dict__,
+                "outputs": [o.__dict__ for o in summary.outputs],
+                "votes": [v.__dict__ for v in summary.votes],
+            }
+        )
+        return
+    _table(
+        ["ROW", "SAMPLE", "FINISH", "TOKENS", "SECONDS", "CACHED", "OUTPUT"],
+        [
+            [
+                o.row_index + 1,
+                o.sample_index,
+                o.finish_reason or "error",
+                f"{o.prompt_tokens}+{o.completion_tokens}",
+                f"{o.latency_s:.2f}" if o.latency_s is not None else "-",
+                "yes" if o.cached else "",
+                (o.text or o.error or "").replace("\n", " ")[:70],
+            ]
+            for o in summary.outputs
+        ],
+    )
+    for vote in summary.votes:
+        click.echo(
+            f"row {vote.row_index + 1}: majority {vote.answer!r} "
+            f"({vote.agreement:.0%} of {vote.samples} samples agree; counts {vote.counts})"
+        )
+    run = summary.run
+    click.echo(
+        f"run {run.id}: {run.status} · {run.done}/{run.total} outputs · {run.cached} cached · "
+        f"{summary.wall_s:.1f} s · {summary.tokens_per_s:.1f} generated tok/s"
+    )
+
+
+@app.group("runs")
+def runs_app() -> None:
+    """Stored runs: list, show, resume, export."""
+
+
+@runs_app.command("list")
+@click.option("--limit", default=20, show_default=True, help="How many runs, newest first.")
+@json_flag
+def runs_list(limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    from .runner import Runner
+
+    runs = Runner(_library()).list_runs(limit=limit)
+    if as_json:
+        _echo_json([r.__dict__ for r in runs])
+        return
+    _table(
+        ["RUN", "STATUS", "WHEN", "VERSIONS", "MODEL", "DATASET", "DONE", "CACHED"],
+        [
+            [
+                r.id,
+                r.status,
+                r.created_at.strftime("%Y-%m-%d %H:%M"),
+                ", ".join(r.versions),
+                r.model,
+                r.dataset or "-",
+                f"{r.done}/{r.total}",
+                r.cached,
+            ]
+            for r in runs
+        ],
+    )
+
+
+@runs_app.command("show")
+@click.argument("run_id", type=int)
+@json_flag
+def runs_show(run_id: int, as_json: bool) -> None:
+    """Show a run and its outputs."""
+    from .runner import Runner, RunSummary
+
+    runner = Runner(_library())
+    record = runner.get_run(run_id)
+    summary = RunSummary(record, runner.outputs(run_id), runner.votes(run_id), 0.0, 0)
+    if not as_json:
+        click.echo(
+            f"run {record.id} · {record.status} · {', '.join(record.versions)} · {record.model} "
+            f"({record.revision}, {record.dtype}) · params {json.dumps(record.params)}"
+        )
+        if record.error:
+            click.echo(f"error: {record.error}")
+    _print_summary(summary, as_json)
+
+
+@runs_app.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--batch-size", type=int, help="Rows per batch (default: chosen from the lengths).")
+@model_options
+def runs_resume(
+    run_id: int, batch_size: int | None, model: str | None, dtype: str, trust_remote_code: bool
+) -> None:
+    """Finish an interrupted run: generate only its missing outputs (same model required)."""
+    from .runner import Runner
+
+    record = Runner(_library()).get_run(run_id)
+    runner = _runner(model or record.model, dtype if model else record.dtype, trust_remote_code)
+    summary = runner.resume(
+        run_id,
+        progress=lambda p: click.echo(_format_progress(p), err=True, nl=False),
+        batch_size=batch_size,
+    )
+    click.echo(err=True)
+    _print_summary(summary, False)
+
+
+@runs_app.command("export")
+@click.argument("run_id", type=int)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True
+)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="File (default: stdout).")
+def runs_export(run_id: int, fmt: str, output: Path | None) -> None:
+    """Export a run's outputs with their exact model input and parameters."""
+    from .exchange import export_outputs
+    from .runner import Runner
+
+    runner = Runner(_library())
+    runner.get_run(run_id)
+    data = export_outputs(runner.outputs(run_id), fmt)
+    if output is None:
+        click.echo(data.decode("utf-8"), nl=False)
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {output} ({len(data)} bytes)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

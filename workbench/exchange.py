@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -304,3 +305,58 @@ def load_builtins(library: Library, prompts_dir: Path) -> ImportReport | None:
             _write(library, s, incoming, report)
         s.add(AppState(key=BUILTINS_STATE_KEY, value=utcnow().isoformat()))
         return report
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+RUN_EXPORT_FIELDS = (
+    "run_id",
+    "prompt",
+    "version",
+    "row_index",
+    "sample_index",
+    "variables",
+    "text",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+    "ttft_s",
+    "batch_size",
+    "cached",
+    "error",
+    "answer",
+    "model",
+    "revision",
+    "dtype",
+    "params",
+    "seed",
+    "messages",
+    "model_input",
+    "created_at",
+)
+
+
+def export_outputs(outputs: Sequence[Any], fmt: str) -> bytes:
+    """Outputs as CSV or JSON Lines, with the exact model input and parameters of each."""
+    import csv
+    import json
+
+    rows = [{f: getattr(o, f) for f in RUN_EXPORT_FIELDS} for o in outputs]
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows).encode(
+            "utf-8"
+        )
+    if fmt == "csv":
+        buf = io.StringIO(newline="")
+        writer = csv.DictWriter(buf, fieldnames=RUN_EXPORT_FIELDS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow(
+                {
+                    k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
+                    for k, v in r.items()
+                }
+            )
+        return buf.getvalue().encode("utf-8")
+    raise WorkbenchError(f"export format {fmt!r} is not supported: use csv or jsonl")

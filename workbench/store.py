@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     String,
@@ -94,6 +97,105 @@ class LabelEvent(Base):
     from_version_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_version.id"))
     to_version_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_version.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Run(Base):
+    """One press of Run: versions × rows (× samples) on one model with one set of parameters.
+
+    Written before anything is generated; the rows it covers are kept in `run_row`, so a run
+    that was interrupted can be resumed exactly.
+    """
+
+    __tablename__ = "run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # running, done, cancelled, failed
+    model: Mapped[str] = mapped_column(Text)
+    backend: Mapped[str] = mapped_column(String(50))
+    revision: Mapped[str] = mapped_column(String(100))
+    dtype: Mapped[str] = mapped_column(String(20))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)  # overrides given for the run
+    samples: Mapped[int] = mapped_column(default=1)
+    use_cache: Mapped[bool] = mapped_column(Boolean, default=True)
+    dataset: Mapped[str | None] = mapped_column(Text)
+    total: Mapped[int]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class RunVersion(Base):
+    __tablename__ = "run_version"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_version.id"))
+
+
+class RunRow(Base):
+    __tablename__ = "run_row"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id"), primary_key=True)
+    row_index: Mapped[int] = mapped_column(primary_key=True)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Output(Base):
+    """One generation, with everything needed to reproduce it exactly."""
+
+    __tablename__ = "output"
+    __table_args__ = (
+        UniqueConstraint(
+            "run_id", "version_id", "row_index", "sample_index", name="uq_output_cell"
+        ),
+        Index("ix_output_cache_key", "cache_key"),
+        Index("ix_output_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_version.id"))
+    row_index: Mapped[int]
+    sample_index: Mapped[int] = mapped_column(default=0)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON)
+    messages: Mapped[list[Any]] = mapped_column(JSON)
+    model_input: Mapped[str] = mapped_column(Text)
+    add_special_tokens: Mapped[bool] = mapped_column(Boolean)
+    model: Mapped[str] = mapped_column(Text)
+    backend: Mapped[str] = mapped_column(String(50))
+    revision: Mapped[str] = mapped_column(String(100))
+    dtype: Mapped[str] = mapped_column(String(20))
+    chat_template_hash: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full, effective parameters
+    seed: Mapped[int]
+    text: Mapped[str | None] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(20))
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    latency_s: Mapped[float | None] = mapped_column(Float)
+    ttft_s: Mapped[float | None] = mapped_column(Float)
+    batch_size: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)  # extracted answer (self-consistency)
+    cache_key: Mapped[str] = mapped_column(String(64))
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Vote(Base):
+    """Self-consistency: the majority answer over a cell's samples and how many agreed."""
+
+    __tablename__ = "vote"
+    __table_args__ = (UniqueConstraint("run_id", "version_id", "row_index", name="uq_vote_cell"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("prompt_version.id"))
+    row_index: Mapped[int]
+    answer: Mapped[str | None] = mapped_column(Text)
+    agreement: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int]
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class AppState(Base):

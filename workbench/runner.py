@@ -1,0 +1,767 @@
+"""Run prompt versions on a model and keep every result.
+
+A run is planned before anything is generated: versions, rows and parameters are checked and
+every row is rendered, so a missing column or a bad parameter costs nothing. The run row is
+written first; each output is written the moment it is finished, so a crash or a kill keeps
+what was done and `resume` finishes only what is missing. Identical requests (same model,
+revision, chat template, exact model input, parameters and seed) are answered from the stored
+output at once, marked as cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, func, select
+
+from .datasets import Dataset, check_columns
+from .errors import NotFoundError, WorkbenchError
+from .library import Library, VersionInfo
+from .models import Backend, Cancel, Generation, ModelInput
+from .params import GenerationParams
+from .store import Output, PromptVersion, Run, RunRow, RunVersion, Vote, utcnow
+from .techniques import SelfConsistency
+from .templates import Rendered
+
+SAMPLING_TEMPERATURE = 0.7  # used for self-consistency when a prompt asks for greedy decoding
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    cached: int
+    tokens_per_s: float
+    eta_s: float | None
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    id: int
+    run_id: int
+    prompt: str
+    version: int
+    row_index: int
+    sample_index: int
+    variables: dict[str, Any]
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float | None
+    ttft_s: float | None
+    batch_size: int | None
+    cached: bool
+    error: str | None
+    answer: str | None
+    model: str
+    revision: str
+    dtype: str
+    params: dict[str, Any]
+    seed: int
+    model_input: str
+    messages: list[dict[str, str]]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    prompt: str
+    version: int
+    row_index: int
+    answer: str | None
+    agreement: float
+    samples: int
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    status: str
+    model: str
+    revision: str
+    dtype: str
+    versions: list[str]
+    params: dict[str, Any]
+    samples: int
+    dataset: str | None
+    total: int
+    done: int
+    cached: int
+    errors: int
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run: RunRecord
+    outputs: list[OutputRecord]
+    votes: list[VoteRecord]
+    wall_s: float
+    generated_tokens: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass
+class _Cell:
+    version: VersionInfo
+    version_id: int
+    row_index: int
+    sample_index: int
+    variables: dict[str, Any]
+    rendered: Rendered
+    params: GenerationParams
+    seed: int
+    model_input: ModelInput | None = None
+    cache_key: str = ""
+
+
+@dataclass
+class _Plan:
+    run_id: int
+    cells: list[_Cell] = field(default_factory=list)
+
+
+def cache_key(
+    backend: Backend, model_input: ModelInput, params: GenerationParams, seed: int
+) -> str:
+    info = backend.info
+    payload = {
+        "backend": info.backend,
+        "model": info.name,
+        "revision": info.revision,
+        "dtype": info.dtype,
+        "chat_template": info.chat_template_hash,
+        "input": model_input.text,
+        "special_tokens": model_input.add_special_tokens,
+        "params": params.key(),
+        "seed": seed if params.sampling else None,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def required_variables(version: VersionInfo) -> list[str]:
+    """Variables a dataset must provide: used by the template and without a default."""
+    pf = version.file
+    specs = pf.inputs
+    return [v for v in pf.template_variables() if not (v in specs and specs[v].has_default)]
+
+
+def extract_answer(text: str, sc: SelfConsistency) -> str | None:
+    """The answer a self-consistency vote counts: the last regex match, or a JSON field."""
+    if sc.answer_pattern:
+        matches = list(re.finditer(sc.answer_pattern, text))
+        if not matches:
+            return None
+        last = matches[-1]
+        value = last.group(1) if last.groups() else last.group(0)
+        return value.strip().rstrip(".").strip() if value is not None else None
+    if sc.answer_field:
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end <= start:
+            return None
+        try:
+            data = json.loads(text[start : end + 1])
+        except json.JSONDecodeError:
+            return None
+        value = data.get(sc.answer_field) if isinstance(data, dict) else None
+        return None if value is None else str(value).strip()
+    return text.strip()
+
+
+class Runner:
+    """Plans, executes and resumes runs; the CLI and the app call the same methods."""
+
+    def __init__(self, library: Library, backend: Backend | Callable[[], Backend] | None = None):
+        """`backend` may be a factory, so a model loads only when something is generated."""
+        self.library = library
+        self.store = library.store
+        self._backend = backend
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            raise WorkbenchError("no model chosen for this runner")
+        if not hasattr(self._backend, "info"):
+            self._backend = self._backend()
+        return self._backend  # type: ignore[return-value]
+
+    # --- planning -----------------------------------------------------------------------------
+    def start(
+        self,
+        versions: Sequence[VersionInfo],
+        rows: Dataset | Sequence[Mapping[str, Any]],
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        samples: int | None = None,
+        use_cache: bool = True,
+    ) -> int:
+        """Check everything, render every row, and write the run; returns its id.
+
+        Nothing is loaded or generated here, so every mistake in the request surfaces at once.
+        """
+        if not versions:
+            raise WorkbenchError("choose at least one prompt version to run")
+        dataset = rows if isinstance(rows, Dataset) else None
+        source: Sequence[Mapping[str, Any]] = dataset.rows if dataset else rows  # type: ignore[assignment]
+        row_list = [dict(r) for r in source]
+        if not row_list:
+            raise WorkbenchError("nothing to run: the input has no rows")
+        if dataset is not None:
+            check_columns(
+                dataset,
+                {v.ref: required_variables(v) for v in versions},
+                {v.ref: list(v.file.template_variables()) for v in versions},
+            )
+        if samples is not None and samples < 1:
+            raise WorkbenchError(f"--samples must be at least 1, got {samples}")
+        for version in versions:
+            GenerationParams.build(version.file.options, overrides)  # raises on a bad parameter
+            for index, row in enumerate(row_list):
+                try:
+                    version.file.render(row)
+                except WorkbenchError as exc:
+                    where = f"row {index + 1}: " if len(row_list) > 1 else ""
+                    raise WorkbenchError(f"{version.ref}: {where}{exc}") from None
+        info = self.backend.info
+        n_samples = [self._samples(v, samples) for v in versions]
+        with self.store.write() as s:
+            run = Run(
+                status="running",
+                model=info.name,
+                backend=info.backend,
+                revision=info.revision,
+                dtype=info.dtype,
+                params=dict(overrides or {}),
+                samples=samples or 1,
+                use_cache=use_cache,
+                dataset=dataset.name if dataset else None,
+                total=len(row_list) * sum(n_samples),
+                created_at=utcnow(),
+            )
+            s.add(run)
+            s.flush()
+            for position, version in enumerate(versions):
+                s.add(
+                    RunVersion(
+                        run_id=run.id, position=position, version_id=self._version_id(s, version)
+                    )
+                )
+            for index, row in enumerate(row_list):
+                s.add(RunRow(run_id=run.id, row_index=index, variables=_jsonable(row)))
+            return run.id
+
+    @staticmethod
+    def _samples(version: VersionInfo, samples: int | None) -> int:
+        if samples is not None:
+            return samples
+        sc = SelfConsistency.from_metadata(version.file.metadata)
+        return sc.samples if sc and sc.samples > 1 else 1
+
+    def _version_id(self, s: Any, version: VersionInfo) -> int:
+        from .store import Prompt
+
+        return int(
+            s.scalars(
+                select(PromptVersion.id)
+                .join(Prompt, Prompt.id == PromptVersion.prompt_id)
+                .where(Prompt.name == version.prompt, PromptVersion.number == version.number)
+            ).one()
+        )
+
+    def _plan(self, run_id: int) -> _Plan:
+        """The cells of a run that have no output yet, rendered and keyed."""
+        with self.store.read() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise NotFoundError(f"no run {run_id} (see `workbench runs list`)")
+            version_ids = s.scalars(
+                select(RunVersion.version_id)
+                .where(RunVersion.run_id == run_id)
+                .order_by(RunVersion.position)
+            ).all()
+            rows = s.execute(
+                select(RunRow.row_index, RunRow.variables)
+                .where(RunRow.run_id == run_id)
+                .order_by(RunRow.row_index)
+            ).all()
+            done = set(
+                s.execute(
+                    select(Output.version_id, Output.row_index, Output.sample_index).where(
+                        Output.run_id == run_id
+                    )
+                ).all()
+            )
+            versions = {vid: self._version_info(s, vid) for vid in version_ids}
+            overrides = dict(run.params)
+            samples_override = run.samples if run.samples > 1 else None
+        plan = _Plan(run_id)
+        for vid in version_ids:
+            version = versions[vid]
+            params = GenerationParams.build(version.file.options, overrides)
+            n = self._samples(version, samples_override)
+            if n > 1 and not params.sampling:
+                params = params.with_(temperature=SAMPLING_TEMPERATURE)
+            for row_index, variables in rows:
+                rendered = version.file.render(variables)
+                for sample in range(n):
+                    if (vid, row_index, sample) in done:
+                        continue
+                    seed = params.seed + sample
+                    plan.cells.append(
+                        _Cell(
+                            version, vid, row_index, sample, dict(variables), rendered, params, seed
+                        )
+                    )
+        return plan
+
+    def _version_info(self, s: Any, version_id: int) -> VersionInfo:
+        row = s.get_one(PromptVersion, version_id)
+        return self.library.info_in(s, row)
+
+    # --- executing ----------------------------------------------------------------------------
+    def execute(
+        self,
+        run_id: int,
+        *,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: Cancel | None = None,
+        batch_size: int | None = None,
+        on_output: Callable[[OutputRecord], None] | None = None,
+    ) -> RunSummary:
+        """Generate every missing output of a run (all of them for a new run)."""
+        started = time.perf_counter()
+        plan = self._plan(run_id)
+        backend = self.backend
+        with self.store.read() as s:
+            run = s.get_one(Run, run_id)
+            total, use_cache = run.total, run.use_cache
+            already = s.scalar(select(func.count()).where(Output.run_id == run_id)) or 0
+        for cell in plan.cells:
+            cell.model_input = backend.model_input(cell.rendered)
+            cell.cache_key = cache_key(backend, cell.model_input, cell.params, cell.seed)
+        for cell in plan.cells:  # every row must fit before the first token is generated
+            assert cell.model_input is not None
+            backend_check = getattr(backend, "check_fits", None)
+            if backend_check is not None:
+                try:
+                    backend_check(backend.count_tokens(cell.model_input), cell.params)
+                except WorkbenchError as exc:
+                    self._finish_run(run_id, "failed", str(exc))
+                    raise WorkbenchError(
+                        f"{cell.version.ref}, row {cell.row_index + 1}: {exc}"
+                    ) from None
+
+        counters = {"done": already, "cached": 0, "tokens": 0}
+
+        def report() -> None:
+            if progress is None:
+                return
+            elapsed = time.perf_counter() - started
+            generated_rows = counters["done"] - already - counters["cached"]
+            remaining = total - counters["done"]
+            rate = generated_rows / elapsed if elapsed > 0 and generated_rows else 0.0
+            progress(
+                Progress(
+                    done=counters["done"],
+                    total=total,
+                    cached=counters["cached"],
+                    tokens_per_s=counters["tokens"] / elapsed if elapsed > 0 else 0.0,
+                    eta_s=remaining / rate if rate else None,
+                    elapsed_s=elapsed,
+                )
+            )
+
+        def store(cell: _Cell, generation: Generation, cached: bool) -> None:
+            record = self._write_output(run_id, cell, generation, cached)
+            counters["done"] += 1
+            if cached:
+                counters["cached"] += 1
+            else:
+                counters["tokens"] += generation.completion_tokens
+            if on_output is not None:
+                on_output(record)
+            report()
+
+        report()
+        pending: list[_Cell] = []
+        for cell in plan.cells:
+            hit = self._cached(cell.cache_key) if use_cache else None
+            if hit is not None:
+                store(cell, hit, cached=True)
+            else:
+                pending.append(cell)
+
+        status = "done"
+        try:
+            groups: dict[tuple[int, str], list[_Cell]] = {}
+            for cell in pending:
+                groups.setdefault((cell.version_id, cell.params.key()), []).append(cell)
+            for cells in groups.values():
+                if cancel is not None and cancel.is_set():
+                    break
+                inputs = [c.model_input for c in cells]
+                backend.generate(
+                    inputs,  # type: ignore[arg-type]
+                    cells[0].params,
+                    seeds=[c.seed for c in cells],
+                    batch_size=batch_size,
+                    on_result=lambda i, g, cells=cells: store(cells[i], g, cached=False),  # type: ignore[misc]
+                    cancel=cancel,
+                )
+            if cancel is not None and cancel.is_set():
+                status = "cancelled"
+        except BaseException as exc:
+            self._finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        self._write_votes(run_id)
+        with self.store.read() as s:
+            missing = total - (s.scalar(select(func.count()).where(Output.run_id == run_id)) or 0)
+        if status == "done" and missing > 0:
+            status = "cancelled"
+        self._finish_run(run_id, status, None)
+        wall = time.perf_counter() - started
+        return RunSummary(
+            self.get_run(run_id), self.outputs(run_id), self.votes(run_id), wall, counters["tokens"]
+        )
+
+    def run(
+        self,
+        versions: Sequence[VersionInfo],
+        rows: Dataset | Sequence[Mapping[str, Any]],
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        samples: int | None = None,
+        use_cache: bool = True,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: Cancel | None = None,
+        batch_size: int | None = None,
+        on_output: Callable[[OutputRecord], None] | None = None,
+    ) -> RunSummary:
+        run_id = self.start(
+            versions, rows, overrides=overrides, samples=samples, use_cache=use_cache
+        )
+        return self.execute(
+            run_id, progress=progress, cancel=cancel, batch_size=batch_size, on_output=on_output
+        )
+
+    def resume(self, run_id: int, **kwargs: Any) -> RunSummary:
+        """Finish a run that was interrupted or cancelled: only missing outputs are generated."""
+        record = self.get_run(run_id)
+        info = self.backend.info
+        if (record.model, record.revision, record.dtype) != (info.name, info.revision, info.dtype):
+            raise WorkbenchError(
+                f"run {run_id} used {record.model} ({record.revision}, {record.dtype}); load that "
+                f"model to resume it, not {info.name} ({info.revision}, {info.dtype})"
+            )
+        if record.done >= record.total:
+            return RunSummary(record, self.outputs(run_id), self.votes(run_id), 0.0, 0)
+        with self.store.write() as s:
+            s.get_one(Run, run_id).status = "running"
+        return self.execute(run_id, **kwargs)
+
+    # --- streaming one answer ---------------------------------------------------------------
+    def stream(
+        self,
+        version: VersionInfo,
+        variables: Mapping[str, Any],
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        use_cache: bool = True,
+        cancel: Cancel | None = None,
+    ) -> StreamedRun:
+        """Start a single-row run and stream its answer; the output is stored when it ends."""
+        run_id = self.start(
+            [version], [variables], overrides=overrides, use_cache=use_cache, samples=1
+        )
+        plan = self._plan(run_id)
+        cell = plan.cells[0]
+        backend = self.backend
+        cell.model_input = backend.model_input(cell.rendered)
+        cell.cache_key = cache_key(backend, cell.model_input, cell.params, cell.seed)
+        return StreamedRun(self, run_id, cell, use_cache, cancel)
+
+    # --- storing ------------------------------------------------------------------------------
+    def _cached(self, key: str) -> Generation | None:
+        with self.store.read() as s:
+            hit = s.scalars(
+                select(Output)
+                .where(
+                    Output.cache_key == key,
+                    Output.error.is_(None),
+                    Output.text.is_not(None),
+                    Output.finish_reason != "cancelled",
+                )
+                .order_by(Output.id)
+                .limit(1)
+            ).first()
+            if hit is None:
+                return None
+            return Generation(
+                hit.text or "",
+                hit.finish_reason,  # type: ignore[arg-type]
+                hit.prompt_tokens or 0,
+                hit.completion_tokens or 0,
+                hit.latency_s or 0.0,
+                hit.ttft_s,
+                hit.batch_size or 1,
+            )
+
+    def _write_output(
+        self, run_id: int, cell: _Cell, g: Generation, cached: bool, error: str | None = None
+    ) -> OutputRecord:
+        info = self.backend.info
+        assert cell.model_input is not None
+        sc = SelfConsistency.from_metadata(cell.version.file.metadata)
+        answer = extract_answer(g.text, sc) if sc is not None else None
+        with self.store.write() as s:
+            row = Output(
+                run_id=run_id,
+                version_id=cell.version_id,
+                row_index=cell.row_index,
+                sample_index=cell.sample_index,
+                variables=_jsonable(cell.variables),
+                messages=[m.as_dict() for m in cell.rendered.messages],
+                model_input=cell.model_input.text,
+                add_special_tokens=cell.model_input.add_special_tokens,
+                model=info.name,
+                backend=info.backend,
+                revision=info.revision,
+                dtype=info.dtype,
+                chat_template_hash=info.chat_template_hash,
+                params=cell.params.as_dict(),
+                seed=cell.seed,
+                text=g.text,
+                finish_reason=g.finish_reason,
+                prompt_tokens=g.prompt_tokens,
+                completion_tokens=g.completion_tokens,
+                latency_s=g.latency_s,
+                ttft_s=g.ttft_s,
+                batch_size=g.batch_size,
+                error=error,
+                answer=answer,
+                cache_key=cell.cache_key,
+                cached=cached,
+                created_at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            return self._record(row, cell.version)
+
+    def _write_votes(self, run_id: int) -> None:
+        with self.store.write() as s:
+            cells: dict[tuple[int, int], list[str | None]] = {}
+            for vid, row_index, answer, sample in s.execute(
+                select(Output.version_id, Output.row_index, Output.answer, Output.sample_index)
+                .where(Output.run_id == run_id)
+                .order_by(Output.sample_index)
+            ):
+                cells.setdefault((vid, row_index), []).append(answer if sample >= 0 else None)
+            existing = set(
+                s.execute(
+                    select(Vote.version_id, Vote.row_index).where(Vote.run_id == run_id)
+                ).all()
+            )
+            for (vid, row_index), answers in cells.items():
+                if len(answers) < 2 or (vid, row_index) in existing:
+                    continue
+                counts = Counter(a for a in answers if a is not None)
+                majority, votes = counts.most_common(1)[0] if counts else (None, 0)
+                s.add(
+                    Vote(
+                        run_id=run_id,
+                        version_id=vid,
+                        row_index=row_index,
+                        answer=majority,
+                        agreement=votes / len(answers),
+                        samples=len(answers),
+                        counts=dict(counts),
+                    )
+                )
+
+    def _finish_run(self, run_id: int, status: str, error: str | None) -> None:
+        with self.store.write() as s:
+            run = s.get_one(Run, run_id)
+            run.status, run.error, run.finished_at = status, error, utcnow()
+
+    # --- reading ------------------------------------------------------------------------------
+    def get_run(self, run_id: int) -> RunRecord:
+        runs = self.list_runs(run_ids=[run_id])
+        if not runs:
+            raise NotFoundError(f"no run {run_id} (see `workbench runs list`)")
+        return runs[0]
+
+    def list_runs(self, limit: int = 50, run_ids: Sequence[int] | None = None) -> list[RunRecord]:
+        from .store import Prompt
+
+        with self.store.read() as s:
+            query = select(Run).order_by(Run.id.desc())
+            if run_ids is not None:
+                query = query.where(Run.id.in_(run_ids))
+            runs = s.scalars(query.limit(limit)).all()
+            ids = [r.id for r in runs]
+            stats = {
+                rid: (done, cached, errors)
+                for rid, done, cached, errors in s.execute(
+                    select(
+                        Output.run_id,
+                        func.count(),
+                        func.sum(func.cast(Output.cached, type_=Integer())),
+                        func.count(Output.error),
+                    )
+                    .where(Output.run_id.in_(ids))
+                    .group_by(Output.run_id)
+                )
+            }
+            names: dict[int, list[str]] = {}
+            for rid, name, number in s.execute(
+                select(RunVersion.run_id, Prompt.name, PromptVersion.number)
+                .join(PromptVersion, PromptVersion.id == RunVersion.version_id)
+                .join(Prompt, Prompt.id == PromptVersion.prompt_id)
+                .where(RunVersion.run_id.in_(ids))
+                .order_by(RunVersion.run_id, RunVersion.position)
+            ):
+                names.setdefault(rid, []).append(f"{name}@{number}")
+            return [
+                RunRecord(
+                    id=r.id,
+                    status=r.status,
+                    model=r.model,
+                    revision=r.revision,
+                    dtype=r.dtype,
+                    versions=names.get(r.id, []),
+                    params=dict(r.params),
+                    samples=r.samples,
+                    dataset=r.dataset,
+                    total=r.total,
+                    done=stats.get(r.id, (0, 0, 0))[0],
+                    cached=int(stats.get(r.id, (0, 0, 0))[1] or 0),
+                    errors=stats.get(r.id, (0, 0, 0))[2],
+                    created_at=r.created_at,
+                    finished_at=r.finished_at,
+                    error=r.error,
+                )
+                for r in runs
+            ]
+
+    def outputs(self, run_id: int) -> list[OutputRecord]:
+        with self.store.read() as s:
+            rows = s.scalars(
+                select(Output)
+                .where(Output.run_id == run_id)
+                .order_by(Output.version_id, Output.row_index, Output.sample_index)
+            ).all()
+            versions: dict[int, VersionInfo] = {}
+            out = []
+            for row in rows:
+                if row.version_id not in versions:
+                    versions[row.version_id] = self._version_info(s, row.version_id)
+                out.append(self._record(row, versions[row.version_id]))
+            return out
+
+    def votes(self, run_id: int) -> list[VoteRecord]:
+        with self.store.read() as s:
+            out = []
+            for vote in s.scalars(
+                select(Vote).where(Vote.run_id == run_id).order_by(Vote.version_id, Vote.row_index)
+            ):
+                version = self._version_info(s, vote.version_id)
+                out.append(
+                    VoteRecord(
+                        version.prompt,
+                        version.number,
+                        vote.row_index,
+                        vote.answer,
+                        vote.agreement,
+                        vote.samples,
+                        dict(vote.counts),
+                    )
+                )
+            return out
+
+    @staticmethod
+    def _record(row: Output, version: VersionInfo) -> OutputRecord:
+        return OutputRecord(
+            id=row.id,
+            run_id=row.run_id,
+            prompt=version.prompt,
+            version=version.number,
+            row_index=row.row_index,
+            sample_index=row.sample_index,
+            variables=dict(row.variables),
+            text=row.text,
+            finish_reason=row.finish_reason,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            latency_s=row.latency_s,
+            ttft_s=row.ttft_s,
+            batch_size=row.batch_size,
+            cached=row.cached,
+            error=row.error,
+            answer=row.answer,
+            model=row.model,
+            revision=row.revision,
+            dtype=row.dtype,
+            params=dict(row.params),
+            seed=row.seed,
+            model_input=row.model_input,
+            messages=list(row.messages),
+            created_at=row.created_at,
+        )
+
+
+class StreamedRun:
+    """Iterate for text pieces; afterwards `.output` is the stored OutputRecord."""
+
+    def __init__(
+        self, runner: Runner, run_id: int, cell: _Cell, use_cache: bool, cancel: Cancel | None
+    ):
+        self.runner, self.run_id, self.cell = runner, run_id, cell
+        self.use_cache, self.cancel = use_cache, cancel
+        self.output: OutputRecord | None = None
+        self.cached = False
+
+    def __iter__(self) -> Iterator[str]:
+        runner, cell = self.runner, self.cell
+        assert cell.model_input is not None
+        hit = runner._cached(cell.cache_key) if self.use_cache else None
+        if hit is not None:
+            self.cached = True
+            yield hit.text
+            generation = hit
+        else:
+            backend = runner.backend
+            stream = backend.stream(cell.model_input, cell.params, self.cancel)
+            try:
+                yield from stream
+            except GeneratorExit:  # the reader went away: the stream stops generating
+                runner._finish_run(self.run_id, "cancelled", None)
+                raise
+            except BaseException as exc:
+                runner._finish_run(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
+                raise
+            assert stream.result is not None
+            generation = stream.result
+        self.output = runner._write_output(self.run_id, cell, generation, cached=self.cached)
+        status = "cancelled" if generation.finish_reason == "cancelled" else "done"
+        runner._finish_run(self.run_id, status, None)
+
+
+def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(row), ensure_ascii=False, default=str))  # type: ignore[no-any-return]

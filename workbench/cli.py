@@ -618,7 +618,12 @@ def runs_resume(
 @runs_app.command("export")
 @click.argument("run_id", type=int)
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    default="jsonl",
+    show_default=True,
+    help="CSV for spreadsheets, JSON Lines for scripts.",
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="File (default: stdout).")
 def runs_export(run_id: int, fmt: str, output: Path | None) -> None:

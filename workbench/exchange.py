@@ -257,7 +257,20 @@ def _write(library: Library, s: Session, incoming: list[_Incoming], report: Impo
         name = item.file.name
         if name not in before:
             before[name] = library.hashes_in(s, name)
-        existing = before[name].get(_hash(item.file))
+        digest = _hash(item.file)
+        existing = None
+        if item.version is not None:  # the very same version (same number, same content)
+            existing = s.scalar(
+                select(PromptVersion)
+                .join(Prompt, Prompt.id == PromptVersion.prompt_id)
+                .where(
+                    Prompt.name == name,
+                    PromptVersion.number == item.version,
+                    PromptVersion.content_hash == digest,
+                )
+            )
+        if existing is None:
+            existing = before[name].get(digest)
         if existing is not None:
             # Already here (an earlier import, or the same content under another number).
             version_row = existing

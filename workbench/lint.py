@@ -31,6 +31,7 @@ class LintIssue:
         return f"{where}{self.severity}: {self.message}"
 
 
+_RAW_BLOCK = re.compile(r"\{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}", re.S)
 _JSON_IN_EXPRESSION = re.compile(r"\{\{\s*(\{|\[\s*\{|\"[^\"\n]*\"\s*:)")
 _COMMENT_START = re.compile(r"\{#")
 
@@ -72,7 +73,9 @@ def _variables(pf: PromptFile) -> list[LintIssue]:
 
 def _braces(pf: PromptFile) -> list[LintIssue]:
     out = []
-    for offset, line in enumerate(pf.body.splitlines()):
+    # Text inside {% raw %} is shown as is: blank it out, keeping its line breaks.
+    unraw = _RAW_BLOCK.sub(lambda m: "\n" * m.group(0).count("\n"), pf.body)
+    for offset, line in enumerate(unraw.splitlines()):
         lineno = pf.body_line + offset
         if _JSON_IN_EXPRESSION.search(line):
             out.append(

@@ -251,6 +251,12 @@ class PromptFile:
                 values[name] = spec.default
         for name, value in given.items():
             values.setdefault(name, value)
+        for name, value in values.items():
+            if _has_marker_chars(value):
+                raise PromptFileError(
+                    f"variable {name!r} contains reserved characters U+E000/U+E001",
+                    source=self.source,
+                )
         needed = set(self.template_variables()) | {
             n for n, s in specs.items() if not s.has_default and n not in values
         }
@@ -282,6 +288,13 @@ class PromptFile:
                 f"rendering failed: {exc}", source=self.source, line=self._error_line(exc)
             ) from None
         messages = tuple(_split_messages(text, f"{_MARK_OPEN}{self._marker}:"))
+        if any(_MARK_OPEN in m.content for m in messages):
+            raise PromptFileError(
+                "a role line ended up inside a message after rendering: keep each role line "
+                "(system:, user:, assistant:) on a line of its own, and don't let whitespace "
+                "control ({{ x -}}, {%- … %}) or a filter block swallow the line break before it",
+                source=self.source,
+            )
         return Rendered(prompt=self.name, mode=self.mode, messages=messages, variables=values)
 
     def _error_line(self, exc: BaseException) -> int | None:
@@ -492,6 +505,16 @@ def _check_template(pf: PromptFile) -> None:
                     source=pf.source,
                     line=pf.body_line + offset,
                 )
+
+
+def _has_marker_chars(value: Any) -> bool:
+    if isinstance(value, str):
+        return _MARK_OPEN in value or _MARK_CLOSE in value
+    if isinstance(value, Mapping):
+        return any(_has_marker_chars(k) or _has_marker_chars(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_marker_chars(v) for v in value)
+    return False
 
 
 def _near_role(word: str) -> bool:

@@ -29,6 +29,8 @@ def upgrade(engine: Engine) -> None:
     with engine.connect() as conn:
         if MigrationContext.configure(conn).get_current_revision() == head:
             return
-    with engine.begin() as conn:
+    # BEGIN IMMEDIATE on SQLite: a second process opening a new database waits for the first
+    # one's migration instead of failing, then finds the schema current.
+    with engine.execution_options(workbench_write=True).begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

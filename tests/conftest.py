@@ -1,0 +1,151 @@
+"""Shared fixtures: an isolated environment for every test, a store, a library, prompt texts."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+import workbench.store as store_module
+from workbench.library import Library
+from workbench.store import PromptVersion, Store
+
+DEFAULT_BODY = "system:\nYou are a helpful assistant.\n\nuser:\n{{ text }}\n"
+
+PromptText = Callable[..., str]
+
+
+def build_prompt_text(name: str = "demo", body: str = DEFAULT_BODY, **front: Any) -> str:
+    """A small valid prompt file: `name`, a description, one `text` input, and `body`.
+
+    Keyword arguments replace or add front-matter keys; passing None drops a key.
+    """
+    data: dict[str, Any] = {
+        "name": name,
+        "description": "A demo prompt.",
+        "inputs": {"text": {"kind": "string", "default": "hello"}},
+    }
+    data.update(front)
+    data = {k: v for k, v in data.items() if v is not None}
+    return "---\n" + yaml.safe_dump(data, sort_keys=False) + "---\n" + body
+
+
+@pytest.fixture
+def prompt_text() -> PromptText:
+    return build_prompt_text
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty database file at the current schema, made once by the real migrations.
+
+    Copying it is several times faster than migrating a new file for each test; tests that are
+    about opening a brand-new database create their own file instead.
+    """
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    Store(f"sqlite:///{path}").close()
+    assert not path.with_name("migrated.db-wal").exists()
+    return path
+
+
+@pytest.fixture
+def make_store(tmp_path: Path, migrated_db: Path) -> Iterator[Callable[[str], Store]]:
+    """Open a Store on a new, migrated database file tmp_path/NAME.db."""
+    opened: list[Store] = []
+
+    def make(name: str) -> Store:
+        path = tmp_path / f"{name}.db"
+        shutil.copyfile(migrated_db, path)
+        opened.append(Store(f"sqlite:///{path}"))
+        return opened[-1]
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_db: Path
+) -> Iterator[None]:
+    """Point every setting at tmp_path so no test touches storage/ or prompts/.
+
+    WORKBENCH_PROMPTS_DIR points at a folder that does not exist unless a test asks for the
+    `builtins` fixture, so by default the CLI starts on an empty library.
+    """
+    shutil.copyfile(migrated_db, tmp_path / "cli.db")
+    url = f"sqlite:///{tmp_path}/cli.db"
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", url)
+    monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(tmp_path / "builtins"))
+    monkeypatch.setenv("WORKBENCH_STORAGE_DIR", str(tmp_path / "storage"))
+    monkeypatch.delenv("WORKBENCH_DEBUG", raising=False)
+    yield
+    # get_store caches one Store per URL for the life of the process; drop this test's ones.
+    with store_module._stores_lock:
+        for key in [k for k in store_module._stores if str(tmp_path) in k]:
+            store_module._stores.pop(key).close()
+
+
+@pytest.fixture
+def store(make_store: Callable[[str], Store]) -> Store:
+    return make_store("t")
+
+
+@pytest.fixture
+def library(store: Store) -> Library:
+    return Library(store)
+
+
+def count_versions(store: Store) -> int:
+    with store.read() as s:
+        return int(s.scalar(select(func.count()).select_from(PromptVersion)) or 0)
+
+
+@pytest.fixture
+def version_count() -> Callable[[Store], int]:
+    """Number of prompt_version rows in a store (to show that a refused write wrote nothing)."""
+    return count_versions
+
+
+BUILTIN_FILES = {
+    "greet": build_prompt_text(
+        "greet",
+        "system:\nYou are kind.\n\nuser:\nSay hello to {{ who }}.\n",
+        description="Greets someone.",
+        inputs={"who": {"kind": "string", "description": "Who to greet.", "default": "world"}},
+        metadata={"technique": "zero-shot"},
+    ),
+    "count": build_prompt_text(
+        "count",
+        "user:\nCount to {{ n }}{% if shout %}!{% endif %}\n",
+        description="Counts.",
+        inputs={
+            "n": {"kind": "integer", "default": 3},
+            "shout": {"kind": "boolean", "default": False},
+        },
+        metadata={"technique": "zero-shot"},
+    ),
+    "story": build_prompt_text(
+        "story",
+        "Once upon a time, {{ hero }}",
+        description="A completion prompt.",
+        model={"apiType": "completion"},
+        inputs={"hero": {"kind": "string", "default": "a fox"}},
+        metadata={"technique": "zero-shot"},
+    ),
+}
+
+
+@pytest.fixture
+def builtins(tmp_path: Path) -> dict[str, str]:
+    """Write three small prompt files where WORKBENCH_PROMPTS_DIR points; the CLI loads them."""
+    folder = tmp_path / "builtins"
+    folder.mkdir(exist_ok=True)
+    for name, text in BUILTIN_FILES.items():
+        (folder / f"{name}.prompty").write_text(text, encoding="utf-8")
+    return dict(BUILTIN_FILES)

@@ -149,3 +149,83 @@ def builtins(tmp_path: Path) -> dict[str, str]:
     for name, text in BUILTIN_FILES.items():
         (folder / f"{name}.prompty").write_text(text, encoding="utf-8")
     return dict(BUILTIN_FILES)
+
+
+# --- a tiny local model for the runner tests ----------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILTIN_PROMPTS_DIR = REPO_ROOT / "prompts"
+TINY_WEIGHT_SCALE = 6.0
+
+
+def _sharpen(folder: Path, factor: float) -> None:
+    """Scale every weight matrix except the embeddings, in place.
+
+    At its default initialisation (std 0.02) the random model's residual stream is almost just
+    the last token's embedding, and with tied embeddings it repeats that token for ever (every
+    prompt ending in "Sentiment:" answers "::::…", with no spaces, so a streamer never flushes).
+    Larger weights make each answer depend on the whole prompt, so "batched equals one-by-one"
+    and the streaming tests really compare something. It is still saved and loaded like any model.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() == 2 and "embed" not in name:
+                param.mul_(factor)
+    model.save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama + ChatML tokenizer in a folder (see tests/tiny_model.py)."""
+    from tiny_model import build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("tiny"))
+    _sharpen(folder, TINY_WEIGHT_SCALE)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The process-wide backend for the tiny model (load_backend caches it per process)."""
+    from workbench.models import load_backend
+
+    return load_backend(str(tiny_model_dir), tmp_path_factory.mktemp("storage"))
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread_for_the_tiny_model(request: pytest.FixtureRequest) -> None:
+    """Tests on the tiny model run torch on one thread.
+
+    Loading a backend sets torch to every core (models.configure_threads). For a 64-wide model
+    that buys nothing, and when other work keeps the cores busy, OpenMP's barriers make each
+    step of a two-thread pass wait for a descheduled thread: a 40-row batch took 14 s instead of
+    0.2 s. Outputs do not depend on it (batched and one-by-one runs use the same setting).
+    Tests of the real default model keep the product's setting.
+    """
+    if "tiny_backend" in request.fixturenames:
+        import torch
+
+        request.getfixturevalue("tiny_backend")  # loaded first: loading sets the threads
+        torch.set_num_threads(1)
+
+
+@pytest.fixture
+def builtin_library(make_store: Callable[[str], Store]) -> Library:
+    """A fresh migrated store holding the real built-in prompts from prompts/."""
+    from workbench.exchange import load_builtins
+
+    lib = Library(make_store("runner"))
+    load_builtins(lib, BUILTIN_PROMPTS_DIR)
+    return lib
+
+
+@pytest.fixture
+def runner(builtin_library: Library, tiny_backend: Any) -> Any:
+    """A Runner over the real built-in prompts and the tiny model."""
+    from workbench.runner import Runner
+
+    return Runner(builtin_library, tiny_backend)

@@ -96,6 +96,8 @@ class Backend(Protocol):
 
     def count_tokens(self, model_input: ModelInput) -> int: ...
 
+    def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None: ...
+
     def generate(
         self,
         inputs: Sequence[ModelInput],

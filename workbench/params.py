@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -159,7 +160,12 @@ def parse_param_pairs(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ParameterError(f"--param expects NAME=VALUE, got {pair!r}")
         if key == "stop":
-            out.setdefault("stop", []).append(value.encode().decode("unicode_escape"))
+            out.setdefault("stop", []).append(_unescape(value))
         else:
             out[key] = value
     return out
+
+
+def _unescape(text: str) -> str:
+    r"""`\n`, `\t` and `\\` typed on a command line; everything else (é, 日本) stays as typed."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)

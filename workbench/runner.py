@@ -18,14 +18,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, func, select
+from sqlalchemy import ColumnElement, Integer, delete, func, or_, select
 
 from .datasets import Dataset, check_columns
 from .errors import NotFoundError, WorkbenchError
 from .library import Library, VersionInfo
-from .models import Backend, Cancel, Generation, ModelInput
+from .models import Backend, Cancel, FinishReason, Generation, ModelInput
 from .params import GenerationParams
 from .store import Output, PromptVersion, Run, RunRow, RunVersion, Vote, utcnow
 from .techniques import SelfConsistency
@@ -119,6 +119,7 @@ class RunSummary:
 
 @dataclass
 class _Cell:
+    samples: int  # how many samples its (version, row) draws; > 1 means a vote
     version: VersionInfo
     version_id: int
     row_index: int
@@ -135,6 +136,11 @@ class _Cell:
 class _Plan:
     run_id: int
     cells: list[_Cell] = field(default_factory=list)
+
+
+def _complete() -> ColumnElement[bool]:
+    """Outputs that count as done: everything except those cut short by a cancel."""
+    return or_(Output.finish_reason.is_(None), Output.finish_reason != "cancelled")
 
 
 def cache_key(
@@ -193,6 +199,8 @@ class Runner:
         self.library = library
         self.store = library.store
         self._backend = backend
+        # Rows rendered while checking a run in `start`, reused when it executes in this process.
+        self._rendered: dict[int, dict[tuple[str, int], Rendered]] = {}
 
     @property
     def backend(self) -> Backend:
@@ -231,11 +239,12 @@ class Runner:
             )
         if samples is not None and samples < 1:
             raise WorkbenchError(f"--samples must be at least 1, got {samples}")
+        rendered: dict[tuple[str, int], Rendered] = {}
         for version in versions:
             GenerationParams.build(version.file.options, overrides)  # raises on a bad parameter
             for index, row in enumerate(row_list):
                 try:
-                    version.file.render(row)
+                    rendered[(version.content_hash, index)] = version.file.render(row)
                 except WorkbenchError as exc:
                     where = f"row {index + 1}: " if len(row_list) > 1 else ""
                     raise WorkbenchError(f"{version.ref}: {where}{exc}") from None
@@ -263,9 +272,13 @@ class Runner:
                         run_id=run.id, position=position, version_id=self._version_id(s, version)
                     )
                 )
-            for index, row in enumerate(row_list):
-                s.add(RunRow(run_id=run.id, row_index=index, variables=_jsonable(row)))
-            return run.id
+            s.add_all(
+                RunRow(run_id=run.id, row_index=index, variables=_jsonable(row))
+                for index, row in enumerate(row_list)
+            )
+            run_id = run.id
+        self._rendered = {run_id: rendered}  # only the run just started
+        return run_id
 
     @staticmethod
     def _samples(version: VersionInfo, samples: int | None) -> int:
@@ -304,7 +317,7 @@ class Runner:
             done = set(
                 s.execute(
                     select(Output.version_id, Output.row_index, Output.sample_index).where(
-                        Output.run_id == run_id
+                        Output.run_id == run_id, _complete()
                     )
                 ).all()
             )
@@ -312,6 +325,7 @@ class Runner:
             overrides = dict(run.params)
             samples_override = run.samples if run.samples > 1 else None
         plan = _Plan(run_id)
+        prepared = self._rendered.pop(run_id, {})
         for vid in version_ids:
             version = versions[vid]
             params = GenerationParams.build(version.file.options, overrides)
@@ -319,14 +333,26 @@ class Runner:
             if n > 1 and not params.sampling:
                 params = params.with_(temperature=SAMPLING_TEMPERATURE)
             for row_index, variables in rows:
-                rendered = version.file.render(variables)
+                rendered = prepared.pop((version.content_hash, row_index), None)
+                if rendered is None or any(
+                    rendered.variables.get(k) != v for k, v in variables.items()
+                ):  # not prepared in this process, or changed by the JSON round trip
+                    rendered = version.file.render(variables)
                 for sample in range(n):
                     if (vid, row_index, sample) in done:
                         continue
                     seed = params.seed + sample
                     plan.cells.append(
                         _Cell(
-                            version, vid, row_index, sample, dict(variables), rendered, params, seed
+                            n,
+                            version,
+                            vid,
+                            row_index,
+                            sample,
+                            dict(variables),
+                            rendered,
+                            params,
+                            seed,
                         )
                     )
         return plan
@@ -352,21 +378,22 @@ class Runner:
         with self.store.read() as s:
             run = s.get_one(Run, run_id)
             total, use_cache = run.total, run.use_cache
-            already = s.scalar(select(func.count()).where(Output.run_id == run_id)) or 0
+            already = (
+                s.scalar(select(func.count()).where(Output.run_id == run_id, _complete())) or 0
+            )
         for cell in plan.cells:
             cell.model_input = backend.model_input(cell.rendered)
             cell.cache_key = cache_key(backend, cell.model_input, cell.params, cell.seed)
-        for cell in plan.cells:  # every row must fit before the first token is generated
+        self._drop_incomplete(run_id)
+        hits = self._cached_many([c.cache_key for c in plan.cells]) if use_cache else {}
+        pending = [c for c in plan.cells if c.cache_key not in hits]
+        for cell in pending:  # every row must fit before the first token is generated
             assert cell.model_input is not None
-            backend_check = getattr(backend, "check_fits", None)
-            if backend_check is not None:
-                try:
-                    backend_check(backend.count_tokens(cell.model_input), cell.params)
-                except WorkbenchError as exc:
-                    self._finish_run(run_id, "failed", str(exc))
-                    raise WorkbenchError(
-                        f"{cell.version.ref}, row {cell.row_index + 1}: {exc}"
-                    ) from None
+            try:
+                backend.check_fits(backend.count_tokens(cell.model_input), cell.params)
+            except WorkbenchError as exc:
+                self._finish_run(run_id, "failed", str(exc))
+                raise type(exc)(f"{cell.version.ref}, row {cell.row_index + 1}: {exc}") from None
 
         counters = {"done": already, "cached": 0, "tokens": 0}
 
@@ -388,25 +415,22 @@ class Runner:
                 )
             )
 
-        def store(cell: _Cell, generation: Generation, cached: bool) -> None:
-            record = self._write_output(run_id, cell, generation, cached)
-            counters["done"] += 1
-            if cached:
-                counters["cached"] += 1
-            else:
-                counters["tokens"] += generation.completion_tokens
-            if on_output is not None:
-                on_output(record)
+        def store(items: list[tuple[_Cell, Generation, bool]]) -> None:
+            for record, (_, generation, cached) in zip(
+                self._write_outputs(run_id, items), items, strict=True
+            ):
+                counters["done"] += 1
+                if cached:
+                    counters["cached"] += 1
+                else:
+                    counters["tokens"] += generation.completion_tokens
+                if on_output is not None:
+                    on_output(record)
             report()
 
         report()
-        pending: list[_Cell] = []
-        for cell in plan.cells:
-            hit = self._cached(cell.cache_key) if use_cache else None
-            if hit is not None:
-                store(cell, hit, cached=True)
-            else:
-                pending.append(cell)
+        if hits:  # one transaction for all answers that are already known
+            store([(c, hits[c.cache_key], True) for c in plan.cells if c.cache_key in hits])
 
         status = "done"
         try:
@@ -422,7 +446,7 @@ class Runner:
                     cells[0].params,
                     seeds=[c.seed for c in cells],
                     batch_size=batch_size,
-                    on_result=lambda i, g, cells=cells: store(cells[i], g, cached=False),  # type: ignore[misc]
+                    on_result=lambda i, g, cells=cells: store([(cells[i], g, False)]),  # type: ignore[misc]
                     cancel=cancel,
                 )
             if cancel is not None and cancel.is_set():
@@ -432,7 +456,9 @@ class Runner:
             raise
         self._write_votes(run_id)
         with self.store.read() as s:
-            missing = total - (s.scalar(select(func.count()).where(Output.run_id == run_id)) or 0)
+            missing = total - (
+                s.scalar(select(func.count()).where(Output.run_id == run_id, _complete())) or 0
+            )
         if status == "done" and missing > 0:
             status = "cancelled"
         self._finish_run(run_id, status, None)
@@ -498,81 +524,109 @@ class Runner:
         return StreamedRun(self, run_id, cell, use_cache, cancel)
 
     # --- storing ------------------------------------------------------------------------------
-    def _cached(self, key: str) -> Generation | None:
+    def _cached_many(self, keys: Sequence[str]) -> dict[str, Generation]:
+        """Stored generations for these cache keys (the earliest complete one for each)."""
+        found: dict[str, Generation] = {}
+        unique = list(dict.fromkeys(keys))
         with self.store.read() as s:
-            hit = s.scalars(
-                select(Output)
-                .where(
-                    Output.cache_key == key,
-                    Output.error.is_(None),
-                    Output.text.is_not(None),
-                    Output.finish_reason != "cancelled",
+            for start in range(0, len(unique), 500):
+                rows = s.execute(
+                    select(
+                        Output.cache_key,
+                        Output.text,
+                        Output.finish_reason,
+                        Output.prompt_tokens,
+                        Output.completion_tokens,
+                        Output.latency_s,
+                        Output.ttft_s,
+                        Output.batch_size,
+                    )
+                    .where(
+                        Output.cache_key.in_(unique[start : start + 500]),
+                        Output.error.is_(None),
+                        Output.text.is_not(None),
+                        Output.finish_reason != "cancelled",
+                    )
+                    .order_by(Output.id.desc())
                 )
-                .order_by(Output.id)
-                .limit(1)
-            ).first()
-            if hit is None:
-                return None
-            return Generation(
-                hit.text or "",
-                hit.finish_reason,  # type: ignore[arg-type]
-                hit.prompt_tokens or 0,
-                hit.completion_tokens or 0,
-                hit.latency_s or 0.0,
-                hit.ttft_s,
-                hit.batch_size or 1,
-            )
+                for key, text, reason, p_tok, c_tok, latency, ttft, batch in rows:
+                    found[key] = Generation(
+                        text or "",
+                        cast(FinishReason, reason),
+                        p_tok or 0,
+                        c_tok or 0,
+                        latency or 0.0,
+                        ttft,
+                        batch or 1,
+                    )
+        return found
 
-    def _write_output(
-        self, run_id: int, cell: _Cell, g: Generation, cached: bool, error: str | None = None
-    ) -> OutputRecord:
+    def _write_outputs(
+        self, run_id: int, items: Sequence[tuple[_Cell, Generation, bool]]
+    ) -> list[OutputRecord]:
+        """Store finished generations in one transaction (a single one as soon as it is done)."""
         info = self.backend.info
+        rows = [self._output_row(run_id, cell, g, cached, info) for cell, g, cached in items]
+        with self.store.write() as s:
+            s.add_all(rows)
+            s.flush()
+            return [
+                self._record(row, cell.version)
+                for row, (cell, _, _) in zip(rows, items, strict=True)
+            ]
+
+    @staticmethod
+    def _output_row(run_id: int, cell: _Cell, g: Generation, cached: bool, info: Any) -> Output:
         assert cell.model_input is not None
         sc = SelfConsistency.from_metadata(cell.version.file.metadata)
-        answer = extract_answer(g.text, sc) if sc is not None else None
+        if sc is None and cell.samples > 1:  # --samples on a prompt without a pattern
+            sc = SelfConsistency(cell.samples)
+        return Output(
+            run_id=run_id,
+            version_id=cell.version_id,
+            row_index=cell.row_index,
+            sample_index=cell.sample_index,
+            variables=_jsonable(cell.variables),
+            messages=[m.as_dict() for m in cell.rendered.messages],
+            model_input=cell.model_input.text,
+            add_special_tokens=cell.model_input.add_special_tokens,
+            model=info.name,
+            backend=info.backend,
+            revision=info.revision,
+            dtype=info.dtype,
+            chat_template_hash=info.chat_template_hash,
+            params=cell.params.as_dict(),
+            seed=cell.seed,
+            text=g.text,
+            finish_reason=g.finish_reason,
+            prompt_tokens=g.prompt_tokens,
+            completion_tokens=g.completion_tokens,
+            latency_s=g.latency_s,
+            ttft_s=g.ttft_s,
+            batch_size=g.batch_size,
+            error=None,
+            answer=extract_answer(g.text, sc) if sc is not None else None,
+            cache_key=cell.cache_key,
+            cached=cached,
+            created_at=utcnow(),
+        )
+
+    def _drop_incomplete(self, run_id: int) -> None:
+        """Outputs cut short by a cancel are redone on resume: remove the partial ones first."""
         with self.store.write() as s:
-            row = Output(
-                run_id=run_id,
-                version_id=cell.version_id,
-                row_index=cell.row_index,
-                sample_index=cell.sample_index,
-                variables=_jsonable(cell.variables),
-                messages=[m.as_dict() for m in cell.rendered.messages],
-                model_input=cell.model_input.text,
-                add_special_tokens=cell.model_input.add_special_tokens,
-                model=info.name,
-                backend=info.backend,
-                revision=info.revision,
-                dtype=info.dtype,
-                chat_template_hash=info.chat_template_hash,
-                params=cell.params.as_dict(),
-                seed=cell.seed,
-                text=g.text,
-                finish_reason=g.finish_reason,
-                prompt_tokens=g.prompt_tokens,
-                completion_tokens=g.completion_tokens,
-                latency_s=g.latency_s,
-                ttft_s=g.ttft_s,
-                batch_size=g.batch_size,
-                error=error,
-                answer=answer,
-                cache_key=cell.cache_key,
-                cached=cached,
-                created_at=utcnow(),
+            s.execute(
+                delete(Output).where(Output.run_id == run_id, Output.finish_reason == "cancelled")
             )
-            s.add(row)
-            s.flush()
-            return self._record(row, cell.version)
 
     def _write_votes(self, run_id: int) -> None:
         with self.store.write() as s:
             cells: dict[tuple[int, int], list[str | None]] = {}
-            for vid, row_index, answer, sample in s.execute(
-                select(Output.version_id, Output.row_index, Output.answer, Output.sample_index)
+            for vid, row_index, answer in s.execute(
+                select(Output.version_id, Output.row_index, Output.answer)
                 .where(Output.run_id == run_id)
                 .order_by(Output.sample_index)
             ):
-                cells.setdefault((vid, row_index), []).append(answer if sample >= 0 else None)
+                cells.setdefault((vid, row_index), []).append(answer)
             existing = set(
                 s.execute(
                     select(Vote.version_id, Vote.row_index).where(Vote.run_id == run_id)
@@ -625,7 +679,7 @@ class Runner:
                         func.sum(func.cast(Output.cached, type_=Integer())),
                         func.count(Output.error),
                     )
-                    .where(Output.run_id.in_(ids))
+                    .where(Output.run_id.in_(ids), _complete())
                     .group_by(Output.run_id)
                 )
             }
@@ -740,7 +794,7 @@ class StreamedRun:
     def __iter__(self) -> Iterator[str]:
         runner, cell = self.runner, self.cell
         assert cell.model_input is not None
-        hit = runner._cached(cell.cache_key) if self.use_cache else None
+        hit = runner._cached_many([cell.cache_key]).get(cell.cache_key) if self.use_cache else None
         if hit is not None:
             self.cached = True
             yield hit.text
@@ -758,7 +812,7 @@ class StreamedRun:
                 raise
             assert stream.result is not None
             generation = stream.result
-        self.output = runner._write_output(self.run_id, cell, generation, cached=self.cached)
+        self.output = runner._write_outputs(self.run_id, [(cell, generation, self.cached)])[0]
         status = "cancelled" if generation.finish_reason == "cancelled" else "done"
         runner._finish_run(self.run_id, status, None)
 

@@ -140,7 +140,9 @@ class PromptFile:
 
     @property
     def inputs(self) -> dict[str, InputSpec]:
-        return _input_specs(self.front.get("inputs"))
+        if "inputs" not in self._cache:
+            self._cache["inputs"] = _input_specs(self.front.get("inputs"))
+        return dict(self._cache["inputs"])
 
     # --- template analysis ----------------------------------------------------------------
     @property
@@ -179,6 +181,11 @@ class PromptFile:
 
     def template_variables(self) -> dict[str, int]:
         """Variables the template reads from outside, each with the file line of first use."""
+        if "variables" not in self._cache:
+            self._cache["variables"] = self._find_variables()
+        return dict(self._cache["variables"])
+
+    def _find_variables(self) -> dict[str, int]:
         from jinja2 import meta
 
         names = meta.find_undeclared_variables(self.ast) - set(_ENV.globals)

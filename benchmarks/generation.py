@@ -1,0 +1,227 @@
+"""Generation throughput on the default model: our runner against the usual alternatives.
+
+Run on demand (not part of the test suite):
+
+    .venv/bin/python benchmarks/generation.py            # both workloads, 32 rows each
+    .venv/bin/python benchmarks/generation.py --rows 8   # a quick look
+
+Two workloads, greedy, everything measured in this one process on the same loaded model:
+  W1 classification (prompt-bound): the built-in zero-shot sentiment prompt (chat) over 32
+     reviews, max_new_tokens 32; answers are a token or two, so the time goes into reading
+     the prompt.
+  W2 generation (decode-bound): the built-in chain-of-thought prompt over 32 word problems,
+     max_new_tokens 64.
+For each: (a) the loop a user writes by hand, one `model.generate` per row; (b) transformers'
+`pipeline("text-generation", batch_size=8)`; (c) our runner; (d) our runner again, answered
+from the cache; (e) llama.cpp on the same GGUF, one request at a time, when `llama_cpp` is
+importable. Printed: wall time, rows/s, generated tokens/s, the ratios c/a, c/b, c/e and d/c,
+and how many outputs differ from (a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+REVIEWS = [
+    "I love this product!", "Terrible, it broke after one day.", "It arrived on Tuesday.",
+    "Absolutely fantastic quality and fast shipping.", "Worst purchase I have ever made.",
+    "The box is blue.", "Not bad, but not great either.", "I would buy it again in a heartbeat!",
+    "The battery died within an hour.", "Exactly as described.", "Customer service ignored me.",
+    "My kids use it every day and they adore it.", "It is a phone case.", "Do not buy this.",
+    "Surprisingly good for the price.", "The instructions were in French.",
+    "It stopped working and the refund took weeks.", "Five stars, would recommend.",
+    "The package contained two screws.", "Mediocre at best.", "This changed my mornings!",
+    "Broken on arrival, very disappointed.", "It weighs about a kilogram.", "Pure joy to use.",
+    "Cheap plastic, feels flimsy.", "The colour matches the photo.", "Best gift I ever gave.",
+    "Returned it the next day.", "It is fine.", "Awful smell when it heats up.",
+    "Setup took ten minutes.", "I am thrilled with it.",
+]  # fmt: skip
+PROBLEMS = [
+    f"A shop had {a} apples. It sold {b} and then bought {c} more. How many apples does it have?"
+    for a, b, c in [
+        (23, 20, 6), (15, 4, 9), (40, 12, 5), (8, 3, 10), (31, 30, 2), (50, 25, 25), (12, 7, 7),
+        (19, 9, 1), (27, 14, 3), (33, 11, 8), (9, 9, 9), (60, 45, 12), (14, 2, 20), (22, 21, 4),
+        (17, 6, 6), (45, 5, 15), (38, 19, 2), (11, 10, 30), (26, 13, 13), (70, 35, 1),
+        (16, 8, 4), (29, 28, 7), (42, 2, 3), (35, 17, 9), (13, 12, 12), (55, 50, 5), (21, 1, 1),
+        (18, 9, 18), (64, 32, 16), (10, 5, 25), (37, 36, 11), (48, 24, 6),
+    ]
+]  # fmt: skip
+
+
+@dataclass
+class Measure:
+    label: str
+    wall_s: float
+    rows: int
+    tokens: int
+    texts: list[str]
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.wall_s
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.wall_s
+
+
+def timed(label: str, fn: Callable[[], tuple[list[str], int]], rows: int) -> Measure:
+    started = time.perf_counter()
+    texts, tokens = fn()
+    return Measure(label, time.perf_counter() - started, rows, tokens, texts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--workload", choices=["W1", "W2", "both"], default="both")
+    args = parser.parse_args()
+
+    import torch
+    from transformers import pipeline
+
+    from workbench.config import Settings
+    from workbench.exchange import load_builtins
+    from workbench.library import Library
+    from workbench.models import default_gguf, load_backend
+    from workbench.runner import Runner
+    from workbench.store import Store
+
+    settings = Settings.from_env()
+    backend = load_backend("default", settings.storage_dir)
+    model, tok = backend.model, backend.tokenizer
+    tmp = tempfile.mkdtemp(prefix="wb-bench-")
+    library = Library(Store(f"sqlite:///{tmp}/bench.db"))
+    load_builtins(library, ROOT / "prompts")
+    print(
+        f"model {backend.info.name} ({backend.info.revision}, {backend.info.dtype}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
+    )
+
+    workloads = {
+        "W1": ("zero-shot-sentiment-chat", [{"text": r} for r in REVIEWS], 32),
+        "W2": ("chain-of-thought-math", [{"question": q} for q in PROBLEMS], 64),
+    }
+    for name, (prompt, rows, max_new) in workloads.items():
+        if args.workload not in (name, "both"):
+            continue
+        rows = (rows * ((args.rows + len(rows) - 1) // len(rows)))[: args.rows]
+        version = library.get(prompt)
+        rendered = [version.file.render(r) for r in rows]
+        messages = [[m.as_dict() for m in r.messages] for r in rendered]
+        inputs = [backend.model_input(r) for r in rendered]
+        overrides = {"max_new_tokens": max_new, "temperature": 0, "stop": []}
+        print(f"\n{name}: {prompt} × {len(rows)} rows, greedy, max_new_tokens {max_new}")
+
+        def by_hand() -> tuple[list[str], int]:
+            texts, tokens = [], 0
+            with torch.inference_mode():
+                for m in messages:
+                    enc = tok.apply_chat_template(
+                        m, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                    )
+                    out = model.generate(
+                        **enc, max_new_tokens=max_new, do_sample=False, pad_token_id=backend.pad_id
+                    )
+                    new = out[0, enc["input_ids"].shape[1] :]
+                    tokens += _count(new.tolist(), backend.eos_ids)
+                    texts.append(tok.decode(new, skip_special_tokens=True))
+            return texts, tokens
+
+        def with_pipeline() -> tuple[list[str], int]:
+            pipe = pipeline("text-generation", model=model, tokenizer=tok)
+            pipe.tokenizer.padding_side = "left"
+            results = pipe(
+                messages, batch_size=8, max_new_tokens=max_new, do_sample=False,
+                pad_token_id=backend.pad_id, return_full_text=False,
+            )  # fmt: skip
+            texts = [r[0]["generated_text"] for r in results]
+            tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
+            return texts, tokens
+
+        def ours(use_cache: bool) -> Callable[[], tuple[list[str], int]]:
+            def go() -> tuple[list[str], int]:
+                summary = Runner(library, backend).run(
+                    [version], rows, overrides=overrides, use_cache=use_cache
+                )
+                texts = [o.text or "" for o in summary.outputs]
+                return texts, sum(o.completion_tokens or 0 for o in summary.outputs)
+
+            return go
+
+        # Warm up every path once on two rows so no path pays first-call costs.
+        with torch.inference_mode():
+            backend.generate(inputs[:2], backend_params(overrides))
+        a = timed("(a) one generate per row", by_hand, len(rows))
+        b = timed("(b) pipeline batch_size=8", with_pipeline, len(rows))
+        c = timed("(c) workbench runner", ours(False), len(rows))
+        d = timed("(d) workbench runner, cached", ours(True), len(rows))
+        e = None
+        try:
+            e = timed("(e) llama.cpp, one at a time", llama_cpp(default_gguf(), messages, max_new),
+                      len(rows))  # fmt: skip
+        except ImportError:
+            pass
+        measures = [m for m in (a, b, c, d, e) if m is not None]
+        print(f"{'':34}{'wall s':>8}{'rows/s':>9}{'tok/s':>9}{'differ from a':>15}")
+        for m in measures:
+            differ = sum(x.strip() != y.strip() for x, y in zip(m.texts, a.texts, strict=True))
+            print(
+                f"{m.label:34}{m.wall_s:8.2f}{m.rows_per_s:9.2f}{m.tokens_per_s:9.1f}"
+                f"{differ:>10}/{len(rows)}"
+            )
+        unit = "rows/s" if name == "W1" else "tok/s"
+
+        def rate(m: Measure) -> float:
+            return m.rows_per_s if name == "W1" else m.tokens_per_s
+
+        ratios = [f"c/a {rate(c) / rate(a):.2f}", f"c/b {rate(c) / rate(b):.2f}"]
+        if e is not None:
+            ratios.append(f"c/e {rate(c) / rate(e):.2f}")
+        ratios.append(f"d/c time {d.wall_s / c.wall_s:.1%}")
+        print(f"ratios ({unit}): " + ", ".join(ratios))
+
+
+def backend_params(overrides: dict[str, object]) -> object:
+    from workbench.params import GenerationParams
+
+    return GenerationParams.from_values(overrides)
+
+
+def _count(ids: list[int], eos: set[int]) -> int:
+    for i, t in enumerate(ids):
+        if t in eos:
+            return i + 1
+    return len(ids)
+
+
+def llama_cpp(
+    gguf: Path, messages: list[list[dict[str, str]]], max_new: int
+) -> Callable[[], tuple[list[str], int]]:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=os.cpu_count(), verbose=False)
+
+    def go() -> tuple[list[str], int]:
+        texts, tokens = [], 0
+        for m in messages:
+            out = llm.create_chat_completion(m, max_tokens=max_new, temperature=0.0)
+            texts.append(out["choices"][0]["message"]["content"] or "")
+            tokens += out["usage"]["completion_tokens"]
+        return texts, tokens
+
+    return go
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ and how many outputs differ from (a).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -88,18 +90,15 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from transformers import pipeline
 
     from workbench.config import Settings
     from workbench.exchange import load_builtins
     from workbench.library import Library
-    from workbench.models import default_gguf, load_backend
-    from workbench.runner import Runner
+    from workbench.models import load_backend
     from workbench.store import Store
 
     settings = Settings.from_env()
     backend = load_backend("default", settings.storage_dir)
-    model, tok = backend.model, backend.tokenizer
     tmp = tempfile.mkdtemp(prefix="wb-bench-")
     library = Library(Store(f"sqlite:///{tmp}/bench.db"))
     load_builtins(library, ROOT / "prompts")
@@ -113,83 +112,101 @@ def main() -> None:
         "W2": ("chain-of-thought-math", [{"question": q} for q in PROBLEMS], 64),
     }
     for name, (prompt, rows, max_new) in workloads.items():
-        if args.workload not in (name, "both"):
-            continue
-        rows = (rows * ((args.rows + len(rows) - 1) // len(rows)))[: args.rows]
-        version = library.get(prompt)
-        rendered = [version.file.render(r) for r in rows]
-        messages = [[m.as_dict() for m in r.messages] for r in rendered]
-        inputs = [backend.model_input(r) for r in rendered]
-        overrides = {"max_new_tokens": max_new, "temperature": 0, "stop": []}
-        print(f"\n{name}: {prompt} × {len(rows)} rows, greedy, max_new_tokens {max_new}")
+        if args.workload in (name, "both"):
+            rows = (rows * ((args.rows + len(rows) - 1) // len(rows)))[: args.rows]
+            workload(name, library, backend, prompt, rows, max_new)
 
-        def by_hand() -> tuple[list[str], int]:
-            texts, tokens = [], 0
-            with torch.inference_mode():
-                for m in messages:
-                    enc = tok.apply_chat_template(
-                        m, add_generation_prompt=True, return_tensors="pt", return_dict=True
-                    )
-                    out = model.generate(
-                        **enc, max_new_tokens=max_new, do_sample=False, pad_token_id=backend.pad_id
-                    )
-                    new = out[0, enc["input_ids"].shape[1] :]
-                    tokens += _count(new.tolist(), backend.eos_ids)
-                    texts.append(tok.decode(new, skip_special_tokens=True))
-            return texts, tokens
 
-        def with_pipeline() -> tuple[list[str], int]:
-            pipe = pipeline("text-generation", model=model, tokenizer=tok)
-            pipe.tokenizer.padding_side = "left"
-            results = pipe(
-                messages, batch_size=8, max_new_tokens=max_new, do_sample=False,
-                pad_token_id=backend.pad_id, return_full_text=False,
-            )  # fmt: skip
-            texts = [r[0]["generated_text"] for r in results]
-            tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
-            return texts, tokens
+def workload(
+    name: str,
+    library: Any,
+    backend: Any,
+    prompt: str,
+    rows: list[dict[str, str]],
+    max_new: int,
+) -> None:
+    import torch
+    from transformers import pipeline
 
-        def ours(use_cache: bool) -> Callable[[], tuple[list[str], int]]:
-            def go() -> tuple[list[str], int]:
-                summary = Runner(library, backend).run(
-                    [version], rows, overrides=overrides, use_cache=use_cache
-                )
-                texts = [o.text or "" for o in summary.outputs]
-                return texts, sum(o.completion_tokens or 0 for o in summary.outputs)
+    from workbench.models import default_gguf
+    from workbench.runner import Runner
 
-            return go
+    model, tok = backend.model, backend.tokenizer
+    version = library.get(prompt)
+    rendered = [version.file.render(r) for r in rows]
+    messages = [[m.as_dict() for m in r.messages] for r in rendered]
+    inputs = [backend.model_input(r) for r in rendered]
+    overrides = {"max_new_tokens": max_new, "temperature": 0, "stop": []}
+    print(f"\n{name}: {prompt} × {len(rows)} rows, greedy, max_new_tokens {max_new}")
 
-        # Warm up every path once on two rows so no path pays first-call costs.
+    def by_hand() -> tuple[list[str], int]:
+        texts, tokens = [], 0
         with torch.inference_mode():
-            backend.generate(inputs[:2], backend_params(overrides))
-        a = timed("(a) one generate per row", by_hand, len(rows))
-        b = timed("(b) pipeline batch_size=8", with_pipeline, len(rows))
-        c = timed("(c) workbench runner", ours(False), len(rows))
-        d = timed("(d) workbench runner, cached", ours(True), len(rows))
-        e = None
-        try:
-            e = timed("(e) llama.cpp, one at a time", llama_cpp(default_gguf(), messages, max_new),
-                      len(rows))  # fmt: skip
-        except ImportError:
-            pass
-        measures = [m for m in (a, b, c, d, e) if m is not None]
-        print(f"{'':34}{'wall s':>8}{'rows/s':>9}{'tok/s':>9}{'differ from a':>15}")
-        for m in measures:
-            differ = sum(x.strip() != y.strip() for x, y in zip(m.texts, a.texts, strict=True))
-            print(
-                f"{m.label:34}{m.wall_s:8.2f}{m.rows_per_s:9.2f}{m.tokens_per_s:9.1f}"
-                f"{differ:>10}/{len(rows)}"
+            for m in messages:
+                enc = tok.apply_chat_template(
+                    m, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                )
+                out = model.generate(
+                    **enc, max_new_tokens=max_new, do_sample=False, pad_token_id=backend.pad_id
+                )
+                new = out[0, enc["input_ids"].shape[1] :]
+                tokens += _count(new.tolist(), backend.eos_ids)
+                texts.append(tok.decode(new, skip_special_tokens=True))
+        return texts, tokens
+
+    def with_pipeline() -> tuple[list[str], int]:
+        pipe = pipeline("text-generation", model=model, tokenizer=tok)
+        pipe.tokenizer.padding_side = "left"
+        results = pipe(
+            messages, batch_size=8, max_new_tokens=max_new, do_sample=False,
+            pad_token_id=backend.pad_id, return_full_text=False,
+        )  # fmt: skip
+        texts = [r[0]["generated_text"] for r in results]
+        tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
+        return texts, tokens
+
+    def ours(use_cache: bool) -> Callable[[], tuple[list[str], int]]:
+        def go() -> tuple[list[str], int]:
+            summary = Runner(library, backend).run(
+                [version], rows, overrides=overrides, use_cache=use_cache
             )
-        unit = "rows/s" if name == "W1" else "tok/s"
+            texts = [o.text or "" for o in summary.outputs]
+            return texts, sum(o.completion_tokens or 0 for o in summary.outputs)
 
-        def rate(m: Measure) -> float:
-            return m.rows_per_s if name == "W1" else m.tokens_per_s
+        return go
 
-        ratios = [f"c/a {rate(c) / rate(a):.2f}", f"c/b {rate(c) / rate(b):.2f}"]
-        if e is not None:
-            ratios.append(f"c/e {rate(c) / rate(e):.2f}")
-        ratios.append(f"d/c time {d.wall_s / c.wall_s:.1%}")
-        print(f"ratios ({unit}): " + ", ".join(ratios))
+    # Warm up every path once on two rows so no path pays first-call costs.
+    with torch.inference_mode():
+        backend.generate(inputs[:2], backend_params(overrides))
+    a = timed("(a) one generate per row", by_hand, len(rows))
+    b = timed("(b) pipeline batch_size=8", with_pipeline, len(rows))
+    c = timed("(c) workbench runner", ours(False), len(rows))
+    d = timed("(d) workbench runner, cached", ours(True), len(rows))
+    e = None
+    with contextlib.suppress(ImportError):
+        e = timed(
+            "(e) llama.cpp, one at a time",
+            llama_cpp(default_gguf(), messages, max_new),
+            len(rows),
+        )
+    measures = [m for m in (a, b, c, d, e) if m is not None]
+    print(f"{'':34}{'wall s':>8}{'rows/s':>9}{'tok/s':>9}{'differ from a':>15}")
+    for m in measures:
+        differ = sum(x.strip() != y.strip() for x, y in zip(m.texts, a.texts, strict=True))
+        print(
+            f"{m.label:34}{m.wall_s:8.2f}{m.rows_per_s:9.2f}{m.tokens_per_s:9.1f}"
+            f"{differ:>10}/{len(rows)}"
+        )
+    unit = "rows/s" if name == "W1" else "tok/s"
+
+    def rate(m: Measure) -> float:
+        return m.rows_per_s if name == "W1" else m.tokens_per_s
+
+    ratios = [f"c/a {rate(c) / rate(a):.2f}", f"c/b {rate(c) / rate(b):.2f}"]
+    if e is not None:
+        ratios.append(f"c/e {rate(c) / rate(e):.2f}")
+    ratios.append(f"d/c time {d.wall_s / c.wall_s:.1%}")
+    print(f"ratios ({unit}): " + ", ".join(ratios))
 
 
 def backend_params(overrides: dict[str, object]) -> object:

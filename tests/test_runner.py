@@ -368,15 +368,15 @@ def test_cancel_during_a_batch_then_resume_redoes_the_cut_outputs(
     overrides = {"max_new_tokens": 300}
     cancel = Cancel()
     timers: list[threading.Timer] = []
-    real_generate = tiny_backend.model.generate
+    real_forward = tiny_backend.model.forward
 
-    def generate_then_press_stop(*args: Any, **kwargs: Any) -> Any:
-        if not timers:  # the first batch: press stop 50 ms after it starts
+    def forward_then_press_stop(*args: Any, **kwargs: Any) -> Any:
+        if not timers:  # the first forward pass: press stop 50 ms after it starts
             timers.append(threading.Timer(0.05, cancel.set))
             timers[0].start()
-        return real_generate(*args, **kwargs)
+        return real_forward(*args, **kwargs)
 
-    monkeypatch.setattr(tiny_backend.model, "generate", generate_then_press_stop)
+    monkeypatch.setattr(tiny_backend.model, "forward", forward_then_press_stop)
     summary = runner.run([version], rows, overrides=overrides, cancel=cancel)
     timers[0].join()
     monkeypatch.undo()

@@ -281,7 +281,7 @@ def test_batched_greedy_equals_one_by_one(
         few_shot_inputs,
         greedy(8),
         batch_size=batch_size,
-        on_result=lambda i, g: seen.append(i),
+        on_batch=lambda done: seen.extend(i for i, _ in done),
     )
     assert sorted(seen) == list(range(len(few_shot_inputs)))
     for i, (alone, together) in enumerate(zip(one_by_one, batched, strict=True)):
@@ -355,7 +355,10 @@ def test_cancel_set_before_generate_generates_nothing(
     cancel.set()
     called: list[int] = []
     out = tiny_backend.generate(
-        few_shot_inputs[:3], greedy(8), cancel=cancel, on_result=lambda i, g: called.append(i)
+        few_shot_inputs[:3],
+        greedy(8),
+        cancel=cancel,
+        on_batch=lambda done: called.extend(i for i, _ in done),
     )
     assert out == [None, None, None] and called == []
 
@@ -538,6 +541,8 @@ def test_one_long_row_stops_the_batch_before_any_generation(
     called: list[int] = []
     with pytest.raises(ContextOverflowError):
         tiny_backend.generate(
-            [*few_shot_inputs[:3], long_input], greedy(8), on_result=lambda i, g: called.append(i)
+            [*few_shot_inputs[:3], long_input],
+            greedy(8),
+            on_batch=lambda done: called.extend(i for i, _ in done),
         )
     assert called == []

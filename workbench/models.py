@@ -105,7 +105,7 @@ class Backend(Protocol):
         *,
         seeds: Sequence[int] | None = None,
         batch_size: int | None = None,
-        on_result: Callable[[int, Generation], None] | None = None,
+        on_batch: Callable[[list[tuple[int, Generation]]], None] | None = None,
         cancel: Cancel | None = None,
     ) -> list[Generation | None]: ...
 
@@ -398,12 +398,13 @@ class TransformersBackend:
         *,
         seeds: Sequence[int] | None = None,
         batch_size: int | None = None,
-        on_result: Callable[[int, Generation], None] | None = None,
+        on_batch: Callable[[list[tuple[int, Generation]]], None] | None = None,
         cancel: Cancel | None = None,
     ) -> list[Generation | None]:
         """Generate for every input; results come back in input order (None if cancelled first).
 
-        `on_result(index, generation)` is called as each row finishes, so callers can store it
+        `on_batch([(index, generation), …])` is called as each batch finishes, so callers can
+        store its rows at once (in one transaction).
         at once. Greedy rows share batches; sampled rows run one by one with their own seed.
         """
         params.validate(self.info.context_window)
@@ -428,10 +429,11 @@ class TransformersBackend:
             generations = self._generate_batch(
                 [ids[i] for i in batch], prefix, prefix_cache, params, seed, cancel
             )
-            for i, generation in zip(batch, generations, strict=True):
+            finished = list(zip(batch, generations, strict=True))
+            for i, generation in finished:
                 results[i] = generation
-                if on_result is not None:
-                    on_result(i, generation)
+            if on_batch is not None:
+                on_batch(finished)
         return results
 
     def _prefix_cache(self, prefix: list[int]) -> Any:

@@ -396,6 +396,7 @@ class Runner:
                 raise type(exc)(f"{cell.version.ref}, row {cell.row_index + 1}: {exc}") from None
 
         counters = {"done": already, "cached": 0, "tokens": 0}
+        written: list[tuple[tuple[int, int, int], OutputRecord]] = []
 
         def report() -> None:
             if progress is None:
@@ -416,9 +417,10 @@ class Runner:
             )
 
         def store(items: list[tuple[_Cell, Generation, bool]]) -> None:
-            for record, (_, generation, cached) in zip(
+            for record, (cell, generation, cached) in zip(
                 self._write_outputs(run_id, items), items, strict=True
             ):
+                written.append(((cell.version_id, cell.row_index, cell.sample_index), record))
                 counters["done"] += 1
                 if cached:
                     counters["cached"] += 1
@@ -426,7 +428,7 @@ class Runner:
                     counters["tokens"] += generation.completion_tokens
                 if on_output is not None:
                     on_output(record)
-            report()
+                report()
 
         report()
         if hits:  # one transaction for all answers that are already known
@@ -446,7 +448,9 @@ class Runner:
                     cells[0].params,
                     seeds=[c.seed for c in cells],
                     batch_size=batch_size,
-                    on_result=lambda i, g, cells=cells: store([(cells[i], g, False)]),  # type: ignore[misc]
+                    on_batch=lambda done, cells=cells: store(  # type: ignore[misc]
+                        [(cells[i], g, False) for i, g in done]
+                    ),
                     cancel=cancel,
                 )
             if cancel is not None and cancel.is_set():
@@ -462,9 +466,14 @@ class Runner:
         if status == "done" and missing > 0:
             status = "cancelled"
         self._finish_run(run_id, status, None)
+        # A run done in one go already holds every record; a resumed one reads the rest back.
+        if already == 0:
+            outputs = [record for _, record in sorted(written, key=lambda item: item[0])]
+        else:
+            outputs = self.outputs(run_id)
         wall = time.perf_counter() - started
         return RunSummary(
-            self.get_run(run_id), self.outputs(run_id), self.votes(run_id), wall, counters["tokens"]
+            self.get_run(run_id), outputs, self.votes(run_id), wall, counters["tokens"]
         )
 
     def run(

@@ -278,11 +278,7 @@ def _write(library: Library, s: Session, incoming: list[_Incoming], report: Impo
         else:
             result = library.save_in(s, item.file, item.note, preferred_number=item.version)
             (report.created if result.created else report.unchanged).append(result.version.ref)
-            version_row = s.scalars(
-                select(PromptVersion)
-                .join(Prompt, Prompt.id == PromptVersion.prompt_id)
-                .where(Prompt.name == name, PromptVersion.number == result.version.number)
-            ).one()
+            version_row = library.resolve_in(s, result.version.ref)
         for label in item.labels:
             move = library.set_label_in(s, version_row, label)
             if move.from_version != move.to_version:

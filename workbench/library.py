@@ -341,6 +341,10 @@ class Library:
         )
         return {v.content_hash: v for v in rows}
 
+    def resolve_in(self, s: Session, ref: str | Ref) -> PromptVersion:
+        """The version row a reference names, inside the caller's transaction."""
+        return self._resolve(s, Ref.parse(ref) if isinstance(ref, str) else ref)
+
     def info_in(self, s: Session, row: PromptVersion) -> VersionInfo:
         return self._info(s, row)
 

@@ -14,6 +14,7 @@ at a time under their own seed, so a sampled output does not depend on its batch
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -560,7 +561,8 @@ class TransformersBackend:
 
         cache = DynamicCache(config=self.model.config)
         if all(type(layer) is DynamicLayer for layer in cache.layers):
-            cache.layers = [_GrowingLayer() for _ in cache.layers]
+            growing = _growing_layer_class()
+            cache.layers = [growing() for _ in cache.layers]
             if prefix_cache is not None:
                 for layer, source in zip(cache.layers, prefix_cache.layers, strict=True):
                     layer.update(  # type: ignore[union-attr]
@@ -647,7 +649,9 @@ class TransformersBackend:
         return TokenStream(self, ids, params, cancel)
 
 
+@functools.cache
 def _growing_layer_class() -> type:
+    """Defined on first use so that importing this module does not import transformers."""
     from transformers.cache_utils import DynamicLayer
 
     class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
@@ -688,18 +692,6 @@ def _growing_layer_class() -> type:
                 self.values = self._v[..., : self._used, :]
 
     return GrowingLayer
-
-
-class _LazyGrowingLayer:
-    cls: type | None = None
-
-    def __call__(self) -> Any:
-        if _LazyGrowingLayer.cls is None:
-            _LazyGrowingLayer.cls = _growing_layer_class()
-        return _LazyGrowingLayer.cls()
-
-
-_GrowingLayer = _LazyGrowingLayer()
 
 
 class TokenStream:

@@ -269,7 +269,9 @@ class Runner:
             for position, version in enumerate(versions):
                 s.add(
                     RunVersion(
-                        run_id=run.id, position=position, version_id=self._version_id(s, version)
+                        run_id=run.id,
+                        position=position,
+                        version_id=self.library.resolve_in(s, version.ref).id,
                     )
                 )
             s.add_all(
@@ -286,17 +288,6 @@ class Runner:
             return samples
         sc = SelfConsistency.from_metadata(version.file.metadata)
         return sc.samples if sc and sc.samples > 1 else 1
-
-    def _version_id(self, s: Any, version: VersionInfo) -> int:
-        from .store import Prompt
-
-        return int(
-            s.scalars(
-                select(PromptVersion.id)
-                .join(Prompt, Prompt.id == PromptVersion.prompt_id)
-                .where(Prompt.name == version.prompt, PromptVersion.number == version.number)
-            ).one()
-        )
 
     def _plan(self, run_id: int) -> _Plan:
         """The cells of a run that have no output yet, rendered and keyed."""

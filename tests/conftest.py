@@ -229,3 +229,32 @@ def runner(builtin_library: Library, tiny_backend: Any) -> Any:
     from workbench.runner import Runner
 
     return Runner(builtin_library, tiny_backend)
+
+
+# --- the Streamlit app ----------------------------------------------------------------------------
+
+APP_DIR = REPO_ROOT / "workbench" / "app"
+
+
+@pytest.fixture
+def app_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_db: Path, tiny_model_dir: Path
+) -> Path:
+    """Settings for an app under test: its own database with the real built-ins, the tiny model
+    as the default model, and no resources cached from an earlier test."""
+    import streamlit as st
+
+    shutil.copyfile(migrated_db, tmp_path / "app.db")
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
+    monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(BUILTIN_PROMPTS_DIR))
+    monkeypatch.setenv("WORKBENCH_MODEL", str(tiny_model_dir))
+    st.cache_resource.clear()
+    return tmp_path
+
+
+def app_test(page: str, timeout: float = 60) -> Any:
+    """AppTest for `Home.py` or `pages/N_Name.py` (absolute path: AppTest resolves relative
+    paths against the calling file)."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP_DIR / page), default_timeout=timeout)

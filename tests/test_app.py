@@ -22,15 +22,6 @@ APP = Path(workbench.__file__).resolve().parent / "app" / "Home.py"
 ROOT = Path(workbench.__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("WORKBENCH_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")
-    monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(ROOT / "prompts"))
-    monkeypatch.setenv("WORKBENCH_STORAGE_DIR", str(tmp_path))
-    st.cache_resource.clear()
-    return tmp_path
-
-
 def test_home_lists_builtins_and_previews_a_version(app_env: Path) -> None:
     at = AppTest.from_file(str(APP), default_timeout=30).run()
     assert not at.exception, at.exception

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -150,6 +151,8 @@ class Output(Base):
         ),
         Index("ix_output_cache_key", "cache_key"),
         Index("ix_output_created", "created_at"),
+        Index("ix_output_version", "version_id", "id"),
+        Index("ix_output_model", "model", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -196,6 +199,27 @@ class Vote(Base):
     agreement: Mapped[float] = mapped_column(Float)
     samples: Mapped[int]
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Rating(Base):
+    """A person's verdict on one output: thumbs up/down and/or 1–5 stars, with a comment.
+
+    One row per output; rating again replaces it (the latest opinion is the one that counts).
+    """
+
+    __tablename__ = "rating"
+    __table_args__ = (
+        UniqueConstraint("output_id", name="uq_rating_output"),
+        CheckConstraint("verdict IS NULL OR verdict IN (-1, 1)", name="ck_rating_verdict"),
+        CheckConstraint("stars IS NULL OR stars BETWEEN 1 AND 5", name="ck_rating_stars"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    output_id: Mapped[int] = mapped_column(ForeignKey("output.id"))
+    verdict: Mapped[int | None]
+    stars: Mapped[int | None]
+    comment: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class AppState(Base):

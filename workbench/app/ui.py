@@ -1,0 +1,226 @@
+"""Widgets every page shares: the page frame, error handling, model and parameter pickers,
+version pickers and how model text is shown.
+
+Model output is always shown as text (code blocks), never as Markdown or HTML, so an answer
+that contains `<script>` or `**` shows exactly those characters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import streamlit as st
+
+from workbench.app import state
+from workbench.errors import WorkbenchError
+from workbench.library import Library, VersionInfo
+from workbench.params import GenerationParams
+from workbench.templates import Rendered
+
+log = logging.getLogger("workbench.app")
+
+# Widget values that follow the person from page to page (Streamlit forgets a widget's value
+# when a page without it runs, unless it is written back at the top of each page).
+SHARED_KEYS = ("model_spec", "model_dtype", "model_trust_remote_code")
+
+
+def page(title: str, caption: str) -> None:
+    st.set_page_config(page_title=f"{title} · Prompt Workbench", page_icon="🧪", layout="wide")
+    for key in SHARED_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    st.title(title)
+    st.caption(caption)
+
+
+@contextmanager
+def guard(action: str = "") -> Iterator[None]:
+    """Show a failure as a message that says what to do, never as a traceback.
+
+    Expected problems (bad input, missing model, …) carry a message written for the person;
+    anything else is logged in full on the server and summarised on the page.
+    """
+    try:
+        yield
+    except WorkbenchError as exc:
+        st.error(f"{action}: {exc}" if action else str(exc))
+    except Exception as exc:  # Streamlit's own stop/rerun signals are BaseExceptions, not these
+        log.exception("unexpected error%s", f" while {action}" if action else "")
+        where = f" while {action.lower()}" if action else ""
+        st.error(
+            f"Something unexpected went wrong{where}: {type(exc).__name__}: {exc}. "
+            "The details are in the server's log; nothing already stored was lost."
+        )
+
+
+def load_library() -> Library:
+    try:
+        return state.library()
+    except WorkbenchError as exc:
+        st.error(f"The library could not be opened: {exc}")
+        st.stop()
+        raise  # unreachable; st.stop raises
+
+
+def model_sidebar() -> state.ModelChoice:
+    """Model choice in the sidebar; nothing is loaded until it is needed."""
+    settings = state.settings()
+    st.session_state.setdefault("model_spec", settings.model)
+    st.session_state.setdefault("model_dtype", "float32")
+    st.session_state.setdefault("model_trust_remote_code", False)
+    with st.sidebar:
+        st.subheader("Model")
+        spec = st.text_input(
+            "Model",
+            key="model_spec",
+            help="The default model, a local folder with a transformers model, or a Hugging "
+            "Face id already in the local cache. Nothing is downloaded.",
+        ).strip()
+        dtype = st.selectbox("Weights dtype", state.DTYPES, key="model_dtype")
+        trust = st.checkbox(
+            "Trust remote code",
+            key="model_trust_remote_code",
+            help="Runs Python code shipped with the model. Only for models you trust.",
+        )
+        choice = state.ModelChoice(spec or settings.model, dtype, trust)
+        if state.is_loaded(choice):
+            info = state.backend(choice).info
+            st.caption(
+                f"Loaded: {info.name} · {info.dtype} · context {info.context_window} tokens · "
+                f"revision {info.revision[:12]}"
+            )
+        else:
+            st.caption("Loads on the first run (once per server).")
+    return choice
+
+
+PARAM_HELP = {
+    "temperature": "0 = greedy (the same answer every time); higher = more varied",
+    "top_p": "nucleus sampling: keep the smallest set of tokens with this much probability",
+    "top_k": "keep only the k most likely tokens (0 = off)",
+    "max_new_tokens": "longest answer, in tokens",
+    "repetition_penalty": "above 1 discourages repeating tokens",
+    "seed": "fixes the random choices when sampling",
+    "stop": "one stop string per line; generation ends before the first one",
+}
+
+
+def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
+    """Generation parameters, starting from the prompt's own options.
+
+    Returns only the values the person changed (the run's overrides), so a run records what
+    was deliberately different from the prompt file. `scope` (e.g. the version's ref) gives each
+    prompt its own widgets, so switching prompts shows that prompt's defaults.
+    """
+    try:
+        base = GenerationParams.build(options, None)
+    except WorkbenchError as exc:
+        st.sidebar.error(f"The prompt's options are invalid: {exc}")
+        base = GenerationParams()
+    with st.sidebar:
+        st.subheader("Generation")
+        k = f"param:{scope}:"
+        values: dict[str, Any] = {
+            "temperature": st.slider(
+                "Temperature", 0.0, 2.0, float(base.temperature), 0.05, key=k + "temperature",
+                help=PARAM_HELP["temperature"],
+            ),
+            "top_p": st.slider(
+                "Top p", 0.05, 1.0, float(base.top_p), 0.05, key=k + "top_p",
+                help=PARAM_HELP["top_p"],
+            ),
+            "top_k": int(
+                st.number_input(
+                    "Top k", 0, 1000, int(base.top_k), key=k + "top_k", help=PARAM_HELP["top_k"]
+                )
+            ),
+            "max_new_tokens": int(
+                st.number_input(
+                    "Max new tokens", 1, 8192, int(base.max_new_tokens), key=k + "max_new_tokens",
+                    help=PARAM_HELP["max_new_tokens"],
+                )
+            ),
+            "repetition_penalty": st.slider(
+                "Repetition penalty", 0.5, 2.0, float(base.repetition_penalty), 0.05,
+                key=k + "repetition_penalty", help=PARAM_HELP["repetition_penalty"],
+            ),
+            "seed": int(
+                st.number_input(
+                    "Seed", 0, 2**31 - 1, int(base.seed), key=k + "seed", help=PARAM_HELP["seed"]
+                )
+            ),
+        }
+        stop_text = st.text_area(
+            "Stop strings", "\n".join(base.stop), key=k + "stop", help=PARAM_HELP["stop"],
+            height=68,
+        )
+        values["stop"] = [line for line in stop_text.splitlines() if line]
+    current = base.as_dict()
+    return {
+        name: value
+        for name, value in values.items()
+        if (list(value) if isinstance(value, list) else value) != current[name]
+    }
+
+
+def version_picker(
+    lib: Library, key: str, *, label: str = "Prompt", default: str | None = None
+) -> VersionInfo | None:
+    """Pick a prompt and one of its versions (latest first, labels shown)."""
+    prompts = lib.list_prompts()
+    if not prompts:
+        st.info("The library is empty: create a prompt on the Compose page or import one.")
+        return None
+    names = [p.name for p in prompts]
+    if default in names and key not in st.session_state:
+        st.session_state[key] = default
+    name = st.selectbox(label, names, key=key)
+    summary = next(p for p in prompts if p.name == name)
+    by_version: dict[int, list[str]] = {}
+    for label_name, number in summary.labels.items():
+        by_version.setdefault(number, []).append(label_name)
+    numbers = list(range(summary.latest, 0, -1))
+    number = st.selectbox(
+        "Version",
+        numbers,
+        format_func=lambda n: f"v{n}" + (f" ({', '.join(by_version[n])})" if n in by_version else ""),
+        key=f"{key}:version:{name}",
+    )
+    return lib.get(f"{name}@{number}")
+
+
+def show_text(text: str | None, *, empty: str = "(empty answer)") -> None:
+    """Model text exactly as generated: a code block, so nothing in it is interpreted."""
+    st.code(text if text else empty, language=None, wrap_lines=True)
+
+
+def show_messages(rendered: Rendered) -> None:
+    if rendered.mode == "completion":
+        show_text(rendered.text)
+        return
+    for message in rendered.messages:
+        st.markdown(f"`{message.role}`")
+        st.code(message.content, language=None, wrap_lines=True)
+
+
+def variables_form(
+    names: Sequence[str], defaults: Mapping[str, Any], key: str
+) -> dict[str, Any]:
+    """A text area per template variable, prefilled with the prompt's sample inputs.
+
+    Variables whose default is not text (a list of examples, a schema object) keep the
+    default; they are edited on the Compose page, where their structure is shown.
+    """
+    values: dict[str, Any] = {}
+    for name in names:
+        default = defaults.get(name, "")
+        if default is not None and not isinstance(default, str | int | float):
+            values[name] = default
+            continue
+        values[name] = st.text_area(
+            name, "" if default is None else str(default), key=f"{key}:{name}", height=80
+        )
+    return values

@@ -429,3 +429,24 @@ def test_unicode_survives(prompt_text: PromptText) -> None:
     pf = parse_prompt_bytes(text.encode("utf-8"))
     assert pf.render({"text": "日本語"}).messages[0].content == "Réponds en français: 日本語 — ✓"
     assert "Ünïcode" in pf.canonical_text()  # allow_unicode: not \u escapes
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("{{ text | uper }}", "no filter named 'uper' (did you mean 'upper'?)"),
+        ("{% if text is strin %}x{% endif %}", "no test named 'strin' (did you mean 'string'?)"),
+        ("{{ text | nosuchfilter }}", "no filter named 'nosuchfilter'"),
+    ],
+)
+def test_unknown_filter_or_test_is_a_prompt_error_with_its_line(
+    prompt_text: Any, expression: str, message: str
+) -> None:
+    from workbench.errors import PromptFileError
+    from workbench.templates import parse_prompt
+
+    text = prompt_text(body="system:\nBe brief.\n\nuser:\n" + expression + "\n")
+    with pytest.raises(PromptFileError) as info:
+        parse_prompt(text)
+    assert message in str(info.value)
+    assert info.value.line == text.splitlines().index(expression) + 1

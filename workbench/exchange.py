@@ -80,6 +80,23 @@ def export_library(library: Library, names: Sequence[str] | None = None) -> Expo
     return ExportFile("prompt-library.zip", _zip(versions), "application/zip")
 
 
+def export_versions(
+    library: Library, refs: Sequence[str | Ref], filename: str = "prompt-versions.zip"
+) -> ExportFile:
+    """Chosen versions (`name@3`, `name@production`, …) as one zip laid out like the others.
+
+    A version named twice (say by number and by label) is written once; an unknown reference
+    raises the NotFoundError that names it, before anything is zipped.
+    """
+    if not refs:
+        raise WorkbenchError("choose at least one version to export")
+    chosen: dict[tuple[str, int], VersionInfo] = {}
+    for ref in refs:
+        version = library.get(ref)
+        chosen[(version.prompt, version.number)] = version
+    return ExportFile(filename, _zip(chosen.values()), "application/zip")
+
+
 def _zip(versions: Iterable[VersionInfo]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -16,6 +16,7 @@ Two things we do on top, both for safety:
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import re
@@ -490,6 +491,17 @@ def _check_template(pf: PromptFile) -> None:
             raise UnsafeTemplateError(
                 f"refused: the template reaches for the internal attribute {attr!r}; templates "
                 "may only read the values they are given",
+                source=pf.source,
+                line=pf.file_line(node.lineno),
+            )
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        known = _ENV.filters if isinstance(node, nodes.Filter) else _ENV.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            close = difflib.get_close_matches(node.name, list(known), n=1)
+            raise PromptFileError(
+                f"template error: there is no {kind} named {node.name!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else ""),
                 source=pf.source,
                 line=pf.file_line(node.lineno),
             )

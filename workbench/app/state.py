@@ -26,7 +26,7 @@ _loaded_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """What the sidebar picked: a model (alias, local folder or cached hub id) and how to load it."""
+    """The sidebar's pick: a model (alias, local folder or cached hub id) and how to load it."""
 
     spec: str
     dtype: str = "float32"

@@ -8,13 +8,16 @@ that contains `<script>` or `**` shows exactly those characters.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from workbench.app import state
+from workbench.datasets import Dataset, parse_dataset
 from workbench.errors import WorkbenchError
 from workbench.library import Library, VersionInfo
 from workbench.params import GenerationParams
@@ -125,11 +128,21 @@ def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
         k = f"param:{scope}:"
         values: dict[str, Any] = {
             "temperature": st.slider(
-                "Temperature", 0.0, 2.0, float(base.temperature), 0.05, key=k + "temperature",
+                "Temperature",
+                0.0,
+                2.0,
+                float(base.temperature),
+                0.05,
+                key=k + "temperature",
                 help=PARAM_HELP["temperature"],
             ),
             "top_p": st.slider(
-                "Top p", 0.05, 1.0, float(base.top_p), 0.05, key=k + "top_p",
+                "Top p",
+                0.05,
+                1.0,
+                float(base.top_p),
+                0.05,
+                key=k + "top_p",
                 help=PARAM_HELP["top_p"],
             ),
             "top_k": int(
@@ -139,13 +152,22 @@ def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
             ),
             "max_new_tokens": int(
                 st.number_input(
-                    "Max new tokens", 1, 8192, int(base.max_new_tokens), key=k + "max_new_tokens",
+                    "Max new tokens",
+                    1,
+                    8192,
+                    int(base.max_new_tokens),
+                    key=k + "max_new_tokens",
                     help=PARAM_HELP["max_new_tokens"],
                 )
             ),
             "repetition_penalty": st.slider(
-                "Repetition penalty", 0.5, 2.0, float(base.repetition_penalty), 0.05,
-                key=k + "repetition_penalty", help=PARAM_HELP["repetition_penalty"],
+                "Repetition penalty",
+                0.5,
+                2.0,
+                float(base.repetition_penalty),
+                0.05,
+                key=k + "repetition_penalty",
+                help=PARAM_HELP["repetition_penalty"],
             ),
             "seed": int(
                 st.number_input(
@@ -154,7 +176,10 @@ def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
             ),
         }
         stop_text = st.text_area(
-            "Stop strings", "\n".join(base.stop), key=k + "stop", help=PARAM_HELP["stop"],
+            "Stop strings",
+            "\n".join(base.stop),
+            key=k + "stop",
+            help=PARAM_HELP["stop"],
             height=68,
         )
         values["stop"] = [line for line in stop_text.splitlines() if line]
@@ -167,9 +192,18 @@ def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
 
 
 def version_picker(
-    lib: Library, key: str, *, label: str = "Prompt", default: str | None = None
+    lib: Library,
+    key: str,
+    *,
+    label: str = "Prompt",
+    default: str | None = None,
+    versions_back: int = 0,
 ) -> VersionInfo | None:
-    """Pick a prompt and one of its versions (latest first, labels shown)."""
+    """Pick a prompt and one of its versions (latest first, labels shown).
+
+    `versions_back` preselects an earlier version (1 = the one before the latest), which is
+    what a second Compare column usually wants.
+    """
     prompts = lib.list_prompts()
     if not prompts:
         st.info("The library is empty: create a prompt on the Compose page or import one.")
@@ -183,13 +217,27 @@ def version_picker(
     for label_name, number in summary.labels.items():
         by_version.setdefault(number, []).append(label_name)
     numbers = list(range(summary.latest, 0, -1))
+    version_key = f"{key}:version:{name}"
+    if version_key not in st.session_state:
+        st.session_state[version_key] = numbers[min(versions_back, len(numbers) - 1)]
     number = st.selectbox(
         "Version",
         numbers,
-        format_func=lambda n: f"v{n}" + (f" ({', '.join(by_version[n])})" if n in by_version else ""),
-        key=f"{key}:version:{name}",
+        format_func=lambda n: (
+            f"v{n}" + (f" ({', '.join(by_version[n])})" if n in by_version else "")
+        ),
+        key=version_key,
     )
     return lib.get(f"{name}@{number}")
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text that st.markdown / st.write_stream show literally (every special character escaped,
+    line breaks kept). Escaping is per character, so streamed pieces can be escaped one by one."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
 
 def show_text(text: str | None, *, empty: str = "(empty answer)") -> None:
@@ -206,9 +254,7 @@ def show_messages(rendered: Rendered) -> None:
         st.code(message.content, language=None, wrap_lines=True)
 
 
-def variables_form(
-    names: Sequence[str], defaults: Mapping[str, Any], key: str
-) -> dict[str, Any]:
+def variables_form(names: Sequence[str], defaults: Mapping[str, Any], key: str) -> dict[str, Any]:
     """A text area per template variable, prefilled with the prompt's sample inputs.
 
     Variables whose default is not text (a list of examples, a schema object) keep the
@@ -224,3 +270,61 @@ def variables_form(
             name, "" if default is None else str(default), key=f"{key}:{name}", height=80
         )
     return values
+
+
+def rows_input(variables: Sequence[str], defaults: Mapping[str, Any], key: str) -> Dataset | None:
+    """Rows of variables: typed into a table, or read from an uploaded CSV / JSON Lines file."""
+    source = st.radio(
+        "Rows", ["Edit rows here", "Upload a file"], horizontal=True, key=f"{key}:source"
+    )
+    if source == "Upload a file":
+        upload = st.file_uploader(
+            "CSV or JSON Lines file (first row: column names)",
+            type=["csv", "jsonl", "json"],
+            key=f"{key}:file",
+        )
+        if upload is None:
+            return None
+        return parse_dataset(upload.getvalue(), upload.name)
+    starter = {
+        name: (defaults.get(name) if isinstance(defaults.get(name), str) else "")
+        for name in variables
+    }
+    frame = st.data_editor(
+        pd.DataFrame([starter], columns=list(variables) or ["text"]),
+        num_rows="dynamic",
+        width="stretch",
+        key=f"{key}:rows",
+    )
+    rows = tuple(
+        {k: ("" if pd.isna(v) else str(v)) for k, v in row.items()}
+        for row in frame.to_dict("records")
+        if any(not pd.isna(v) and str(v) != "" for v in row.values())
+    )
+    return Dataset("rows edited in the app", tuple(str(c) for c in frame.columns), rows)
+
+
+def map_columns(dataset: Dataset, variables: Sequence[str], key: str) -> Dataset:
+    """Let the person say which column fills which variable (same-named columns preselected).
+
+    Variables left unmapped fall back to the prompt's default, if it has one.
+    """
+    unmapped = "(the prompt's default)"
+    if set(variables) <= set(dataset.columns):
+        return dataset
+    st.caption("Match the file's columns to the template's variables.")
+    mapping: dict[str, str] = {}
+    cols = st.columns(max(1, min(len(variables), 4)))
+    for i, name in enumerate(variables):
+        options = [unmapped, *dataset.columns]
+        with cols[i % len(cols)]:
+            chosen = st.selectbox(
+                name,
+                options,
+                index=options.index(name) if name in dataset.columns else 0,
+                key=f"{key}:map:{name}",
+            )
+        if chosen != unmapped:
+            mapping[name] = chosen
+    rows = tuple({var: row.get(col, "") for var, col in mapping.items()} for row in dataset.rows)
+    return Dataset(dataset.name, tuple(mapping), rows)

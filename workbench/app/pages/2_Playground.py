@@ -1,0 +1,172 @@
+"""Playground: run a prompt version on the local model, one input streamed or a whole dataset."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from workbench import jobs
+from workbench.app import state, ui
+from workbench.datasets import Dataset
+from workbench.exchange import export_outputs
+from workbench.library import VersionInfo
+from workbench.runner import OutputRecord, Runner, RunSummary
+
+ui.page("Playground", "Run a prompt version on the model on this machine: one input, or a dataset.")
+lib = ui.load_library()
+choice = ui.model_sidebar()
+version = ui.version_picker(lib, "play_prompt", default=st.session_state.get("compose_prompt"))
+if version is None:
+    st.stop()
+    raise SystemExit  # unreachable: st.stop raises; tells the type checker version is set
+overrides = ui.params_sidebar(version.file.options, version.ref)
+if overrides:
+    st.sidebar.caption("Changed from the prompt's options: " + ", ".join(sorted(overrides)))
+
+variables = list(version.file.template_variables())
+defaults = {n: spec.default for n, spec in version.file.inputs.items() if spec.has_default}
+
+
+def show_output(output: OutputRecord, cached: bool) -> None:
+    ui.show_text(output.text)
+    tokens = output.completion_tokens or 0
+    latency = output.latency_s or 0.0
+    cols = st.columns(5)
+    cols[0].metric("Tokens", f"{output.prompt_tokens} → {tokens}")
+    cols[1].metric("Tokens/s", f"{tokens / latency:.1f}" if latency > 0 else "–")
+    cols[2].metric("First token", f"{output.ttft_s:.2f} s" if output.ttft_s is not None else "–")
+    cols[3].metric("Finish", output.finish_reason or "–")
+    cols[4].metric("Latency", f"{latency:.2f} s")
+    st.caption(
+        f"Run {output.run_id} · {output.model} · seed {output.seed}"
+        + (" · answered from the cache (same request seen before)" if cached else "")
+    )
+    with st.expander("Exact model input"):
+        ui.show_text(output.model_input)
+
+
+single_tab, dataset_tab = st.tabs(["One input", "Dataset"])
+
+with single_tab:
+    values = ui.variables_form(variables, defaults, key=f"play_var:{version.ref}")
+    use_cache = st.checkbox(
+        "Reuse a stored answer for an identical request",
+        value=True,
+        key="play_use_cache",
+        help="Same model, revision, exact input, parameters and seed: answered at once.",
+    )
+    last_key = f"play_last:{version.ref}"
+    if st.button("Run", type="primary", key="play_run"):
+        with ui.guard("Running"):
+            streamed = state.runner(choice).stream(
+                version, values, overrides=overrides, use_cache=use_cache
+            )
+            box = st.empty()
+            with box.container():
+                st.write_stream(ui.escape_markdown(piece) for piece in streamed)
+            box.empty()
+            if streamed.output is not None:
+                st.session_state[last_key] = (streamed.output, streamed.cached)
+    if last_key in st.session_state:
+        show_output(*st.session_state[last_key])
+
+
+def start_dataset_job(runner: Runner, version: VersionInfo, rows: Dataset) -> jobs.Job:
+    """Check and record the run here (so mistakes show at once), generate in the background."""
+    run_id = runner.start([version], rows, overrides=overrides)
+
+    def work(job: jobs.Job) -> RunSummary:
+        return runner.execute(
+            run_id, progress=job.report, cancel=job.cancel, on_output=job.add_output
+        )
+
+    return jobs.start_job(f"run {run_id}: {version.ref} over {len(rows.rows)} rows", work)
+
+
+def outputs_frame(outputs: list[OutputRecord]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "row": o.row_index + 1,
+                **{k: str(v) for k, v in o.variables.items() if k in variables},
+                "output": o.text,
+                "tokens": o.completion_tokens,
+                "latency (s)": round(o.latency_s or 0.0, 3),
+                "finish": o.finish_reason,
+                "cached": o.cached,
+            }
+            for o in sorted(outputs, key=lambda o: (o.row_index, o.sample_index))
+        ]
+    )
+
+
+def show_job(job_id: str, live: bool) -> None:
+    job = jobs.get_job(job_id)
+    if job is None:
+        return
+    if live and job.done:  # stop refreshing: redraw the page once without the timer
+        st.rerun()
+    progress = job.progress
+    done, total = (progress.done, progress.total) if progress else (0, 0)
+    text = f"{done}/{total} rows" if total else "Starting…"
+    if progress and progress.tokens_per_s:
+        text += f" · {progress.tokens_per_s:.1f} tokens/s"
+    if progress and progress.eta_s is not None and not job.done:
+        text += f" · about {progress.eta_s:.0f} s left"
+    st.progress(done / total if total else 0.0, text=text)
+    if not job.done and st.button("Cancel", key="play_cancel"):
+        job.cancel.set()
+        st.info("Cancelling after the current tokens…")
+    outputs = job.outputs_so_far()
+    if outputs:
+        st.dataframe(outputs_frame(outputs), hide_index=True, width="stretch")
+    if not job.done:
+        return
+    summary: RunSummary | None = job.result
+    if job.error:
+        st.error(f"The run stopped: {job.error}. Rows already finished are stored.")
+    elif summary is not None and summary.run.status == "cancelled":
+        st.warning(
+            f"Cancelled after {summary.run.done} of {summary.run.total} rows. Finished rows are "
+            f"stored; resume run {summary.run.id} from History to finish it."
+        )
+    elif summary is not None:
+        st.success(
+            f"Run {summary.run.id}: {summary.run.total} rows in {summary.wall_s:.1f} s "
+            f"({summary.run.cached} from the cache, {summary.tokens_per_s:.1f} tokens/s)."
+        )
+    if summary is not None and summary.outputs:
+        left, right = st.columns(2)
+        left.download_button(
+            "Download CSV",
+            export_outputs(summary.outputs, "csv"),
+            file_name=f"run-{summary.run.id}.csv",
+            mime="text/csv",
+            key="play_download_csv",
+        )
+        right.download_button(
+            "Download JSON Lines",
+            export_outputs(summary.outputs, "jsonl"),
+            file_name=f"run-{summary.run.id}.jsonl",
+            mime="application/jsonl",
+            key="play_download_jsonl",
+        )
+
+
+with dataset_tab, ui.guard("Reading the rows"):
+    dataset = ui.rows_input(variables, defaults, key=f"play_ds:{version.ref}")
+    if dataset is not None:
+        dataset = ui.map_columns(dataset, variables, key=f"play_ds:{version.ref}")
+        st.caption(f"{len(dataset.rows)} rows from {dataset.name}")
+        job_key = f"play_job:{version.ref}"
+        running = jobs.get_job(st.session_state.get(job_key))
+        busy = running is not None and not running.done
+        if st.button("Run dataset", type="primary", key="play_run_dataset", disabled=busy):
+            with ui.guard("Starting the run"):
+                runner = Runner(lib, state.backend(choice))  # loaded here, not in the job
+                st.session_state[job_key] = start_dataset_job(runner, version, dataset).id
+        job_id = st.session_state.get(job_key)
+        current = jobs.get_job(job_id)
+        if job_id is not None and current is not None:
+            live = not current.done
+            st.fragment(run_every=1.0 if live else None)(show_job)(job_id, live)

@@ -1,0 +1,321 @@
+"""Side-by-side comparison: columns of (prompt version, model, parameters) over the same rows.
+
+A comparison is only a view on stored outputs. Running one starts a normal run per column, so
+every cell is an ordinary output (cached, reproducible, in History); comparing stored runs
+generates nothing. Rows are matched by their variables, so two runs over the same dataset line
+up even when they were made on different days.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import json
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import WorkbenchError
+from .library import Library, VersionInfo
+from .models import Cancel
+from .params import GenerationParams
+from .ratings import RatingRecord
+from .runner import OutputRecord, Progress, Runner, required_variables
+
+MAX_COLUMNS = 4
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column to run: a version, a model and the parameters that differ from the prompt's."""
+
+    ref: str
+    model: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
+
+    @property
+    def label(self) -> str:
+        return column_label(self.ref, self.model, self.overrides)
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    ref: str
+    model: str
+    params: dict[str, Any]
+    run_id: int | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    columns: list[Column]
+    rows: list[dict[str, Any]]
+    cells: list[list[OutputRecord | None]]  # [row][column]
+
+    def column(self, index: int) -> list[OutputRecord]:
+        return [row[index] for row in self.cells if row[index] is not None]  # type: ignore[misc]
+
+    @property
+    def output_ids(self) -> list[int]:
+        return [o.id for row in self.cells for o in row if o is not None]
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    label: str
+    outputs: int
+    errors: int
+    mean_latency_s: float | None
+    median_latency_s: float | None
+    mean_completion_tokens: float | None
+    tokens_per_s: float | None
+    agreement: float | None  # share of rows whose answer equals the baseline column's
+    thumbs_up: int
+    thumbs_down: int
+    mean_stars: float | None
+
+
+def column_label(ref: str, model: str, overrides: Mapping[str, Any]) -> str:
+    short_model = model.rstrip("/").rsplit("/", 1)[-1]
+    knobs = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    return f"{ref} · {short_model}" + (f" · {knobs}" if knobs else "")
+
+
+# --- running columns ----------------------------------------------------------------------------
+def check_columns(
+    library: Library, specs: Sequence[ColumnSpec], rows: Sequence[Mapping[str, Any]]
+) -> list[VersionInfo]:
+    """Everything that can be wrong with a comparison, found before the first token."""
+    if not 1 <= len(specs) <= MAX_COLUMNS:
+        raise WorkbenchError(f"compare 1 to {MAX_COLUMNS} columns, got {len(specs)}")
+    if not rows:
+        raise WorkbenchError("nothing to compare: add at least one input row")
+    versions = []
+    for number, spec in enumerate(specs, 1):
+        where = f"column {number} ({spec.label})"
+        try:
+            version = library.get(spec.ref)
+            GenerationParams.build(version.file.options, spec.overrides)
+            missing = [v for v in required_variables(version) if any(v not in r for r in rows)]
+            if missing:
+                raise WorkbenchError(
+                    "the input has no value for " + ", ".join(repr(m) for m in missing)
+                )
+            for index, row in enumerate(rows):
+                try:
+                    version.file.render(row)
+                except WorkbenchError as exc:
+                    raise WorkbenchError(f"row {index + 1}: {exc}") from None
+        except WorkbenchError as exc:
+            raise WorkbenchError(f"{where}: {exc}") from None
+        versions.append(version)
+    return versions
+
+
+def run_columns(
+    library: Library,
+    specs: Sequence[ColumnSpec],
+    rows: Sequence[Mapping[str, Any]],
+    runner_for: Callable[[ColumnSpec], Runner],
+    *,
+    use_cache: bool = True,
+    progress: Callable[[int, Progress], None] | None = None,
+    cancel: Cancel | None = None,
+    on_output: Callable[[OutputRecord], None] | None = None,
+) -> Comparison:
+    """Run each column over the rows (answers already stored come from the cache at once)."""
+    versions = check_columns(library, specs, rows)
+    row_list = [dict(r) for r in rows]
+    columns: list[Column] = []
+    outputs: list[list[OutputRecord]] = []
+    for index, (spec, version) in enumerate(zip(specs, versions, strict=True)):
+        if cancel is not None and cancel.is_set():
+            break
+        summary = runner_for(spec).run(
+            [version],
+            row_list,
+            overrides=spec.overrides,
+            samples=1,
+            use_cache=use_cache,
+            progress=(lambda p, i=index: progress(i, p)) if progress else None,  # type: ignore[misc]
+            cancel=cancel,
+            on_output=on_output,
+        )
+        columns.append(
+            Column(spec.label, version.ref, spec.model, dict(spec.overrides), summary.run.id)
+        )
+        outputs.append(summary.outputs)
+    return _align(columns, outputs, row_list)
+
+
+# --- stored runs ----------------------------------------------------------------------------------
+def stored_columns(runner: Runner, run_ids: Sequence[int]) -> list[tuple[int, str]]:
+    """(run id, version ref) pairs: a run over several versions gives a column per version."""
+    pairs: list[tuple[int, str]] = []
+    for record in runner.list_runs(limit=len(run_ids) or 1, run_ids=list(run_ids)):
+        pairs.extend((record.id, ref) for ref in record.versions)
+    order = {rid: i for i, rid in enumerate(run_ids)}
+    return sorted(pairs, key=lambda p: (order.get(p[0], 0), p[1]))
+
+
+def compare_runs(runner: Runner, selections: Sequence[tuple[int, str]]) -> Comparison:
+    """Line up stored outputs of (run, version) pairs; nothing is generated."""
+    if not 1 <= len(selections) <= MAX_COLUMNS:
+        raise WorkbenchError(f"compare 1 to {MAX_COLUMNS} stored runs, got {len(selections)}")
+    columns, outputs = [], []
+    for run_id, ref in selections:
+        run = runner.get_run(run_id)
+        found = [
+            o
+            for o in runner.outputs(run_id)
+            if f"{o.prompt}@{o.version}" == ref and o.sample_index == 0
+        ]
+        if not found:
+            raise WorkbenchError(f"run {run_id} has no outputs for {ref}")
+        label = f"run {run_id} · " + column_label(ref, run.model, run.params)
+        columns.append(Column(label, ref, run.model, dict(run.params), run_id))
+        outputs.append(found)
+    return _align(columns, outputs, [])
+
+
+def _row_key(variables: Mapping[str, Any]) -> str:
+    return json.dumps(variables, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _align(
+    columns: list[Column], outputs: list[list[OutputRecord]], rows: list[dict[str, Any]]
+) -> Comparison:
+    """Rows in the order given (or first seen); each column's output placed by its variables."""
+    order: dict[str, int] = {}
+    row_values: list[dict[str, Any]] = []
+    for row in rows:
+        key = _row_key(row)
+        if key not in order:
+            order[key] = len(row_values)
+            row_values.append(row)
+    for column_outputs in outputs:
+        for o in sorted(column_outputs, key=lambda o: o.row_index):
+            key = _row_key(o.variables)
+            if key not in order:
+                order[key] = len(row_values)
+                row_values.append(dict(o.variables))
+    cells: list[list[OutputRecord | None]] = [[None] * len(columns) for _ in row_values]
+    for c, column_outputs in enumerate(outputs):
+        for o in column_outputs:
+            if o.sample_index == 0:
+                cells[order[_row_key(o.variables)]][c] = o
+    return Comparison(columns, row_values, cells)
+
+
+# --- reading a comparison -----------------------------------------------------------------
+def normalise_answer(output: OutputRecord) -> str:
+    """What counts as "the same answer": the extracted answer if the prompt defines one,
+    otherwise the text with case, surrounding punctuation and spacing ignored."""
+    text = output.answer if output.answer is not None else (output.text or "")
+    text = re.sub(r"\s+", " ", text).strip().lower()
+    return text.strip(" .!?;:\"'`")
+
+
+def agreement(comparison: Comparison, baseline: int) -> list[float | None]:
+    """Per column, the share of rows where its answer equals the baseline column's."""
+    result: list[float | None] = []
+    for c in range(len(comparison.columns)):
+        pairs = [
+            (row[baseline], row[c])
+            for row in comparison.cells
+            if row[baseline] is not None and row[c] is not None
+        ]
+        same = sum(normalise_answer(a) == normalise_answer(b) for a, b in pairs)  # type: ignore[arg-type]
+        result.append(same / len(pairs) if pairs else None)
+    return result
+
+
+def row_agreement(comparison: Comparison) -> list[float | None]:
+    """Per row, the share of columns that give the row's most common answer."""
+    out: list[float | None] = []
+    for row in comparison.cells:
+        answers = [normalise_answer(o) for o in row if o is not None]
+        if len(answers) < 2:
+            out.append(None)
+            continue
+        out.append(Counter(answers).most_common(1)[0][1] / len(answers))
+    return out
+
+
+def column_stats(
+    comparison: Comparison, baseline: int, ratings: Mapping[int, RatingRecord] | None = None
+) -> list[ColumnStats]:
+    ratings = ratings or {}
+    agree = agreement(comparison, baseline)
+    stats = []
+    for c, column in enumerate(comparison.columns):
+        outs = comparison.column(c)
+        ok = [o for o in outs if o.error is None]
+        latencies = [o.latency_s for o in ok if o.latency_s is not None]
+        tokens = [o.completion_tokens for o in ok if o.completion_tokens is not None]
+        rated = [ratings[o.id] for o in outs if o.id in ratings]
+        stars = [r.stars for r in rated if r.stars is not None]
+        stats.append(
+            ColumnStats(
+                label=column.label,
+                outputs=len(outs),
+                errors=len(outs) - len(ok),
+                mean_latency_s=statistics.fmean(latencies) if latencies else None,
+                median_latency_s=statistics.median(latencies) if latencies else None,
+                mean_completion_tokens=statistics.fmean(tokens) if tokens else None,
+                tokens_per_s=(
+                    sum(tokens) / sum(latencies) if latencies and sum(latencies) > 0 else None
+                ),
+                agreement=agree[c],
+                thumbs_up=sum(r.verdict == 1 for r in rated),
+                thumbs_down=sum(r.verdict == -1 for r in rated),
+                mean_stars=statistics.fmean(stars) if stars else None,
+            )
+        )
+    return stats
+
+
+# --- word-level diff ------------------------------------------------------------------------------
+_TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+def word_diff(base: str, other: str) -> list[tuple[str, str]]:
+    """`other` against `base` as (op, text) pieces: equal, insert (only in other), delete."""
+    a, b = _TOKENS.findall(base), _TOKENS.findall(other)
+    pieces: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            pieces.append(("equal", "".join(a[i1:i2])))
+            continue
+        if op in ("delete", "replace"):
+            pieces.append(("delete", "".join(a[i1:i2])))
+        if op in ("insert", "replace"):
+            pieces.append(("insert", "".join(b[j1:j2])))
+    return pieces
+
+
+DIFF_STYLE = {
+    "insert": "background:#d4f7dc;text-decoration:none",
+    "delete": "background:#fde0e0;text-decoration:line-through;color:#8a1f1f",
+}
+
+
+def diff_html(pieces: Sequence[tuple[str, str]]) -> str:
+    """The diff as HTML in which every piece of model text is escaped: highlighted, never run."""
+    parts = []
+    for op, text in pieces:
+        escaped = html.escape(text)
+        if op == "equal":
+            parts.append(escaped)
+        else:
+            tag = "ins" if op == "insert" else "del"
+            parts.append(f'<{tag} style="{DIFF_STYLE[op]}">{escaped}</{tag}>')
+    return (
+        '<div class="wb-diff" style="white-space:pre-wrap;font-family:monospace;'
+        'font-size:0.85rem;line-height:1.4">' + "".join(parts) + "</div>"
+    )

@@ -258,3 +258,29 @@ def app_test(page: str, timeout: float = 60) -> Any:
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(APP_DIR / page), default_timeout=timeout)
+
+
+# --- the real default model ---------------------------------------------------------------------
+
+
+def refuse_network(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError(f"network access attempted: {args!r}")
+
+
+@pytest.fixture(scope="session")
+def default_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A storage folder holding the converted default model (converted once per session, about
+    30 s, or copied from the repository's storage/models when a converted copy is there)."""
+    import socket
+
+    from workbench.models import DEFAULT_ALIAS, ensure_default_model
+
+    storage = tmp_path_factory.mktemp("default-model-storage")
+    converted = REPO_ROOT / "storage" / "models" / DEFAULT_ALIAS
+    if (converted / "workbench-model.json").exists():
+        shutil.copytree(converted, storage / "models" / DEFAULT_ALIAS)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(socket.socket, "connect", refuse_network)
+        ensure_default_model(storage)  # converts only when nothing was copied
+    yield storage

@@ -33,8 +33,14 @@ def texts(elements: Any) -> str:
     return "\n".join(str(e.value) for e in elements)
 
 
-def edit_table(at: Any, key: str, *, edited: dict[int, dict[str, str]] | None = None,
-               added: list[dict[str, str]] | None = None, deleted: list[int] | None = None) -> None:
+def edit_table(
+    at: Any,
+    key: str,
+    *,
+    edited: dict[int, dict[str, str]] | None = None,
+    added: list[dict[str, str]] | None = None,
+    deleted: list[int] | None = None,
+) -> None:
     at.session_state[key] = {
         "edited_rows": edited or {},
         "added_rows": added or [],
@@ -53,8 +59,12 @@ def test_edit_examples_save_then_save_again_unchanged(app_env: Path) -> None:
     scope = "compose:few-shot-translation@1:"
     assert at.dataframe[0].value["output"].tolist() == ["Bonjour", "Merci"]
 
-    edit_table(at, scope + "examples", edited={1: {"output": "Merci bien"}},
-               added=[{"input": "Goodbye", "output": "Au revoir"}])
+    edit_table(
+        at,
+        scope + "examples",
+        edited={1: {"output": "Merci bien"}},
+        added=[{"input": "Goodbye", "output": "Au revoir"}],
+    )
     shown = codes(at)
     assert "Au revoir" in shown and "Merci bien" in shown and "Merci" not in shown
     assert "+    - input: Goodbye" in texts(at.code)  # the unsaved changes
@@ -141,12 +151,20 @@ def test_new_prompt_from_a_technique(app_env: Path) -> None:
 @pytest.mark.parametrize(
     ("prompt", "widget", "value", "message"),
     [
-        ("zero-shot-translation", "body", "user:\nTranslate {{ text }\n",
-         "line 25: template syntax error: unexpected '}'"),
+        (
+            "zero-shot-translation",
+            "body",
+            "user:\nTranslate {{ text }\n",
+            "line 25: template syntax error: unexpected '}'",
+        ),
         ("json-answer", "schema", '{"type": "object",', "the JSON schema is not valid JSON"),
         ("json-answer", "schema", "[1, 2]", "must be a JSON object"),
-        ("self-consistency-math", "answer_pattern", "The answer is (\\d+",
-         "not a valid regular expression"),
+        (
+            "self-consistency-math",
+            "answer_pattern",
+            "The answer is (\\d+",
+            "not a valid regular expression",
+        ),
     ],
 )
 def test_bad_input_is_an_error_message_not_a_traceback(

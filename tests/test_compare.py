@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import pytest
 
 from workbench import compare
-from workbench.compare import ColumnSpec, Comparison, Column
+from workbench.compare import Column, ColumnSpec, Comparison
 from workbench.errors import WorkbenchError
 from workbench.library import Library
 from workbench.runner import OutputRecord, Runner

@@ -42,8 +42,10 @@ def messages(pf: PromptFile) -> list[tuple[str, str]]:
 def as_form(draft: Draft) -> Draft:
     """The draft as the page gives it back untouched: form values as text, table rows with
     every column, tuples turned into whatever the widgets return."""
-    values = {k: "" if v is None else v if not isinstance(v, int | float) else str(v)
-              for k, v in draft.values.items()}
+    values = {
+        k: "" if v is None else v if not isinstance(v, int | float) else str(v)
+        for k, v in draft.values.items()
+    }
     examples = draft.examples
     if examples is not None:
         rows = tuple({c: str(r.get(c, "")) for c in examples.columns} for r in examples.rows)
@@ -60,8 +62,9 @@ STARTER_BLOCKS: dict[str, Callable[[Draft], object]] = {
     "role": lambda d: bool(d.persona),
     "json-format": lambda d: d.schema is not None and compose.parse_schema(d.schema.text),
     "constraints": lambda d: d.constraints is not None and len(d.constraints.items) == 2,
-    "self-consistency": lambda d: d.self_consistency is not None
-    and d.self_consistency.samples == 5,
+    "self-consistency": lambda d: (
+        d.self_consistency is not None and d.self_consistency.samples == 5
+    ),
 }
 
 
@@ -109,16 +112,23 @@ def test_new_name_must_be_free() -> None:
 # name → (examples input and columns and row count, persona?, constraints input and count,
 #         schema?, trigger, samples, sample-input names)
 BUILTIN_BLOCKS: dict[str, dict[str, Any]] = {
-    "chain-of-thought-math": {"examples": ("examples", ("question", "answer"), 1),
-                              "trigger": "Let's think step by step.", "values": ["question"]},
-    "code-generation": {"persona": True, "constraints": ("requirements", 4),
-                        "values": ["function_name", "parameters", "description"]},
+    "chain-of-thought-math": {
+        "examples": ("examples", ("question", "answer"), 1),
+        "trigger": "Let's think step by step.",
+        "values": ["question"],
+    },
+    "code-generation": {
+        "persona": True,
+        "constraints": ("requirements", 4),
+        "values": ["function_name", "parameters", "description"],
+    },
     "constraints-explain": {"constraints": ("constraints", 2), "values": ["question"]},
     "few-shot-sentiment": {"examples": ("examples", ("input", "output"), 3), "values": ["text"]},
-    "few-shot-sentiment-chat": {"examples": ("examples", ("input", "output"), 3),
-                                "values": ["text"]},
-    "few-shot-translation": {"examples": ("examples", ("input", "output"), 2),
-                             "values": ["text"]},
+    "few-shot-sentiment-chat": {
+        "examples": ("examples", ("input", "output"), 3),
+        "values": ["text"],
+    },
+    "few-shot-translation": {"examples": ("examples", ("input", "output"), 2), "values": ["text"]},
     "json-answer": {"schema": True, "values": ["question"]},
     "role-python-expert": {"persona": True, "values": ["task"]},
     "self-consistency-math": {"samples": (5, r"The answer is (-?\d+)"), "values": ["question"]},
@@ -157,7 +167,11 @@ def test_blocks_read_from_builtin(name: str) -> None:
     assert (None if sc is None else (sc.samples, sc.answer_pattern)) == want.get("samples")
     assert sorted(draft.values) == sorted(want["values"])
     assert (draft.name, draft.description, draft.mode, draft.techniques, draft.body) == (
-        pf.name, pf.description, pf.mode, pf.techniques, pf.body
+        pf.name,
+        pf.description,
+        pf.mode,
+        pf.techniques,
+        pf.body,
     )
 
 
@@ -197,62 +211,133 @@ def edit_schema(d: Draft) -> Draft:
 
 
 EDITS: list[tuple[str, Callable[[Draft], Draft], Callable[[PromptFile], object]]] = [
-    ("few-shot-translation", add_example,
-     lambda pf: ("assistant", "Au revoir") in messages(pf)
-     and pf.inputs["examples"].default[-1] == {"input": "Goodbye", "output": "Au revoir"}
-     and len(pf.inputs["examples"].default) == 3),
-    ("few-shot-translation", edit_first_example,
-     lambda pf: ("assistant", "Salut") in messages(pf) and ("assistant", "Bonjour")
-     not in messages(pf)),
-    ("few-shot-sentiment", lambda d: d.edit(examples=Examples("examples", ("input", "output"), ())),
-     lambda pf: pf.inputs["examples"].default == []
-     and compose.read_draft(pf).examples == Examples("examples", ("input", "output"), ())),
-    ("role-python-expert", lambda d: d.edit(persona="You are a terse Rust expert."),
-     lambda pf: messages(pf)[0] == ("system", "You are a terse Rust expert.")),
-    ("constraints-explain", add_rule,
-     lambda pf: pf.inputs["constraints"].default[-1] == "End with a question."
-     and len(pf.inputs["constraints"].default) == 3
-     and "- End with a question." in messages(pf)[-1][1]),
-    ("json-answer", edit_schema,
-     lambda pf: json.loads(pf.inputs["schema"].default)["properties"]
-     == {"city": {"type": "string"}} and '"city"' in messages(pf)[-1][1]),
-    ("self-consistency-math",
-     lambda d: d.edit(self_consistency=SelfConsistencyBlock(3, r"Answer: (\d+)")),
-     lambda pf: (pf.metadata["samples"], pf.metadata["answer_pattern"]) == (3, r"Answer: (\d+)")),
-    ("self-consistency-math", lambda d: d.edit(self_consistency=None),
-     lambda pf: "samples" not in pf.metadata and pf.techniques == ("chain-of-thought",)),
-    ("role-python-expert",
-     lambda d: d.edit(self_consistency=SelfConsistencyBlock(4, r"def (\w+)")),
-     lambda pf: pf.metadata["samples"] == 4 and pf.techniques == ("role", "self-consistency")),
-    ("chain-of-thought-math", lambda d: d.edit(trigger="Think it through."),
-     lambda pf: messages(pf)[-1][1].endswith("Think it through.")),
-    ("chain-of-thought-math", lambda d: d.edit(trigger=None),
-     lambda pf: "trigger" not in pf.inputs and "{{ trigger }}" not in pf.body
-     and not messages(pf)[-1][1].endswith("step by step.")),
-    ("zero-shot-sentiment-chat", lambda d: d.edit(trigger="Let's think step by step."),
-     lambda pf: pf.body.endswith("{{ trigger }}\n")
-     and pf.techniques == ("zero-shot", "chain-of-thought")
-     and messages(pf)[-1][1].endswith("Sentiment:\nLet's think step by step.")),
-    ("zero-shot-sentiment-chat", lambda d: d.edit(persona="You are a careful annotator."),
-     lambda pf: messages(pf)[0] == ("system", "You are a careful annotator.")
-     and "role" in pf.techniques),
-    ("few-shot-translation", lambda d: d.edit(persona="You are a translator."),
-     lambda pf: messages(pf)[0][1].startswith("You are a translator.\nTranslate the English")),
-    ("role-python-expert", lambda d: d.edit(persona=None),
-     lambda pf: [r for r, _ in messages(pf)] == ["user"] and "persona" not in pf.inputs),
-    ("zero-shot-translation", lambda d: d.edit(values={**d.values, "target_language": "German"}),
-     lambda pf: pf.inputs["target_language"].default == "German"
-     and "German" in messages(pf)[0][1]),
-    ("zero-shot-translation",
-     lambda d: d.edit(body=d.body.replace("{{ text }}'", "{{ text }}' ({{ tone }})"),
-                      values={**d.values, "tone": "formal"}),
-     lambda pf: pf.inputs["tone"].default == "formal" and "(formal)" in messages(pf)[0][1]),
-    ("zero-shot-translation",
-     lambda d: d.edit(body="user:\nTranslate to French: '{{ text }}'\n"),
-     lambda pf: list(pf.inputs) == ["text"]),
-    ("zero-shot-sentiment",
-     lambda d: d.edit(description="New words.", techniques=("zero-shot", "constraints")),
-     lambda pf: pf.description == "New words." and pf.techniques == ("zero-shot", "constraints")),
+    (
+        "few-shot-translation",
+        add_example,
+        lambda pf: (
+            ("assistant", "Au revoir") in messages(pf)
+            and pf.inputs["examples"].default[-1] == {"input": "Goodbye", "output": "Au revoir"}
+            and len(pf.inputs["examples"].default) == 3
+        ),
+    ),
+    (
+        "few-shot-translation",
+        edit_first_example,
+        lambda pf: (
+            ("assistant", "Salut") in messages(pf) and ("assistant", "Bonjour") not in messages(pf)
+        ),
+    ),
+    (
+        "few-shot-sentiment",
+        lambda d: d.edit(examples=Examples("examples", ("input", "output"), ())),
+        lambda pf: (
+            pf.inputs["examples"].default == []
+            and compose.read_draft(pf).examples == Examples("examples", ("input", "output"), ())
+        ),
+    ),
+    (
+        "role-python-expert",
+        lambda d: d.edit(persona="You are a terse Rust expert."),
+        lambda pf: messages(pf)[0] == ("system", "You are a terse Rust expert."),
+    ),
+    (
+        "constraints-explain",
+        add_rule,
+        lambda pf: (
+            pf.inputs["constraints"].default[-1] == "End with a question."
+            and len(pf.inputs["constraints"].default) == 3
+            and "- End with a question." in messages(pf)[-1][1]
+        ),
+    ),
+    (
+        "json-answer",
+        edit_schema,
+        lambda pf: (
+            json.loads(pf.inputs["schema"].default)["properties"] == {"city": {"type": "string"}}
+            and '"city"' in messages(pf)[-1][1]
+        ),
+    ),
+    (
+        "self-consistency-math",
+        lambda d: d.edit(self_consistency=SelfConsistencyBlock(3, r"Answer: (\d+)")),
+        lambda pf: (pf.metadata["samples"], pf.metadata["answer_pattern"]) == (3, r"Answer: (\d+)"),
+    ),
+    (
+        "self-consistency-math",
+        lambda d: d.edit(self_consistency=None),
+        lambda pf: "samples" not in pf.metadata and pf.techniques == ("chain-of-thought",),
+    ),
+    (
+        "role-python-expert",
+        lambda d: d.edit(self_consistency=SelfConsistencyBlock(4, r"def (\w+)")),
+        lambda pf: pf.metadata["samples"] == 4 and pf.techniques == ("role", "self-consistency"),
+    ),
+    (
+        "chain-of-thought-math",
+        lambda d: d.edit(trigger="Think it through."),
+        lambda pf: messages(pf)[-1][1].endswith("Think it through."),
+    ),
+    (
+        "chain-of-thought-math",
+        lambda d: d.edit(trigger=None),
+        lambda pf: (
+            "trigger" not in pf.inputs
+            and "{{ trigger }}" not in pf.body
+            and not messages(pf)[-1][1].endswith("step by step.")
+        ),
+    ),
+    (
+        "zero-shot-sentiment-chat",
+        lambda d: d.edit(trigger="Let's think step by step."),
+        lambda pf: (
+            pf.body.endswith("{{ trigger }}\n")
+            and pf.techniques == ("zero-shot", "chain-of-thought")
+            and messages(pf)[-1][1].endswith("Sentiment:\nLet's think step by step.")
+        ),
+    ),
+    (
+        "zero-shot-sentiment-chat",
+        lambda d: d.edit(persona="You are a careful annotator."),
+        lambda pf: (
+            messages(pf)[0] == ("system", "You are a careful annotator.")
+            and "role" in pf.techniques
+        ),
+    ),
+    (
+        "few-shot-translation",
+        lambda d: d.edit(persona="You are a translator."),
+        lambda pf: messages(pf)[0][1].startswith("You are a translator.\nTranslate the English"),
+    ),
+    (
+        "role-python-expert",
+        lambda d: d.edit(persona=None),
+        lambda pf: [r for r, _ in messages(pf)] == ["user"] and "persona" not in pf.inputs,
+    ),
+    (
+        "zero-shot-translation",
+        lambda d: d.edit(values={**d.values, "target_language": "German"}),
+        lambda pf: (
+            pf.inputs["target_language"].default == "German" and "German" in messages(pf)[0][1]
+        ),
+    ),
+    (
+        "zero-shot-translation",
+        lambda d: d.edit(
+            body=d.body.replace("{{ text }}'", "{{ text }}' ({{ tone }})"),
+            values={**d.values, "tone": "formal"},
+        ),
+        lambda pf: pf.inputs["tone"].default == "formal" and "(formal)" in messages(pf)[0][1],
+    ),
+    (
+        "zero-shot-translation",
+        lambda d: d.edit(body="user:\nTranslate to French: '{{ text }}'\n"),
+        lambda pf: list(pf.inputs) == ["text"],
+    ),
+    (
+        "zero-shot-sentiment",
+        lambda d: d.edit(description="New words.", techniques=("zero-shot", "constraints")),
+        lambda pf: pf.description == "New words." and pf.techniques == ("zero-shot", "constraints"),
+    ),
 ]
 
 
@@ -275,11 +360,15 @@ def test_edit_round_trips(
 
 
 def test_object_schema_stays_an_object(prompt_text: Callable[..., str]) -> None:
-    pf = parse_prompt(prompt_text(
-        body="user:\n{{ text }}\n{{ schema | tojson }}\n",
-        inputs={"text": {"default": "hi"},
-                "schema": {"kind": "object", "default": {"type": "object"}}},
-    ))
+    pf = parse_prompt(
+        prompt_text(
+            body="user:\n{{ text }}\n{{ schema | tojson }}\n",
+            inputs={
+                "text": {"default": "hi"},
+                "schema": {"kind": "object", "default": {"type": "object"}},
+            },
+        )
+    )
     draft = compose.read_draft(pf)
     assert draft.schema == Schema('{\n  "type": "object"\n}', as_object=True)
     assert compose.apply_draft(pf, draft) == pf.canonical_text()
@@ -288,10 +377,12 @@ def test_object_schema_stays_an_object(prompt_text: Callable[..., str]) -> None:
 
 
 def test_list_form_inputs_are_edited_in_place(prompt_text: Callable[..., str]) -> None:
-    pf = parse_prompt(prompt_text(
-        body="system:\n{{ persona }}\nuser:\n{{ text }}\n",
-        inputs=[{"name": "persona", "default": "Old."}, {"name": "text", "default": "hi"}],
-    ))
+    pf = parse_prompt(
+        prompt_text(
+            body="system:\n{{ persona }}\nuser:\n{{ text }}\n",
+            inputs=[{"name": "persona", "default": "Old."}, {"name": "text", "default": "hi"}],
+        )
+    )
     new = compose.build(pf, compose.read_draft(pf).edit(persona="New."))
     assert new.front["inputs"][0] == {"name": "persona", "default": "New."}
     assert messages(new)[0] == ("system", "New.")
@@ -308,25 +399,51 @@ def test_template_fields_and_variables() -> None:
 # --- errors --------------------------------------------------------------------------------------
 
 ERRORS: list[tuple[str, Callable[[Draft], Draft], type[Exception], str]] = [
-    ("json-answer", lambda d: d.edit(schema=Schema('{"type": "object",\n "x": }')),
-     SchemaError, r"not valid JSON: .* at line 2, column"),
-    ("json-answer", lambda d: d.edit(schema=Schema('["answer"]')),
-     SchemaError, r"must be a JSON object"),
+    (
+        "json-answer",
+        lambda d: d.edit(schema=Schema('{"type": "object",\n "x": }')),
+        SchemaError,
+        r"not valid JSON: .* at line 2, column",
+    ),
+    (
+        "json-answer",
+        lambda d: d.edit(schema=Schema('["answer"]')),
+        SchemaError,
+        r"must be a JSON object",
+    ),
     ("json-answer", lambda d: d.edit(schema=Schema("")), SchemaError, r"not valid JSON"),
-    ("self-consistency-math", lambda d: d.edit(self_consistency=SelfConsistencyBlock(0, "(x)")),
-     SelfConsistencyError, r"samples must be a whole number of at least 1 .*got 0"),
-    ("self-consistency-math",
-     lambda d: d.edit(self_consistency=SelfConsistencyBlock(5, "The answer is (\\d+")),
-     SelfConsistencyError, r"answer pattern is not a valid regular expression"),
-    ("chain-of-thought-math", lambda d: d.edit(trigger="  "),
-     ComposeError, r"trigger line is empty"),
-    ("chain-of-thought-math",
-     lambda d: d.edit(
-         trigger=None, body=d.body.replace("{{ question }}", "{{ question }} {{ trigger }}")
-     ),
-     ComposeError, r"chain-of-thought is off but line \d+ still uses"),
-    ("zero-shot-translation", lambda d: d.edit(body="user:\nTranslate {{ text }\n"),
-     PromptFileError, r"zero-shot-translation, line 25: template syntax error"),
+    (
+        "self-consistency-math",
+        lambda d: d.edit(self_consistency=SelfConsistencyBlock(0, "(x)")),
+        SelfConsistencyError,
+        r"samples must be a whole number of at least 1 .*got 0",
+    ),
+    (
+        "self-consistency-math",
+        lambda d: d.edit(self_consistency=SelfConsistencyBlock(5, "The answer is (\\d+")),
+        SelfConsistencyError,
+        r"answer pattern is not a valid regular expression",
+    ),
+    (
+        "chain-of-thought-math",
+        lambda d: d.edit(trigger="  "),
+        ComposeError,
+        r"trigger line is empty",
+    ),
+    (
+        "chain-of-thought-math",
+        lambda d: d.edit(
+            trigger=None, body=d.body.replace("{{ question }}", "{{ question }} {{ trigger }}")
+        ),
+        ComposeError,
+        r"chain-of-thought is off but line \d+ still uses",
+    ),
+    (
+        "zero-shot-translation",
+        lambda d: d.edit(body="user:\nTranslate {{ text }\n"),
+        PromptFileError,
+        r"zero-shot-translation, line 25: template syntax error",
+    ),
     ("zero-shot-translation", lambda d: d.edit(name="Bad Name"), ComposeError, r"not usable"),
 ]
 

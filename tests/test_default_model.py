@@ -8,53 +8,34 @@ second. Network access is blocked in-process and HF_HUB_OFFLINE=1 is set for sub
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT
+from conftest import BUILTIN_PROMPTS_DIR, refuse_network
 
-from workbench.models import DEFAULT_ALIAS, ensure_default_model, load_backend
+from workbench.models import DEFAULT_ALIAS, load_backend
 from workbench.params import GenerationParams
 from workbench.runner import Runner
 
 pytestmark = pytest.mark.slow
 
 
-def _refuse(*args: Any, **kwargs: Any) -> Any:
-    raise AssertionError(f"network access attempted: {args!r}")
-
-
-@pytest.fixture(scope="session")
-def default_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    storage = tmp_path_factory.mktemp("default-model-storage")
-    converted = REPO_ROOT / "storage" / "models" / DEFAULT_ALIAS
-    if (converted / "workbench-model.json").exists():
-        shutil.copytree(converted, storage / "models" / DEFAULT_ALIAS)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(socket.socket, "connect", _refuse)
-        ensure_default_model(storage)  # converts only when nothing was copied
-    yield storage
-
-
 @pytest.fixture(scope="session")
 def default_backend(default_storage: Path) -> Any:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(socket.socket, "connect", _refuse)
+        mp.setattr(socket.socket, "connect", refuse_network)
         return load_backend("default", default_storage)
 
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(socket.socket, "connect", _refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse_network)
 
 
 def test_default_model_info(default_backend: Any, default_storage: Path) -> None:

@@ -154,8 +154,13 @@ _QUESTION = {
 _STARTERS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any], dict[str, Any]]] = {
     "zero-shot": (
         "Labels the sentiment of a text with a direct instruction and no examples.",
-        {"text": {"kind": "string", "description": "The text to classify.",
-                  "default": "I love this product!"}},
+        {
+            "text": {
+                "kind": "string",
+                "description": "The text to classify.",
+                "default": "I love this product!",
+            }
+        },
         "user:\nClassify the sentiment of the following text as Positive, Negative, or "
         "Neutral.\nText: {{ text }}\nSentiment:\n",
         {"temperature": 0, "maxOutputTokens": 8},
@@ -164,8 +169,11 @@ _STARTERS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any], dict[str, A
     "few-shot": (
         "Labels sentiment after labelled examples given as earlier chat turns.",
         {
-            "text": {"kind": "string", "description": "The text to classify.",
-                     "default": "I love this product!"},
+            "text": {
+                "kind": "string",
+                "description": "The text to classify.",
+                "default": "I love this product!",
+            },
             "examples": {
                 "kind": "array",
                 "description": "Labelled examples, each with an input text and its output label.",
@@ -186,9 +194,11 @@ _STARTERS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any], dict[str, A
         "Solves a word problem after asking for its reasoning steps.",
         {
             "question": _QUESTION,
-            TRIGGER_INPUT: {"kind": "string",
-                            "description": "The line that asks for reasoning before the answer.",
-                            "default": DEFAULT_TRIGGER},
+            TRIGGER_INPUT: {
+                "kind": "string",
+                "description": "The line that asks for reasoning before the answer.",
+                "default": DEFAULT_TRIGGER,
+            },
         },
         'system:\nSolve math word problems. Reason step by step, then end with "The answer is '
         'N."\nuser:\n{{ question }}\n{{ trigger }}\n',
@@ -198,12 +208,17 @@ _STARTERS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any], dict[str, A
     "role": (
         "Answers from a system persona that sets expertise and style.",
         {
-            PERSONA_INPUT: {"kind": "string",
-                            "description": "The system persona: who the model is and how it works.",
-                            "default": "You are an experienced teacher. You explain clearly, "
-                            "with one short example."},
-            "task": {"kind": "string", "description": "What to do.",
-                     "default": "Explain what a prime number is."},
+            PERSONA_INPUT: {
+                "kind": "string",
+                "description": "The system persona: who the model is and how it works.",
+                "default": "You are an experienced teacher. You explain clearly, "
+                "with one short example.",
+            },
+            "task": {
+                "kind": "string",
+                "description": "What to do.",
+                "default": "Explain what a prime number is.",
+            },
         },
         "system:\n{{ persona }}\nuser:\n{{ task }}\n",
         {"temperature": 0.2, "maxOutputTokens": 256},
@@ -212,11 +227,16 @@ _STARTERS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any], dict[str, A
     "json-format": (
         "Answers a question as JSON that follows a JSON Schema.",
         {
-            "question": {"kind": "string", "description": "The question to answer.",
-                         "default": "What is the capital of Australia?"},
-            SCHEMA_INPUT: {"kind": "string",
-                           "description": "The JSON Schema the reply must match.",
-                           "default": json.dumps(_JSON_SCHEMA, indent=2)},
+            "question": {
+                "kind": "string",
+                "description": "The question to answer.",
+                "default": "What is the capital of Australia?",
+            },
+            SCHEMA_INPUT: {
+                "kind": "string",
+                "description": "The JSON Schema the reply must match.",
+                "default": json.dumps(_JSON_SCHEMA, indent=2),
+            },
         },
         "system:\nYou reply with a single JSON object and nothing else: no Markdown, no code "
         "fences, no text before or after it.\nuser:\n{{ question }}\n\nReply with JSON only, "
@@ -227,13 +247,20 @@ _STARTERS: dict[str, tuple[str, dict[str, Any], str, dict[str, Any], dict[str, A
     "constraints": (
         "Explains something under explicit rules on length and audience.",
         {
-            "question": {"kind": "string", "description": "What to explain.",
-                         "default": "Why is the sky blue?"},
-            "constraints": {"kind": "array",
-                            "description": "Rules the answer must follow, one per item.",
-                            "items": {"kind": "string"},
-                            "default": ["Answer in at most 50 words.",
-                                        "Use simple language suitable for a 10-year-old."]},
+            "question": {
+                "kind": "string",
+                "description": "What to explain.",
+                "default": "Why is the sky blue?",
+            },
+            "constraints": {
+                "kind": "array",
+                "description": "Rules the answer must follow, one per item.",
+                "items": {"kind": "string"},
+                "default": [
+                    "Answer in at most 50 words.",
+                    "Use simple language suitable for a 10-year-old.",
+                ],
+            },
         },
         "user:\n{{ question }}\n\nFollow these rules:\n{% for rule in constraints -%}\n"
         "- {{ rule }}\n{% endfor %}\n",
@@ -349,9 +376,7 @@ def _read_examples(pf: PromptFile) -> Examples | None:
         columns = list(fields)
         for row in value:
             columns += [str(k) for k in row if str(k) not in columns]
-        rows = tuple(
-            {c: _text_default(row.get(c)) for c in columns if c in row} for row in value
-        )
+        rows = tuple({c: _text_default(row.get(c)) for c in columns if c in row} for row in value)
         return Examples(name, tuple(columns), rows)
     return None
 
@@ -362,9 +387,9 @@ def _read_constraints(pf: PromptFile, skip: set[str]) -> Constraints | None:
         value = spec.default
         if name in skip or not isinstance(value, list):
             continue
-        if all(isinstance(item, str) for item in value) and (value or not template_fields(
-            pf, name
-        )):
+        if all(isinstance(item, str) for item in value) and (
+            value or not template_fields(pf, name)
+        ):
             return Constraints(name, tuple(value))
     return None
 
@@ -417,8 +442,7 @@ def parse_schema(text: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SchemaError(
-            f"the JSON schema is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}"
+            f"the JSON schema is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         ) from None
     if not isinstance(value, dict):
         raise SchemaError(
@@ -546,11 +570,15 @@ def _apply_trigger(
             body = _var_line(TRIGGER_INPUT).sub("", body)
         return body
     if old is None:
-        _add_input(front, TRIGGER_INPUT, {
-            "kind": "string",
-            "description": "The line that asks for reasoning before the answer.",
-            "default": trigger,
-        })
+        _add_input(
+            front,
+            TRIGGER_INPUT,
+            {
+                "kind": "string",
+                "description": "The line that asks for reasoning before the answer.",
+                "default": trigger,
+            },
+        )
         if not _var_line(TRIGGER_INPUT).search(body):
             body = body.rstrip("\n") + "\n{{ " + TRIGGER_INPUT + " }}\n"
         if "chain-of-thought" not in techniques:
@@ -583,11 +611,15 @@ def _apply_persona(
             body = _EMPTY_SYSTEM.sub("", _var_line(PERSONA_INPUT).sub("", body))
         return body
     if old is None:
-        _add_input(front, PERSONA_INPUT, {
-            "kind": "string",
-            "description": "The system persona: who the model is and how it works.",
-            "default": persona,
-        })
+        _add_input(
+            front,
+            PERSONA_INPUT,
+            {
+                "kind": "string",
+                "description": "The system persona: who the model is and how it works.",
+                "default": persona,
+            },
+        )
         if not _var_line(PERSONA_INPUT).search(body):
             body = _insert_persona_line(body, mode)
         if "role" not in techniques:
@@ -683,9 +715,7 @@ def _apply_values(
             continue
         spec = specs.get(name)
         if spec is None:
-            _add_input(
-                front, name, {"kind": "string", "default": "" if value is None else value}
-            )
+            _add_input(front, name, {"kind": "string", "default": "" if value is None else value})
             continue
         new = coerce_value(name, spec.kind, value)
         current = spec.default if spec.has_default else ""

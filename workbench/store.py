@@ -30,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -153,6 +154,12 @@ class Output(Base):
         Index("ix_output_created", "created_at"),
         Index("ix_output_version", "version_id", "id"),
         Index("ix_output_model", "model", "id"),
+        Index(  # only the failed outputs: History's "errors only" (migration 0004)
+            "ix_output_error",
+            "id",
+            sqlite_where=sql_text("error IS NOT NULL"),
+            postgresql_where=sql_text("error IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -5,20 +5,20 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from workbench.app.state import library
+from workbench.app import ui
 from workbench.errors import WorkbenchError
 from workbench.lint import lint
 
-st.set_page_config(page_title="Prompt Workbench", page_icon="🧪", layout="wide")
-st.title("Prompt Workbench")
-st.caption("Design prompts, run them on a model on this machine, compare the results.")
-
-try:
-    lib = library()
-    prompts = lib.list_prompts()
-except WorkbenchError as exc:
-    st.error(f"The library could not be opened: {exc}")
-    st.stop()
+ui.page(
+    "Prompt Workbench", "Design prompts, run them on a model on this machine, compare the results."
+)
+st.markdown(
+    "**Compose** a prompt and save versions → **Playground**: run a version on one input or a "
+    "dataset → **Compare** versions, models and parameters side by side → **History** of every "
+    "run → **Library**: labels, export and import. Pages are in the sidebar."
+)
+lib = ui.load_library()
+prompts = lib.list_prompts()
 
 st.subheader(f"Prompt library ({len(prompts)} prompts)")
 table = pd.DataFrame(

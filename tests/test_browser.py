@@ -1,0 +1,306 @@
+"""The whole loop in a real browser: compose a few-shot prompt, save v2, run it, compare v2
+with v1, export — on the real default model, served by `workbench serve`.
+
+Headless Chromium from Debian, driven by Playwright (`executable_path`, since Playwright cannot
+download browsers here). Screenshots of every page go to the test's folder, and to
+docs/screenshots/ when WORKBENCH_SCREENSHOTS=docs/screenshots is set (that is how the README's
+pictures are refreshed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+APP_TIMEOUT_MS = 120_000  # the first run loads the model in the server
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    if not Path(CHROMIUM).exists():
+        reason = "Debian's chromium is not installed (apt-get install chromium)"
+        if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    # Tall enough that a screenshot holds the page (Streamlit scrolls inside stMain).
+    return {**browser_context_args, "viewport": {"width": 1400, "height": 1600}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+SERVED_DATABASE: dict[str, str] = {}  # server URL → its database URL
+
+
+def served_library(server: str) -> Any:
+    from workbench.library import Library
+    from workbench.store import get_store
+
+    return Library(get_store(SERVED_DATABASE[server]))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, default_storage: Path) -> Iterator[str]:
+    """`workbench serve` on a free port with its own database and the converted default model."""
+    data = tmp_path_factory.mktemp("browser-db")
+    env = {
+        **os.environ,
+        "WORKBENCH_DATABASE_URL": f"sqlite:///{data}/workbench.db",
+        "WORKBENCH_PROMPTS_DIR": str(BUILTIN_PROMPTS_DIR),
+        "WORKBENCH_STORAGE_DIR": str(default_storage),
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("WORKBENCH_MODEL", None)
+    port = _free_port()
+    log = (data / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"workbench serve did not come up:\n{(data / 'server.log').read_text()}"
+                )
+            time.sleep(0.2)
+        SERVED_DATABASE[url] = env["WORKBENCH_DATABASE_URL"]
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        server_log = (data / "server.log").read_text(errors="replace")
+        assert "Traceback" not in server_log, server_log[-4000:]
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Any:
+    folders = [tmp_path]
+    if os.environ.get("WORKBENCH_SCREENSHOTS"):
+        folders.append(REPO_ROOT / os.environ["WORKBENCH_SCREENSHOTS"])
+
+    def take(page: Any, name: str) -> None:
+        page.mouse.move(0, 0)  # no hover tooltips in the picture
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(folder / f"{name}.png"), animations="disabled")
+
+    return take
+
+
+def settle(page: Any, timeout: float = APP_TIMEOUT_MS) -> None:
+    """Wait for the script run to finish — the wait Streamlit's own e2e suite uses."""
+    from playwright.sync_api import expect
+
+    page.wait_for_timeout(250)
+    app = page.locator("[data-testid='stApp']")
+    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=timeout)
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout)
+
+
+def open_page(page: Any, url: str) -> None:
+    page.goto(url)
+    settle(page)
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def choose(page: Any, label: str, option: str, nth: int = 0) -> None:
+    """Pick an option of a selectbox by typing it (the list is searchable) and choosing it."""
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).nth(nth)
+    box.locator("input").click()
+    page.keyboard.type(option)
+    page.get_by_role("option", name=option, exact=True).click(timeout=20_000)
+    settle(page)
+
+
+def no_errors(page: Any) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+    errors = page.get_by_test_id("stAlertContentError")
+    assert errors.count() == 0, errors.all_inner_texts()
+
+
+PROMPT = "few-shot-translation"
+
+
+def compose_v2(page: Any, server: str) -> None:
+    """Compose: add a third worked example to the few-shot prompt's table and save it as v2."""
+    from playwright.sync_api import expect
+
+    open_page(page, f"{server}/Compose")
+    choose(page, "Prompt", PROMPT)
+    editor = page.get_by_test_id("stDataFrame").first
+    editor.hover()  # the table's toolbar appears on hover
+    editor.get_by_role("button", name="Add row").click(timeout=15_000)
+    settle(page)
+    # The table is drawn on a canvas: cells are reached by position (35 px rows under a
+    # 35 px header); the added row is the third.
+    # The table is drawn on a canvas: a cell is reached by its position (35 px rows under a
+    # 35 px header; the added row is the third), and its editor is a text box in #portal.
+    canvas = editor.get_by_test_id("data-grid-canvas")
+    width = canvas.bounding_box()["width"]
+    for x, text in ((100, "Good evening"), (width - 80, "Bonsoir")):
+        canvas.dblclick(position={"x": x, "y": 35 + 35 * 2 + 17}, force=True)
+        cell_editor = page.locator("#portal textarea, #portal input").first
+        cell_editor.wait_for(state="visible", timeout=10_000)
+        cell_editor.fill(text)
+        cell_editor.press("Enter")
+        settle(page)
+    preview = page.get_by_test_id("stCode").filter(has_text="Bonsoir").filter(visible=True)
+    expect(preview.first).to_be_visible()  # the rendered messages show the new example
+    page.get_by_label("Note").fill("third example: good evening")
+    page.keyboard.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Save version").click()
+    settle(page)
+    no_errors(page)
+    expect(page.get_by_text("Saved as v2")).to_be_visible()
+    v2 = served_library(server).get(f"{PROMPT}@2")
+    assert v2.note == "third example: good evening"
+    assert {"input": "Good evening", "output": "Bonsoir"} in v2.file.inputs["examples"].default
+
+
+def test_compose_run_compare_export(page: Any, server: str, shots: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(APP_TIMEOUT_MS)
+    open_page(page, server)
+    expect(page.get_by_text("Prompt library (13 prompts)")).to_be_visible()
+    shots(page, "home")
+
+    compose_v2(page, server)
+    shots(page, "compose")
+
+    # Playground: run v2 on one input; the answer streams in and its statistics appear.
+    open_page(page, f"{server}/Playground")
+    choose(page, "Prompt", PROMPT)
+    page.get_by_label("text").first.fill("Good evening")
+    page.get_by_role("button", name="Run", exact=True).click()
+    settle(page)
+    no_errors(page)
+    expect(page.get_by_test_id("stMetric").filter(has_text="Finish")).to_be_visible()
+    answer = page.get_by_test_id("stCode").first.inner_text()
+    assert answer.strip() and answer.strip() != "(empty answer)"
+    shots(page, "playground")
+
+    # Compare v2 (latest, first column) with v1 on the prompt's sample input.
+    open_page(page, f"{server}/Compare")
+    choose(page, "Prompt", PROMPT, nth=0)
+    choose(page, "Prompt", PROMPT, nth=1)
+    page.get_by_role("button", name="Run comparison").click()
+    # The columns run in a background job; the page refreshes its progress until they are done.
+    expect(page.get_by_role("tab", name="Rows side by side")).to_be_visible(timeout=APP_TIMEOUT_MS)
+    settle(page)
+    no_errors(page)
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+    columns = page.get_by_test_id("stDataFrame").filter(has_text="agreement with baseline")
+    expect(columns).to_be_visible()
+    page.get_by_role("tab", name="Rows side by side").click()
+    captions = page.get_by_test_id("stCaptionContainer")
+    expect(captions.filter(has_text=f"{PROMPT}@2 · smollm2-135m-instruct")).to_be_visible()
+    expect(captions.filter(has_text=f"{PROMPT}@1 · smollm2-135m-instruct")).to_be_visible()
+    # v1 is shown as a word diff against v2 (the baseline), escaped, never as raw HTML.
+    expect(page.locator(".wb-diff").first).to_be_visible()
+    shots(page, "compare")
+
+    # History: the runs are listed, newest first.
+    open_page(page, f"{server}/History")
+    no_errors(page)
+    shots(page, "history")
+
+    # Library: download v2 as a file and check it holds the new example.
+    open_page(page, f"{server}/Library")
+    choose(page, "Prompt", PROMPT)
+    with page.expect_download() as download_info:
+        page.get_by_test_id("stDownloadButton").first.click()
+    path = download_info.value.path()
+    text = Path(path).read_text(encoding="utf-8")
+    assert text.startswith(f"---\nname: {PROMPT}")
+    assert "Bonsoir" in text and "third example: good evening" in text
+    settle(page)
+    shots(page, "library")
+
+
+def test_two_tabs_save_and_run_at_once(browser: Any, server: str) -> None:
+    """Two sessions save versions of one prompt and run it at the same time: no version is
+    lost and both get their answer."""
+    from playwright.sync_api import expect
+
+    name = "zero-shot-translation"
+    pages = []
+    for language in ("German", "Spanish"):
+        context = browser.new_context(viewport={"width": 1400, "height": 1600})
+        page = context.new_page()
+        page.set_default_timeout(APP_TIMEOUT_MS)
+        open_page(page, f"{server}/Compose")
+        choose(page, "Prompt", name)
+        page.get_by_role("textbox", name="target_language").fill(language)
+        page.keyboard.press("Control+Enter")
+        settle(page)
+        page.get_by_label("Note").fill(f"into {language}")
+        pages.append(page)
+    for page in pages:  # both click before either has finished
+        page.get_by_role("button", name="Save version").click()
+    for page in pages:
+        settle(page)
+        no_errors(page)
+    saved = sorted(p.get_by_text("Saved as v").first.inner_text(timeout=20_000) for p in pages)
+    assert saved == ["Saved as v2", "Saved as v3"], saved
+    versions = served_library(server).versions(name)
+    assert sorted(v.note for v in versions[1:]) == ["into German", "into Spanish"]
+
+    for page in pages:
+        open_page(page, f"{server}/Playground")
+        choose(page, "Prompt", name)
+    for page in pages:
+        page.get_by_role("button", name="Run", exact=True).click()
+    for page in pages:
+        settle(page)
+        no_errors(page)
+        expect(page.get_by_test_id("stMetric").filter(has_text="Finish")).to_be_visible()

@@ -1,0 +1,386 @@
+"""History: every run and output, newest first; open a run to read it, run it again, resume it
+or download it.
+
+The queries live in `workbench.history` (keyset pages, capped counts), so the page stays quick
+with 100,000 stored outputs; this file only lays out widgets and calls services.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from workbench import exchange, history
+from workbench.app import state, ui
+from workbench.history import HistoryFilter, HistoryPage
+from workbench.runner import Progress
+
+ANY = "(any)"
+SHOWN_OUTPUTS = 20  # outputs of an opened run shown in full; the rest are in the table
+
+ui.page(
+    "History",
+    "Every run and output, newest first. Filter them, open a run, run it again with the "
+    "model in the sidebar, resume it, or download it.",
+)
+lib = ui.load_library()
+choice = ui.model_sidebar()
+store = lib.store
+
+choices: history.FilterChoices | None = None
+with ui.guard("Reading the history"):
+    choices = history.filter_choices(store)
+if choices is None:
+    st.stop()
+assert choices is not None
+
+
+# --- filters ----------------------------------------------------------------------------------
+def parse_version(value: str) -> tuple[int | None, str | None]:
+    if value.startswith("v"):
+        return int(value[1:]), None
+    if value.startswith("@"):
+        return None, value[1:]
+    return None, None
+
+
+cols = st.columns(4)
+prompt = cols[0].selectbox("Prompt", [ANY, *choices.prompts], key="history:prompt")
+prompt_name = None if prompt == ANY else prompt
+version_options = [ANY]
+if prompt_name:
+    version_options += [f"v{n}" for n in choices.versions.get(prompt_name, [])]
+    version_options += [f"@{label}" for label in choices.labels.get(prompt_name, [])]
+else:
+    version_options += [f"@{label}" for label in choices.all_labels]
+version_value = cols[1].selectbox(
+    "Version or label",
+    version_options,
+    key=f"history:version:{prompt_name}",
+    help="A label is looked up now: @production shows the version it points at today.",
+)
+number, label = parse_version(version_value)
+model = cols[2].selectbox("Model", [ANY, *choices.models], key="history:model")
+status = cols[3].selectbox("Outputs", history.STATUSES, key="history:status")
+
+search_cols = st.columns([3, 1, 1, 1])
+text = search_cols[0].text_input(
+    "Search", key="history:text", help="Finds this text (case-insensitive for a–z)."
+)
+search_in = search_cols[1].selectbox("Search in", history.SEARCH_IN, key="history:search_in")
+date_from: date | None = search_cols[2].date_input("From (UTC)", value=None, key="history:from")
+date_to: date | None = search_cols[3].date_input("To (UTC)", value=None, key="history:to")
+
+flt = HistoryFilter(
+    prompt=prompt_name,
+    version=number,
+    label=label,
+    model=None if model == ANY else model,
+    date_from=date_from,
+    date_to=date_to,
+    text=text,
+    search_in=search_in,
+    status=status,
+)
+
+
+def pager(name: str, signature: object) -> int | None:
+    """The cursor of the page being shown; a new filter starts again at the newest page."""
+    if st.session_state.get(f"history:{name}:signature") != signature:
+        st.session_state[f"history:{name}:signature"] = signature
+        st.session_state[f"history:{name}:cursors"] = [None]
+    cursors: list[int | None] = st.session_state[f"history:{name}:cursors"]
+    return cursors[-1]
+
+
+def page_buttons(name: str, page: HistoryPage[Any]) -> None:
+    cursors: list[int | None] = st.session_state[f"history:{name}:cursors"]
+
+    def newer() -> None:
+        cursors.pop()
+
+    left, middle, right = st.columns([1, 3, 1])
+    left.button(
+        "← Newer",
+        key=f"history:{name}:newer",
+        disabled=len(cursors) == 1,
+        on_click=newer,
+    )
+    middle.caption(f"Page {len(cursors)} · {page.total_text} in all")
+    right.button(
+        "Older →",
+        key=f"history:{name}:older",
+        disabled=page.next_before_id is None,
+        on_click=cursors.append,
+        args=(page.next_before_id,),
+    )
+
+
+def short(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+
+
+# --- outputs and runs -------------------------------------------------------------------------
+outputs_tab, runs_tab = st.tabs(["Outputs", "Runs"])
+runs_page: HistoryPage[history.HistoryRun] | None = None
+
+with outputs_tab, ui.guard("Searching the outputs"):
+    page_size = st.selectbox(
+        "Rows per page", history.PAGE_SIZES, index=1, key="history:outputs:size"
+    )
+    before = pager("outputs", (flt, page_size))
+    outputs_page = history.search_outputs(store, flt, page_size=page_size, before_id=before)
+    if not outputs_page.rows:
+        st.info("No outputs match these filters." if before is None else "No older outputs.")
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "id": r.id,
+                        "run": r.run_id,
+                        "created (UTC)": r.created_at,
+                        "prompt": r.ref,
+                        "model": r.model,
+                        "row": r.row_index + 1,
+                        "sample": r.sample_index,
+                        "variables": short(r.variables),
+                        "text": (r.text or "") + ("…" if r.truncated else ""),
+                        "finish": r.finish_reason,
+                        "tokens": r.completion_tokens,
+                        "latency s": r.latency_s,
+                        "cached": r.cached,
+                        "error": r.error,
+                        "rating": {1: "👍", -1: "👎"}.get(r.verdict or 0, "")
+                        + ("★" * r.stars if r.stars else ""),
+                    }
+                    for r in outputs_page.rows
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    page_buttons("outputs", outputs_page)
+
+with runs_tab, ui.guard("Listing the runs"):
+    run_status = st.selectbox("Run status", history.RUN_STATUSES, key="history:runs:status")
+    before = pager("runs", (flt, run_status))
+    runs_page = history.search_runs(store, flt, status=run_status, before_id=before)
+    if not runs_page.rows:
+        st.info("No runs match these filters." if before is None else "No older runs.")
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "run": r.id,
+                        "status": r.status,
+                        "created (UTC)": r.created_at,
+                        "versions": ", ".join(r.versions),
+                        "model": r.model,
+                        "done": f"{r.done}/{r.total}",
+                        "errors": r.errors,
+                        "parameters": short(r.params) if r.params else "",
+                        "dataset": r.dataset or "",
+                    }
+                    for r in runs_page.rows
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    page_buttons("runs", runs_page)
+
+
+# --- one run ----------------------------------------------------------------------------------
+st.subheader("Open a run")
+run_ids = [r.id for r in runs_page.rows] if runs_page else []
+pending = st.session_state.pop("history:open_next", None)
+if pending is not None:
+    if pending not in run_ids:
+        run_ids.insert(0, pending)
+    st.session_state["history:open"] = pending
+if not run_ids:
+    st.info("No run to open: run a prompt on the Playground or Compare page first.")
+    st.stop()
+if st.session_state.get("history:open") not in run_ids:
+    st.session_state.pop("history:open", None)
+run_id = st.selectbox("Run", run_ids, key="history:open", format_func=lambda i: f"Run {i}")
+for message in st.session_state.pop("history:flash", []):
+    st.success(message)
+
+runner = state.runner(choice)  # the model loads only if this run is re-run or resumed
+
+
+def progress_bar() -> Any:
+    bar = st.progress(0.0, text="Starting…")
+
+    def update(p: Progress) -> None:
+        eta = f", about {p.eta_s:.0f} s left" if p.eta_s else ""
+        bar.progress(
+            min(1.0, p.done / p.total) if p.total else 1.0,
+            text=f"{p.done}/{p.total} outputs ({p.cached} from the cache){eta}",
+        )
+
+    return update
+
+
+def open_run(new_run_id: int, message: str) -> None:
+    st.session_state["history:open_next"] = new_run_id
+    st.session_state["history:flash"] = [message]
+    st.session_state["history:runs:cursors"] = [None]  # the new run is on the newest page
+    st.rerun()
+
+
+with ui.guard(f"Opening run {run_id}"):
+    record = runner.get_run(run_id)
+    request = history.rerun_request(store, run_id)
+    outputs = runner.outputs(run_id)
+
+    status_col, done_col, cached_col, errors_col = st.columns(4)
+    status_col.metric("Status", record.status)
+    done_col.metric("Outputs", f"{record.done}/{record.total}")
+    cached_col.metric("From the cache", record.cached)
+    errors_col.metric("Errors", record.errors)
+    st.markdown(
+        f"**Model** `{record.model}` · revision `{record.revision[:12]}` · `{record.dtype}` · "
+        f"started {record.created_at:%Y-%m-%d %H:%M:%S} UTC"
+        + (f" · finished {record.finished_at:%H:%M:%S}" if record.finished_at else "")
+    )
+    st.markdown("**Versions** " + ", ".join(f"`{v}`" for v in record.versions))
+    st.markdown("**Parameter overrides**" + ("" if record.params else " none"))
+    if record.params:
+        st.json(record.params)
+    if record.error:
+        st.error("The run stopped with this error:")
+        ui.show_text(record.error)
+
+    with st.expander(f"Input rows ({len(request.rows)})"):
+        st.dataframe(
+            pd.DataFrame([{k: short(v) for k, v in row.items()} for row in request.rows]),
+            width="stretch",
+        )
+
+    if outputs:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "prompt": f"{o.prompt}@{o.version}",
+                        "row": o.row_index + 1,
+                        "sample": o.sample_index,
+                        "text": o.text,
+                        "finish": o.finish_reason,
+                        "tokens": o.completion_tokens,
+                        "latency s": o.latency_s,
+                        "cached": o.cached,
+                        "error": o.error,
+                    }
+                    for o in outputs
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+        for o in outputs[:SHOWN_OUTPUTS]:
+            st.caption(
+                f"{o.prompt}@{o.version} · row {o.row_index + 1}"
+                + (f" · sample {o.sample_index + 1}" if record.samples > 1 else "")
+                + (" · from the cache" if o.cached else "")
+            )
+            if o.error:
+                st.error(f"This output failed: {o.error}")
+            else:
+                ui.show_text(o.text)
+        if len(outputs) > SHOWN_OUTPUTS:
+            st.caption(f"{len(outputs) - SHOWN_OUTPUTS} more outputs are in the table above.")
+    else:
+        st.info("This run has no outputs yet.")
+
+    votes = runner.votes(run_id)
+    if votes:
+        st.markdown("**Self-consistency votes**")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "prompt": f"{v.prompt}@{v.version}",
+                        "row": v.row_index + 1,
+                        "answer": v.answer,
+                        "agreement": v.agreement,
+                        "samples": v.samples,
+                        "counts": short(v.counts),
+                    }
+                    for v in votes
+                ]
+            ),
+            hide_index=True,
+        )
+
+    csv_col, jsonl_col = st.columns(2)
+    csv_col.download_button(
+        "Download CSV",
+        exchange.export_outputs(outputs, "csv"),
+        file_name=f"run-{run_id}.csv",
+        mime="text/csv",
+        key="history:download:csv",
+        disabled=not outputs,
+    )
+    jsonl_col.download_button(
+        "Download JSON Lines",
+        exchange.export_outputs(outputs, "jsonl"),
+        file_name=f"run-{run_id}.jsonl",
+        mime="application/jsonl",
+        key="history:download:jsonl",
+        disabled=not outputs,
+    )
+
+    st.markdown("**Run it again**")
+    st.caption(
+        f"Same versions, {len(request.rows)} row(s) and parameter overrides, on the model in "
+        f"the sidebar ({choice.spec}). A new run is stored; this one is kept as it is."
+    )
+    use_cache = st.checkbox(
+        "Answer from stored outputs when the request is identical",
+        value=request.use_cache,
+        key=f"history:rerun:cache:{run_id}",
+    )
+    if st.button("Run again", key="history:rerun", type="primary"):
+        versions = [lib.get(ref) for ref in request.versions]
+        summary = runner.run(
+            versions,
+            request.rows,
+            overrides=request.overrides,
+            samples=request.samples,
+            use_cache=use_cache,
+            progress=progress_bar(),
+        )
+        open_run(
+            summary.run.id,
+            f"Run {summary.run.id} ({summary.run.status}): {summary.run.done}/"
+            f"{summary.run.total} outputs, {summary.run.cached} from the cache.",
+        )
+
+    if record.done < record.total:
+        missing = record.total - record.done
+        st.markdown("**Resume**")
+        st.caption(
+            f"{missing} output(s) are missing. Resuming generates only those, with the run's "
+            f"own model ({record.model}), which must be the one chosen in the sidebar."
+            + (
+                " If it is still running somewhere else, wait for it."
+                if record.status == "running"
+                else ""
+            )
+        )
+        if st.button(f"Resume run {run_id}", key="history:resume"):
+            summary = runner.resume(run_id, progress=progress_bar())
+            open_run(
+                run_id,
+                f"Run {run_id} resumed ({summary.run.status}): {summary.run.done}/"
+                f"{summary.run.total} outputs.",
+            )

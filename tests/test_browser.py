@@ -252,11 +252,15 @@ def test_compose_run_compare_export(page: Any, server: str, shots: Any) -> None:
     # History: the runs are listed, newest first.
     open_page(page, f"{server}/History")
     no_errors(page)
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(page.get_by_test_id("stSelectbox").first).to_be_visible()
     shots(page, "history")
 
     # Library: download v2 as a file and check it holds the new example.
     open_page(page, f"{server}/Library")
     choose(page, "Prompt", PROMPT)
+    page.get_by_test_id("stMain").evaluate("main => main.scrollTo(0, 0)")
+    shots(page, "library")
     with page.expect_download() as download_info:
         page.get_by_test_id("stDownloadButton").first.click()
     path = download_info.value.path()
@@ -264,7 +268,6 @@ def test_compose_run_compare_export(page: Any, server: str, shots: Any) -> None:
     assert text.startswith(f"---\nname: {PROMPT}")
     assert "Bonsoir" in text and "third example: good evening" in text
     settle(page)
-    shots(page, "library")
 
 
 def test_two_tabs_save_and_run_at_once(browser: Any, server: str) -> None:

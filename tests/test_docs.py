@@ -37,3 +37,20 @@ def test_every_setting_is_in_the_readme(variable: str) -> None:
 def test_readme_opens_with_the_two_commands() -> None:
     first_block = README.split("```bash", 1)[1].split("```", 1)[0]
     assert "bash scripts/serve" in first_block and "bash scripts/test" in first_block
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_page_is_described_and_every_picture_exists() -> None:
+    import re
+
+    pages = sorted((ROOT / "workbench" / "app" / "pages").glob("*.py"))
+    assert len(pages) == 5
+    for page in pages:
+        title = page.stem.split("_", 1)[1]
+        assert f"- **{title}** —" in README, title
+    pictures = re.findall(r"\]\((docs/screenshots/[^)]+)\)", README)
+    assert pictures
+    for picture in pictures:
+        assert (ROOT / picture).is_file(), picture

@@ -340,6 +340,35 @@ def test_stop_strings_in_a_batch(tiny_backend: Any, few_shot_inputs: list[ModelI
             assert (c.finish_reason, c.text) == (f.finish_reason, f.text)
 
 
+def test_rows_are_reported_as_they_finish(
+    tiny_backend: Any, few_shot_inputs: list[ModelInput]
+) -> None:
+    """A row that stops early is reported alone, before the rest of its batch; the results are
+    the same as when the whole batch is reported at its end."""
+    inputs = few_shot_inputs[:4]
+    full = tiny_backend.generate(inputs, greedy(24), batch_size=1)
+    stop, _ = _a_stop_string(full[0].text)
+    params = greedy(24, stop=(stop,))
+    calls: list[list[int]] = []
+    early = tiny_backend.generate(
+        inputs,
+        params,
+        on_batch=lambda done: calls.append([i for i, _ in done]),
+        rows_as_they_finish=True,
+    )
+    together = tiny_backend.generate(inputs, params)
+    assert [(g.text, g.finish_reason) for g in early] == [
+        (g.text, g.finish_reason) for g in together
+    ]
+    stopped = [i for i, g in enumerate(early) if g.finish_reason == "stop"]
+    assert 0 in stopped
+    assert [[i] for i in stopped] == [c for c in calls if len(c) == 1 and c[0] in stopped]
+    assert sorted(i for c in calls for i in c) == [0, 1, 2, 3]  # each row reported once
+    last = calls.index([0])
+    assert last < len(calls) - 1 or len(stopped) == 4  # reported before the batch's end
+    assert early[0].latency_s <= max(g.latency_s for g in early)
+
+
 def test_length_when_max_new_tokens_is_reached(tiny_backend: Any, chat_input: ModelInput) -> None:
     g = tiny_backend.generate([chat_input], greedy(5))[0]
     assert g.finish_reason == "length"

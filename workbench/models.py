@@ -108,6 +108,7 @@ class Backend(Protocol):
         batch_size: int | None = None,
         on_batch: Callable[[list[tuple[int, Generation]]], None] | None = None,
         cancel: Cancel | None = None,
+        rows_as_they_finish: bool = False,
     ) -> list[Generation | None]: ...
 
     def stream(
@@ -401,12 +402,16 @@ class TransformersBackend:
         batch_size: int | None = None,
         on_batch: Callable[[list[tuple[int, Generation]]], None] | None = None,
         cancel: Cancel | None = None,
+        rows_as_they_finish: bool = False,
     ) -> list[Generation | None]:
         """Generate for every input; results come back in input order (None if cancelled first).
 
         `on_batch([(index, generation), …])` is called as each batch finishes, so callers can
-        store its rows at once (in one transaction).
-        at once. Greedy rows share batches; sampled rows run one by one with their own seed.
+        store its rows at once (in one transaction). With `rows_as_they_finish`, a greedy row
+        that ends before its batch (EOS or a stop string) is reported on its own the moment it
+        ends — a screen watching a long batch then fills row by row — at the cost of one call
+        (one transaction) per such row. Greedy rows share batches; sampled rows run one by one
+        with their own seed.
         """
         params.validate(self.info.context_window)
         ids = [self.encode(x) for x in inputs]
@@ -427,14 +432,32 @@ class TransformersBackend:
             if cancel is not None and cancel.is_set():
                 break
             seed = seeds[batch[0]] if seeds is not None else params.seed
+            early: dict[int, Generation] = {}
+
+            def report_early(
+                r: int,
+                g: Generation,
+                batch: list[int] = batch,
+                early: dict[int, Generation] = early,
+            ) -> None:
+                early[r] = g
+                if on_batch is not None:
+                    on_batch([(batch[r], g)])
+
             generations = self._generate_batch(
-                [ids[i] for i in batch], prefix, prefix_cache, params, seed, cancel
+                [ids[i] for i in batch],
+                prefix,
+                prefix_cache,
+                params,
+                seed,
+                cancel,
+                on_row=report_early if rows_as_they_finish else None,
             )
-            finished = list(zip(batch, generations, strict=True))
-            for i, generation in finished:
-                results[i] = generation
-            if on_batch is not None:
-                on_batch(finished)
+            for r, generation in enumerate(generations):
+                results[batch[r]] = generation
+            rest = [(batch[r], g) for r, g in enumerate(generations) if r not in early]
+            if on_batch is not None and rest:
+                on_batch(rest)
         return results
 
     def _prefix_cache(self, prefix: list[int]) -> Any:
@@ -452,7 +475,9 @@ class TransformersBackend:
         params: GenerationParams,
         seed: int,
         cancel: Cancel | None,
+        on_row: Callable[[int, Generation], None] | None = None,
     ) -> list[Generation]:
+        """One batch; `on_row(r, generation)` hears of each greedy row that ends early."""
         import torch
 
         p = len(prefix)
@@ -468,9 +493,19 @@ class TransformersBackend:
             mask[r, p + width - len(suffix) :] = 1
         cache = self._batch_cache(prefix_cache, len(rows))
         started = time.perf_counter()
+        early: dict[int, Generation] = {}
+
+        def ended(r: int, tokens: list[int]) -> None:
+            latency = time.perf_counter() - started
+            early[r] = self._finish(tokens, len(rows[r]), params, latency, None, len(rows))
+            if on_row is not None:
+                on_row(r, early[r])
+
         with self._generate_lock, torch.inference_mode():
             if cache is not None and not params.sampling and params.repetition_penalty == 1.0:
-                generated = self._greedy(input_ids, mask, cache, p, params, cancel)
+                generated = self._greedy(
+                    input_ids, mask, cache, p, params, cancel, ended if on_row else None
+                )
             else:
                 kwargs = self._generate_kwargs(params, [cancel] if cancel else [])
                 kwargs["cache"] = cache
@@ -481,7 +516,8 @@ class TransformersBackend:
         latency = time.perf_counter() - started
         cancelled = cancel is not None and cancel.is_set()
         return [
-            self._finish(generated[r], len(rows[r]), params, latency, None, len(rows), cancelled)
+            early.get(r)
+            or self._finish(generated[r], len(rows[r]), params, latency, None, len(rows), cancelled)
             for r in range(len(rows))
         ]
 
@@ -493,6 +529,7 @@ class TransformersBackend:
         cached: int,
         params: GenerationParams,
         cancel: Cancel | None,
+        on_end: Callable[[int, list[int]], None] | None = None,
     ) -> list[list[int]]:
         """Greedy decoding that lets finished rows leave the batch.
 
@@ -534,6 +571,8 @@ class TransformersBackend:
                 elif longest_stop:
                     tail = self.tokenizer.decode(generated[row][-(longest_stop + 4) :])
                     finished[row] = _first_stop(str(tail), params.stop) is not None
+                if finished[row] and on_end is not None:
+                    on_end(row, list(generated[row]))
             live = [k for k, row in enumerate(slots) if not finished[row]]
             if not live:
                 break

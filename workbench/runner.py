@@ -443,6 +443,8 @@ class Runner:
                         [(cells[i], g, False) for i, g in done]
                     ),
                     cancel=cancel,
+                    # Someone is watching: store and show each row as soon as it ends.
+                    rows_as_they_finish=on_output is not None,
                 )
             if cancel is not None and cancel.is_set():
                 status = "cancelled"

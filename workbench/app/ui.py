@@ -93,7 +93,7 @@ def model_sidebar() -> state.ModelChoice:
             info = state.backend(choice).info
             st.caption(
                 f"Loaded: {info.name} · {info.dtype} · context {info.context_window} tokens · "
-                f"revision {info.revision[:12]}"
+                f"revision {info.revision[:24]}"
             )
         else:
             st.caption("Loads on the first run (once per server).")
@@ -254,16 +254,23 @@ def show_messages(rendered: Rendered) -> None:
         st.code(message.content, language=None, wrap_lines=True)
 
 
-def variables_form(names: Sequence[str], defaults: Mapping[str, Any], key: str) -> dict[str, Any]:
-    """A text area per template variable, prefilled with the prompt's sample inputs.
+def text_variables(names: Sequence[str], defaults: Mapping[str, Any]) -> list[str]:
+    """The variables a person types per input: not those whose default is structured data
+    (a list of examples, a schema object), which belong to the prompt and are edited on the
+    Compose page, where their structure is shown."""
+    return [
+        n for n in names if defaults.get(n) is None or isinstance(defaults[n], str | int | float)
+    ]
 
-    Variables whose default is not text (a list of examples, a schema object) keep the
-    default; they are edited on the Compose page, where their structure is shown.
-    """
+
+def variables_form(names: Sequence[str], defaults: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A text area per typed variable, prefilled with the prompt's sample inputs; structured
+    variables keep their default."""
     values: dict[str, Any] = {}
+    typed = text_variables(names, defaults)
     for name in names:
         default = defaults.get(name, "")
-        if default is not None and not isinstance(default, str | int | float):
+        if name not in typed:
             values[name] = default
             continue
         values[name] = st.text_area(
@@ -274,6 +281,7 @@ def variables_form(names: Sequence[str], defaults: Mapping[str, Any], key: str) 
 
 def rows_input(variables: Sequence[str], defaults: Mapping[str, Any], key: str) -> Dataset | None:
     """Rows of variables: typed into a table, or read from an uploaded CSV / JSON Lines file."""
+    variables = text_variables(variables, defaults)
     source = st.radio(
         "Rows", ["Edit rows here", "Upload a file"], horizontal=True, key=f"{key}:source"
     )

@@ -156,7 +156,9 @@ def show_job(job_id: str, live: bool) -> None:
 with dataset_tab, ui.guard("Reading the rows"):
     dataset = ui.rows_input(variables, defaults, key=f"play_ds:{version.ref}")
     if dataset is not None:
-        dataset = ui.map_columns(dataset, variables, key=f"play_ds:{version.ref}")
+        dataset = ui.map_columns(
+            dataset, ui.text_variables(variables, defaults), key=f"play_ds:{version.ref}"
+        )
         st.caption(f"{len(dataset.rows)} rows from {dataset.name}")
         job_key = f"play_job:{version.ref}"
         running = jobs.get_job(st.session_state.get(job_key))

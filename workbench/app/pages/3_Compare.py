@@ -119,7 +119,9 @@ if mode == "Run columns":
     with ui.guard("Reading the rows"):
         dataset = ui.rows_input(variables, defaults, key="cmp_rows")
         if dataset is not None:
-            dataset = ui.map_columns(dataset, variables, key="cmp_rows")
+            dataset = ui.map_columns(
+                dataset, ui.text_variables(variables, defaults), key="cmp_rows"
+            )
     rows = [{k: v for k, v in r.items() if v != ""} for r in dataset.rows] if dataset else []
     use_cache = st.checkbox(
         "Reuse stored answers for identical requests", True, key="cmp_use_cache"
@@ -240,8 +242,8 @@ def show_comparison(comparison: Comparison) -> None:
                     "tokens/s": s.tokens_per_s,
                     "mean tokens": s.mean_completion_tokens,
                     "agreement with baseline": s.agreement,
-                    "👍": s.thumbs_up,
-                    "👎": s.thumbs_down,
+                    "liked": s.thumbs_up,
+                    "disliked": s.thumbs_down,
                     "stars": s.mean_stars,
                 }
                 for s in stats

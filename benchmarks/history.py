@@ -206,6 +206,33 @@ def main() -> None:
             b = timed(slow, args.repeats)
             print(f"{name:<34}{a:>10.1f}{b:>11.1f}{b / a:>11.1f}x")
         store.close()
+        whole_page(path, args.repeats)
+
+
+def whole_page(path: Path, repeats: int) -> None:
+    """The History page itself on this database (AppTest: the script run, no browser), so
+    the figure includes everything the page does, not only its queries."""
+    import os
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["WORKBENCH_DATABASE_URL"] = f"sqlite:///{path}"
+    os.environ["WORKBENCH_PROMPTS_DIR"] = str(Path(tempfile.gettempdir()) / "no-builtins")
+    st.cache_resource.clear()
+    page = str(ROOT / "workbench" / "app" / "pages" / "4_History.py")
+    times = []
+    for _ in range(repeats + 1):  # the first run opens the database and imports
+        at = AppTest.from_file(page, default_timeout=120)
+        started = time.perf_counter()
+        at.run()
+        times.append((time.perf_counter() - started) * 1000)
+        if at.exception:
+            raise SystemExit(f"the page failed: {at.exception}")
+    print(
+        f"\nHistory page, whole script run (AppTest): first {times[0]:.0f} ms, "
+        f"then median {statistics.median(times[1:]):.0f} ms"
+    )
 
 
 def _day(seeded: Seeded) -> date:

@@ -160,6 +160,28 @@ def choose(page: Any, label: str, option: str, nth: int = 0) -> None:
     settle(page)
 
 
+def add_row(page: Any, editor: Any, existing: int, values: list[str]) -> None:
+    """Add a row to an st.data_editor and type its cells.
+
+    The table is drawn on a canvas, so a cell is reached by its position (35 px rows under a
+    35 px header); its editor is a text box in #portal, filled like any input.
+    """
+    editor.hover()  # the table's toolbar appears on hover
+    editor.get_by_role("button", name="Add row").click(timeout=15_000)
+    settle(page)
+    canvas = editor.get_by_test_id("data-grid-canvas")
+    width = canvas.bounding_box()["width"]
+    column_width = width / len(values)
+    for c, text in enumerate(values):
+        x = column_width * c + min(100, column_width / 2)
+        canvas.dblclick(position={"x": x, "y": 35 + 35 * existing + 17}, force=True)
+        cell_editor = page.locator("#portal textarea, #portal input").first
+        cell_editor.wait_for(state="visible", timeout=10_000)
+        cell_editor.fill(text)
+        cell_editor.press("Enter")
+        settle(page)
+
+
 def no_errors(page: Any) -> None:
     assert page.locator("[data-testid='stException']").count() == 0
     errors = page.get_by_test_id("stAlertContentError")
@@ -175,23 +197,7 @@ def compose_v2(page: Any, server: str) -> None:
 
     open_page(page, f"{server}/Compose")
     choose(page, "Prompt", PROMPT)
-    editor = page.get_by_test_id("stDataFrame").first
-    editor.hover()  # the table's toolbar appears on hover
-    editor.get_by_role("button", name="Add row").click(timeout=15_000)
-    settle(page)
-    # The table is drawn on a canvas: cells are reached by position (35 px rows under a
-    # 35 px header); the added row is the third.
-    # The table is drawn on a canvas: a cell is reached by its position (35 px rows under a
-    # 35 px header; the added row is the third), and its editor is a text box in #portal.
-    canvas = editor.get_by_test_id("data-grid-canvas")
-    width = canvas.bounding_box()["width"]
-    for x, text in ((100, "Good evening"), (width - 80, "Bonsoir")):
-        canvas.dblclick(position={"x": x, "y": 35 + 35 * 2 + 17}, force=True)
-        cell_editor = page.locator("#portal textarea, #portal input").first
-        cell_editor.wait_for(state="visible", timeout=10_000)
-        cell_editor.fill(text)
-        cell_editor.press("Enter")
-        settle(page)
+    add_row(page, page.get_by_test_id("stDataFrame").first, 2, ["Good evening", "Bonsoir"])
     preview = page.get_by_test_id("stCode").filter(has_text="Bonsoir").filter(visible=True)
     expect(preview.first).to_be_visible()  # the rendered messages show the new example
     page.get_by_label("Note").fill("third example: good evening")
@@ -233,21 +239,30 @@ def test_compose_run_compare_export(page: Any, server: str, shots: Any) -> None:
     open_page(page, f"{server}/Compare")
     choose(page, "Prompt", PROMPT, nth=0)
     choose(page, "Prompt", PROMPT, nth=1)
+    rows = page.get_by_test_id("stDataFrame").first  # the inputs table
+    add_row(page, rows, 1, ["Thank you very much, see you tomorrow"])
     page.get_by_role("button", name="Run comparison").click()
     # The columns run in a background job; the page refreshes its progress until they are done.
     expect(page.get_by_role("tab", name="Rows side by side")).to_be_visible(timeout=APP_TIMEOUT_MS)
     settle(page)
     no_errors(page)
-    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
     columns = page.get_by_test_id("stDataFrame").filter(has_text="agreement with baseline")
     expect(columns).to_be_visible()
     page.get_by_role("tab", name="Rows side by side").click()
     captions = page.get_by_test_id("stCaptionContainer")
-    expect(captions.filter(has_text=f"{PROMPT}@2 · smollm2-135m-instruct")).to_be_visible()
-    expect(captions.filter(has_text=f"{PROMPT}@1 · smollm2-135m-instruct")).to_be_visible()
+    for version in (2, 1):  # one caption per row in each column
+        label = f"{PROMPT}@{version} · smollm2-135m-instruct"
+        expect(captions.filter(has_text=label)).to_have_count(2)
     # v1 is shown as a word diff against v2 (the baseline), escaped, never as raw HTML.
-    expect(page.locator(".wb-diff").first).to_be_visible()
+    expect(page.locator(".wb-diff")).to_have_count(2)
+    baseline = page.get_by_text("Baseline column")
+    baseline.evaluate("e => e.scrollIntoView({block: 'start'})")  # the results at the top
     shots(page, "compare")
+    page.get_by_role("tab", name="Charts").click()
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)
+    page.wait_for_timeout(500)  # let plotly draw
+    baseline.evaluate("e => e.scrollIntoView({block: 'start'})")
+    shots(page, "compare-charts")
 
     # History: the runs are listed, newest first.
     open_page(page, f"{server}/History")

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable, Iterator
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +292,45 @@ def default_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setattr(socket.socket, "connect", refuse_network)
         ensure_default_model(storage)  # converts only when nothing was copied
     yield storage
+
+
+# --- a real server --------------------------------------------------------------------------------
+
+
+@contextmanager
+def workbench_server(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
+    """`workbench serve` on a free port, from the project folder (so .streamlit/config.toml
+    applies); yields its URL once /_stcore/health answers; stops the whole process group.
+    The server's output goes to `log_path`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"workbench serve did not come up:\n{log_path.read_text()}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

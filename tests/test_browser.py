@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT
+from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT, workbench_server
 
 pytestmark = pytest.mark.slow
 
@@ -54,12 +48,6 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
     return {**browser_context_args, "viewport": {"width": 1400, "height": 1600}}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 SERVED_DATABASE: dict[str, str] = {}  # server URL → its database URL
 
 
@@ -82,42 +70,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, default_storage: Path) -> I
         "HF_HUB_OFFLINE": "1",
     }
     env.pop("WORKBENCH_MODEL", None)
-    port = _free_port()
-    log = (data / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    f"workbench serve did not come up:\n{(data / 'server.log').read_text()}"
-                )
-            time.sleep(0.2)
+    log = data / "server.log"
+    with workbench_server(env, log) as url:
         SERVED_DATABASE[url] = env["WORKBENCH_DATABASE_URL"]
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
-        server_log = (data / "server.log").read_text(errors="replace")
-        assert "Traceback" not in server_log, server_log[-4000:]
+    server_log = log.read_text(errors="replace")
+    assert "Traceback" not in server_log, server_log[-4000:]
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from sqlalchemy import ColumnElement, Text, and_, exists, func, literal_column, 
 from sqlalchemy.orm import Session
 
 from .errors import NotFoundError, WorkbenchError
+from .runner import run_counts, run_versions
 from .store import (
     Label,
     Output,
@@ -442,26 +443,8 @@ def search_runs(
             n = s.scalar(select(func.count()).select_from(inner)) or 0
             total, capped = (COUNT_CAP, True) if n > COUNT_CAP else (n, False)
         ids = [r.id for r in runs]
-        stats = {
-            rid: (done, errors)
-            for rid, done, errors in s.execute(
-                select(Output.run_id, func.count(), func.count(Output.error))
-                .where(
-                    Output.run_id.in_(ids),
-                    or_(Output.finish_reason.is_(None), Output.finish_reason != "cancelled"),
-                )
-                .group_by(Output.run_id)
-            )
-        }
-        names: dict[int, list[str]] = {}
-        for rid, name, number in s.execute(
-            select(RunVersion.run_id, Prompt.name, PromptVersion.number)
-            .join(PromptVersion, PromptVersion.id == RunVersion.version_id)
-            .join(Prompt, Prompt.id == PromptVersion.prompt_id)
-            .where(RunVersion.run_id.in_(ids))
-            .order_by(RunVersion.run_id, RunVersion.position)
-        ):
-            names.setdefault(rid, []).append(f"{name}@{number}")
+        stats = run_counts(s, ids)
+        names = run_versions(s, ids)
         out = [
             HistoryRun(
                 id=r.id,
@@ -474,8 +457,8 @@ def search_runs(
                 samples=r.samples,
                 dataset=r.dataset,
                 total=r.total,
-                done=stats.get(r.id, (0, 0))[0],
-                errors=stats.get(r.id, (0, 0))[1],
+                done=stats.get(r.id, (0, 0, 0))[0],
+                errors=stats.get(r.id, (0, 0, 0))[2],
                 error=r.error,
             )
             for r in runs

@@ -21,13 +21,14 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Integer, delete, func, or_, select
+from sqlalchemy.orm import Session
 
 from .datasets import Dataset, check_columns
 from .errors import NotFoundError, WorkbenchError
 from .library import Library, VersionInfo
 from .models import Backend, Cancel, FinishReason, Generation, ModelInput
 from .params import GenerationParams
-from .store import Output, PromptVersion, Run, RunRow, RunVersion, Vote, utcnow
+from .store import Output, Prompt, PromptVersion, Run, RunRow, RunVersion, Vote, utcnow
 from .techniques import SelfConsistency
 from .templates import Rendered
 
@@ -160,6 +161,37 @@ def cache_key(
     }
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_counts(s: Session, run_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+    """Per run: outputs done (cancelled ones do not count), of which cached, of which failed."""
+    return {
+        rid: (done, int(cached or 0), errors)
+        for rid, done, cached, errors in s.execute(
+            select(
+                Output.run_id,
+                func.count(),
+                func.sum(func.cast(Output.cached, type_=Integer())),
+                func.count(Output.error),
+            )
+            .where(Output.run_id.in_(run_ids), _complete())
+            .group_by(Output.run_id)
+        )
+    }
+
+
+def run_versions(s: Session, run_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Per run: the references (`name@N`) of its versions, in the order they were given."""
+    names: dict[int, list[str]] = {}
+    for rid, name, number in s.execute(
+        select(RunVersion.run_id, Prompt.name, PromptVersion.number)
+        .join(PromptVersion, PromptVersion.id == RunVersion.version_id)
+        .join(Prompt, Prompt.id == PromptVersion.prompt_id)
+        .where(RunVersion.run_id.in_(run_ids))
+        .order_by(RunVersion.run_id, RunVersion.position)
+    ):
+        names.setdefault(rid, []).append(f"{name}@{number}")
+    return names
 
 
 def required_variables(version: VersionInfo) -> list[str]:
@@ -664,36 +696,14 @@ class Runner:
         return runs[0]
 
     def list_runs(self, limit: int = 50, run_ids: Sequence[int] | None = None) -> list[RunRecord]:
-        from .store import Prompt
-
         with self.store.read() as s:
             query = select(Run).order_by(Run.id.desc())
             if run_ids is not None:
                 query = query.where(Run.id.in_(run_ids))
             runs = s.scalars(query.limit(limit)).all()
             ids = [r.id for r in runs]
-            stats = {
-                rid: (done, cached, errors)
-                for rid, done, cached, errors in s.execute(
-                    select(
-                        Output.run_id,
-                        func.count(),
-                        func.sum(func.cast(Output.cached, type_=Integer())),
-                        func.count(Output.error),
-                    )
-                    .where(Output.run_id.in_(ids), _complete())
-                    .group_by(Output.run_id)
-                )
-            }
-            names: dict[int, list[str]] = {}
-            for rid, name, number in s.execute(
-                select(RunVersion.run_id, Prompt.name, PromptVersion.number)
-                .join(PromptVersion, PromptVersion.id == RunVersion.version_id)
-                .join(Prompt, Prompt.id == PromptVersion.prompt_id)
-                .where(RunVersion.run_id.in_(ids))
-                .order_by(RunVersion.run_id, RunVersion.position)
-            ):
-                names.setdefault(rid, []).append(f"{name}@{number}")
+            stats = run_counts(s, ids)
+            names = run_versions(s, ids)
             return [
                 RunRecord(
                     id=r.id,

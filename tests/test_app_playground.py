@@ -156,3 +156,34 @@ def test_cancel_keeps_finished_rows(app_env: Path) -> None:
     assert summary.run.status == "cancelled"
     assert summary.run.done < summary.run.total
     assert at.warning and "resume run" in at.warning[0].value
+
+
+def test_a_model_that_is_not_there_is_a_message(app_env: Path) -> None:
+    at = _open()
+    at.text_input(key="model_spec").set_value(str(app_env / "no-such-model")).run()
+    at.button(key="play_run").click().run()
+    assert not at.exception, at.exception
+    assert at.error, "expected a message about the model"
+    message = at.error[0].value
+    assert "no-such-model" in message and "Traceback" not in message
+    assert _stored_outputs() == []
+
+
+def test_self_consistency_dataset_shows_votes(app_env: Path) -> None:
+    at = _open("self-consistency-math")
+    key = "play_ds:self-consistency-math@1:rows"
+    at.session_state[key] = {
+        "edited_rows": {0: {"question": "What is 2 + 2?"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.number_input(key="param:self-consistency-math@1:max_new_tokens").set_value(4).run()
+    at.button(key="play_run_dataset").click().run()
+    assert not at.exception, at.exception
+    job = _wait_for_job(at, "play_job:self-consistency-math@1")
+    assert job.error is None, job.error
+    at.run()
+    assert job.result.run.total == 5  # the prompt asks for 5 samples
+    votes = at.dataframe[-1].value
+    assert list(votes.columns) == ["row", "answer", "agreement", "samples", "counts"]
+    assert list(votes["samples"]) == [5]

@@ -135,6 +135,24 @@ def show_job(job_id: str, live: bool) -> None:
             f"Run {summary.run.id}: {summary.run.total} rows in {summary.wall_s:.1f} s "
             f"({summary.run.cached} from the cache, {summary.tokens_per_s:.1f} tokens/s)."
         )
+    if summary is not None and summary.votes:
+        st.markdown("**Self-consistency votes** (majority answer per row)")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "row": v.row_index + 1,
+                        "answer": v.answer,
+                        "agreement": v.agreement,
+                        "samples": v.samples,
+                        "counts": ", ".join(f"{a}: {n}" for a, n in v.counts.items()),
+                    }
+                    for v in summary.votes
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
     if summary is not None and summary.outputs:
         left, right = st.columns(2)
         left.download_button(

@@ -540,6 +540,141 @@ def _print_summary(summary: Any, as_json: bool) -> None:
     )
 
 
+EXIT_BELOW_MIN = 3  # distinct from errors (1) and usage mistakes (2), for CI scripts
+
+
+@app.command("eval")
+@click.argument("refs", nargs=-1, required=True)
+@click.option(
+    "--dataset",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="CSV or JSON Lines: columns fill the variables; 'expected' (or expected_<metric>) "
+    "holds the answer scorers compare with.",
+)
+@click.option(
+    "--assert",
+    "assertions",
+    multiple=True,
+    help="An assertion besides the prompt's metadata.assert: a shorthand such as "
+    "'icontains:positive', 'not-contains:sorry', 'is-json', 'rouge-l>=0.5', 'exact-match', or "
+    'a JSON object {"type": ..., "value": ..., "threshold": ...} (repeatable).',
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Write the full report: .json, .csv or .xml (JUnit, for CI test reports).",
+)
+@click.option(
+    "--min-pass-rate",
+    type=click.FloatRange(0, 1),
+    help=f"Exit with status {EXIT_BELOW_MIN} when a version passes fewer rows than this (0–1).",
+)
+@click.option("--param", "param", multiple=True, help="Generation parameter NAME=VALUE.")
+@click.option("--no-cache", is_flag=True, help="Generate even when an identical output is stored.")
+@model_options
+@json_flag
+def eval_command(
+    refs: tuple[str, ...],
+    dataset: Path,
+    assertions: tuple[str, ...],
+    output: Path | None,
+    min_pass_rate: float | None,
+    param: tuple[str, ...],
+    no_cache: bool,
+    model: str | None,
+    dtype: str,
+    trust_remote_code: bool,
+    as_json: bool,
+) -> None:
+    """Evaluate one or more prompt versions (REF: NAME, NAME@VERSION, NAME@LABEL) on a dataset.
+
+    Every row's output is scored by the prompt's assertions and --assert; a row passes when all
+    its assertions pass. Prints the pass rate per version; outputs and scores are stored.
+    """
+    from .datasets import read_dataset
+    from .evaluate import REPORT_FORMATS, evaluate, plan, report_dict, write_report
+    from .params import parse_param_pairs
+
+    if output is not None and output.suffix.lower() not in REPORT_FORMATS:
+        raise WorkbenchError(
+            f"--output {output.name}: use a file ending in {', '.join(REPORT_FORMATS)}"
+        )
+    overrides = parse_param_pairs(list(param))
+    rows = read_dataset(dataset)
+    extra = [_parse_assertion(a) for a in assertions]
+    library = _library()
+    plan(library, refs, rows, extra)  # every mistake before the model loads
+    runner = _runner(model, dtype, trust_remote_code)
+    progress = (
+        None
+        if as_json
+        else (
+            lambda ref, p: click.echo(f"{ref} {_format_progress(p).lstrip()}", err=True, nl=False)
+        )
+    )
+    report = evaluate(
+        library,
+        runner,
+        refs,
+        rows,
+        extra,
+        overrides=overrides,
+        use_cache=not no_cache,
+        progress=progress,
+    )
+    if not as_json:
+        click.echo(err=True)
+    if output is not None:
+        write_report(report, output)
+    if as_json:
+        _echo_json(report_dict(report))
+    else:
+        metrics = sorted({m.metric for v in report.versions for m in v.metrics})
+        _table(
+            ["VERSION", "RUN", "ROWS", "PASSED", "PASS RATE", *[m.upper() for m in metrics]],
+            [
+                [
+                    v.ref,
+                    v.run_id,
+                    len(v.rows),
+                    v.passed,
+                    f"{v.pass_rate:.0%}",
+                    *[_metric_cell(v, m) for m in metrics],
+                ]
+                for v in report.versions
+            ],
+        )
+        if output is not None:
+            click.echo(f"report written to {output}")
+    below = report.below(min_pass_rate)
+    if below:
+        click.echo(
+            "error: pass rate below "
+            f"{min_pass_rate:.0%}: " + ", ".join(f"{v.ref} {v.pass_rate:.0%}" for v in below),
+            err=True,
+        )
+        raise click.exceptions.Exit(EXIT_BELOW_MIN)
+
+
+def _parse_assertion(text: str) -> Any:
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise WorkbenchError(f"--assert {text!r}: not valid JSON ({exc.msg})") from None
+    return stripped
+
+
+def _metric_cell(version: Any, metric: str) -> str:
+    found = next((m for m in version.metrics if m.metric == metric), None)
+    if found is None:
+        return "-"
+    mean = f"{found.mean:.2f} · " if found.mean is not None else ""
+    return f"{mean}{found.pass_rate:.0%} pass"
+
+
 @app.group("runs")
 def runs_app() -> None:
     """Stored runs: list, show, resume, export."""

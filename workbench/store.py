@@ -229,6 +229,23 @@ class Rating(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class Score(Base):
+    """One metric or assertion on one output; scoring the output again replaces it."""
+
+    __tablename__ = "score"
+    __table_args__ = (UniqueConstraint("output_id", "metric", name="uq_score_output_metric"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    output_id: Mapped[int] = mapped_column(ForeignKey("output.id"))
+    metric: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(50))
+    value: Mapped[float | None] = mapped_column(Float)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class AppState(Base):
     """Small facts about the database itself, such as when the built-ins were loaded."""
 

@@ -1,0 +1,230 @@
+"""`workbench eval`: pass rates per version, reports for CI, every bad assertion refused early."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT
+
+from workbench.cli import EXIT_BELOW_MIN, main
+from workbench.evaluate import stored_scores
+from workbench.runner import Runner
+from workbench.workspace import open_library
+
+Result = tuple[int, str, str]
+Cli = Callable[..., Result]
+DATASET = REPO_ROOT / "examples" / "sentiment-20.csv"
+CHAT, COMPLETION = "zero-shot-sentiment-chat", "zero-shot-sentiment"
+
+
+@pytest.fixture
+def cli(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_model_dir: Path,
+    tiny_backend: Any,
+) -> Cli:
+    monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(BUILTIN_PROMPTS_DIR))
+    monkeypatch.setenv("WORKBENCH_MODEL", str(tiny_model_dir))
+
+    def run(*args: object) -> Result:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _small(tmp_path: Path, rows: list[dict[str, str]]) -> Path:
+    path = tmp_path / "small.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_two_versions_on_the_labelled_dataset(cli: Cli, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    code, out, err = cli(
+        "eval",
+        CHAT,
+        COMPLETION,
+        "--dataset",
+        DATASET,
+        "--assert",
+        "exact-match",
+        "--assert",
+        "tokens<=4",
+        "--param",
+        "max_new_tokens=4",
+        "--output",
+        report,
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:5] == ["VERSION", "RUN", "ROWS", "PASSED", "PASS"]
+    assert lines[2].startswith(f"{CHAT}@1") and lines[3].startswith(f"{COMPLETION}@1")
+    assert all(line.split()[2] == "20" for line in lines[2:4])
+    data = json.loads(report.read_text())
+    assert [v["ref"] for v in data["versions"]] == [f"{CHAT}@1", f"{COMPLETION}@1"]
+    for version in data["versions"]:
+        assert version["rows"] == 20 and len(version["results"]) == 20
+        assert {m["metric"] for m in version["metrics"]} == {"exact-match", "tokens"}
+        # the tiny random model never says "Positive": exact match fails, the length check passes
+        assert version["pass_rate"] == 0.0
+        for result in version["results"]:
+            by_metric = {s["metric"]: s for s in result["scores"]}
+            assert by_metric["tokens"]["passed"] is True
+            assert by_metric["exact-match"]["passed"] is False
+    # Scores are stored against the outputs.
+    runner = Runner(open_library())
+    outputs = runner.outputs(data["versions"][0]["run_id"])
+    stored = stored_scores(runner.store, [o.id for o in outputs])
+    assert len(stored) == 20 and all(len(v) == 2 for v in stored.values())
+
+
+def test_min_pass_rate_fails_the_build(cli: Cli, tmp_path: Path) -> None:
+    path = _small(tmp_path, [{"text": "good", "expected": "Positive"}])
+    args = (
+        "eval",
+        CHAT,
+        "--dataset",
+        path,
+        "--assert",
+        "exact-match",
+        "--param",
+        "max_new_tokens=3",
+    )
+    code, _, err = cli(*args, "--min-pass-rate", "0.5")
+    assert code == EXIT_BELOW_MIN
+    assert "pass rate below 50%" in err and f"{CHAT}@1 0%" in err
+    assert "Traceback" not in err
+    code, _, err = cli(*args, "--min-pass-rate", "0")
+    assert code == 0, err
+
+
+def test_a_passing_assertion_passes(cli: Cli, tmp_path: Path) -> None:
+    path = _small(tmp_path, [{"text": "good"}, {"text": "bad"}])
+    code, out, err = cli(
+        "eval",
+        CHAT,
+        "--dataset",
+        path,
+        "--assert",
+        "not-contains:no such text anywhere",
+        "--param",
+        "max_new_tokens=3",
+        "--min-pass-rate",
+        "1",
+    )
+    assert code == 0, err
+    assert " 100%" in out.splitlines()[2]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xml"])
+def test_reports_for_ci(cli: Cli, tmp_path: Path, suffix: str) -> None:
+    path = _small(
+        tmp_path,
+        [{"text": "good", "expected": "Positive"}, {"text": "bad", "expected": "Negative"}],
+    )
+    report = tmp_path / f"report{suffix}"
+    code, _, err = cli(
+        "eval",
+        CHAT,
+        "--dataset",
+        path,
+        "--assert",
+        "exact-match",
+        "--assert",
+        "is-json",
+        "--param",
+        "max_new_tokens=3",
+        "--output",
+        report,
+    )
+    assert code == 0, err
+    if suffix == ".csv":
+        rows = list(csv.DictReader(io.StringIO(report.read_text())))
+        assert len(rows) == 4 and {r["metric"] for r in rows} == {"exact-match", "is-json"}
+        json_rows = [r for r in rows if r["metric"] == "is-json"]
+        assert all(r["passed"] == "False" and r["detail"] for r in json_rows)  # not a crash
+    else:
+        root = ElementTree.fromstring(report.read_bytes())
+        suite = root.find("testsuite")
+        assert suite is not None and suite.get("tests") == "2" and suite.get("failures") == "2"
+        failure = suite.find("testcase/failure")
+        assert failure is not None and "is-json" in failure.get("message", "")
+
+
+@pytest.mark.parametrize(
+    ("assertion", "message"),
+    [
+        ("python:1 + 1", "python"),
+        ('{"type": "regex", "value": "(unclosed"}', "regex"),
+        ('{"type": "json-schema", "value": {"type": "nonsense"}}', "schema"),
+        ('{"type": "rouge-l", "threshold": "high"}', "threshold"),
+        ('{"type": "contains"', "not valid JSON"),
+    ],
+)
+def test_bad_assertions_are_refused_before_generation(
+    cli: Cli, tmp_path: Path, assertion: str, message: str
+) -> None:
+    path = _small(tmp_path, [{"text": "good", "expected": "Positive"}])
+    code, out, err = cli("eval", CHAT, "--dataset", path, "--assert", assertion)
+    assert code == 1, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert message in lines[0].lower() or message in lines[0]
+    assert Runner(open_library()).list_runs() == []  # nothing ran
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--assert", "rouge-l"), "no 'expected' column"),
+        (("--assert", "exact-match", "--output", "report.txt"), "report.txt"),
+        ((), "has no assertions"),
+    ],
+)
+def test_other_mistakes_are_refused_before_generation(
+    cli: Cli, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    path = _small(tmp_path, [{"text": "good"}])
+    code, out, err = cli("eval", CHAT, "--dataset", path, *args)
+    assert code == 1, (out, err)
+    assert message in err and "Traceback" not in err
+    assert Runner(open_library()).list_runs() == []
+
+
+def test_assertions_in_the_prompt_file(cli: Cli, tmp_path: Path) -> None:
+    lib = open_library()
+    text = lib.get(CHAT).file.canonical_text()
+    text = text.replace(
+        "metadata:\n",
+        "metadata:\n  assert:\n  - type: icontains-any\n    value: [positive, "
+        "negative]\n  - type: latency\n    threshold: 60\n",
+        1,
+    )
+    saved = lib.save(text, "with assertions")
+    path = _small(tmp_path, [{"text": "good"}])
+    code, out, err = cli(
+        "eval",
+        f"{CHAT}@{saved.version.number}",
+        "--dataset",
+        path,
+        "--json",
+        "--param",
+        "max_new_tokens=3",
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    metrics = [m["metric"] for m in data["versions"][0]["metrics"]]
+    assert metrics == ["icontains-any", "latency"]

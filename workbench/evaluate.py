@@ -1,0 +1,399 @@
+"""Evaluation: run prompt versions over a labelled dataset, score every output, report pass rates.
+
+An evaluation is an ordinary run per version (cached, stored, visible in History) followed by
+scoring. Every assertion is checked before anything is generated — an unknown scorer, a bad
+regex or schema, a scorer that needs an `expected` column the dataset lacks — so a typo never
+costs a model run. A bad *output* (not JSON, too long) is a failed score, never a crash.
+
+Assertions come from the prompt file (`metadata.assert`, a list in promptfoo's vocabulary) and
+from the caller (`--assert` on the command line); expected values from the dataset's
+`expected` column, or `expected_<metric>` for one metric.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from sqlalchemy import delete, select
+
+from .datasets import Dataset
+from .errors import WorkbenchError
+from .library import Library, VersionInfo
+from .runner import OutputRecord, Progress, Runner
+from .scorers import (
+    SCORERS,
+    AssertionConfigError,
+    Check,
+    Context,
+    Score,
+    check_needs_expected,
+    parse_checks,
+    run_check,
+    weighted_pass,
+)
+from .store import Score as ScoreRow
+from .store import Store, utcnow
+
+ASSERT_KEY = "assert"  # metadata.assert in a prompt file, as in promptfoo's test cases
+REPORT_FORMATS = (".json", ".csv", ".xml")
+
+
+class EvaluationError(WorkbenchError):
+    pass
+
+
+@dataclass(frozen=True)
+class RowResult:
+    row_index: int
+    output_id: int
+    variables: dict[str, Any]
+    output: str | None
+    scores: list[Score]
+    passed: bool
+    score: float  # weighted share of assertions passed
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    metric: str
+    n: int
+    mean: float | None
+    pass_rate: float
+
+
+@dataclass(frozen=True)
+class VersionReport:
+    ref: str
+    run_id: int
+    model: str
+    rows: list[RowResult]
+    metrics: list[MetricSummary]
+
+    @property
+    def passed(self) -> int:
+        return sum(r.passed for r in self.rows)
+
+    @property
+    def pass_rate(self) -> float:
+        return self.passed / len(self.rows) if self.rows else 0.0
+
+    @property
+    def mean_score(self) -> float:
+        return statistics.fmean(r.score for r in self.rows) if self.rows else 0.0
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    dataset: str
+    checks: dict[str, list[Check]]  # version ref → its assertions
+    versions: list[VersionReport]
+
+    def below(self, min_pass_rate: float | None) -> list[VersionReport]:
+        if min_pass_rate is None:
+            return []
+        return [v for v in self.versions if v.pass_rate < min_pass_rate]
+
+
+# --- planning -------------------------------------------------------------------------------------
+def version_checks(version: VersionInfo) -> list[Check]:
+    """The assertions written in a prompt version's front matter (`metadata.assert`)."""
+    raw = version.file.metadata.get(ASSERT_KEY)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise EvaluationError(f"{version.ref}: metadata.{ASSERT_KEY} must be a list of assertions")
+    try:
+        return parse_checks(raw)
+    except AssertionConfigError as exc:
+        raise EvaluationError(f"{version.ref}: {exc}") from None
+
+
+def expected_value(check: Check, variables: Mapping[str, Any]) -> str | None:
+    """`expected_<metric>` for this check if the row has one, else `expected`."""
+    for key in (f"expected_{check.name}", "expected"):
+        value = variables.get(key)
+        if value is not None and value != "":
+            return str(value)
+    return None
+
+
+def plan(
+    library: Library,
+    refs: Sequence[str],
+    dataset: Dataset,
+    extra: Sequence[str | Mapping[str, Any]] = (),
+) -> list[tuple[VersionInfo, list[Check]]]:
+    """Versions and their assertions, with every problem found before generation."""
+    if not refs:
+        raise EvaluationError("name at least one prompt version to evaluate")
+    if not dataset.rows:
+        raise EvaluationError(f"{dataset.name} has no rows to evaluate")
+    try:
+        extra_checks = parse_checks(list(extra))
+    except AssertionConfigError as exc:
+        raise EvaluationError(f"--assert: {exc}") from None
+    plans = []
+    for ref in refs:
+        version = library.get(ref)
+        checks = version_checks(version) + extra_checks
+        if not checks:
+            raise EvaluationError(
+                f"{version.ref} has no assertions: add a list under metadata.{ASSERT_KEY} in "
+                "the prompt file or pass --assert (for example --assert exact-match)"
+            )
+        for check in checks:
+            if not check_needs_expected(check):
+                continue
+            columns = {"expected", f"expected_{check.name}"}
+            if not columns & set(dataset.columns):
+                raise EvaluationError(
+                    f"{version.ref}: {check.name} compares with an expected answer, but "
+                    f"{dataset.name} has no 'expected' column (or 'expected_{check.name}'); "
+                    f"its columns: {', '.join(dataset.columns)}"
+                )
+        plans.append((version, checks))
+    return plans
+
+
+# --- running and scoring --------------------------------------------------------------------------
+def score_output(output: OutputRecord, checks: Sequence[Check], model: Any = None) -> list[Score]:
+    if output.error is not None or output.text is None:
+        reason = f"no output to score: {output.error or 'empty'}"
+        return [Score(c.name, None, False, reason, c.weight) for c in checks]
+    context = Context(
+        output=output.text,
+        variables=dict(output.variables),
+        latency_s=output.latency_s,
+        prompt_tokens=output.prompt_tokens,
+        completion_tokens=output.completion_tokens,
+        model=model,
+    )
+    return [
+        run_check(check, replace(context, expected=expected_value(check, output.variables)))
+        for check in checks
+    ]
+
+
+def evaluate(
+    library: Library,
+    runner: Runner,
+    refs: Sequence[str],
+    dataset: Dataset,
+    extra: Sequence[str | Mapping[str, Any]] = (),
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    use_cache: bool = True,
+    progress: Callable[[str, Progress], None] | None = None,
+) -> EvalReport:
+    """Run each version over the dataset (one sample per row) and score every output."""
+    plans = plan(library, refs, dataset, extra)
+    reports = []
+    for version, checks in plans:
+        summary = runner.run(
+            [version],
+            dataset,
+            overrides=overrides,
+            samples=1,
+            use_cache=use_cache,
+            progress=(lambda p, ref=version.ref: progress(ref, p)) if progress else None,  # type: ignore[misc]
+        )
+        needs_model = any(SCORERS[c.type].needs_model for c in checks)
+        model = runner.backend if needs_model else None
+        rows = []
+        for output in summary.outputs:
+            scores = score_output(output, checks, model)
+            share, all_passed = weighted_pass(scores)
+            rows.append(
+                RowResult(
+                    output.row_index,
+                    output.id,
+                    dict(output.variables),
+                    output.text,
+                    scores,
+                    all_passed,
+                    share,
+                )
+            )
+        store_scores(library.store, [(r.output_id, r.scores) for r in rows], checks)
+        reports.append(
+            VersionReport(version.ref, summary.run.id, summary.run.model, rows, _metrics(rows))
+        )
+    return EvalReport(dataset.name, {v.ref: c for v, c in plans}, reports)
+
+
+def _metrics(rows: Sequence[RowResult]) -> list[MetricSummary]:
+    by_metric: dict[str, list[Score]] = {}
+    for row in rows:
+        for score in row.scores:
+            by_metric.setdefault(score.metric, []).append(score)
+    out = []
+    for metric, scores in by_metric.items():
+        values = [s.value for s in scores if s.value is not None]
+        out.append(
+            MetricSummary(
+                metric,
+                len(scores),
+                statistics.fmean(values) if values else None,
+                sum(s.passed for s in scores) / len(scores),
+            )
+        )
+    return out
+
+
+# --- storing --------------------------------------------------------------------------------------
+def store_scores(
+    store: Store, items: Sequence[tuple[int, Sequence[Score]]], checks: Sequence[Check]
+) -> None:
+    """Write the scores of many outputs in one transaction, replacing earlier ones."""
+    types = {c.name: ("not-" if c.negate else "") + c.type for c in checks}
+    ids = [output_id for output_id, _ in items]
+    with store.write() as s:
+        for start in range(0, len(ids), 500):
+            s.execute(
+                delete(ScoreRow).where(
+                    ScoreRow.output_id.in_(ids[start : start + 500]),
+                    ScoreRow.metric.in_(list(types)),
+                )
+            )
+        now = utcnow()
+        s.add_all(
+            ScoreRow(
+                output_id=output_id,
+                metric=score.metric,
+                type=types.get(score.metric, score.metric),
+                value=score.value,
+                passed=score.passed,
+                weight=score.weight,
+                detail=score.detail,
+                created_at=now,
+            )
+            for output_id, scores in items
+            for score in scores
+        )
+
+
+def stored_scores(store: Store, output_ids: Sequence[int]) -> dict[int, list[Score]]:
+    """The scores stored for these outputs (for Compare and History)."""
+    found: dict[int, list[Score]] = {}
+    ids = list(dict.fromkeys(output_ids))
+    with store.read() as s:
+        for start in range(0, len(ids), 500):
+            for row in s.scalars(
+                select(ScoreRow)
+                .where(ScoreRow.output_id.in_(ids[start : start + 500]))
+                .order_by(ScoreRow.id)
+            ):
+                found.setdefault(row.output_id, []).append(
+                    Score(row.metric, row.value, row.passed, row.detail, row.weight)
+                )
+    return found
+
+
+# --- reports --------------------------------------------------------------------------------------
+def report_dict(report: EvalReport) -> dict[str, Any]:
+    return {
+        "dataset": report.dataset,
+        "versions": [
+            {
+                "ref": v.ref,
+                "run_id": v.run_id,
+                "model": v.model,
+                "rows": len(v.rows),
+                "passed": v.passed,
+                "pass_rate": v.pass_rate,
+                "mean_score": v.mean_score,
+                "assertions": [asdict(c) for c in report.checks.get(v.ref, [])],
+                "metrics": [asdict(m) for m in v.metrics],
+                "results": [
+                    {
+                        "row": r.row_index + 1,
+                        "output_id": r.output_id,
+                        "variables": r.variables,
+                        "output": r.output,
+                        "passed": r.passed,
+                        "score": r.score,
+                        "scores": [asdict(s) for s in r.scores],
+                    }
+                    for r in v.rows
+                ],
+            }
+            for v in report.versions
+        ],
+    }
+
+
+def render_report(report: EvalReport, fmt: str) -> bytes:
+    """The report as JSON, CSV (one line per row and metric) or JUnit XML (`.xml`)."""
+    if fmt == ".json":
+        text = json.dumps(report_dict(report), indent=2, ensure_ascii=False, default=str)
+        return (text + "\n").encode("utf-8")
+    if fmt == ".csv":
+        buf = io.StringIO(newline="")
+        writer = csv.writer(buf)
+        writer.writerow(["version", "run", "row", "metric", "value", "passed", "detail", "output"])
+        for v in report.versions:
+            for r in v.rows:
+                for s in r.scores:
+                    writer.writerow(
+                        [
+                            v.ref,
+                            v.run_id,
+                            r.row_index + 1,
+                            s.metric,
+                            s.value,
+                            s.passed,
+                            s.detail,
+                            r.output,
+                        ]
+                    )
+        return buf.getvalue().encode("utf-8")
+    if fmt == ".xml":
+        suites = ElementTree.Element("testsuites", name=f"workbench eval · {report.dataset}")
+        for v in report.versions:
+            suite = ElementTree.SubElement(
+                suites,
+                "testsuite",
+                name=v.ref,
+                tests=str(len(v.rows)),
+                failures=str(len(v.rows) - v.passed),
+            )
+            for r in v.rows:
+                case = ElementTree.SubElement(
+                    suite, "testcase", classname=v.ref, name=f"row {r.row_index + 1}"
+                )
+                failed = [s for s in r.scores if not s.passed]
+                if failed:
+                    message = "; ".join(f"{s.metric}: {s.detail}" for s in failed)
+                    failure = ElementTree.SubElement(case, "failure", message=_xml_text(message))
+                    failure.text = _xml_text(r.output or "")
+        ElementTree.indent(suites)
+        data: bytes = ElementTree.tostring(suites, encoding="utf-8", xml_declaration=True)
+        return data + b"\n"
+    raise EvaluationError(
+        f"report format {fmt!r} is not supported: use {', '.join(REPORT_FORMATS)}"
+    )
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Model output may hold control characters XML 1.0 cannot carry: write them as \\xNN."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def write_report(report: EvalReport, path: Path) -> None:
+    data = render_report(report, path.suffix.lower())
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise EvaluationError(f"cannot write the report to {path}: {exc.strerror}") from None

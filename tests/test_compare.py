@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from workbench import compare
+from workbench import charts, compare, evaluate
 from workbench.compare import Column, ColumnSpec, Comparison
 from workbench.errors import WorkbenchError
 from workbench.library import Library
 from workbench.runner import OutputRecord, Runner
+from workbench.scorers import AssertionConfigError, Score
 
 
 def _output(text: str, *, id: int = 1, answer: str | None = None, **kw: Any) -> OutputRecord:
@@ -214,3 +215,165 @@ def test_compare_runs_aligns_by_variables(two_versions: Library, tiny_backend: A
     assert result.cells[1][0].variables == result.cells[1][2].variables == {"text": "b"}  # type: ignore[union-attr]
     with pytest.raises(WorkbenchError, match="no outputs for echo@2"):
         compare.compare_runs(runner, [(first.run.id, "echo@2")])
+
+
+# --- scores -------------------------------------------------------------------------------------
+def _score(metric: str, passed: bool, value: float | None = None, weight: float = 1.0) -> Score:
+    if value is None:
+        value = 1.0 if passed else 0.0
+    return Score(metric, value, passed, "ok" if passed else "nope", weight)
+
+
+def test_column_scores_totals() -> None:
+    comparison = _comparison([["a", "b"], ["c", "d"], ["e", None]])
+    scores = {
+        0: [_score("exact-match", True), _score("rouge-l", True, 0.8)],  # row 1, column 1
+        10: [_score("exact-match", False), _score("rouge-l", True, 0.6)],  # row 2, column 1
+        20: [],  # row 3, column 1: nothing stored counts as unscored
+        1: [_score("exact-match", True), _score("rouge-l", False, 0.2, weight=0)],  # column 2
+    }
+    first, second = compare.column_scores(comparison, scores)
+    assert (first.label, first.scored, first.passed) == ("c0", 2, 1)
+    assert first.pass_rate == 0.5
+    assert first.mean_score == pytest.approx((1.0 + 0.5) / 2)
+    em, rouge = first.metrics
+    assert (em.metric, em.n, em.mean, em.pass_rate) == ("exact-match", 2, 0.5, 0.5)
+    assert rouge.mean == pytest.approx(0.7) and rouge.pass_rate == 1.0
+    # A weight-0 check is reported but decides nothing.
+    assert (second.scored, second.passed, second.pass_rate, second.mean_score) == (1, 1, 1.0, 1.0)
+    assert second.metric("rouge-l") is not None and second.metric("rouge-l").pass_rate == 0.0  # type: ignore[union-attr]
+    assert second.metric("bleu") is None
+    assert compare.score_metrics([first, second]) == ["exact-match", "rouge-l"]
+
+
+def test_column_scores_without_scores() -> None:
+    comparison = _comparison([["a", "b"]])
+    totals = compare.column_scores(comparison, {})
+    assert [(t.scored, t.passed, t.pass_rate, t.mean_score, t.metrics) for t in totals] == [
+        (0, 0, None, None, [])
+    ] * 2
+    assert compare.score_metrics(totals) == []
+
+
+def test_column_scores_skip_values_that_could_not_be_computed() -> None:
+    comparison = _comparison([["a"], ["b"]])
+    scores = {0: [Score("f1", None, False, "no expected")], 10: [_score("f1", True, 0.9)]}
+    (total,) = compare.column_scores(comparison, scores)
+    assert total.metrics[0].n == 2 and total.metrics[0].mean == pytest.approx(0.9)
+    assert total.metrics[0].pass_rate == 0.5
+
+
+def test_score_badges_are_one_plain_line() -> None:
+    scores = [
+        Score("exact-match", 1.0, True, "matches"),
+        Score("is-json", 0.0, False, "not JSON: Expecting value: line 1 column 1 (char 0)\n<b>x"),
+        Score("f1", None, False, "this row has no expected answer"),
+    ]
+    line = compare.score_badges(scores, detail_chars=32)
+    assert line == (
+        "✓ exact-match 1.00 · ✗ is-json 0.00 (not JSON: Expecting value: line…)"
+        " · ✗ f1 (this row has no expected answer)"
+    )
+    assert "\n" not in compare.score_badges(scores)
+    assert compare.score_badges([]) == ""
+
+
+def test_parse_assertion_lines() -> None:
+    checks = compare.parse_assertion_lines(
+        "icontains:positive\n\n# a comment\n  rouge-l>=0.5  \n"
+        '{"type": "regex", "value": "^P", "weight": 2}\nnot-contains:sorry'
+    )
+    assert [c.name for c in checks] == ["icontains", "rouge-l", "regex", "not-contains"]
+    assert checks[1].threshold == 0.5 and checks[2].weight == 2 and checks[3].negate
+    assert compare.parse_assertion_lines("  \n") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("is-json\nregex:(", "line 2: regex"),
+        ("is-json\n\n{nope", "line 3: not a JSON object"),
+        ('["is-json"]', "line 1"),
+        ("no-such-scorer", "line 1"),
+    ],
+)
+def test_parse_assertion_lines_names_the_bad_line(text: str, message: str) -> None:
+    with pytest.raises(AssertionConfigError, match=message):
+        compare.parse_assertion_lines(text)
+
+
+def test_score_charts() -> None:
+    comparison = _comparison([["a", "b"], ["c", "d"]])
+    scores = {
+        0: [_score("exact-match", True), _score("rouge-l", True, 0.8)],
+        10: [_score("exact-match", False), _score("rouge-l", False, 0.1)],
+        1: [_score("exact-match", True)],
+    }
+    totals = compare.column_scores(comparison, scores)
+    bar = charts.pass_rate_chart(totals)
+    assert list(bar.data[0].y) == [50, 100]
+    assert list(bar.data[0].text) == ["50%", "100%"]
+    boxes = charts.metric_chart(comparison, scores)
+    assert [list(t.x) for t in boxes.data] == [
+        ["exact-match", "rouge-l", "exact-match", "rouge-l"],
+        ["exact-match"],
+    ]
+    assert list(boxes.data[0].y) == [1.0, 0.8, 0.0, 0.1]
+    scatter = charts.score_latency_chart(comparison, scores)
+    assert [list(t.x) for t in scatter.data] == [[0.1, 0.1], [0.2]]
+    assert [list(t.y) for t in scatter.data] == [[1.0, 0.0], [1.0]]
+    assert list(scatter.data[0].hovertext) == ["c0 · row 1", "c0 · row 2"]
+
+
+ASSERTING_PROMPT = PROMPT.replace(
+    "    default: hi\n", "    default: hi\nmetadata:\n  assert:\n  - not-contains:qqqq\n"
+)
+
+
+def test_score_comparison_stores_scores_for_every_output(
+    library: Library, tiny_backend: Any
+) -> None:
+    library.save(PROMPT, "v1")
+    library.save(ASSERTING_PROMPT, "v2 asserts")
+    runner = Runner(library, tiny_backend)
+    rows = [{"text": "a", "expected": "a"}, {"text": "b", "expected": "b"}]
+    run = runner.run(
+        [library.get("echo@1"), library.get("echo@2")], rows, overrides={"max_new_tokens": 2}
+    )
+    comparison = compare.compare_runs(runner, [(run.run.id, "echo@1"), (run.run.id, "echo@2")])
+    checks = compare.parse_assertion_lines("is-json\nexact-match")
+
+    def no_model(spec: str) -> Any:
+        raise AssertionError("no scorer here needs a model")
+
+    result = compare.score_comparison(library, comparison, checks, model_for=no_model)
+    assert result.outputs == 4
+    assert [[c.name for c in cs] for cs in result.checks] == [
+        ["is-json", "exact-match"],
+        ["not-contains", "is-json", "exact-match"],
+    ]
+    stored = evaluate.stored_scores(library.store, comparison.output_ids)
+    assert [len(stored[o.id]) for o in comparison.column(0)] == [2, 2]
+    assert [len(stored[o.id]) for o in comparison.column(1)] == [3, 3]
+    totals = compare.column_scores(comparison, stored)
+    assert result.passed == sum(t.passed for t in totals)
+    assert [t.scored for t in totals] == [2, 2]
+
+    # Scoring again replaces the same metrics instead of adding to them.
+    compare.score_comparison(library, comparison, checks[:1])
+    again = evaluate.stored_scores(library.store, comparison.output_ids)
+    assert {o: len(s) for o, s in again.items()} == {o: len(s) for o, s in stored.items()}
+
+
+def test_score_comparison_refuses_before_scoring(library: Library, tiny_backend: Any) -> None:
+    library.save(PROMPT, "v1")
+    runner = Runner(library, tiny_backend)
+    run = runner.run([library.get("echo@1")], [{"text": "a"}], overrides={"max_new_tokens": 2})
+    comparison = compare.compare_runs(runner, [(run.run.id, "echo@1")])
+    with pytest.raises(WorkbenchError, match="no assertions"):
+        compare.score_comparison(library, comparison, [])
+    with pytest.raises(WorkbenchError, match="no row has an 'expected'"):
+        compare.score_comparison(
+            library, comparison, compare.parse_assertion_lines("is-json\nexact-match")
+        )
+    assert evaluate.stored_scores(library.store, comparison.output_ids) == {}

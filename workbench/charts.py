@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from .compare import ColumnStats, Comparison
+from .compare import ColumnScores, ColumnStats, Comparison
+from .scorers import Score, weighted_pass
 
 LAYOUT = {"height": 320, "margin": {"l": 40, "r": 10, "t": 40, "b": 40}, "showlegend": False}
 
@@ -58,4 +59,86 @@ def agreement_chart(stats: Sequence[ColumnStats], baseline_label: str) -> go.Fig
         yaxis_range=[0, 105],
         **LAYOUT,
     )
+    return fig
+
+
+def pass_rate_chart(totals: Sequence[ColumnScores]) -> go.Figure:
+    """Per column, the share of scored outputs that pass every assertion."""
+    fig = go.Figure(
+        go.Bar(
+            x=short_names([t.label for t in totals]),
+            y=[100 * (t.pass_rate or 0) for t in totals],
+            hovertext=[f"{t.label}: {t.passed}/{t.scored} outputs" for t in totals],
+            text=[f"{100 * t.pass_rate:.0f}%" if t.pass_rate is not None else "–" for t in totals],
+        )
+    )
+    fig.update_layout(
+        title="Outputs passing every assertion",
+        yaxis_title="% of scored outputs",
+        yaxis_range=[0, 105],
+        **LAYOUT,
+    )
+    return fig
+
+
+def metric_chart(
+    comparison: Comparison, scores_by_output: Mapping[int, Sequence[Score]]
+) -> go.Figure:
+    """Each metric's values, a box per column, grouped by metric (scores with no value, such as
+    an output that could not be scored, are left out)."""
+    fig = go.Figure()
+    names = short_names([c.label for c in comparison.columns])
+    for c, column in enumerate(comparison.columns):
+        metrics: list[str] = []
+        values: list[float] = []
+        for output in comparison.column(c):
+            for score in scores_by_output.get(output.id, ()):
+                if score.value is not None:
+                    metrics.append(score.metric)
+                    values.append(score.value)
+        fig.add_trace(
+            go.Box(
+                x=metrics,
+                y=values,
+                name=names[c],
+                boxpoints="all",
+                jitter=0.3,
+                hovertext=column.label,
+            )
+        )
+    fig.update_layout(title="Score values per metric", yaxis_title="value", **LAYOUT)
+    fig.update_layout(boxmode="group", showlegend=True)
+    return fig
+
+
+def score_latency_chart(
+    comparison: Comparison, scores_by_output: Mapping[int, Sequence[Score]]
+) -> go.Figure:
+    """Every scored output: its latency against the weighted share of assertions it passed."""
+    fig = go.Figure()
+    names = short_names([c.label for c in comparison.columns])
+    for c, column in enumerate(comparison.columns):
+        points = [
+            (o.latency_s, weighted_pass(scores_by_output[o.id])[0], r + 1)
+            for r, row in enumerate(comparison.cells)
+            if (o := row[c]) is not None and o.latency_s is not None and scores_by_output.get(o.id)
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p in points],
+                y=[p[1] for p in points],
+                mode="markers",
+                name=names[c],
+                hovertext=[f"{column.label} · row {p[2]}" for p in points],
+            )
+        )
+    fig.update_layout(
+        title="Score against latency",
+        xaxis_title="seconds",
+        yaxis_title="share of assertions passed",
+        yaxis_range=[-0.05, 1.05],
+        yaxis_tickformat=".0%",
+        **LAYOUT,
+    )
+    fig.update_layout(showlegend=True)
     return fig

@@ -18,12 +18,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import evaluate
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
 from .models import Cancel
 from .params import GenerationParams
 from .ratings import RatingRecord
 from .runner import OutputRecord, Progress, Runner, required_variables
+from .scorers import (
+    SCORERS,
+    AssertionConfigError,
+    Check,
+    Score,
+    check_needs_expected,
+    parse_check,
+    weighted_pass,
+)
 
 MAX_COLUMNS = 4
 
@@ -78,6 +88,34 @@ class ColumnStats:
     thumbs_up: int
     thumbs_down: int
     mean_stars: float | None
+
+
+@dataclass(frozen=True)
+class MetricScores:
+    """One metric over a column's scored outputs."""
+
+    metric: str
+    n: int
+    mean: float | None  # mean value (scores that could not be computed have none)
+    pass_rate: float
+
+
+@dataclass(frozen=True)
+class ColumnScores:
+    """A column's stored scores: how many outputs pass every assertion, and per metric."""
+
+    label: str
+    scored: int  # outputs with at least one stored score
+    passed: int  # of those, outputs whose weighted assertions all passed
+    mean_score: float | None  # mean weighted share of assertions passed
+    metrics: list[MetricScores]
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.scored if self.scored else None
+
+    def metric(self, name: str) -> MetricScores | None:
+        return next((m for m in self.metrics if m.metric == name), None)
 
 
 def column_label(ref: str, model: str, overrides: Mapping[str, Any]) -> str:
@@ -278,6 +316,151 @@ def column_stats(
             )
         )
     return stats
+
+
+# --- scores -------------------------------------------------------------------------------------
+def column_scores(
+    comparison: Comparison, scores_by_output: Mapping[int, Sequence[Score]]
+) -> list[ColumnScores]:
+    """Per column, totals over the stored scores of its outputs (outputs without any are left
+    out): the share passing every weighted assertion, and each metric's mean and pass rate."""
+    out = []
+    for c, column in enumerate(comparison.columns):
+        scored = [
+            scores_by_output[o.id] for o in comparison.column(c) if scores_by_output.get(o.id)
+        ]
+        verdicts = [weighted_pass(scores) for scores in scored]
+        by_metric: dict[str, list[Score]] = {}
+        for scores in scored:
+            for score in scores:
+                by_metric.setdefault(score.metric, []).append(score)
+        metrics = []
+        for metric, found in by_metric.items():
+            values = [s.value for s in found if s.value is not None]
+            metrics.append(
+                MetricScores(
+                    metric,
+                    len(found),
+                    statistics.fmean(values) if values else None,
+                    sum(s.passed for s in found) / len(found),
+                )
+            )
+        out.append(
+            ColumnScores(
+                label=column.label,
+                scored=len(scored),
+                passed=sum(all_passed for _, all_passed in verdicts),
+                mean_score=statistics.fmean(share for share, _ in verdicts) if verdicts else None,
+                metrics=metrics,
+            )
+        )
+    return out
+
+
+def score_metrics(totals: Sequence[ColumnScores]) -> list[str]:
+    """Every metric scored in any column, in the order first met."""
+    return list(dict.fromkeys(m.metric for t in totals for m in t.metrics))
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def score_badges(scores: Sequence[Score], detail_chars: int = 48) -> str:
+    """One line of plain text per output: `✓ exact-match 1.00 · ✗ is-json 0.00 (not JSON: …)`
+    (the reason is given for failures only)."""
+    parts = []
+    for score in scores:
+        part = f"{'✓' if score.passed else '✗'} {score.metric}"
+        if score.value is not None:
+            part += f" {score.value:.2f}"
+        if not score.passed and score.detail:
+            part += f" ({_short(score.detail, detail_chars)})"
+        parts.append(part)
+    return " · ".join(parts)
+
+
+def parse_assertion_lines(text: str) -> list[Check]:
+    """Assertions written one per line: shorthand (`icontains:positive`, `rouge-l>=0.5`) or a
+    JSON object. Blank lines and lines starting with `#` are skipped; an error names its line."""
+    checks = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        raw: str | dict[str, Any] = line
+        if line.startswith("{"):
+            try:
+                loaded = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AssertionConfigError(f"line {number}: not a JSON object: {exc}") from None
+            if not isinstance(loaded, dict):
+                raise AssertionConfigError(f"line {number}: not a JSON object")
+            raw = loaded
+        try:
+            checks.append(parse_check(raw))
+        except AssertionConfigError as exc:
+            raise AssertionConfigError(f"line {number}: {exc}") from None
+    return checks
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    outputs: int  # outputs scored
+    passed: int  # of those, outputs passing every weighted assertion
+    checks: list[list[Check]]  # per column, the assertions used for it
+
+
+def plan_scoring(
+    library: Library, comparison: Comparison, extra: Sequence[Check]
+) -> list[list[Check]]:
+    """Per column, the prompt file's assertions followed by `extra`; every problem (no
+    assertion at all, an expected answer no row has) is found before anything is scored."""
+    plans = []
+    for column in comparison.columns:
+        checks = evaluate.version_checks(library.get(column.ref)) + list(extra)
+        if not checks:
+            raise WorkbenchError(
+                f"{column.label}: no assertions to score with: write one per line, or add a "
+                f"list under metadata.{evaluate.ASSERT_KEY} in the prompt file"
+            )
+        for check in checks:
+            if not check_needs_expected(check):
+                continue
+            keys = ("expected", f"expected_{check.name}")
+            if not any(row.get(k) not in (None, "") for row in comparison.rows for k in keys):
+                raise WorkbenchError(
+                    f"{check.name} compares with an expected answer, but no row has an "
+                    f"'expected' (or 'expected_{check.name}') value; give the reference as the "
+                    "value instead"
+                )
+        plans.append(checks)
+    return plans
+
+
+def score_comparison(
+    library: Library,
+    comparison: Comparison,
+    extra: Sequence[Check] = (),
+    model_for: Callable[[str], Any] | None = None,
+) -> ScoringResult:
+    """Score every output of the comparison and store the scores (replacing earlier scores of
+    the same metrics). `model_for(model spec)` gives a loaded model for the scorers that need
+    one (perplexity, model-graded); it is only called for those."""
+    plans = plan_scoring(library, comparison, extra)
+    scored: list[list[tuple[int, list[Score]]]] = []
+    for c, (column, checks) in enumerate(zip(comparison.columns, plans, strict=True)):
+        needs_model = any(SCORERS[check.type].needs_model for check in checks)
+        model = model_for(column.model) if needs_model and model_for is not None else None
+        scored.append(
+            [(o.id, evaluate.score_output(o, checks, model)) for o in comparison.column(c)]
+        )
+    for items, checks in zip(scored, plans, strict=True):  # stored once everything is scored
+        evaluate.store_scores(library.store, items, checks)
+    outputs = [scores for items in scored for _, scores in items]
+    passed = sum(weighted_pass(scores)[1] for scores in outputs)
+    return ScoringResult(len(outputs), passed, plans)
 
 
 # --- word-level diff ------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ ui.page(
 st.markdown(
     "**Compose** a prompt and save versions → **Playground**: run a version on one input or a "
     "dataset → **Compare** versions, models and parameters side by side → **History** of every "
-    "run → **Library**: labels, export and import. Pages are in the sidebar."
+    "run → **Evaluate** versions on a labelled dataset → **Library**: labels, export and "
+    "import. Pages are in the sidebar."
 )
 lib = ui.load_library()
 prompts = lib.list_prompts()

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from workbench import charts, compare, jobs, ratings
+from workbench import charts, compare, evaluate, jobs, ratings
 from workbench.app import state, ui
 from workbench.compare import ColumnSpec, Comparison
 from workbench.errors import WorkbenchError
@@ -219,9 +219,63 @@ def rating_editor(comparison: Comparison) -> None:
             st.success(f"Saved {saved} rating{'s' if saved != 1 else ''}.")
 
 
+ASSERTION_HELP = (
+    "One assertion per line: shorthand such as `icontains:positive`, `rouge-l>=0.5`, "
+    "`exact-match` (against the row's `expected` column), `not-contains:sorry`, `is-json`, or "
+    'a JSON object such as `{"type": "regex", "value": "^(Positive|Negative)"}`. Assertions '
+    "written in each column's prompt file (metadata.assert) are used too."
+)
+
+
+def score_panel(comparison: Comparison) -> None:
+    """Assertions typed here (plus those in the prompt files) scored on every output, stored."""
+    with st.expander("Score the outputs", expanded=True):
+        text = st.text_area(
+            "Assertions",
+            key="cmp_assertions",
+            placeholder="icontains:positive\nrouge-l>=0.5\nnot-contains:sorry",
+            help=ASSERTION_HELP,
+        )
+        if st.button("Score these outputs", key="cmp_score"):
+            with ui.guard("Scoring"):
+                checks = compare.parse_assertion_lines(text)
+                with st.spinner("Scoring…"):
+                    result = compare.score_comparison(
+                        lib,
+                        comparison,
+                        checks,
+                        model_for=lambda spec: state.backend(
+                            state.ModelChoice(spec, choice.dtype, choice.trust_remote_code)
+                        ),
+                    )
+                st.success(
+                    f"Scored {result.outputs} output{'s' if result.outputs != 1 else ''}: "
+                    f"{result.passed} passed every assertion."
+                )
+
+
+def score_columns(totals: list[compare.ColumnScores]) -> dict[str, list[object]]:
+    """Stats-table columns from the stored scores: pass rate, mean score, each metric's mean."""
+    if not any(t.scored for t in totals):
+        return {}
+    out: dict[str, list[object]] = {
+        "scored": [t.scored for t in totals],
+        "pass rate": [t.pass_rate for t in totals],
+        "mean score": [t.mean_score for t in totals],
+    }
+    for metric in compare.score_metrics(totals):
+        found = [t.metric(metric) for t in totals]
+        out[f"{metric} (mean)"] = [m.mean if m else None for m in found]
+    return out
+
+
 def show_comparison(comparison: Comparison) -> None:
     st.divider()
     labels = [c.label for c in comparison.columns]
+    score_panel(comparison)
+    scores = evaluate.stored_scores(lib.store, comparison.output_ids)
+    totals = compare.column_scores(comparison, scores)
+    extra = score_columns(totals)
     baseline = st.selectbox(
         "Baseline column (diffs and agreement are against it)",
         range(len(labels)),
@@ -231,30 +285,35 @@ def show_comparison(comparison: Comparison) -> None:
     stats = compare.column_stats(
         comparison, baseline, ratings.ratings(lib.store, comparison.output_ids)
     )
+    table = pd.DataFrame(
+        [
+            {
+                "column": s.label,
+                "outputs": s.outputs,
+                "errors": s.errors,
+                "mean latency (s)": s.mean_latency_s,
+                "tokens/s": s.tokens_per_s,
+                "mean tokens": s.mean_completion_tokens,
+                "agreement with baseline": s.agreement,
+                "liked": s.thumbs_up,
+                "disliked": s.thumbs_down,
+                "stars": s.mean_stars,
+            }
+            for s in stats
+        ]
+    )
+    for name, values in extra.items():
+        table[name] = values
     st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "column": s.label,
-                    "outputs": s.outputs,
-                    "errors": s.errors,
-                    "mean latency (s)": s.mean_latency_s,
-                    "tokens/s": s.tokens_per_s,
-                    "mean tokens": s.mean_completion_tokens,
-                    "agreement with baseline": s.agreement,
-                    "liked": s.thumbs_up,
-                    "disliked": s.thumbs_down,
-                    "stars": s.mean_stars,
-                }
-                for s in stats
-            ]
-        ),
+        table,
         hide_index=True,
         width="stretch",
         column_config={
-            "agreement with baseline": st.column_config.ProgressColumn(
-                "agreement with baseline", min_value=0.0, max_value=1.0, format="percent"
-            ),
+            name: st.column_config.ProgressColumn(
+                name, min_value=0.0, max_value=1.0, format="percent"
+            )
+            for name in ("agreement with baseline", "pass rate", "mean score")
+            if name in table.columns
         },
     )
     charts_tab, rows_tab, ratings_tab = st.tabs(["Charts", "Rows side by side", "Ratings"])
@@ -265,6 +324,13 @@ def show_comparison(comparison: Comparison) -> None:
         right.plotly_chart(
             charts.agreement_chart(stats, labels[baseline]), key="cmp_chart_agreement"
         )
+        if extra:
+            left, middle, right = st.columns(3)
+            left.plotly_chart(charts.pass_rate_chart(totals), key="cmp_chart_pass_rate")
+            middle.plotly_chart(charts.metric_chart(comparison, scores), key="cmp_chart_metrics")
+            right.plotly_chart(
+                charts.score_latency_chart(comparison, scores), key="cmp_chart_score_latency"
+            )
     with rows_tab:
         diff_on = st.toggle("Highlight words that differ from the baseline", True, key="cmp_diff")
         pages = max(1, -(-len(comparison.rows) // ROWS_PER_PAGE))
@@ -302,6 +368,9 @@ def show_comparison(comparison: Comparison) -> None:
                         f"{output.completion_tokens} tokens · {output.latency_s or 0:.2f} s · "
                         f"{output.finish_reason}" + (" · cached" if output.cached else "")
                     )
+                    if scores.get(output.id):
+                        # st.text: plain text, so nothing quoted from the output is interpreted
+                        st.text(compare.score_badges(scores[output.id]))
     with ratings_tab:
         rating_editor(comparison)
     wide = pd.DataFrame(

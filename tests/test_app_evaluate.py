@@ -1,0 +1,87 @@
+"""Evaluate page: versions × rows × assertions → a report, scores stored, mistakes refused early."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from conftest import app_test
+
+from workbench import jobs
+from workbench.evaluate import stored_scores
+from workbench.runner import Runner
+from workbench.workspace import open_library
+
+PAGE = "pages/6_Evaluate.py"
+CHAT, COMPLETION = "zero-shot-sentiment-chat@1", "zero-shot-sentiment@1"
+
+
+def _page_with_rows(refs: list[str]) -> Any:
+    at = app_test(PAGE).run()
+    assert not at.exception, at.exception
+    at.multiselect(key="eval_refs").set_value(refs).run()
+    at.session_state["eval_rows:rows"] = {
+        "edited_rows": {0: {"text": "I love it", "expected": "Positive"}},
+        "added_rows": [{"text": "I hate it", "expected": "Negative"}],
+        "deleted_rows": [],
+    }
+    at.text_input(key="eval_params").set_value("max_new_tokens=3").run()
+    return at
+
+
+def test_two_versions_report_and_stored_scores(app_env: Path) -> None:
+    at = _page_with_rows([CHAT, COMPLETION])
+    at.text_area(key="eval_asserts").set_value("exact-match\nnot-contains:zzzz").run()
+    at.button(key="eval_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    job = jobs.get_job(at.session_state["eval_job"])
+    assert job is not None and job.wait(120) and job.error is None, job and job.error
+    at.run()
+    assert not at.exception, at.exception
+    summary = at.dataframe[-2].value
+    assert list(summary["version"]) == [CHAT, COMPLETION]
+    assert list(summary["rows"]) == [2, 2]
+    # The tiny random model never answers "Positive": exact-match fails, not-contains passes.
+    assert list(summary["pass rate"]) == [0.0, 0.0]
+    assert "not-contains (mean · pass)" in summary.columns
+    assert set(summary["not-contains (mean · pass)"]) == {"1.00 · 100%"}
+    detail = at.dataframe[-1].value
+    assert len(detail) == 4 and not detail["passed"].any()
+    assert all("exact-match" in f for f in detail["failed"])
+    # Scores are stored with the outputs; the report downloads in three formats.
+    report = job.result
+    ids = [r.output_id for v in report.versions for r in v.rows]
+    assert all(len(s) == 2 for s in stored_scores(open_library().store, ids).values())
+    assert len(at.get("download_button")) == 3
+
+
+def test_bad_assertion_is_refused_before_anything_runs(app_env: Path) -> None:
+    at = _page_with_rows([CHAT])
+    at.text_area(key="eval_asserts").set_value("regex:(unclosed").run()
+    at.button(key="eval_run").click().run()
+    assert not at.exception, at.exception
+    assert at.error and "regex" in at.error[0].value.lower()
+    assert "eval_job" not in at.session_state
+    assert Runner(open_library()).list_runs() == []
+
+
+def test_rows_without_an_expected_answer_fail_with_a_reason(app_env: Path) -> None:
+    at = app_test(PAGE).run()
+    at.multiselect(key="eval_refs").set_value([CHAT]).run()
+    at.session_state["eval_rows:rows"] = {
+        "edited_rows": {0: {"text": "I love it"}},  # the expected cell is left empty
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.text_input(key="eval_params").set_value("max_new_tokens=3").run()
+    at.text_area(key="eval_asserts").set_value(json.dumps({"type": "rouge-l"})).run()
+    at.button(key="eval_run").click().run()
+    assert not at.exception, at.exception
+    job = jobs.get_job(at.session_state["eval_job"])
+    assert job is not None and job.wait(120) and job.error is None
+    at.run()
+    detail = at.dataframe[-1].value
+    assert list(detail["passed"]) == [False]
+    assert "expected" in detail["failed"][0]

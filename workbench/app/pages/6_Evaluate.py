@@ -1,0 +1,222 @@
+"""Evaluate: prompt versions × a labelled dataset × assertions → pass rates and a report."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from workbench import evaluate, jobs
+from workbench.app import state, ui
+from workbench.datasets import Dataset
+from workbench.evaluate import EvalReport
+from workbench.params import parse_param_pairs
+from workbench.runner import Runner
+
+MAX_VERSIONS = 4
+ASSERT_HELP = (
+    "One per line: a shorthand such as `exact-match`, `icontains:{{ expected }}`, "
+    "`not-contains:sorry`, `is-json`, `rouge-l>=0.5`, `latency<=2`, or a JSON object "
+    '`{"type": "json-schema", "value": {...}}`. Added to the assertions in each prompt file.'
+)
+
+ui.page("Evaluate", "Score prompt versions on a labelled dataset: pass rates, metrics, a report.")
+lib = ui.load_library()
+choice = ui.model_sidebar()
+
+refs_available = [f"{p.name}@{n}" for p in lib.list_prompts() for n in range(p.latest, 0, -1)]
+refs = st.multiselect(
+    "Versions to evaluate",
+    refs_available,
+    key="eval_refs",
+    max_selections=MAX_VERSIONS,
+    help="Each version runs over every row (one sample per row; stored answers are reused).",
+)
+if not refs:
+    st.info("Choose one or more prompt versions.")
+    st.stop()
+
+variables: list[str] = []
+defaults: dict[str, Any] = {}
+with ui.guard("Reading the versions"):
+    for ref in refs:
+        version = lib.get(ref)
+        for name in version.file.template_variables():
+            if name not in variables:
+                variables.append(name)
+        for name, spec in version.file.inputs.items():
+            if spec.has_default:
+                defaults.setdefault(name, spec.default)
+        written = evaluate.version_checks(version)
+        if written:
+            st.caption(f"{ref} asserts: " + ", ".join(c.name for c in written))
+
+assertions_text = st.text_area(
+    "Assertions",
+    key="eval_asserts",
+    height=110,
+    help=ASSERT_HELP,
+    placeholder="exact-match\nnot-contains:I cannot",
+)
+params_text = st.text_input(
+    "Parameters",
+    key="eval_params",
+    placeholder="max_new_tokens=16",
+    help="What differs from each prompt's own options: NAME=VALUE, comma-separated.",
+)
+st.markdown(
+    "**Rows** — the variables, and an `expected` column with the answer scorers compare with "
+    "(or `expected_<metric>` for one metric)."
+)
+dataset: Dataset | None = None
+with ui.guard("Reading the rows"):
+    typed = ui.text_variables(variables, defaults)
+    dataset = ui.rows_input([*typed, "expected"], defaults, key="eval_rows")
+    if dataset is not None:
+        dataset = Dataset(
+            dataset.name,
+            dataset.columns,
+            tuple({k: v for k, v in row.items() if v != ""} for row in dataset.rows),
+        )
+
+
+def start(rows: Dataset) -> jobs.Job:
+    extra = [
+        json.loads(line) if line.strip().startswith("{") else line.strip()
+        for line in assertions_text.splitlines()
+        if line.strip()
+    ]
+    overrides = parse_param_pairs([p.strip() for p in params_text.split(",") if p.strip()])
+    evaluate.plan(lib, refs, rows, extra)  # every mistake before the model loads
+    runner = Runner(lib, state.backend(choice))
+
+    def work(job: jobs.Job) -> EvalReport:
+        return evaluate.evaluate(
+            lib,
+            runner,
+            refs,
+            rows,
+            extra,
+            overrides=overrides,
+            progress=lambda ref, p: job.report(p),
+        )
+
+    return jobs.start_job(f"evaluate {', '.join(refs)} on {len(rows.rows)} rows", work)
+
+
+current = jobs.get_job(st.session_state.get("eval_job"))
+busy = current is not None and not current.done
+if st.button("Evaluate", type="primary", key="eval_run", disabled=busy or dataset is None):
+    with ui.guard("Starting the evaluation"):
+        assert dataset is not None
+        try:
+            job = start(dataset)
+        except json.JSONDecodeError as exc:
+            raise evaluate.EvaluationError(
+                f"an assertion line is not valid JSON: {exc.msg}"
+            ) from None
+        st.session_state["eval_job"] = job.id
+        st.session_state.pop("eval_report", None)
+
+
+def watch(job_id: str, live: bool) -> None:
+    job = jobs.get_job(job_id)
+    if job is None:
+        return
+    if live and job.done:
+        st.rerun()
+    p = job.progress
+    st.progress(p.done / p.total if p and p.total else 0.0, text=job.title)
+    if not job.done and st.button("Cancel", key="eval_cancel"):
+        job.cancel.set()
+    if job.done:
+        if job.error:
+            st.error(f"The evaluation stopped: {job.error}")
+        elif job.result is not None:
+            st.session_state["eval_report"] = job.result
+
+
+job_id = st.session_state.get("eval_job")
+current = jobs.get_job(job_id)
+if job_id is not None and current is not None:
+    live = not current.done
+    st.fragment(run_every=1.0 if live else None)(watch)(job_id, live)
+
+
+def show(report: EvalReport) -> None:
+    st.divider()
+    st.subheader(f"Report · {report.dataset}")
+    metrics = sorted({m.metric for v in report.versions for m in v.metrics})
+    summary = pd.DataFrame(
+        [
+            {
+                "version": v.ref,
+                "run": v.run_id,
+                "rows": len(v.rows),
+                "passed": v.passed,
+                "pass rate": v.pass_rate,
+                "mean score": v.mean_score,
+                **{
+                    f"{m.metric} (mean · pass)": (
+                        f"{m.mean:.2f} · {m.pass_rate:.0%}"
+                        if m.mean is not None
+                        else f"{m.pass_rate:.0%}"
+                    )
+                    for m in v.metrics
+                },
+            }
+            for v in report.versions
+        ]
+    )
+    st.dataframe(
+        summary,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "pass rate": st.column_config.ProgressColumn(
+                "pass rate", min_value=0.0, max_value=1.0, format="percent"
+            )
+        },
+    )
+    st.bar_chart(summary.set_index("version")["pass rate"], y_label="pass rate", height=220)
+    detail = pd.DataFrame(
+        [
+            {
+                "version": v.ref,
+                "row": r.row_index + 1,
+                **{k: str(val) for k, val in r.variables.items()},
+                "output": r.output,
+                "passed": r.passed,
+                "failed": "; ".join(f"{s.metric}: {s.detail}" for s in r.scores if not s.passed),
+            }
+            for v in report.versions
+            for r in v.rows
+        ]
+    )
+    st.dataframe(detail, hide_index=True, width="stretch")
+    st.caption(f"Metrics: {', '.join(metrics)}. Scores are stored with the outputs (History).")
+    cols = st.columns(3)
+    for col, (label, fmt, mime) in zip(
+        cols,
+        [
+            ("JSON", ".json", "application/json"),
+            ("CSV", ".csv", "text/csv"),
+            ("JUnit XML", ".xml", "application/xml"),
+        ],
+        strict=True,
+    ):
+        col.download_button(
+            f"Download {label}",
+            evaluate.render_report(report, fmt),
+            file_name=f"evaluation{fmt}",
+            mime=mime,
+            key=f"eval_download{fmt}",
+        )
+
+
+report = st.session_state.get("eval_report")
+if report is not None:
+    with ui.guard("Showing the report"):
+        show(report)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from workbench import charts, compare, evaluate
+from workbench import charts, compare, evaluate, scorers
 from workbench.compare import Column, ColumnSpec, Comparison
 from workbench.errors import WorkbenchError
 from workbench.library import Library
@@ -279,13 +279,13 @@ def test_score_badges_are_one_plain_line() -> None:
 
 
 def test_parse_assertion_lines() -> None:
-    checks = compare.parse_assertion_lines(
+    checks = scorers.parse_assertion_lines(
         "icontains:positive\n\n# a comment\n  rouge-l>=0.5  \n"
         '{"type": "regex", "value": "^P", "weight": 2}\nnot-contains:sorry'
     )
     assert [c.name for c in checks] == ["icontains", "rouge-l", "regex", "not-contains"]
     assert checks[1].threshold == 0.5 and checks[2].weight == 2 and checks[3].negate
-    assert compare.parse_assertion_lines("  \n") == []
+    assert scorers.parse_assertion_lines("  \n") == []
 
 
 @pytest.mark.parametrize(
@@ -299,7 +299,7 @@ def test_parse_assertion_lines() -> None:
 )
 def test_parse_assertion_lines_names_the_bad_line(text: str, message: str) -> None:
     with pytest.raises(AssertionConfigError, match=message):
-        compare.parse_assertion_lines(text)
+        scorers.parse_assertion_lines(text)
 
 
 def test_score_charts() -> None:
@@ -341,7 +341,7 @@ def test_score_comparison_stores_scores_for_every_output(
         [library.get("echo@1"), library.get("echo@2")], rows, overrides={"max_new_tokens": 2}
     )
     comparison = compare.compare_runs(runner, [(run.run.id, "echo@1"), (run.run.id, "echo@2")])
-    checks = compare.parse_assertion_lines("is-json\nexact-match")
+    checks = scorers.parse_assertion_lines("is-json\nexact-match")
 
     def no_model(spec: str) -> Any:
         raise AssertionError("no scorer here needs a model")
@@ -374,6 +374,6 @@ def test_score_comparison_refuses_before_scoring(library: Library, tiny_backend:
         compare.score_comparison(library, comparison, [])
     with pytest.raises(WorkbenchError, match="no row has an 'expected'"):
         compare.score_comparison(
-            library, comparison, compare.parse_assertion_lines("is-json\nexact-match")
+            library, comparison, scorers.parse_assertion_lines("is-json\nexact-match")
         )
     assert evaluate.stored_scores(library.store, comparison.output_ids) == {}

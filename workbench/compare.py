@@ -27,11 +27,9 @@ from .ratings import RatingRecord
 from .runner import OutputRecord, Progress, Runner, required_variables
 from .scorers import (
     SCORERS,
-    AssertionConfigError,
     Check,
     Score,
     check_needs_expected,
-    parse_check,
     weighted_pass,
 )
 
@@ -90,14 +88,7 @@ class ColumnStats:
     mean_stars: float | None
 
 
-@dataclass(frozen=True)
-class MetricScores:
-    """One metric over a column's scored outputs."""
-
-    metric: str
-    n: int
-    mean: float | None  # mean value (scores that could not be computed have none)
-    pass_rate: float
+MetricScores = evaluate.MetricSummary  # per metric: n, mean value, pass rate
 
 
 @dataclass(frozen=True)
@@ -330,21 +321,7 @@ def column_scores(
             scores_by_output[o.id] for o in comparison.column(c) if scores_by_output.get(o.id)
         ]
         verdicts = [weighted_pass(scores) for scores in scored]
-        by_metric: dict[str, list[Score]] = {}
-        for scores in scored:
-            for score in scores:
-                by_metric.setdefault(score.metric, []).append(score)
-        metrics = []
-        for metric, found in by_metric.items():
-            values = [s.value for s in found if s.value is not None]
-            metrics.append(
-                MetricScores(
-                    metric,
-                    len(found),
-                    statistics.fmean(values) if values else None,
-                    sum(s.passed for s in found) / len(found),
-                )
-            )
+        metrics = evaluate.summarise_metrics(scored)
         out.append(
             ColumnScores(
                 label=column.label,
@@ -379,30 +356,6 @@ def score_badges(scores: Sequence[Score], detail_chars: int = 48) -> str:
             part += f" ({_short(score.detail, detail_chars)})"
         parts.append(part)
     return " · ".join(parts)
-
-
-def parse_assertion_lines(text: str) -> list[Check]:
-    """Assertions written one per line: shorthand (`icontains:positive`, `rouge-l>=0.5`) or a
-    JSON object. Blank lines and lines starting with `#` are skipped; an error names its line."""
-    checks = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        raw: str | dict[str, Any] = line
-        if line.startswith("{"):
-            try:
-                loaded = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AssertionConfigError(f"line {number}: not a JSON object: {exc}") from None
-            if not isinstance(loaded, dict):
-                raise AssertionConfigError(f"line {number}: not a JSON object")
-            raw = loaded
-        try:
-            checks.append(parse_check(raw))
-        except AssertionConfigError as exc:
-            raise AssertionConfigError(f"line {number}: {exc}") from None
-    return checks
 
 
 @dataclass(frozen=True)

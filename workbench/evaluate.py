@@ -17,7 +17,7 @@ import io
 import json
 import re
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -130,7 +130,7 @@ def plan(
     library: Library,
     refs: Sequence[str],
     dataset: Dataset,
-    extra: Sequence[str | Mapping[str, Any]] = (),
+    extra: Sequence[str | Mapping[str, Any] | Check] = (),
 ) -> list[tuple[VersionInfo, list[Check]]]:
     """Versions and their assertions, with every problem found before generation."""
     if not refs:
@@ -188,7 +188,7 @@ def evaluate(
     runner: Runner,
     refs: Sequence[str],
     dataset: Dataset,
-    extra: Sequence[str | Mapping[str, Any]] = (),
+    extra: Sequence[str | Mapping[str, Any] | Check] = (),
     *,
     overrides: Mapping[str, Any] | None = None,
     use_cache: bool = True,
@@ -231,19 +231,24 @@ def evaluate(
 
 
 def _metrics(rows: Sequence[RowResult]) -> list[MetricSummary]:
+    return summarise_metrics(row.scores for row in rows)
+
+
+def summarise_metrics(score_lists: Iterable[Sequence[Score]]) -> list[MetricSummary]:
+    """Per metric over many outputs' scores: how many, the mean value, the share passed."""
     by_metric: dict[str, list[Score]] = {}
-    for row in rows:
-        for score in row.scores:
+    for scores in score_lists:
+        for score in scores:
             by_metric.setdefault(score.metric, []).append(score)
     out = []
-    for metric, scores in by_metric.items():
-        values = [s.value for s in scores if s.value is not None]
+    for metric, found in by_metric.items():
+        values = [s.value for s in found if s.value is not None]
         out.append(
             MetricSummary(
                 metric,
-                len(scores),
+                len(found),
                 statistics.fmean(values) if values else None,
-                sum(s.passed for s in scores) / len(scores),
+                sum(s.passed for s in found) / len(found),
             )
         )
     return out

@@ -1241,3 +1241,27 @@ def weighted_pass(scores: Sequence[Score]) -> tuple[float, bool]:
     if total == 0:
         return 1.0, True
     return sum(s.weight for s in weighted if s.passed) / total, all(s.passed for s in weighted)
+
+
+def parse_assertion_lines(text: str) -> list[Check]:
+    """Assertions written one per line: shorthand (`icontains:positive`, `rouge-l>=0.5`) or a
+    JSON object. Blank lines and lines starting with `#` are skipped; an error names its line."""
+    checks = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        raw: str | dict[str, Any] = line
+        if line.startswith("{"):
+            try:
+                loaded = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AssertionConfigError(f"line {number}: not a JSON object: {exc}") from None
+            if not isinstance(loaded, dict):
+                raise AssertionConfigError(f"line {number}: not a JSON object")
+            raw = loaded
+        try:
+            checks.append(parse_check(raw))
+        except AssertionConfigError as exc:
+            raise AssertionConfigError(f"line {number}: {exc}") from None
+    return checks

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from workbench import charts, compare, evaluate, jobs, ratings
+from workbench import charts, compare, evaluate, jobs, ratings, scorers
 from workbench.app import state, ui
 from workbench.compare import ColumnSpec, Comparison
 from workbench.errors import WorkbenchError
@@ -238,7 +238,7 @@ def score_panel(comparison: Comparison) -> None:
         )
         if st.button("Score these outputs", key="cmp_score"):
             with ui.guard("Scoring"):
-                checks = compare.parse_assertion_lines(text)
+                checks = scorers.parse_assertion_lines(text)
                 with st.spinner("Scoring…"):
                     result = compare.score_comparison(
                         lib,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from workbench import evaluate, jobs
+from workbench import evaluate, jobs, scorers
 from workbench.app import state, ui
 from workbench.datasets import Dataset
 from workbench.evaluate import EvalReport
@@ -83,11 +82,7 @@ with ui.guard("Reading the rows"):
 
 
 def start(rows: Dataset) -> jobs.Job:
-    extra = [
-        json.loads(line) if line.strip().startswith("{") else line.strip()
-        for line in assertions_text.splitlines()
-        if line.strip()
-    ]
+    extra = scorers.parse_assertion_lines(assertions_text)
     overrides = parse_param_pairs([p.strip() for p in params_text.split(",") if p.strip()])
     evaluate.plan(lib, refs, rows, extra)  # every mistake before the model loads
     runner = Runner(lib, state.backend(choice))
@@ -111,13 +106,7 @@ busy = current is not None and not current.done
 if st.button("Evaluate", type="primary", key="eval_run", disabled=busy or dataset is None):
     with ui.guard("Starting the evaluation"):
         assert dataset is not None
-        try:
-            job = start(dataset)
-        except json.JSONDecodeError as exc:
-            raise evaluate.EvaluationError(
-                f"an assertion line is not valid JSON: {exc.msg}"
-            ) from None
-        st.session_state["eval_job"] = job.id
+        st.session_state["eval_job"] = start(dataset).id
         st.session_state.pop("eval_report", None)
 
 

@@ -334,3 +334,40 @@ def workbench_server(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def make_output(text: str | None = "answer", **fields: Any) -> Any:
+    """An OutputRecord for tests of code that only reads outputs (no run, no database)."""
+    from datetime import datetime
+
+    from workbench.runner import OutputRecord
+
+    base: dict[str, Any] = dict(
+        id=1,
+        run_id=1,
+        prompt="p",
+        version=1,
+        row_index=0,
+        sample_index=0,
+        variables={"text": "x"},
+        text=text,
+        finish_reason="eos",
+        prompt_tokens=5,
+        completion_tokens=4,
+        latency_s=0.5,
+        ttft_s=0.1,
+        batch_size=1,
+        cached=False,
+        error=None,
+        answer=None,
+        model="m",
+        revision="r",
+        dtype="float32",
+        params={},
+        seed=0,
+        model_input="",
+        messages=[],
+        created_at=datetime(2026, 1, 1),
+    )
+    base.update(fields)
+    return OutputRecord(**base)

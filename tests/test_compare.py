@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import pytest
+from conftest import make_output
 
 from workbench import charts, compare, evaluate, scorers
 from workbench.compare import Column, ColumnSpec, Comparison
@@ -16,35 +16,7 @@ from workbench.scorers import AssertionConfigError, Score
 
 
 def _output(text: str, *, id: int = 1, answer: str | None = None, **kw: Any) -> OutputRecord:
-    base = dict(
-        id=id,
-        run_id=1,
-        prompt="p",
-        version=1,
-        row_index=0,
-        sample_index=0,
-        variables={"text": "x"},
-        text=text,
-        finish_reason="eos",
-        prompt_tokens=5,
-        completion_tokens=4,
-        latency_s=0.5,
-        ttft_s=0.1,
-        batch_size=1,
-        cached=False,
-        error=None,
-        answer=answer,
-        model="m",
-        revision="r",
-        dtype="float32",
-        params={},
-        seed=0,
-        model_input="",
-        messages=[],
-        created_at=datetime(2026, 1, 1),
-    )
-    base.update(kw)
-    return OutputRecord(**base)  # type: ignore[arg-type]
+    return make_output(text, id=id, answer=answer, **kw)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(

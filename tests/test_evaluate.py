@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import pytest
+from conftest import make_output
 
 from workbench.datasets import Dataset
 from workbench.evaluate import (
@@ -36,32 +36,8 @@ def test_expected_value(variables: dict[str, Any], expected: str | None) -> None
 
 
 def _output(text: str | None, error: str | None = None) -> OutputRecord:
-    return OutputRecord(
-        id=1,
-        run_id=1,
-        prompt="p",
-        version=1,
-        row_index=0,
-        sample_index=0,
-        variables={"expected": "yes"},
-        text=text,
-        finish_reason="eos",
-        prompt_tokens=3,
-        completion_tokens=2,
-        latency_s=0.1,
-        ttft_s=0.05,
-        batch_size=1,
-        cached=False,
-        error=error,
-        answer=None,
-        model="m",
-        revision="r",
-        dtype="float32",
-        params={},
-        seed=0,
-        model_input="",
-        messages=[],
-        created_at=datetime(2026, 1, 1),
+    return make_output(  # type: ignore[no-any-return]
+        text, variables={"expected": "yes"}, completion_tokens=2, latency_s=0.1, error=error
     )
 
 

@@ -31,7 +31,7 @@ from sqlalchemy import ColumnElement, Text, and_, exists, func, literal_column, 
 from sqlalchemy.orm import Session
 
 from .errors import NotFoundError, WorkbenchError
-from .runner import run_counts, run_versions
+from .runner import RunRecord, run_records
 from .store import (
     Label,
     Output,
@@ -111,26 +111,7 @@ class HistoryRow:
         return self.text is not None and self.text_chars > len(self.text)
 
 
-@dataclass(frozen=True)
-class HistoryRun:
-    id: int
-    status: str
-    created_at: datetime
-    finished_at: datetime | None
-    model: str
-    versions: list[str]
-    params: dict[str, Any]
-    samples: int
-    dataset: str | None
-    total: int
-    done: int
-    errors: int
-    error: str | None
-
-    @property
-    def resumable(self) -> bool:
-        """Some outputs are missing (interrupted, cancelled, or deleted since)."""
-        return self.done < self.total
+HistoryRun = RunRecord  # a run as History lists it: the runner's record
 
 
 @dataclass(frozen=True)
@@ -442,27 +423,7 @@ def search_runs(
             inner = select(Run.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
             n = s.scalar(select(func.count()).select_from(inner)) or 0
             total, capped = (COUNT_CAP, True) if n > COUNT_CAP else (n, False)
-        ids = [r.id for r in runs]
-        stats = run_counts(s, ids)
-        names = run_versions(s, ids)
-        out = [
-            HistoryRun(
-                id=r.id,
-                status=r.status,
-                created_at=r.created_at,
-                finished_at=r.finished_at,
-                model=r.model,
-                versions=names.get(r.id, []),
-                params=dict(r.params),
-                samples=r.samples,
-                dataset=r.dataset,
-                total=r.total,
-                done=stats.get(r.id, (0, 0, 0))[0],
-                errors=stats.get(r.id, (0, 0, 0))[2],
-                error=r.error,
-            )
-            for r in runs
-        ]
+        out = run_records(s, runs)
     return HistoryPage(out, total, capped, out[-1].id if more and out else None)
 
 

@@ -104,6 +104,11 @@ class RunRecord:
     finished_at: datetime | None
     error: str | None
 
+    @property
+    def resumable(self) -> bool:
+        """Some outputs are missing (interrupted, cancelled, or deleted since)."""
+        return self.done < self.total
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -192,6 +197,34 @@ def run_versions(s: Session, run_ids: Sequence[int]) -> dict[int, list[str]]:
     ):
         names.setdefault(rid, []).append(f"{name}@{number}")
     return names
+
+
+def run_records(s: Session, runs: Sequence[Run]) -> list[RunRecord]:
+    """Run rows as records, with their output counts and version references."""
+    ids = [r.id for r in runs]
+    stats = run_counts(s, ids)
+    names = run_versions(s, ids)
+    return [
+        RunRecord(
+            id=r.id,
+            status=r.status,
+            model=r.model,
+            revision=r.revision,
+            dtype=r.dtype,
+            versions=names.get(r.id, []),
+            params=dict(r.params),
+            samples=r.samples,
+            dataset=r.dataset,
+            total=r.total,
+            done=stats.get(r.id, (0, 0, 0))[0],
+            cached=stats.get(r.id, (0, 0, 0))[1],
+            errors=stats.get(r.id, (0, 0, 0))[2],
+            created_at=r.created_at,
+            finished_at=r.finished_at,
+            error=r.error,
+        )
+        for r in runs
+    ]
 
 
 def required_variables(version: VersionInfo) -> list[str]:
@@ -701,30 +734,7 @@ class Runner:
             if run_ids is not None:
                 query = query.where(Run.id.in_(run_ids))
             runs = s.scalars(query.limit(limit)).all()
-            ids = [r.id for r in runs]
-            stats = run_counts(s, ids)
-            names = run_versions(s, ids)
-            return [
-                RunRecord(
-                    id=r.id,
-                    status=r.status,
-                    model=r.model,
-                    revision=r.revision,
-                    dtype=r.dtype,
-                    versions=names.get(r.id, []),
-                    params=dict(r.params),
-                    samples=r.samples,
-                    dataset=r.dataset,
-                    total=r.total,
-                    done=stats.get(r.id, (0, 0, 0))[0],
-                    cached=int(stats.get(r.id, (0, 0, 0))[1] or 0),
-                    errors=stats.get(r.id, (0, 0, 0))[2],
-                    created_at=r.created_at,
-                    finished_at=r.finished_at,
-                    error=r.error,
-                )
-                for r in runs
-            ]
+            return run_records(s, runs)
 
     def outputs(self, run_id: int) -> list[OutputRecord]:
         with self.store.read() as s:

@@ -85,3 +85,30 @@ def test_rows_without_an_expected_answer_fail_with_a_reason(app_env: Path) -> No
     detail = at.dataframe[-1].value
     assert list(detail["passed"]) == [False]
     assert "expected" in detail["failed"][0]
+
+
+def test_rows_saved_as_a_test_set_and_evaluated_from_it(app_env: Path) -> None:
+    from workbench.testsets import get_test_set
+
+    at = _page_with_rows([CHAT])
+    at.text_input(key="eval_save_name").set_value("reviews").run()
+    at.button(key="eval_save_set").click().run()
+    assert not at.exception, at.exception
+    assert at.success and "reviews@1 (2 rows)" in at.success[0].value
+    stored = get_test_set(open_library().store, "reviews@1")
+    assert [r["expected"] for r in stored.rows] == ["Positive", "Negative"]
+    at.button(key="eval_save_set").click().run()
+    assert at.info and "Unchanged" in at.info[-1].value
+
+    page = app_test(PAGE).run()
+    page.multiselect(key="eval_refs").set_value([CHAT]).run()
+    page.radio(key="eval_source").set_value("A stored test set").run()
+    assert page.selectbox(key="eval_test_set").value == "reviews@1"
+    page.text_input(key="eval_params").set_value("max_new_tokens=3").run()
+    page.text_area(key="eval_asserts").set_value("exact-match").run()
+    page.button(key="eval_run").click().run()
+    assert not page.exception, page.exception
+    job = jobs.get_job(page.session_state["eval_job"])
+    assert job is not None and job.wait(120) and job.error is None
+    assert job.result.dataset == "reviews@1"
+    assert [r.variables["text"] for r in job.result.versions[0].rows] == ["I love it", "I hate it"]

@@ -262,3 +262,19 @@ def test_an_empty_history_says_so(app_env: Path) -> None:
     infos = [i.value for i in at.info]
     assert "No outputs match these filters." in infos
     assert any("No run to open" in i for i in infos)
+
+
+def test_a_runs_inputs_go_into_a_test_set(make_run: Any) -> None:
+    from workbench.testsets import get_test_set
+
+    run_id = make_run(REVIEWS[:2])
+    at = open_page()
+    at.selectbox(key="history:open").set_value(run_id).run()
+    at.text_input(key="history:testset").set_value("regressions").run()
+    at.button(key="history:testset:add").click().run()
+    assert not at.exception, at.exception
+    assert at.success and "regressions@1 has 2 rows" in at.success[-1].value
+    stored = get_test_set(open_library().store, "regressions")
+    assert [r["text"] for r in stored.rows] == REVIEWS[:2]
+    at.button(key="history:testset:add").click().run()  # again: a new version, rows appended
+    assert "regressions@2 has 4 rows" in at.success[-1].value

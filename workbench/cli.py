@@ -547,10 +547,9 @@ EXIT_BELOW_MIN = 3  # distinct from errors (1) and usage mistakes (2), for CI sc
 @click.argument("refs", nargs=-1, required=True)
 @click.option(
     "--dataset",
-    type=click.Path(path_type=Path),
     required=True,
-    help="CSV or JSON Lines: columns fill the variables; 'expected' (or expected_<metric>) "
-    "holds the answer scorers compare with.",
+    help="A CSV or JSON Lines file, or a stored test set (NAME or NAME@VERSION): columns fill "
+    "the variables; 'expected' (or expected_<metric>) holds the answer scorers compare with.",
 )
 @click.option(
     "--assert",
@@ -576,7 +575,7 @@ EXIT_BELOW_MIN = 3  # distinct from errors (1) and usage mistakes (2), for CI sc
 @json_flag
 def eval_command(
     refs: tuple[str, ...],
-    dataset: Path,
+    dataset: str,
     assertions: tuple[str, ...],
     output: Path | None,
     min_pass_rate: float | None,
@@ -592,7 +591,6 @@ def eval_command(
     Every row's output is scored by the prompt's assertions and --assert; a row passes when all
     its assertions pass. Prints the pass rate per version; outputs and scores are stored.
     """
-    from .datasets import read_dataset
     from .evaluate import REPORT_FORMATS, evaluate, plan, report_dict, write_report
     from .params import parse_param_pairs
 
@@ -601,9 +599,9 @@ def eval_command(
             f"--output {output.name}: use a file ending in {', '.join(REPORT_FORMATS)}"
         )
     overrides = parse_param_pairs(list(param))
-    rows = read_dataset(dataset)
-    extra = [_parse_assertion(a) for a in assertions]
     library = _library()
+    rows = _dataset_or_test_set(library, dataset)
+    extra = [_parse_assertion(a) for a in assertions]
     plan(library, refs, rows, extra)  # every mistake before the model loads
     runner = _runner(model, dtype, trust_remote_code)
     progress = (
@@ -657,6 +655,21 @@ def eval_command(
         raise click.exceptions.Exit(EXIT_BELOW_MIN)
 
 
+def _dataset_or_test_set(library: Any, source: str) -> Any:
+    """A file when the path exists, else a stored test set of that name."""
+    from .datasets import read_dataset
+    from .errors import NotFoundError
+    from .testsets import get_test_set
+
+    path = Path(source)
+    if path.exists():
+        return read_dataset(path)
+    try:
+        return get_test_set(library.store, source)
+    except NotFoundError as exc:
+        raise WorkbenchError(f"--dataset {source}: no such file, and {exc}") from None
+
+
 def _parse_assertion(text: str) -> Any:
     stripped = text.strip()
     if stripped.startswith("{"):
@@ -673,6 +686,65 @@ def _metric_cell(version: Any, metric: str) -> str:
         return "-"
     mean = f"{found.mean:.2f} · " if found.mean is not None else ""
     return f"{mean}{found.pass_rate:.0%} pass"
+
+
+@app.group("testsets")
+def testsets_app() -> None:
+    """Named, versioned datasets kept in the database for evaluations."""
+
+
+@testsets_app.command("save")
+@click.argument("name")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-m", "--note", default="", help="Why this version (shown in the list).")
+def testsets_save(name: str, file: Path, note: str) -> None:
+    """Save FILE (CSV or JSON Lines) as the next version of test set NAME."""
+    from .datasets import read_dataset
+    from .testsets import save_test_set
+
+    info, created = save_test_set(_library().store, name, read_dataset(file), note)
+    state = "saved as" if created else "unchanged: same rows as"
+    click.echo(f"{state} {info.ref} ({info.rows} rows; columns {', '.join(info.columns)})")
+
+
+@testsets_app.command("list")
+@json_flag
+def testsets_list(as_json: bool) -> None:
+    """Test sets with their latest version."""
+    from .testsets import list_test_sets
+
+    sets = list_test_sets(_library().store)
+    if as_json:
+        _echo_json([{**s.__dict__, "ref": s.ref} for s in sets])
+        return
+    _table(
+        ["NAME", "LATEST", "ROWS", "COLUMNS", "NOTE"],
+        [[s.name, f"v{s.version}", s.rows, ", ".join(s.columns), s.note] for s in sets],
+    )
+
+
+@testsets_app.command("show")
+@click.argument("ref")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
+)
+def testsets_show(ref: str, fmt: str) -> None:
+    """Print test set REF (NAME or NAME@VERSION) as CSV or JSON Lines."""
+    import csv
+    import io
+
+    from .testsets import get_test_set
+
+    data = get_test_set(_library().store, ref)
+    if fmt == "jsonl":
+        for row in data.rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=list(data.columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(data.rows)
+    click.echo(buf.getvalue(), nl=False)
 
 
 @app.group("runs")

@@ -246,6 +246,31 @@ class Score(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class TestSet(Base):
+    """One immutable version of a named test set (a dataset kept for evaluations)."""
+
+    __tablename__ = "test_set"
+    __test__ = False  # not a pytest test class, whatever its name says
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_test_set_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int]
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TestSetRow(Base):
+    __tablename__ = "test_set_row"
+    __test__ = False
+
+    test_set_id: Mapped[int] = mapped_column(ForeignKey("test_set.id"), primary_key=True)
+    row_index: Mapped[int] = mapped_column(primary_key=True)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class AppState(Base):
     """Small facts about the database itself, such as when the built-ins were loaded."""
 

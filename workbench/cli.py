@@ -726,7 +726,12 @@ def testsets_list(as_json: bool) -> None:
 @testsets_app.command("show")
 @click.argument("ref")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    default="csv",
+    show_default=True,
+    help="CSV (one column per variable) or JSON Lines (one object per row).",
 )
 def testsets_show(ref: str, fmt: str) -> None:
     """Print test set REF (NAME or NAME@VERSION) as CSV or JSON Lines."""

@@ -371,3 +371,28 @@ def make_output(text: str | None = "answer", **fields: Any) -> Any:
     )
     base.update(fields)
     return OutputRecord(**base)
+
+
+CliResult = tuple[int, str, str]
+
+
+@pytest.fixture
+def tiny_cli(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_model_dir: Path,
+    tiny_backend: Any,
+) -> Callable[..., CliResult]:
+    """`workbench ARGS…` in-process on the real built-ins, with the tiny model as the default
+    model (loaded once per session); returns (exit status, stdout, stderr)."""
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(BUILTIN_PROMPTS_DIR))
+    monkeypatch.setenv("WORKBENCH_MODEL", str(tiny_model_dir))
+
+    def run(*args: object) -> CliResult:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -7,13 +7,12 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from xml.etree import ElementTree
 
 import pytest
-from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT
+from conftest import REPO_ROOT
 
-from workbench.cli import EXIT_BELOW_MIN, main
+from workbench.cli import EXIT_BELOW_MIN
 from workbench.evaluate import stored_scores
 from workbench.runner import Runner
 from workbench.workspace import open_library
@@ -25,21 +24,8 @@ CHAT, COMPLETION = "zero-shot-sentiment-chat", "zero-shot-sentiment"
 
 
 @pytest.fixture
-def cli(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    tiny_model_dir: Path,
-    tiny_backend: Any,
-) -> Cli:
-    monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(BUILTIN_PROMPTS_DIR))
-    monkeypatch.setenv("WORKBENCH_MODEL", str(tiny_model_dir))
-
-    def run(*args: object) -> Result:
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def cli(tiny_cli: Cli) -> Cli:
+    return tiny_cli
 
 
 def _small(tmp_path: Path, rows: list[dict[str, str]]) -> Path:

@@ -7,12 +7,10 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT
+from conftest import REPO_ROOT
 
-from workbench.cli import main
 from workbench.datasets import Dataset, read_dataset
 from workbench.errors import NotFoundError, WorkbenchError
 from workbench.store import Store
@@ -70,21 +68,8 @@ Cli = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def cli(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    tiny_model_dir: Path,
-    tiny_backend: Any,
-) -> Cli:
-    monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(BUILTIN_PROMPTS_DIR))
-    monkeypatch.setenv("WORKBENCH_MODEL", str(tiny_model_dir))
-
-    def run(*args: object) -> tuple[int, str, str]:
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def cli(tiny_cli: Cli) -> Cli:
+    return tiny_cli
 
 
 def test_cli_save_list_show_and_eval_by_name(cli: Cli, tmp_path: Path) -> None:

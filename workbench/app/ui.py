@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from workbench import jobs
 from workbench.app import state
 from workbench.datasets import Dataset, parse_dataset
 from workbench.errors import WorkbenchError
@@ -336,3 +337,27 @@ def map_columns(dataset: Dataset, variables: Sequence[str], key: str) -> Dataset
             mapping[name] = chosen
     rows = tuple({var: row.get(col, "") for var, col in mapping.items()} for row in dataset.rows)
     return Dataset(dataset.name, tuple(mapping), rows)
+
+
+def watch_job(state_key: str, cancel_key: str, show: Callable[[jobs.Job], None]) -> None:
+    """Draw the background job whose id is in `st.session_state[state_key]`.
+
+    While it runs, a fragment redraws it every second (only this part of the page reruns) with
+    a Cancel button; when it has ended, one full rerun draws the page without the timer.
+    `show(job)` draws the page's own view: progress, rows so far, results.
+    """
+    job = jobs.get_job(st.session_state.get(state_key))
+    if job is None:
+        return
+    live = not job.done
+
+    def frame() -> None:
+        assert job is not None
+        if live and job.done:
+            st.rerun()
+        if not job.done and st.button("Cancel", key=cancel_key):
+            job.cancel.set()
+            st.info("Cancelling after the current tokens…")
+        show(job)
+
+    st.fragment(run_every=1.0 if live else None)(frame)()

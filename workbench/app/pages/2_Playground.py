@@ -100,12 +100,7 @@ def outputs_frame(outputs: list[OutputRecord]) -> pd.DataFrame:
     )
 
 
-def show_job(job_id: str, live: bool) -> None:
-    job = jobs.get_job(job_id)
-    if job is None:
-        return
-    if live and job.done:  # stop refreshing: redraw the page once without the timer
-        st.rerun()
+def show_job(job: jobs.Job) -> None:
     progress = job.progress
     done, total = (progress.done, progress.total) if progress else (0, 0)
     text = f"{done}/{total} rows" if total else "Starting…"
@@ -114,9 +109,6 @@ def show_job(job_id: str, live: bool) -> None:
     if progress and progress.eta_s is not None and not job.done:
         text += f" · about {progress.eta_s:.0f} s left"
     st.progress(done / total if total else 0.0, text=text)
-    if not job.done and st.button("Cancel", key="play_cancel"):
-        job.cancel.set()
-        st.info("Cancelling after the current tokens…")
     outputs = job.outputs_so_far()
     if outputs:
         st.dataframe(outputs_frame(outputs), hide_index=True, width="stretch")
@@ -185,8 +177,4 @@ with dataset_tab, ui.guard("Reading the rows"):
             with ui.guard("Starting the run"):
                 runner = Runner(lib, state.backend(choice))  # loaded here, not in the job
                 st.session_state[job_key] = start_dataset_job(runner, version, dataset).id
-        job_id = st.session_state.get(job_key)
-        current = jobs.get_job(job_id)
-        if job_id is not None and current is not None:
-            live = not current.done
-            st.fragment(run_every=1.0 if live else None)(show_job)(job_id, live)
+        ui.watch_job(job_key, "play_cancel", show_job)

@@ -82,17 +82,10 @@ def start_comparison(specs: list[ColumnSpec], rows: list[dict[str, object]]) -> 
     return jobs.start_job(f"compare {len(specs)} columns × {len(rows)} rows", work)
 
 
-def watch(job_id: str, live: bool) -> None:
-    job = jobs.get_job(job_id)
-    if job is None:
-        return
-    if live and job.done:
-        st.rerun()
+def watch(job: jobs.Job) -> None:
     expected = st.session_state.get("cmp_expected", 0)
     done = len(job.outputs_so_far())
     st.progress(min(1.0, done / expected) if expected else 0.0, text=f"{done}/{expected} outputs")
-    if not job.done and st.button("Cancel", key="cmp_cancel"):
-        job.cancel.set()
     if job.done:
         if job.error:
             st.error(f"The comparison stopped: {job.error}. Outputs already finished are stored.")
@@ -135,11 +128,7 @@ if mode == "Run columns":
             st.session_state["cmp_expected"] = len(specs) * len(rows)
             st.session_state.pop("cmp_result", None)
             st.session_state["cmp_job"] = start_comparison(specs, rows).id
-    job_id = st.session_state.get("cmp_job")
-    current = jobs.get_job(job_id)
-    if job_id is not None and current is not None:
-        live = not current.done
-        st.fragment(run_every=1.0 if live else None)(watch)(job_id, live)
+    ui.watch_job("cmp_job", "cmp_cancel", watch)
 else:
     runs = reader.list_runs(limit=200)
     if not runs:

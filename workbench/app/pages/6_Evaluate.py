@@ -143,16 +143,9 @@ if st.button("Evaluate", type="primary", key="eval_run", disabled=busy or datase
         st.session_state.pop("eval_report", None)
 
 
-def watch(job_id: str, live: bool) -> None:
-    job = jobs.get_job(job_id)
-    if job is None:
-        return
-    if live and job.done:
-        st.rerun()
+def watch(job: jobs.Job) -> None:
     p = job.progress
     st.progress(p.done / p.total if p and p.total else 0.0, text=job.title)
-    if not job.done and st.button("Cancel", key="eval_cancel"):
-        job.cancel.set()
     if job.done:
         if job.error:
             st.error(f"The evaluation stopped: {job.error}")
@@ -160,11 +153,7 @@ def watch(job_id: str, live: bool) -> None:
             st.session_state["eval_report"] = job.result
 
 
-job_id = st.session_state.get("eval_job")
-current = jobs.get_job(job_id)
-if job_id is not None and current is not None:
-    live = not current.done
-    st.fragment(run_every=1.0 if live else None)(watch)(job_id, live)
+ui.watch_job("eval_job", "eval_cancel", watch)
 
 
 def show(report: EvalReport) -> None:

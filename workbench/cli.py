@@ -593,6 +593,7 @@ def eval_command(
     """
     from .evaluate import REPORT_FORMATS, evaluate, plan, report_dict, write_report
     from .params import parse_param_pairs
+    from .scorers import parse_assertion
 
     if output is not None and output.suffix.lower() not in REPORT_FORMATS:
         raise WorkbenchError(
@@ -601,7 +602,12 @@ def eval_command(
     overrides = parse_param_pairs(list(param))
     library = _library()
     rows = _dataset_or_test_set(library, dataset)
-    extra = [_parse_assertion(a) for a in assertions]
+    extra = []
+    for text in assertions:
+        try:
+            extra.append(parse_assertion(text))
+        except WorkbenchError as exc:
+            raise WorkbenchError(f"--assert {text!r}: {exc}") from None
     plan(library, refs, rows, extra)  # every mistake before the model loads
     runner = _runner(model, dtype, trust_remote_code)
     progress = (
@@ -668,16 +674,6 @@ def _dataset_or_test_set(library: Any, source: str) -> Any:
         return get_test_set(library.store, source)
     except NotFoundError as exc:
         raise WorkbenchError(f"--dataset {source}: no such file, and {exc}") from None
-
-
-def _parse_assertion(text: str) -> Any:
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise WorkbenchError(f"--assert {text!r}: not valid JSON ({exc.msg})") from None
-    return stripped
 
 
 def _metric_cell(version: Any, metric: str) -> str:

@@ -1243,25 +1243,30 @@ def weighted_pass(scores: Sequence[Score]) -> tuple[float, bool]:
     return sum(s.weight for s in weighted if s.passed) / total, all(s.passed for s in weighted)
 
 
+def parse_assertion(text: str) -> Check:
+    """One assertion as a person types it: a shorthand (`icontains:positive`, `rouge-l>=0.5`)
+    or a JSON object (`{"type": "json-schema", "value": {...}}`)."""
+    text = text.strip()
+    if not text.startswith("{"):
+        return parse_check(text)
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AssertionConfigError(f"not a JSON object (not valid JSON: {exc})") from None
+    if not isinstance(loaded, dict):
+        raise AssertionConfigError("not a JSON object")
+    return parse_check(loaded)
+
+
 def parse_assertion_lines(text: str) -> list[Check]:
-    """Assertions written one per line: shorthand (`icontains:positive`, `rouge-l>=0.5`) or a
-    JSON object. Blank lines and lines starting with `#` are skipped; an error names its line."""
+    """Assertions written one per line (see `parse_assertion`). Blank lines and lines starting
+    with `#` are skipped; an error names its line."""
     checks = []
     for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+        if not line.strip() or line.strip().startswith("#"):
             continue
-        raw: str | dict[str, Any] = line
-        if line.startswith("{"):
-            try:
-                loaded = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AssertionConfigError(f"line {number}: not a JSON object: {exc}") from None
-            if not isinstance(loaded, dict):
-                raise AssertionConfigError(f"line {number}: not a JSON object")
-            raw = loaded
         try:
-            checks.append(parse_check(raw))
+            checks.append(parse_assertion(line))
         except AssertionConfigError as exc:
             raise AssertionConfigError(f"line {number}: {exc}") from None
     return checks

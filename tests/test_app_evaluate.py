@@ -112,3 +112,36 @@ def test_rows_saved_as_a_test_set_and_evaluated_from_it(app_env: Path) -> None:
     assert job is not None and job.wait(120) and job.error is None
     assert job.result.dataset == "reviews@1"
     assert [r.variables["text"] for r in job.result.versions[0].rows] == ["I love it", "I hate it"]
+
+
+def test_stability_across_seeds_report_and_charts(app_env: Path) -> None:
+    at = _page_with_rows([CHAT, COMPLETION])
+    at.radio(key="eval_measure").set_value("Stability across seeds").run()
+    assert not at.exception, at.exception
+    assert not any(t.key == "eval_asserts" for t in at.text_area)  # no assertions here
+    at.number_input(key="eval_seeds").set_value(3).run()
+    at.button(key="eval_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    job = jobs.get_job(at.session_state["eval_job"])
+    assert job is not None and job.wait(120) and job.error is None, job and job.error
+    at.run()
+    assert not at.exception, at.exception
+    assert any("3 seeds" in s.value for s in at.subheader)
+    tables = [d.value for d in at.dataframe]
+    summary = next(t for t in tables if "agreement" in t.columns and "seeds" in t.columns)
+    assert list(summary["version"]) == [CHAT, COMPLETION]
+    assert list(summary["seeds"]) == [3, 3]
+    report = job.result
+    for v, agreement in zip(report.versions, summary["agreement"], strict=True):
+        assert agreement == v.mean_agreement
+        assert 1 / 3 <= agreement <= 1.0
+    assert "majority accuracy" in summary.columns  # the rows carry an expected column
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # agreement per row, and one sample vs majority vote
+    matrix = next(t for t in tables if CHAT in t.columns)
+    assert list(matrix["row"]) == [1, 2] and CHAT in matrix.columns and COMPLETION in matrix.columns
+    # all samples are stored: 2 versions × 2 rows × 3 seeds in one run
+    runs = Runner(open_library()).list_runs()
+    assert len(runs) == 1 and runs[0].total == 12 and runs[0].done == 12
+    assert len(at.get("download_button")) == 2

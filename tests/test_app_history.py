@@ -270,7 +270,7 @@ def test_a_runs_inputs_go_into_a_test_set(make_run: Any) -> None:
     run_id = make_run(REVIEWS[:2])
     at = open_page()
     at.selectbox(key="history:open").set_value(run_id).run()
-    at.text_input(key="history:testset").set_value("regressions").run()
+    at.text_input(key="history:testset:name").set_value("regressions").run()
     at.button(key="history:testset:add").click().run()
     assert not at.exception, at.exception
     assert at.success and "regressions@1 has 2 rows" in at.success[-1].value

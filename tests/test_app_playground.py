@@ -187,3 +187,23 @@ def test_self_consistency_dataset_shows_votes(app_env: Path) -> None:
     votes = at.dataframe[-1].value
     assert list(votes.columns) == ["row", "answer", "agreement", "samples", "counts"]
     assert list(votes["samples"]) == [5]
+
+
+def test_single_output_input_goes_into_a_test_set_with_its_expected_answer(app_env: Path) -> None:
+    from workbench.testsets import get_test_set
+
+    at = _open()
+    at.text_area(key="play_var:zero-shot-sentiment-chat@1:text").set_value("Great value").run()
+    at.number_input(key="param:zero-shot-sentiment-chat@1:max_new_tokens").set_value(3).run()
+    at.button(key="play_run").click().run()
+    (output,) = _stored_outputs()
+    key = f"play_testset:{output.id}"
+    # the expected answer starts as the output, and is corrected before adding
+    assert at.text_input(key=f"{key}:expected").value == (output.text or "").strip()
+    at.text_input(key=f"{key}:expected").set_value("Positive").run()
+    at.text_input(key=f"{key}:name").set_value("golden").run()
+    at.button(key=f"{key}:add").click().run()
+    assert not at.exception, at.exception
+    assert at.success and "golden@1 has 1 row." in at.success[-1].value
+    stored = get_test_set(open_library().store, "golden")
+    assert stored.rows == ({"text": "Great value", "expected": "Positive"},)

@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -214,3 +215,47 @@ def test_assertions_in_the_prompt_file(cli: Cli, tmp_path: Path) -> None:
     data = json.loads(out)
     metrics = [m["metric"] for m in data["versions"][0]["metrics"]]
     assert metrics == ["icontains-any", "latency"]
+
+
+def test_json_parse_rate_is_a_column_when_outputs_should_be_json(cli: Cli, tmp_path: Path) -> None:
+    """Checked with a JSON assertion, a version gets a JSON PARSED column in the table and
+    json_parse_rate in the report (the tiny random model writes no JSON: 0%); checked without
+    one, a sentiment prompt gets no such column."""
+    reviews = _small(tmp_path, [{"text": "good", "expected": "Positive"}, {"text": "bad"}])
+    report = tmp_path / "report.json"
+    code, out, err = cli(
+        "eval", CHAT, "--dataset", reviews, "--assert", "is-json",
+        "--param", "max_new_tokens=4", "--output", report,
+    )  # fmt: skip
+    assert code == 0, err
+    header, _, line = out.splitlines()[:3]
+    assert "JSON PARSED" in header
+    assert line.split()[5] == "0%"
+    version = json.loads(report.read_text())["versions"][0]
+    assert version["json_parse_rate"] == 0.0
+    code, out, err = cli(
+        "eval", CHAT, "--dataset", reviews, "--assert", "not-contains:zzzz",
+        "--param", "max_new_tokens=3",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "JSON PARSED" not in out
+
+
+def test_json_format_prompts_expect_json(builtin_library: Any) -> None:
+    from workbench.evaluate import expects_json
+    from workbench.scorers import parse_checks
+
+    assert expects_json(builtin_library.get("json-answer"), [])
+    sentiment = builtin_library.get(CHAT)
+    assert not expects_json(sentiment, parse_checks(["exact-match"]))
+    assert expects_json(sentiment, parse_checks(["is-json"]))
+
+
+def test_json_parse_rate_counts_outputs_that_parse() -> None:
+    from workbench.evaluate import RowResult, VersionReport
+
+    rows = [
+        RowResult(i, i, {}, text, [], False, 0.0)
+        for i, text in enumerate(['{"a": 1}', "```json\n[1, 2]\n```", "not json", None])
+    ]
+    assert VersionReport("p@1", 1, "m", rows, []).json_parse_rate == 0.5

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 
 from .compare import ColumnScores, ColumnStats, Comparison
 from .scorers import Score, weighted_pass
+from .stability import StabilityReport
 
 LAYOUT = {"height": 320, "margin": {"l": 40, "r": 10, "t": 40, "b": 40}, "showlegend": False}
 
@@ -141,4 +142,53 @@ def score_latency_chart(
         **LAYOUT,
     )
     fig.update_layout(showlegend=True)
+    return fig
+
+
+def stability_chart(report: StabilityReport) -> go.Figure:
+    """Per version, every row's agreement with its majority answer (a box of points), so a
+    version that is stable on average but wavers on a few rows shows those rows."""
+    fig = go.Figure()
+    names = short_names([v.ref for v in report.versions])
+    for name, version in zip(names, report.versions, strict=True):
+        fig.add_trace(
+            go.Box(
+                y=[100 * r.agreement for r in version.rows],
+                name=name,
+                boxpoints="all",
+                jitter=0.3,
+                boxmean=True,
+                hovertext=[f"{version.ref} · row {r.row_index + 1}" for r in version.rows],
+            )
+        )
+    fig.update_layout(
+        title=f"Agreement with the majority answer over {report.seeds} seeds",
+        yaxis_title="% of seeds, per row",
+        yaxis_range=[0, 105],
+        **LAYOUT,
+    )
+    return fig
+
+
+def vote_gain_chart(report: StabilityReport) -> go.Figure:
+    """Per version, accuracy of one sample against accuracy of the majority vote."""
+    versions = [v for v in report.versions if v.majority_accuracy is not None]
+    names = short_names([v.ref for v in versions])
+    fig = go.Figure()
+    for label, values in (
+        ("one sample", [v.sample_accuracy or 0.0 for v in versions]),
+        ("majority vote", [v.majority_accuracy or 0.0 for v in versions]),
+    ):
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=[100 * x for x in values],
+                name=label,
+                text=[f"{100 * x:.0f}%" for x in values],
+            )
+        )
+    fig.update_layout(
+        title="Accuracy against the expected answer", yaxis_title="% of rows", yaxis_range=[0, 105]
+    )
+    fig.update_layout(**{**LAYOUT, "showlegend": True}, barmode="group")
     return fig

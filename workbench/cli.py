@@ -635,8 +635,17 @@ def eval_command(
         _echo_json(report_dict(report))
     else:
         metrics = sorted({m.metric for v in report.versions for m in v.metrics})
+        json_column = any(v.expects_json for v in report.versions)
         _table(
-            ["VERSION", "RUN", "ROWS", "PASSED", "PASS RATE", *[m.upper() for m in metrics]],
+            [
+                "VERSION",
+                "RUN",
+                "ROWS",
+                "PASSED",
+                "PASS RATE",
+                *(["JSON PARSED"] if json_column else []),
+                *[m.upper() for m in metrics],
+            ],
             [
                 [
                     v.ref,
@@ -644,6 +653,7 @@ def eval_command(
                     len(v.rows),
                     v.passed,
                     f"{v.pass_rate:.0%}",
+                    *([f"{v.json_parse_rate:.0%}"] if json_column else []),
                     *[_metric_cell(v, m) for m in metrics],
                 ]
                 for v in report.versions
@@ -659,6 +669,123 @@ def eval_command(
             err=True,
         )
         raise click.exceptions.Exit(EXIT_BELOW_MIN)
+
+
+SPLIT_ROWS_SHOWN = 20
+
+
+@app.command("stability")
+@click.argument("refs", nargs=-1)
+@click.option(
+    "--dataset",
+    help="A CSV or JSON Lines file, or a stored test set (NAME or NAME@VERSION); an 'expected' "
+    "column adds one-sample and majority accuracy.",
+)
+@click.option("--var", "var", multiple=True, help="One input instead: NAME=VALUE (repeatable).")
+@click.option(
+    "--seeds",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Samples per row, each under its own seed (a greedy prompt samples at temperature 0.7).",
+)
+@click.option("--run", "run_id", type=int, help="Report on a stored sampled run instead.")
+@click.option("--output", type=click.Path(path_type=Path), help="Write the report: .json or .csv.")
+@click.option("--param", "param", multiple=True, help="Generation parameter NAME=VALUE.")
+@click.option("--no-cache", is_flag=True, help="Generate even when an identical output is stored.")
+@model_options
+@json_flag
+def stability_command(
+    refs: tuple[str, ...],
+    dataset: str | None,
+    var: tuple[str, ...],
+    seeds: int,
+    run_id: int | None,
+    output: Path | None,
+    param: tuple[str, ...],
+    no_cache: bool,
+    model: str | None,
+    dtype: str,
+    trust_remote_code: bool,
+    as_json: bool,
+) -> None:
+    """How stable are the answers of REFS (NAME, NAME@VERSION, NAME@LABEL) across seeds?
+
+    Every row is drawn --seeds times; answers equal after normalisation (case, punctuation,
+    articles, spaces) are grouped; each version gets its mean agreement with the majority
+    answer, the share of unanimous rows and the distinct answers per row.
+    """
+    from .params import parse_param_pairs
+    from .stability import REPORT_FORMATS, check_seeds, measure, run_stability, summary_rows
+    from .stability import render_report as render_stability
+    from .stability import report_dict as stability_dict
+
+    if output is not None and output.suffix.lower() not in REPORT_FORMATS:
+        raise WorkbenchError(
+            f"--output {output.name}: use a file ending in {', '.join(REPORT_FORMATS)}"
+        )
+    library = _library()
+    if run_id is not None:
+        if refs or dataset or var:
+            raise WorkbenchError("--run reports on a stored run: give no REFS, --dataset or --var")
+        report = run_stability(_runner(model, dtype, trust_remote_code), run_id)
+    else:
+        if not refs:
+            raise WorkbenchError("give one or more prompt versions (REFS), or --run ID")
+        if dataset and var:
+            raise WorkbenchError("give either --dataset or --var, not both")
+        if not dataset and not var:
+            raise WorkbenchError("give the input: --dataset FILE|TESTSET or --var NAME=VALUE")
+        check_seeds(seeds)
+        rows = _dataset_or_test_set(library, dataset) if dataset else [_parse_vars(list(var), None)]
+        versions = [library.get(ref) for ref in refs]
+        progress = (
+            None if as_json else (lambda p: click.echo(_format_progress(p), err=True, nl=False))
+        )
+        report = measure(
+            _runner(model, dtype, trust_remote_code),
+            versions,
+            rows,
+            seeds,
+            overrides=parse_param_pairs(list(param)),
+            use_cache=not no_cache,
+            progress=progress,
+        )
+        if not as_json:
+            click.echo(err=True)
+    if output is not None:
+        try:
+            output.write_bytes(render_stability(report, output.suffix.lower()))
+        except OSError as exc:
+            raise WorkbenchError(f"cannot write the report to {output}: {exc.strerror}") from None
+    if as_json:
+        _echo_json(stability_dict(report))
+        return
+    lines = summary_rows(report)
+    headers = list(dict.fromkeys(k for line in lines for k in line))
+    _table(
+        [h.upper() for h in headers],
+        [[_stability_cell(h, line.get(h)) for h in headers] for line in lines],
+    )
+    split = [(v, r) for v in report.versions for r in v.rows if not r.unanimous]
+    for v, r in split[:SPLIT_ROWS_SHOWN]:
+        answers = ", ".join(f"{g.answer[:40]!r}×{g.count}" for g in r.groups[:4])
+        none = f", no answer×{r.unanswered}" if r.unanswered else ""
+        click.echo(f"{v.ref} row {r.row_index + 1}: {answers}{none}")
+    if len(split) > SPLIT_ROWS_SHOWN:
+        click.echo(f"… and {len(split) - SPLIT_ROWS_SHOWN} more split rows (see --output)")
+    if output is not None:
+        click.echo(f"report written to {output}")
+
+
+def _stability_cell(header: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if header in ("agreement", "unanimous", "one-sample accuracy", "majority accuracy"):
+        return f"{value:.0%}"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
 
 
 def _dataset_or_test_set(library: Any, source: str) -> Any:

@@ -36,6 +36,7 @@ from .scorers import (
     Context,
     Score,
     check_needs_expected,
+    json_parse_rate,
     parse_checks,
     run_check,
     weighted_pass,
@@ -77,6 +78,13 @@ class VersionReport:
     model: str
     rows: list[RowResult]
     metrics: list[MetricSummary]
+    expects_json: bool = False  # a json-format prompt, or JSON assertions
+
+    @property
+    def json_parse_rate(self) -> float:
+        """Share of outputs that parse as JSON, whatever the assertions say — the first thing
+        to know about a JSON prompt on a small model."""
+        return json_parse_rate(r.output for r in self.rows)
 
     @property
     def passed(self) -> int:
@@ -115,6 +123,14 @@ def version_checks(version: VersionInfo) -> list[Check]:
         return parse_checks(raw)
     except AssertionConfigError as exc:
         raise EvaluationError(f"{version.ref}: {exc}") from None
+
+
+JSON_SCORERS = frozenset({"is-json", "json-schema", "json-field"})
+
+
+def expects_json(version: VersionInfo, checks: Sequence[Check]) -> bool:
+    """Whether a version's outputs should be JSON: its technique, or what it is checked with."""
+    return "json" in version.technique or any(c.type in JSON_SCORERS for c in checks)
 
 
 def expected_value(check: Check, variables: Mapping[str, Any]) -> str | None:
@@ -225,7 +241,14 @@ def evaluate(
             )
         store_scores(library.store, [(r.output_id, r.scores) for r in rows], checks)
         reports.append(
-            VersionReport(version.ref, summary.run.id, summary.run.model, rows, _metrics(rows))
+            VersionReport(
+                version.ref,
+                summary.run.id,
+                summary.run.model,
+                rows,
+                _metrics(rows),
+                expects_json=expects_json(version, checks),
+            )
         )
     return EvalReport(dataset.name, {v.ref: c for v, c in plans}, reports)
 
@@ -316,6 +339,7 @@ def report_dict(report: EvalReport) -> dict[str, Any]:
                 "passed": v.passed,
                 "pass_rate": v.pass_rate,
                 "mean_score": v.mean_score,
+                "json_parse_rate": v.json_parse_rate,
                 "assertions": [asdict(c) for c in report.checks.get(v.ref, [])],
                 "metrics": [asdict(m) for m in v.metrics],
                 "results": [

@@ -14,7 +14,6 @@ import hashlib
 import json
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +27,8 @@ from .errors import NotFoundError, WorkbenchError
 from .library import Library, VersionInfo
 from .models import Backend, Cancel, FinishReason, Generation, ModelInput
 from .params import GenerationParams
+from .stability import counts as answer_counts
+from .stability import group_answers
 from .store import Output, Prompt, PromptVersion, Run, RunRow, RunVersion, Vote, utcnow
 from .techniques import SelfConsistency
 from .templates import Rendered
@@ -702,17 +703,16 @@ class Runner:
             for (vid, row_index), answers in cells.items():
                 if len(answers) < 2 or (vid, row_index) in existing:
                     continue
-                counts = Counter(a for a in answers if a is not None)
-                majority, votes = counts.most_common(1)[0] if counts else (None, 0)
+                groups = group_answers(answers)
                 s.add(
                     Vote(
                         run_id=run_id,
                         version_id=vid,
                         row_index=row_index,
-                        answer=majority,
-                        agreement=votes / len(answers),
+                        answer=groups[0].answer if groups else None,
+                        agreement=groups[0].count / len(answers) if groups else 0.0,
                         samples=len(answers),
-                        counts=dict(counts),
+                        counts=answer_counts(groups),
                     )
                 )
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import jobs
+from workbench import jobs, testsets
 from workbench.app import state
 from workbench.datasets import Dataset, parse_dataset
 from workbench.errors import WorkbenchError
@@ -361,3 +361,40 @@ def watch_job(state_key: str, cancel_key: str, show: Callable[[jobs.Job], None])
         show(job)
 
     st.fragment(run_every=1.0 if live else None)(frame)()
+
+
+def add_to_test_set(
+    rows: Sequence[Mapping[str, Any]], key: str, note: str, *, expected: str | None = None
+) -> None:
+    """A test-set name field and a button that appends `rows` to that set as a new version.
+
+    With `expected`, an editable "expected answer" field starts from it (usually the output
+    just produced: keep it when it is right, correct it when not) and is stored with each row.
+    Structured values such as example lists stay with the prompt and are left out.
+    """
+    answer = None
+    if expected is not None:
+        answer = st.text_input(
+            "Expected answer",
+            value=expected.strip(),
+            key=f"{key}:expected",
+            help="Stored in the test set's `expected` column, which scorers compare with.",
+        )
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    set_name = left.text_input(
+        "Add to a test set" if len(rows) == 1 else "Add these inputs to a test set",
+        key=f"{key}:name",
+        placeholder="regressions",
+        help="A new version of the test set with these rows appended (a new set if the name "
+        "is new).",
+    )
+    if right.button("Add", key=f"{key}:add", disabled=not set_name.strip()):
+        with guard("Adding to the test set"):
+            scalar = [
+                {k: v for k, v in row.items() if v is None or isinstance(v, str | int | float)}
+                | ({"expected": answer} if answer else {})
+                for row in rows
+            ]
+            info, _ = testsets.add_rows(state.library().store, set_name.strip(), scalar, note)
+            plural = "" if info.rows == 1 else "s"
+            st.success(f"Added {len(scalar)} row(s): {info.ref} has {info.rows} row{plural}.")

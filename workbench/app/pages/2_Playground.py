@@ -43,6 +43,13 @@ def show_output(output: OutputRecord, cached: bool) -> None:
     )
     with st.expander("Exact model input"):
         ui.show_text(output.model_input)
+    with st.expander("Add this input to a test set"):
+        ui.add_to_test_set(
+            [output.variables],
+            f"play_testset:{output.id}",
+            f"from the Playground, output {output.id}",
+            expected=output.text or "",
+        )
 
 
 single_tab, dataset_tab = st.tabs(["One input", "Dataset"])

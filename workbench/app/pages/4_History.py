@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import exchange, history, testsets
+from workbench import exchange, history
 from workbench.app import state, ui
 from workbench.history import HistoryFilter, HistoryPage
 from workbench.runner import Progress
@@ -264,21 +264,7 @@ with ui.guard(f"Opening run {run_id}"):
             pd.DataFrame([{k: short(v) for k, v in row.items()} for row in request.rows]),
             width="stretch",
         )
-        left, right = st.columns([3, 1], vertical_alignment="bottom")
-        set_name = left.text_input(
-            "Add these inputs to a test set",
-            key="history:testset",
-            placeholder="regressions",
-            help="A new version of the test set with these rows appended (structured values "
-            "such as example lists stay with the prompt and are left out).",
-        )
-        if right.button("Add rows", key="history:testset:add", disabled=not set_name.strip()):
-            scalar = [
-                {k: v for k, v in row.items() if v is None or isinstance(v, str | int | float)}
-                for row in request.rows
-            ]
-            info, created = testsets.add_rows(store, set_name.strip(), scalar, f"from run {run_id}")
-            st.success(f"Added {len(scalar)} row(s): {info.ref} has {info.rows} rows.")
+        ui.add_to_test_set(request.rows, "history:testset", f"from run {run_id}")
 
     if outputs:
         st.dataframe(

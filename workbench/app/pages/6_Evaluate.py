@@ -1,4 +1,5 @@
-"""Evaluate: prompt versions × a labelled dataset × assertions → pass rates and a report."""
+"""Evaluate: prompt versions × a labelled dataset × assertions → pass rates and a report; or
+the same versions under several seeds → how stable their answers are."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import evaluate, jobs, scorers, testsets
+from workbench import charts, evaluate, jobs, scorers, stability, testsets
 from workbench.app import state, ui
 from workbench.datasets import Dataset
 from workbench.evaluate import EvalReport
 from workbench.params import parse_param_pairs
 from workbench.runner import Runner
+from workbench.stability import StabilityReport
 
 MAX_VERSIONS = 4
 ASSERT_HELP = (
@@ -21,7 +23,11 @@ ASSERT_HELP = (
     '`{"type": "json-schema", "value": {...}}`. Added to the assertions in each prompt file.'
 )
 
-ui.page("Evaluate", "Score prompt versions on a labelled dataset: pass rates, metrics, a report.")
+ui.page(
+    "Evaluate",
+    "Score prompt versions on a labelled dataset — pass rates, metrics, a report — or measure "
+    "how stable their answers are across seeds.",
+)
 lib = ui.load_library()
 choice = ui.model_sidebar()
 
@@ -52,13 +58,37 @@ with ui.guard("Reading the versions"):
         if written:
             st.caption(f"{ref} asserts: " + ", ".join(c.name for c in written))
 
-assertions_text = st.text_area(
-    "Assertions",
-    key="eval_asserts",
-    height=110,
-    help=ASSERT_HELP,
-    placeholder="exact-match\nnot-contains:I cannot",
+PASS_RATE, STABILITY = "Pass rate (assertions)", "Stability across seeds"
+measure = st.radio(
+    "Measure",
+    [PASS_RATE, STABILITY],
+    horizontal=True,
+    key="eval_measure",
+    help="Stability draws every row under several seeds and groups equal answers (after "
+    "normalising case, punctuation and spacing): agreement with the majority answer, per version.",
 )
+assertions_text = ""
+seeds = 0
+if measure == PASS_RATE:
+    assertions_text = st.text_area(
+        "Assertions",
+        key="eval_asserts",
+        height=110,
+        help=ASSERT_HELP,
+        placeholder="exact-match\nnot-contains:I cannot",
+    )
+else:
+    seeds = int(
+        st.number_input(
+            "Seeds per row",
+            min_value=2,
+            max_value=50,
+            value=5,
+            key="eval_seeds",
+            help="Each row is drawn this many times, each under its own seed; a greedy prompt "
+            "samples at temperature 0.7. An `expected` column adds majority-vote accuracy.",
+        )
+    )
 params_text = st.text_input(
     "Parameters",
     key="eval_params",
@@ -115,10 +145,27 @@ with ui.guard("Reading the rows"):
 
 
 def start(rows: Dataset) -> jobs.Job:
-    extra = scorers.parse_assertion_lines(assertions_text)
     overrides = parse_param_pairs([p.strip() for p in params_text.split(",") if p.strip()])
-    evaluate.plan(lib, refs, rows, extra)  # every mistake before the model loads
     runner = Runner(lib, state.backend(choice))
+    if measure == STABILITY:
+        versions = [lib.get(ref) for ref in refs]
+        stability.check_seeds(seeds)
+
+        def measure_stability(job: jobs.Job) -> StabilityReport:
+            return stability.measure(
+                runner,
+                versions,
+                rows,
+                seeds,
+                overrides=overrides,
+                progress=job.report,
+                cancel=job.cancel,
+            )
+
+        title = f"stability of {', '.join(refs)} on {len(rows.rows)} rows × {seeds} seeds"
+        return jobs.start_job(title, measure_stability)
+    extra = scorers.parse_assertion_lines(assertions_text)
+    evaluate.plan(lib, refs, rows, extra)  # every mistake before the model loads
 
     def work(job: jobs.Job) -> EvalReport:
         return evaluate.evaluate(
@@ -160,6 +207,7 @@ def show(report: EvalReport) -> None:
     st.divider()
     st.subheader(f"Report · {report.dataset}")
     metrics = sorted({m.metric for v in report.versions for m in v.metrics})
+    json_column = any(v.expects_json for v in report.versions)
     summary = pd.DataFrame(
         [
             {
@@ -169,6 +217,7 @@ def show(report: EvalReport) -> None:
                 "passed": v.passed,
                 "pass rate": v.pass_rate,
                 "mean score": v.mean_score,
+                **({"JSON parsed": v.json_parse_rate} if json_column else {}),
                 **{
                     f"{m.metric} (mean · pass)": (
                         f"{m.mean:.2f} · {m.pass_rate:.0%}"
@@ -186,9 +235,10 @@ def show(report: EvalReport) -> None:
         hide_index=True,
         width="stretch",
         column_config={
-            "pass rate": st.column_config.ProgressColumn(
-                "pass rate", min_value=0.0, max_value=1.0, format="percent"
+            name: st.column_config.ProgressColumn(
+                name, min_value=0.0, max_value=1.0, format="percent"
             )
+            for name in ("pass rate", "JSON parsed")
         },
     )
     st.bar_chart(summary.set_index("version")["pass rate"], y_label="pass rate", height=220)
@@ -227,7 +277,52 @@ def show(report: EvalReport) -> None:
         )
 
 
+def show_stability(report: StabilityReport) -> None:
+    st.divider()
+    st.subheader(f"Stability · {report.dataset} · {report.seeds} seeds")
+    summary = pd.DataFrame(stability.summary_rows(report))
+    percent = {
+        name: st.column_config.ProgressColumn(name, min_value=0.0, max_value=1.0, format="percent")
+        for name in ("agreement", "unanimous", "one-sample accuracy", "majority accuracy")
+    }
+    st.dataframe(summary, hide_index=True, width="stretch", column_config=percent)
+    st.plotly_chart(charts.stability_chart(report), key="stability_chart")
+    if any(v.majority_accuracy is not None for v in report.versions):
+        st.plotly_chart(charts.vote_gain_chart(report), key="vote_gain_chart")
+    st.markdown("**Majority answer per row** (share of seeds that gave it)")
+    st.dataframe(pd.DataFrame(report.majority_matrix()), hide_index=True, width="stretch")
+    detail = pd.DataFrame(
+        [
+            {
+                "version": v.ref,
+                "row": r.row_index + 1,
+                "majority": r.majority,
+                "agreement": r.agreement,
+                "answers": " · ".join(f"{g.answer} ×{g.count}" for g in r.groups),
+                "no answer": r.unanswered,
+            }
+            for v in report.versions
+            for r in v.rows
+        ]
+    )
+    st.dataframe(detail, hide_index=True, width="stretch", column_config=percent)
+    cols = st.columns(2)
+    for col, (label, fmt, mime) in zip(
+        cols, [("JSON", ".json", "application/json"), ("CSV", ".csv", "text/csv")], strict=True
+    ):
+        col.download_button(
+            f"Download {label}",
+            stability.render_report(report, fmt),
+            file_name=f"stability{fmt}",
+            mime=mime,
+            key=f"stability_download{fmt}",
+        )
+
+
 report = st.session_state.get("eval_report")
-if report is not None:
+if isinstance(report, StabilityReport):
+    with ui.guard("Showing the stability report"):
+        show_stability(report)
+elif report is not None:
     with ui.guard("Showing the report"):
         show(report)

@@ -593,12 +593,11 @@ def eval_command(
     """
     from .evaluate import REPORT_FORMATS, evaluate, plan, report_dict, write_report
     from .params import parse_param_pairs
+    from .reports import report_format
     from .scorers import parse_assertion
 
-    if output is not None and output.suffix.lower() not in REPORT_FORMATS:
-        raise WorkbenchError(
-            f"--output {output.name}: use a file ending in {', '.join(REPORT_FORMATS)}"
-        )
+    if output is not None:
+        report_format(output, REPORT_FORMATS)
     overrides = parse_param_pairs(list(param))
     library = _library()
     rows = _dataset_or_test_set(library, dataset)
@@ -716,14 +715,13 @@ def stability_command(
     answer, the share of unanimous rows and the distinct answers per row.
     """
     from .params import parse_param_pairs
+    from .reports import report_format
     from .stability import REPORT_FORMATS, check_seeds, measure, run_stability, summary_rows
-    from .stability import render_report as render_stability
     from .stability import report_dict as stability_dict
+    from .stability import write_report as write_stability
 
-    if output is not None and output.suffix.lower() not in REPORT_FORMATS:
-        raise WorkbenchError(
-            f"--output {output.name}: use a file ending in {', '.join(REPORT_FORMATS)}"
-        )
+    if output is not None:
+        report_format(output, REPORT_FORMATS)
     library = _library()
     if run_id is not None:
         if refs or dataset or var:
@@ -754,10 +752,7 @@ def stability_command(
         if not as_json:
             click.echo(err=True)
     if output is not None:
-        try:
-            output.write_bytes(render_stability(report, output.suffix.lower()))
-        except OSError as exc:
-            raise WorkbenchError(f"cannot write the report to {output}: {exc.strerror}") from None
+        write_stability(report, output)
     if as_json:
         _echo_json(stability_dict(report))
         return

@@ -12,9 +12,6 @@ from the caller (`--assert` on the command line); expected values from the datas
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,6 +25,7 @@ from sqlalchemy import delete, select
 from .datasets import Dataset
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
+from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
 from .runner import OutputRecord, Progress, Runner
 from .scorers import (
     SCORERS,
@@ -363,28 +361,17 @@ def report_dict(report: EvalReport) -> dict[str, Any]:
 def render_report(report: EvalReport, fmt: str) -> bytes:
     """The report as JSON, CSV (one line per row and metric) or JUnit XML (`.xml`)."""
     if fmt == ".json":
-        text = json.dumps(report_dict(report), indent=2, ensure_ascii=False, default=str)
-        return (text + "\n").encode("utf-8")
+        return json_bytes(report_dict(report))
     if fmt == ".csv":
-        buf = io.StringIO(newline="")
-        writer = csv.writer(buf)
-        writer.writerow(["version", "run", "row", "metric", "value", "passed", "detail", "output"])
-        for v in report.versions:
-            for r in v.rows:
-                for s in r.scores:
-                    writer.writerow(
-                        [
-                            v.ref,
-                            v.run_id,
-                            r.row_index + 1,
-                            s.metric,
-                            s.value,
-                            s.passed,
-                            s.detail,
-                            r.output,
-                        ]
-                    )
-        return buf.getvalue().encode("utf-8")
+        return csv_bytes(
+            ["version", "run", "row", "metric", "value", "passed", "detail", "output"],
+            (
+                [v.ref, v.run_id, r.row_index + 1, s.metric, s.value, s.passed, s.detail, r.output]
+                for v in report.versions
+                for r in v.rows
+                for s in r.scores
+            ),
+        )
     if fmt == ".xml":
         suites = ElementTree.Element("testsuites", name=f"workbench eval · {report.dataset}")
         for v in report.versions:
@@ -407,9 +394,7 @@ def render_report(report: EvalReport, fmt: str) -> bytes:
         ElementTree.indent(suites)
         data: bytes = ElementTree.tostring(suites, encoding="utf-8", xml_declaration=True)
         return data + b"\n"
-    raise EvaluationError(
-        f"report format {fmt!r} is not supported: use {', '.join(REPORT_FORMATS)}"
-    )
+    raise unsupported(fmt, REPORT_FORMATS)
 
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -421,8 +406,4 @@ def _xml_text(text: str) -> str:
 
 
 def write_report(report: EvalReport, path: Path) -> None:
-    data = render_report(report, path.suffix.lower())
-    try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise EvaluationError(f"cannot write the report to {path}: {exc.strerror}") from None
+    write_file(path, render_report(report, report_format(path, REPORT_FORMATS)))

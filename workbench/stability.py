@@ -13,15 +13,15 @@ right and how often the majority was right: the gain self-consistency promises, 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import WorkbenchError
+from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
 from .scorers import normalise
 
 if TYPE_CHECKING:
@@ -287,30 +287,30 @@ def report_dict(report: StabilityReport) -> dict[str, Any]:
 def render_report(report: StabilityReport, fmt: str) -> bytes:
     """JSON (everything) or CSV (one line per version and row)."""
     if fmt == ".json":
-        text = json.dumps(report_dict(report), indent=2, ensure_ascii=False, default=str)
-        return (text + "\n").encode("utf-8")
+        return json_bytes(report_dict(report))
     if fmt == ".csv":
-        buf = io.StringIO(newline="")
-        writer = csv.writer(buf)
-        writer.writerow(
-            ["version", "run", "row", "samples", "majority", "agreement", "distinct", "answers"]
+        return csv_bytes(
+            ["version", "run", "row", "samples", "majority", "agreement", "distinct", "answers"],
+            (
+                [
+                    v.ref,
+                    v.run_id,
+                    r.row_index + 1,
+                    r.samples,
+                    r.majority,
+                    f"{r.agreement:.4f}",
+                    r.distinct,
+                    json.dumps(counts(r.groups), ensure_ascii=False),
+                ]
+                for v in report.versions
+                for r in v.rows
+            ),
         )
-        for v in report.versions:
-            for r in v.rows:
-                writer.writerow(
-                    [
-                        v.ref,
-                        v.run_id,
-                        r.row_index + 1,
-                        r.samples,
-                        r.majority,
-                        f"{r.agreement:.4f}",
-                        r.distinct,
-                        json.dumps(counts(r.groups), ensure_ascii=False),
-                    ]
-                )
-        return buf.getvalue().encode("utf-8")
-    raise WorkbenchError(f"report format {fmt!r} is not supported: use {', '.join(REPORT_FORMATS)}")
+    raise unsupported(fmt, REPORT_FORMATS)
+
+
+def write_report(report: StabilityReport, path: Path) -> None:
+    write_file(path, render_report(report, report_format(path, REPORT_FORMATS)))
 
 
 def counts(groups: Sequence[AnswerGroup]) -> dict[str, int]:

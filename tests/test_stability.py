@@ -201,6 +201,12 @@ def test_stability_command_prints_the_table_and_writes_the_report(
     code, stdout2, _ = tiny_cli("stability", "--run", run_id, "--json")
     assert code == 0
     assert json.loads(stdout2)["versions"] == report["versions"]
+    # a pattern applied afterwards to the stored run: nothing generated, answers regrouped
+    code, stdout3, _ = tiny_cli("stability", "--run", run_id, "--answer-pattern", "^$", "--json")
+    assert code == 0
+    regrouped = json.loads(stdout3)
+    assert regrouped["answer_pattern"] == "^$"
+    assert all(r["majority"] is None for v in regrouped["versions"] for r in v["results"])
 
 
 @pytest.mark.parametrize(
@@ -212,6 +218,7 @@ def test_stability_command_prints_the_table_and_writes_the_report(
         (["zero-shot-sentiment", "--var", "text=a", "--output", "r.xml"], "use a file ending in"),
         (["zero-shot-sentiment", "--run", "1"], "give no REFS"),
         (["zero-shot-sentiment", "--dataset", "nowhere.csv"], "no such file"),
+        (["zero-shot-sentiment", "--var", "text=a", "--answer-pattern", "(x"], "not a valid regex"),
     ],
 )
 def test_stability_command_bad_input(
@@ -236,3 +243,20 @@ def test_charts_show_every_rows_agreement_and_the_vote_gain() -> None:
     gain = vote_gain_chart(labelled)
     assert [t.name for t in gain.data] == ["one sample", "majority vote"]
     assert list(gain.data[0].y) == pytest.approx([100 / 3]) and list(gain.data[1].y) == [0.0]
+
+
+def test_an_answer_pattern_picks_the_answer_out_of_each_output() -> None:
+    texts = ["Positive\n\nWhy is that?", "Label: positive.", "I think Negative", "no label"]
+    outputs = [make_output(text=t, answer=t, sample_index=i, id=i) for i, t in enumerate(texts)]
+    whole = version_stability("p@1", 1, "m", outputs)
+    assert whole.rows[0].distinct == 4  # every whole text differs
+    picked = stability_report("r", [("p@1", 1, "m", outputs)], r"(?i)(positive|negative)")
+    (row,) = picked.versions[0].rows
+    assert [(g.answer, g.count) for g in row.groups] == [("Positive", 2), ("Negative", 1)]
+    assert row.unanswered == 1 and row.agreement == pytest.approx(0.5)
+    assert report_dict(picked)["answer_pattern"] == "(?i)(positive|negative)"
+
+
+def test_a_bad_answer_pattern_is_refused() -> None:
+    with pytest.raises(WorkbenchError, match="not a valid regex"):
+        stability_report("r", [], "(unclosed")

@@ -689,6 +689,12 @@ SPLIT_ROWS_SHOWN = 20
     help="Samples per row, each under its own seed (a greedy prompt samples at temperature 0.7).",
 )
 @click.option("--run", "run_id", type=int, help="Report on a stored sampled run instead.")
+@click.option(
+    "--answer-pattern",
+    help="A regex that picks the answer out of each output (its first group, else the whole "
+    "match; the last match counts), e.g. '(Positive|Negative|Neutral)'. Default: the prompt's "
+    "own self-consistency pattern, else the whole output.",
+)
 @click.option("--output", type=click.Path(path_type=Path), help="Write the report: .json or .csv.")
 @click.option("--param", "param", multiple=True, help="Generation parameter NAME=VALUE.")
 @click.option("--no-cache", is_flag=True, help="Generate even when an identical output is stored.")
@@ -700,6 +706,7 @@ def stability_command(
     var: tuple[str, ...],
     seeds: int,
     run_id: int | None,
+    answer_pattern: str | None,
     output: Path | None,
     param: tuple[str, ...],
     no_cache: bool,
@@ -716,7 +723,14 @@ def stability_command(
     """
     from .params import parse_param_pairs
     from .reports import report_format
-    from .stability import REPORT_FORMATS, check_seeds, measure, run_stability, summary_rows
+    from .stability import (
+        REPORT_FORMATS,
+        check_pattern,
+        check_seeds,
+        measure,
+        run_stability,
+        summary_rows,
+    )
     from .stability import report_dict as stability_dict
     from .stability import write_report as write_stability
 
@@ -726,7 +740,7 @@ def stability_command(
     if run_id is not None:
         if refs or dataset or var:
             raise WorkbenchError("--run reports on a stored run: give no REFS, --dataset or --var")
-        report = run_stability(_runner(model, dtype, trust_remote_code), run_id)
+        report = run_stability(_runner(model, dtype, trust_remote_code), run_id, answer_pattern)
     else:
         if not refs:
             raise WorkbenchError("give one or more prompt versions (REFS), or --run ID")
@@ -735,6 +749,7 @@ def stability_command(
         if not dataset and not var:
             raise WorkbenchError("give the input: --dataset FILE|TESTSET or --var NAME=VALUE")
         check_seeds(seeds)
+        check_pattern(answer_pattern)
         rows = _dataset_or_test_set(library, dataset) if dataset else [_parse_vars(list(var), None)]
         versions = [library.get(ref) for ref in refs]
         progress = (
@@ -748,6 +763,7 @@ def stability_command(
             overrides=parse_param_pairs(list(param)),
             use_cache=not no_cache,
             progress=progress,
+            answer_pattern=answer_pattern,
         )
         if not as_json:
             click.echo(err=True)

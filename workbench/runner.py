@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from .params import GenerationParams
 from .stability import counts as answer_counts
 from .stability import group_answers
 from .store import Output, Prompt, PromptVersion, Run, RunRow, RunVersion, Vote, utcnow
-from .techniques import SelfConsistency
+from .techniques import SelfConsistency, extract_answer
 from .templates import Rendered
 
 SAMPLING_TEMPERATURE = 0.7  # used for self-consistency when a prompt asks for greedy decoding
@@ -233,28 +232,6 @@ def required_variables(version: VersionInfo) -> list[str]:
     pf = version.file
     specs = pf.inputs
     return [v for v in pf.template_variables() if not (v in specs and specs[v].has_default)]
-
-
-def extract_answer(text: str, sc: SelfConsistency) -> str | None:
-    """The answer a self-consistency vote counts: the last regex match, or a JSON field."""
-    if sc.answer_pattern:
-        matches = list(re.finditer(sc.answer_pattern, text))
-        if not matches:
-            return None
-        last = matches[-1]
-        value = last.group(1) if last.groups() else last.group(0)
-        return value.strip().rstrip(".").strip() if value is not None else None
-    if sc.answer_field:
-        start, end = text.find("{"), text.rfind("}")
-        if start < 0 or end <= start:
-            return None
-        try:
-            data = json.loads(text[start : end + 1])
-        except json.JSONDecodeError:
-            return None
-        value = data.get(sc.answer_field) if isinstance(data, dict) else None
-        return None if value is None else str(value).strip()
-    return text.strip()
 
 
 class Runner:

@@ -14,6 +14,7 @@ right and how often the majority was right: the gain self-consistency promises, 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import WorkbenchError
 from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
 from .scorers import normalise
+from .techniques import SelfConsistency, extract_answer
 
 if TYPE_CHECKING:
     from .datasets import Dataset
@@ -146,6 +148,7 @@ class VersionStability:
 class StabilityReport:
     dataset: str
     versions: list[VersionStability]
+    answer_pattern: str | None = None
 
     @property
     def seeds(self) -> int:
@@ -163,7 +166,11 @@ class StabilityReport:
 
 
 def version_stability(
-    ref: str, run_id: int, model: str, outputs: Sequence[OutputRecord]
+    ref: str,
+    run_id: int,
+    model: str,
+    outputs: Sequence[OutputRecord],
+    answer_pattern: str | None = None,
 ) -> VersionStability:
     """Stability of one version's outputs (all samples of every row of one run)."""
     by_row: dict[int, list[OutputRecord]] = {}
@@ -172,7 +179,7 @@ def version_stability(
     rows = []
     for row_index in sorted(by_row):
         samples = sorted(by_row[row_index], key=lambda o: o.sample_index)
-        answers = [sample_answer(o) for o in samples]
+        answers = [sample_answer(o, answer_pattern) for o in samples]
         variables = dict(samples[0].variables)
         expected = variables.get("expected")
         rows.append(
@@ -188,22 +195,49 @@ def version_stability(
     return VersionStability(ref, run_id, model, rows)
 
 
-def sample_answer(output: OutputRecord) -> str | None:
-    """The answer a sample gives: its extracted answer when the prompt has a pattern, else
-    its whole text; an error or an empty text is no answer."""
+def sample_answer(output: OutputRecord, answer_pattern: str | None = None) -> str | None:
+    """The answer a sample gives: what `answer_pattern` (a regex; its first group, or the whole
+    match; the last match counts) finds in the text when one is given, else the answer the run
+    extracted (the prompt's own self-consistency pattern), else the whole text. An error or an
+    empty text is no answer.
+
+    The pattern is applied when the report is made, so a stored run can be looked at again
+    with a better pattern without generating anything."""
     if output.error is not None:
         return None
-    text = output.answer if output.answer is not None else output.text
+    if answer_pattern is not None:
+        text = extract_answer(output.text or "", SelfConsistency(2, answer_pattern=answer_pattern))
+    else:
+        text = output.answer if output.answer is not None else output.text
     return text.strip() if text and text.strip() else None
 
 
 def stability_report(
-    dataset: str, runs: Sequence[tuple[str, int, str, Sequence[OutputRecord]]]
+    dataset: str,
+    runs: Sequence[tuple[str, int, str, Sequence[OutputRecord]]],
+    answer_pattern: str | None = None,
 ) -> StabilityReport:
     """The report over several versions' outputs: (ref, run id, model, outputs) each."""
+    check_pattern(answer_pattern)
     return StabilityReport(
-        dataset, [version_stability(ref, rid, model, outs) for ref, rid, model, outs in runs]
+        dataset,
+        [
+            version_stability(ref, rid, model, outs, answer_pattern)
+            for ref, rid, model, outs in runs
+        ],
+        answer_pattern,
     )
+
+
+def check_pattern(answer_pattern: str | None) -> None:
+    if answer_pattern is None:
+        return
+    try:
+        re.compile(answer_pattern)
+    except re.error as exc:
+        raise WorkbenchError(
+            f"answer pattern {answer_pattern!r} is not a valid regex: {exc}"
+        ) from None
 
 
 def check_seeds(seeds: int) -> None:
@@ -221,10 +255,12 @@ def measure(
     use_cache: bool = True,
     progress: Callable[[Progress], None] | None = None,
     cancel: Cancel | None = None,
+    answer_pattern: str | None = None,
 ) -> StabilityReport:
     """Run every version over the rows under `seeds` seeds — one run, so everything is checked
     before anything is generated and History shows it as one line — and report agreement."""
     check_seeds(seeds)
+    check_pattern(answer_pattern)
     summary = runner.run(
         list(versions),
         rows,
@@ -234,10 +270,12 @@ def measure(
         progress=progress,
         cancel=cancel,
     )
-    return run_stability(runner, summary.run.id)
+    return run_stability(runner, summary.run.id, answer_pattern)
 
 
-def run_stability(runner: Runner, run_id: int) -> StabilityReport:
+def run_stability(
+    runner: Runner, run_id: int, answer_pattern: str | None = None
+) -> StabilityReport:
     """The stability report of a stored run (any run whose rows were drawn more than once)."""
     record = runner.get_run(run_id)
     by_version: dict[str, list[OutputRecord]] = {ref: [] for ref in record.versions}
@@ -246,6 +284,7 @@ def run_stability(runner: Runner, run_id: int) -> StabilityReport:
     return stability_report(
         record.dataset or "input",
         [(ref, run_id, record.model, outputs) for ref, outputs in by_version.items()],
+        answer_pattern,
     )
 
 
@@ -254,6 +293,7 @@ def report_dict(report: StabilityReport) -> dict[str, Any]:
     return {
         "dataset": report.dataset,
         "seeds": report.seeds,
+        "answer_pattern": report.answer_pattern,
         "versions": [
             {
                 "ref": v.ref,

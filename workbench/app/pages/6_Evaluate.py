@@ -69,6 +69,7 @@ measure = st.radio(
 )
 assertions_text = ""
 seeds = 0
+answer_pattern: str | None = None
 if measure == PASS_RATE:
     assertions_text = st.text_area(
         "Assertions",
@@ -88,6 +89,17 @@ else:
             help="Each row is drawn this many times, each under its own seed; a greedy prompt "
             "samples at temperature 0.7. An `expected` column adds majority-vote accuracy.",
         )
+    )
+    answer_pattern = (
+        st.text_input(
+            "Answer pattern (optional)",
+            key="eval_answer_pattern",
+            placeholder="(Positive|Negative|Neutral)",
+            help="A regex that picks the answer out of each output (its first group, else the "
+            "whole match; the last match counts). Empty: the prompt's own self-consistency "
+            "pattern, else the whole output.",
+        ).strip()
+        or None
     )
 params_text = st.text_input(
     "Parameters",
@@ -150,6 +162,7 @@ def start(rows: Dataset) -> jobs.Job:
     if measure == STABILITY:
         versions = [lib.get(ref) for ref in refs]
         stability.check_seeds(seeds)
+        stability.check_pattern(answer_pattern)
 
         def measure_stability(job: jobs.Job) -> StabilityReport:
             return stability.measure(
@@ -160,6 +173,7 @@ def start(rows: Dataset) -> jobs.Job:
                 overrides=overrides,
                 progress=job.report,
                 cancel=job.cancel,
+                answer_pattern=answer_pattern,
             )
 
         title = f"stability of {', '.join(refs)} on {len(rows.rows)} rows × {seeds} seeds"
@@ -280,6 +294,8 @@ def show(report: EvalReport) -> None:
 def show_stability(report: StabilityReport) -> None:
     st.divider()
     st.subheader(f"Stability · {report.dataset} · {report.seeds} seeds")
+    if report.answer_pattern:
+        st.caption(f"Answers picked out by the pattern `{report.answer_pattern}`.")
     summary = pd.DataFrame(stability.summary_rows(report))
     percent = {
         name: st.column_config.ProgressColumn(name, min_value=0.0, max_value=1.0, format="percent")

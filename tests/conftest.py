@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -17,7 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy import text as sql_text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 import workbench.store as store_module
 from workbench.library import Library
@@ -61,20 +65,197 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# --- databases: the storage tests run on SQLite and on a real PostgreSQL server -----------------
+
+DATABASES = ("sqlite", "postgresql")
+POSTGRES_URL_VARIABLE = "WORKBENCH_TEST_POSTGRES_URL"
+START_POSTGRES = "bash scripts/postgres"
+
+
+def postgres_required() -> bool:
+    """In CI (or when asked), a PostgreSQL server that is not there fails the tests."""
+    return (
+        os.environ.get("CI", "").lower() == "true"
+        or os.environ.get("WORKBENCH_REQUIRE_POSTGRES") == "1"
+    )
+
+
+class PostgresServer:
+    """A PostgreSQL server on which the tests create and drop their own databases.
+
+    The admin URL's role needs CREATEDB (scripts/postgres makes one). Migrations run once, into
+    a template database; each test then gets `CREATE DATABASE … TEMPLATE` (a few tens of ms) and
+    drops it afterwards. Names carry the pytest process id, so two test sessions can share a
+    server, and databases left behind by a session that was killed are dropped by the next one.
+    """
+
+    def __init__(self, admin_url: str):
+        url = make_url(admin_url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        self.admin_url = url
+        self.engine = create_engine(
+            url,
+            isolation_level="AUTOCOMMIT",
+            poolclass=NullPool,
+            connect_args={"connect_timeout": 5},
+        )
+        self.prefix = f"wbtest_{os.getpid()}_"
+        self.template = f"{self.prefix}template"
+        self._numbers = itertools.count(1)
+
+    def _execute(self, statement: str) -> list[Any]:
+        with self.engine.connect() as conn:
+            result = conn.execute(sql_text(statement))
+            return list(result.all()) if result.returns_rows else []
+
+    def prepare(self) -> None:
+        """Drop what dead test sessions left, then build the migrated template."""
+        for (name,) in self._execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'wbtest_%'"
+        ):
+            pid = name.split("_")[1]
+            if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+                self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._execute(f'CREATE DATABASE "{self.template}" TEMPLATE template0')
+        Store(self.url(self.template)).close()  # the real migrations, once per session
+
+    def url(self, database: str) -> str:
+        return self.admin_url.set(database=database).render_as_string(hide_password=False)
+
+    def create(self, *, migrated: bool = True) -> str:
+        """A new database: at the current schema, or empty (for tests of the migrations)."""
+        name = f"{self.prefix}{next(self._numbers)}"
+        source = self.template if migrated else "template0"
+        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+        return self.url(name)
+
+    def drop(self, url: str) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+    def close(self) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+        self.engine.dispose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _postgres_unavailable(reason: str) -> None:
+    if postgres_required():
+        pytest.fail(
+            f"{reason} — PostgreSQL is required here (CI=true or WORKBENCH_REQUIRE_POSTGRES=1)",
+            pytrace=False,
+        )
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The server named by WORKBENCH_TEST_POSTGRES_URL; without one the PostgreSQL tests skip
+    (or fail, in CI)."""
+    admin_url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not admin_url:
+        _postgres_unavailable(
+            f"{POSTGRES_URL_VARIABLE} is not set: start a server with "
+            f"`export {POSTGRES_URL_VARIABLE}=$({START_POSTGRES})`"
+        )
+    assert admin_url is not None
+    try:
+        server = PostgresServer(admin_url)
+        server.prepare()
+    except Exception as exc:  # any reason at all: say which server and why, once
+        where = make_url(admin_url)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _postgres_unavailable(
+            f"cannot use the PostgreSQL server at {where.host}:{where.port} from "
+            f"{POSTGRES_URL_VARIABLE} ({reason}); start one with `{START_POSTGRES}`"
+        )
+    yield server
+    server.close()
+
+
+class Databases:
+    """Makes test databases of either kind: a copy of the migrated SQLite file, or a database
+    on the PostgreSQL server created from the migrated template."""
+
+    def __init__(self, request: pytest.FixtureRequest, migrated_db: Path):
+        self._request = request
+        self._migrated_db = migrated_db
+
+    def create(self, kind: str, folder: Path, name: str, *, migrated: bool = True) -> str:
+        if kind == "sqlite":
+            path = folder / f"{name}.db"
+            if migrated:
+                shutil.copyfile(self._migrated_db, path)
+            return f"sqlite:///{path}"
+        server: PostgresServer = self._request.getfixturevalue("postgres_server")
+        return server.create(migrated=migrated)
+
+    def drop(self, url: str) -> None:
+        forget_stores(lambda key: key == url)
+        if url.startswith("postgresql"):
+            self._request.getfixturevalue("postgres_server").drop(url)
+
+
+@pytest.fixture(scope="session")
+def databases(request: pytest.FixtureRequest, migrated_db: Path) -> Databases:
+    return Databases(request, migrated_db)
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def database(request: pytest.FixtureRequest) -> str:
+    """Which database a storage test runs on; every test that uses a store runs on both.
+
+    Module scope, so a module's tests run on SQLite first, then on PostgreSQL, and a module's
+    shared fixtures (History's seeded database) are built once per kind.
+    """
+    return str(request.param)
+
+
 @pytest.fixture
-def make_store(tmp_path: Path, migrated_db: Path) -> Iterator[Callable[[str], Store]]:
-    """Open a Store on a new, migrated database file tmp_path/NAME.db."""
+def make_database(
+    database: str, databases: Databases, tmp_path: Path
+) -> Iterator[Callable[..., str]]:
+    """`make_database(name, migrated=True)`: the URL of a new database of this test's kind,
+    dropped after the test."""
+    made: list[str] = []
+
+    def make(name: str, *, migrated: bool = True) -> str:
+        made.append(databases.create(database, tmp_path, name, migrated=migrated))
+        return made[-1]
+
+    yield make
+    for url in made:
+        databases.drop(url)
+
+
+@pytest.fixture
+def make_store(make_database: Callable[..., str]) -> Iterator[Callable[[str], Store]]:
+    """Open a Store on a new, migrated database (SQLite file tmp_path/NAME.db or PostgreSQL)."""
     opened: list[Store] = []
 
     def make(name: str) -> Store:
-        path = tmp_path / f"{name}.db"
-        shutil.copyfile(migrated_db, path)
-        opened.append(Store(f"sqlite:///{path}"))
+        opened.append(Store(make_database(name)))
         return opened[-1]
 
     yield make
     for s in opened:
         s.close()
+
+
+def forget_stores(matches: Callable[[str], bool]) -> None:
+    """Close and drop the process-wide stores (get_store) whose URL matches."""
+    with store_module._stores_lock:
+        for key in [k for k in store_module._stores if matches(k)]:
+            store_module._stores.pop(key).close()
 
 
 @pytest.fixture(autouse=True)
@@ -94,9 +275,7 @@ def isolated_env(
     monkeypatch.delenv("WORKBENCH_DEBUG", raising=False)
     yield
     # get_store caches one Store per URL for the life of the process; drop this test's ones.
-    with store_module._stores_lock:
-        for key in [k for k in store_module._stores if str(tmp_path) in k]:
-            store_module._stores.pop(key).close()
+    forget_stores(lambda key: str(tmp_path) in key)
 
 
 @pytest.fixture

@@ -12,7 +12,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
+
+from ..store import advisory_key
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,8 +32,14 @@ def upgrade(engine: Engine) -> None:
     with engine.connect() as conn:
         if MigrationContext.configure(conn).get_current_revision() == head:
             return
-    # BEGIN IMMEDIATE on SQLite: a second process opening a new database waits for the first
-    # one's migration instead of failing, then finds the schema current.
+    # A second process opening a new database waits for the first one's migration instead of
+    # failing, then finds the schema current: BEGIN IMMEDIATE on SQLite; on PostgreSQL an
+    # advisory lock (its DDL is transactional, so the whole upgrade commits or not at all).
     with engine.execution_options(workbench_write=True).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"),
+                {"key": advisory_key("migrations", "workbench")},
+            )
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

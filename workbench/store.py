@@ -17,6 +17,7 @@ is 3, so this one is 4") must not interleave, and the two databases get there di
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 import time
@@ -36,12 +37,13 @@ from sqlalchemy import (
     Index,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
 )
 from sqlalchemy import text as sql_text
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -63,6 +65,42 @@ class DatabaseUnavailableError(WorkbenchError):
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+NUL_REPLACEMENT = "\ufffd"
+
+
+class StoredText(TypeDecorator[str]):
+    """Text as given, except that on PostgreSQL a NUL character is stored as U+FFFD.
+
+    PostgreSQL cannot hold NUL in text at all, and a model (or a pasted input) can produce one;
+    refusing the whole output would lose it, so that one character is replaced — visibly, with
+    the Unicode replacement character. SQLite keeps text exactly.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is not None and dialect.name == "postgresql" and "\x00" in value:
+            return value.replace("\x00", NUL_REPLACEMENT)
+        return value
+
+
+def without_nul(value: Any) -> Any:
+    """A JSON-ready value with every NUL in its strings (keys too) replaced, for PostgreSQL."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT)
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(v) for v in value]
+    return value
+
+
+def _postgres_json(value: Any) -> str:
+    # json's \u0000 would be accepted by the json type but breaks any cast to jsonb
+    return json.dumps(without_nul(value))
 
 
 class Base(DeclarativeBase):
@@ -89,13 +127,13 @@ class PromptVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompt.id"))
     number: Mapped[int]
-    content: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(StoredText)
     content_hash: Mapped[str] = mapped_column(String(64))
     technique: Mapped[str] = mapped_column(String(200), default="")
     mode: Mapped[str] = mapped_column(String(20), default="chat")
-    description: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(StoredText, default="")
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_version.id"))
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(StoredText, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -136,16 +174,16 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(20))  # running, done, cancelled, failed
-    model: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(StoredText)
     backend: Mapped[str] = mapped_column(String(50))
     revision: Mapped[str] = mapped_column(String(100))
     dtype: Mapped[str] = mapped_column(String(20))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)  # overrides given for the run
     samples: Mapped[int] = mapped_column(default=1)
     use_cache: Mapped[bool] = mapped_column(Boolean, default=True)
-    dataset: Mapped[str | None] = mapped_column(Text)
+    dataset: Mapped[str | None] = mapped_column(StoredText)
     total: Mapped[int]
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(StoredText)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
@@ -193,24 +231,24 @@ class Output(Base):
     sample_index: Mapped[int] = mapped_column(default=0)
     variables: Mapped[dict[str, Any]] = mapped_column(JSON)
     messages: Mapped[list[Any]] = mapped_column(JSON)
-    model_input: Mapped[str] = mapped_column(Text)
+    model_input: Mapped[str] = mapped_column(StoredText)
     add_special_tokens: Mapped[bool] = mapped_column(Boolean)
-    model: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(StoredText)
     backend: Mapped[str] = mapped_column(String(50))
     revision: Mapped[str] = mapped_column(String(100))
     dtype: Mapped[str] = mapped_column(String(20))
     chat_template_hash: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full, effective parameters
     seed: Mapped[int]
-    text: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(StoredText)
     finish_reason: Mapped[str | None] = mapped_column(String(20))
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
     latency_s: Mapped[float | None] = mapped_column(Float)
     ttft_s: Mapped[float | None] = mapped_column(Float)
     batch_size: Mapped[int | None]
-    error: Mapped[str | None] = mapped_column(Text)
-    answer: Mapped[str | None] = mapped_column(Text)  # extracted answer (self-consistency)
+    error: Mapped[str | None] = mapped_column(StoredText)
+    answer: Mapped[str | None] = mapped_column(StoredText)  # extracted answer (self-consistency)
     cache_key: Mapped[str] = mapped_column(String(64))
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -226,7 +264,7 @@ class Vote(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("run.id"))
     version_id: Mapped[int] = mapped_column(ForeignKey("prompt_version.id"))
     row_index: Mapped[int]
-    answer: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(StoredText)
     agreement: Mapped[float] = mapped_column(Float)
     samples: Mapped[int]
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -249,7 +287,7 @@ class Rating(Base):
     output_id: Mapped[int] = mapped_column(ForeignKey("output.id"))
     verdict: Mapped[int | None]
     stars: Mapped[int | None]
-    comment: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(StoredText, default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -266,7 +304,7 @@ class Score(Base):
     value: Mapped[float | None] = mapped_column(Float)
     passed: Mapped[bool] = mapped_column(Boolean)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
-    detail: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(StoredText, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -282,7 +320,7 @@ class TestSet(Base):
     version: Mapped[int]
     columns: Mapped[list[str]] = mapped_column(JSON)
     content_hash: Mapped[str] = mapped_column(String(64))
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(StoredText, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -301,7 +339,7 @@ class AppState(Base):
     __tablename__ = "app_state"
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(StoredText)
 
 
 class Store:
@@ -324,7 +362,9 @@ class Store:
             # A server restarts or drops idle connections; test each pooled connection before
             # use instead of failing the first query after that. A pool large enough for a run
             # that writes outputs from several threads while the app reads.
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+            kwargs.update(
+                pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_postgres_json
+            )
             kwargs["connect_args"] = {
                 "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
                 "application_name": "prompt-workbench",

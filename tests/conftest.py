@@ -25,7 +25,7 @@ from sqlalchemy.pool import NullPool
 
 import workbench.store as store_module
 from workbench.library import Library
-from workbench.store import PromptVersion, Store
+from workbench.store import Base, PromptVersion, Store
 
 DEFAULT_BODY = "system:\nYou are a helpful assistant.\n\nuser:\n{{ text }}\n"
 
@@ -81,12 +81,15 @@ def postgres_required() -> bool:
 
 
 class PostgresServer:
-    """A PostgreSQL server on which the tests create and drop their own databases.
+    """A PostgreSQL server on which the tests create and reuse their own databases.
 
     The admin URL's role needs CREATEDB (scripts/postgres makes one). Migrations run once, into
-    a template database; each test then gets `CREATE DATABASE … TEMPLATE` (a few tens of ms) and
-    drops it afterwards. Names carry the pytest process id, so two test sessions can share a
-    server, and databases left behind by a session that was killed are dropped by the next one.
+    a template database. A test that wants a migrated database gets one from a pool: created
+    from the template the first time (`CREATE DATABASE … TEMPLATE`, about a second), and after
+    the test emptied again (its connections closed, every row deleted, ids restarted at 1: about
+    50 ms) and handed to the next test. A database a test asks for empty (to run the migrations
+    itself) is made from template0 and dropped afterwards. Names carry the pytest process id, so
+    two test sessions can share a server, and what a killed session left is dropped by the next.
     """
 
     def __init__(self, admin_url: str):
@@ -103,6 +106,8 @@ class PostgresServer:
         self.prefix = f"wbtest_{os.getpid()}_"
         self.template = f"{self.prefix}template"
         self._numbers = itertools.count(1)
+        self._free: list[str] = []  # migrated, empty, ready for a test
+        self._pooled: set[str] = set()
 
     def _execute(self, statement: str) -> list[Any]:
         with self.engine.connect() as conn:
@@ -111,9 +116,8 @@ class PostgresServer:
 
     def prepare(self) -> None:
         """Drop what dead test sessions left, then build the migrated template."""
-        for (name,) in self._execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'wbtest_%'"
-        ):
+        rows = self._execute("SELECT datname FROM pg_database WHERE datname LIKE 'wbtest_%'")
+        for (name,) in rows:
             pid = name.split("_")[1]
             if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
                 self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -124,17 +128,53 @@ class PostgresServer:
         return self.admin_url.set(database=database).render_as_string(hide_password=False)
 
     def create(self, *, migrated: bool = True) -> str:
-        """A new database: at the current schema, or empty (for tests of the migrations)."""
+        """A database at the current schema, or an empty one (for tests of the migrations)."""
+        if migrated and self._free:
+            return self.url(self._free.pop())
         name = f"{self.prefix}{next(self._numbers)}"
         source = self.template if migrated else "template0"
         self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+        if migrated:
+            self._pooled.add(name)
         return self.url(name)
 
-    def drop(self, url: str) -> None:
-        self._execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    def release(self, url: str) -> None:
+        """Empty a pooled database for the next test; drop any other."""
+        name = str(make_url(url).database)
+        if name in self._pooled:
+            try:
+                self._reset(url)
+            except Exception:
+                self._pooled.discard(name)
+            else:
+                self._free.append(name)
+                return
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _reset(self, url: str) -> None:
+        engine = create_engine(make_url(url), poolclass=NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sql_text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+                for table in reversed(Base.metadata.sorted_tables):  # children first
+                    conn.execute(table.delete())
+                conn.execute(
+                    sql_text(
+                        "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, 1, "
+                        "false) FROM pg_sequences WHERE schemaname = 'public'"
+                    )
+                )
+        finally:
+            engine.dispose()
 
     def close(self) -> None:
-        self._execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+        for name in [*self._pooled, self.template]:
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.engine.dispose()
 
 
@@ -199,10 +239,11 @@ class Databases:
         server: PostgresServer = self._request.getfixturevalue("postgres_server")
         return server.create(migrated=migrated)
 
-    def drop(self, url: str) -> None:
+    def release(self, url: str) -> None:
+        """Done with a database: close its stores; PostgreSQL's go back to the pool."""
         forget_stores(lambda key: key == url)
         if url.startswith("postgresql"):
-            self._request.getfixturevalue("postgres_server").drop(url)
+            self._request.getfixturevalue("postgres_server").release(url)
 
 
 @pytest.fixture(scope="session")
@@ -224,8 +265,8 @@ def database(request: pytest.FixtureRequest) -> str:
 def make_database(
     database: str, databases: Databases, tmp_path: Path
 ) -> Iterator[Callable[..., str]]:
-    """`make_database(name, migrated=True)`: the URL of a new database of this test's kind,
-    dropped after the test."""
+    """`make_database(name, migrated=True)`: the URL of a database of this test's kind that no
+    other test sees (a new SQLite file; a PostgreSQL database of its own until the test ends)."""
     made: list[str] = []
 
     def make(name: str, *, migrated: bool = True) -> str:
@@ -234,7 +275,7 @@ def make_database(
 
     yield make
     for url in made:
-        databases.drop(url)
+        databases.release(url)
 
 
 @pytest.fixture

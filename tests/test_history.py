@@ -43,7 +43,7 @@ def seeded(
     seed_history(lib, N, rows_per_run=ROWS_PER_RUN, run_every=timedelta(hours=2))
     yield lib
     store.close()
-    databases.drop(url)
+    databases.release(url)
 
 
 @pytest.fixture

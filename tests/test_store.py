@@ -84,6 +84,23 @@ def test_nul_in_model_text_is_stored(
         assert row.variables == {"text": f"a{nul}b"}
 
 
+def test_a_seed_past_32_bits_is_stored(
+    library: Library, prompt_text: PromptText, tiny_backend: object
+) -> None:
+    """Migration 0007: PostgreSQL's INTEGER is 32-bit; a seed is any integer torch takes."""
+    from workbench.runner import Runner
+
+    library.save(prompt_text(), "v1")
+    seed = 2**40 + 1
+    run = Runner(library, tiny_backend).run(  # type: ignore[arg-type]
+        [library.get("demo")],
+        [{}],
+        overrides={"max_new_tokens": 1, "do_sample": True, "temperature": 0.7, "seed": seed},
+        samples=2,
+    )
+    assert sorted(o.seed for o in run.outputs) == [seed, seed + 1]
+
+
 def test_the_cli_uses_the_database_the_url_names(
     make_database: Callable[..., str],
     monkeypatch: pytest.MonkeyPatch,

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -239,7 +240,7 @@ class Output(Base):
     dtype: Mapped[str] = mapped_column(String(20))
     chat_template_hash: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full, effective parameters
-    seed: Mapped[int]
+    seed: Mapped[int] = mapped_column(BigInteger)  # 64-bit on PostgreSQL too (migration 0007)
     text: Mapped[str | None] = mapped_column(StoredText)
     finish_reason: Mapped[str | None] = mapped_column(String(20))
     prompt_tokens: Mapped[int | None]

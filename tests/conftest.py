@@ -20,7 +20,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, func, select
 from sqlalchemy import text as sql_text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
 import workbench.store as store_module
@@ -108,6 +108,7 @@ class PostgresServer:
         self._numbers = itertools.count(1)
         self._free: list[str] = []  # migrated, empty, ready for a test
         self._pooled: set[str] = set()
+        self._resetters: dict[str, Engine] = {}
 
     def _execute(self, statement: str) -> list[Any]:
         with self.engine.connect() as conn:
@@ -152,27 +153,28 @@ class PostgresServer:
         self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def _reset(self, url: str) -> None:
-        engine = create_engine(make_url(url), poolclass=NullPool)
-        try:
-            with engine.begin() as conn:
-                conn.execute(
-                    sql_text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    )
+        name = str(make_url(url).database)
+        if name not in self._resetters:  # one connection per pooled database, kept open
+            self._resetters[name] = create_engine(make_url(url), pool_size=1, max_overflow=0)
+        with self._resetters[name].begin() as conn:
+            conn.execute(
+                sql_text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
-                for table in reversed(Base.metadata.sorted_tables):  # children first
-                    conn.execute(table.delete())
-                conn.execute(
-                    sql_text(
-                        "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, 1, "
-                        "false) FROM pg_sequences WHERE schemaname = 'public'"
-                    )
+            )
+            for table in reversed(Base.metadata.sorted_tables):  # children first
+                conn.execute(table.delete())
+            conn.execute(
+                sql_text(
+                    "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, 1, "
+                    "false) FROM pg_sequences WHERE schemaname = 'public'"
                 )
-        finally:
-            engine.dispose()
+            )
 
     def close(self) -> None:
+        for engine in self._resetters.values():
+            engine.dispose()
         for name in [*self._pooled, self.template]:
             self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.engine.dispose()

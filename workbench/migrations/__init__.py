@@ -6,6 +6,7 @@ store runs `upgrade head`, which does nothing when the database is current.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -26,11 +27,16 @@ def alembic_config() -> Config:
     return cfg
 
 
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration; read from the scripts once per process (they do not change)."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def upgrade(engine: Engine) -> None:
     cfg = alembic_config()
-    head = ScriptDirectory.from_config(cfg).get_current_head()
     with engine.connect() as conn:
-        if MigrationContext.configure(conn).get_current_revision() == head:
+        if MigrationContext.configure(conn).get_current_revision() == head_revision():
             return
     # A second process opening a new database waits for the first one's migration instead of
     # failing, then finds the schema current: BEGIN IMMEDIATE on SQLite; on PostgreSQL an

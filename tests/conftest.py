@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -17,11 +18,14 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy import text as sql_text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
 
 import workbench.store as store_module
 from workbench.library import Library
-from workbench.store import PromptVersion, Store
+from workbench.store import Base, PromptVersion, Store
 
 DEFAULT_BODY = "system:\nYou are a helpful assistant.\n\nuser:\n{{ text }}\n"
 
@@ -61,20 +65,240 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# --- databases: the storage tests run on SQLite and on a real PostgreSQL server -----------------
+
+DATABASES = ("sqlite", "postgresql")
+POSTGRES_URL_VARIABLE = "WORKBENCH_TEST_POSTGRES_URL"
+START_POSTGRES = "bash scripts/postgres"
+
+
+def postgres_required() -> bool:
+    """In CI (or when asked), a PostgreSQL server that is not there fails the tests."""
+    return (
+        os.environ.get("CI", "").lower() == "true"
+        or os.environ.get("WORKBENCH_REQUIRE_POSTGRES") == "1"
+    )
+
+
+class PostgresServer:
+    """A PostgreSQL server on which the tests create and reuse their own databases.
+
+    The admin URL's role needs CREATEDB (scripts/postgres makes one). Migrations run once, into
+    a template database. A test that wants a migrated database gets one from a pool: created
+    from the template the first time (`CREATE DATABASE … TEMPLATE`, about a second), and after
+    the test emptied again (its connections closed, every row deleted, ids restarted at 1: about
+    50 ms) and handed to the next test. A database a test asks for empty (to run the migrations
+    itself) is made from template0 and dropped afterwards. Names carry the pytest process id, so
+    two test sessions can share a server, and what a killed session left is dropped by the next.
+    """
+
+    def __init__(self, admin_url: str):
+        url = make_url(admin_url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        self.admin_url = url
+        self.engine = create_engine(
+            url,
+            isolation_level="AUTOCOMMIT",
+            poolclass=NullPool,
+            connect_args={"connect_timeout": 5},
+        )
+        self.prefix = f"wbtest_{os.getpid()}_"
+        self.template = f"{self.prefix}template"
+        self._numbers = itertools.count(1)
+        self._free: list[str] = []  # migrated, empty, ready for a test
+        self._pooled: set[str] = set()
+        self._resetters: dict[str, Engine] = {}
+
+    def _execute(self, statement: str) -> list[Any]:
+        with self.engine.connect() as conn:
+            result = conn.execute(sql_text(statement))
+            return list(result.all()) if result.returns_rows else []
+
+    def prepare(self) -> None:
+        """Drop what dead test sessions left, then build the migrated template."""
+        rows = self._execute("SELECT datname FROM pg_database WHERE datname LIKE 'wbtest_%'")
+        for (name,) in rows:
+            pid = name.split("_")[1]
+            if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+                self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._execute(f'CREATE DATABASE "{self.template}" TEMPLATE template0')
+        Store(self.url(self.template)).close()  # the real migrations, once per session
+
+    def url(self, database: str) -> str:
+        return self.admin_url.set(database=database).render_as_string(hide_password=False)
+
+    def create(self, *, migrated: bool = True) -> str:
+        """A database at the current schema, or an empty one (for tests of the migrations)."""
+        if migrated and self._free:
+            return self.url(self._free.pop())
+        name = f"{self.prefix}{next(self._numbers)}"
+        source = self.template if migrated else "template0"
+        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+        if migrated:
+            self._pooled.add(name)
+        return self.url(name)
+
+    def release(self, url: str) -> None:
+        """Empty a pooled database for the next test; drop any other."""
+        name = str(make_url(url).database)
+        if name in self._pooled:
+            try:
+                self._reset(url)
+            except Exception:
+                self._pooled.discard(name)
+            else:
+                self._free.append(name)
+                return
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _reset(self, url: str) -> None:
+        name = str(make_url(url).database)
+        if name not in self._resetters:  # one connection per pooled database, kept open
+            self._resetters[name] = create_engine(make_url(url), pool_size=1, max_overflow=0)
+        with self._resetters[name].begin() as conn:
+            conn.execute(
+                sql_text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            for table in reversed(Base.metadata.sorted_tables):  # children first
+                conn.execute(table.delete())
+            conn.execute(
+                sql_text(
+                    "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, 1, "
+                    "false) FROM pg_sequences WHERE schemaname = 'public'"
+                )
+            )
+
+    def close(self) -> None:
+        for engine in self._resetters.values():
+            engine.dispose()
+        for name in [*self._pooled, self.template]:
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.engine.dispose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _postgres_unavailable(reason: str) -> None:
+    if postgres_required():
+        pytest.fail(
+            f"{reason} — PostgreSQL is required here (CI=true or WORKBENCH_REQUIRE_POSTGRES=1)",
+            pytrace=False,
+        )
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The server named by WORKBENCH_TEST_POSTGRES_URL; without one the PostgreSQL tests skip
+    (or fail, in CI)."""
+    admin_url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not admin_url:
+        _postgres_unavailable(
+            f"{POSTGRES_URL_VARIABLE} is not set: start a server with "
+            f"`export {POSTGRES_URL_VARIABLE}=$({START_POSTGRES})`"
+        )
+    assert admin_url is not None
+    try:
+        server = PostgresServer(admin_url)
+        server.prepare()
+    except Exception as exc:  # any reason at all: say which server and why, once
+        where = make_url(admin_url)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _postgres_unavailable(
+            f"cannot use the PostgreSQL server at {where.host}:{where.port} from "
+            f"{POSTGRES_URL_VARIABLE} ({reason}); start one with `{START_POSTGRES}`"
+        )
+    yield server
+    server.close()
+
+
+class Databases:
+    """Makes test databases of either kind: a copy of the migrated SQLite file, or a database
+    on the PostgreSQL server created from the migrated template."""
+
+    def __init__(self, request: pytest.FixtureRequest, migrated_db: Path):
+        self._request = request
+        self._migrated_db = migrated_db
+
+    def create(self, kind: str, folder: Path, name: str, *, migrated: bool = True) -> str:
+        if kind == "sqlite":
+            path = folder / f"{name}.db"
+            if migrated:
+                shutil.copyfile(self._migrated_db, path)
+            return f"sqlite:///{path}"
+        server: PostgresServer = self._request.getfixturevalue("postgres_server")
+        return server.create(migrated=migrated)
+
+    def release(self, url: str) -> None:
+        """Done with a database: close its stores; PostgreSQL's go back to the pool."""
+        forget_stores(lambda key: key == url)
+        if url.startswith("postgresql"):
+            self._request.getfixturevalue("postgres_server").release(url)
+
+
+@pytest.fixture(scope="session")
+def databases(request: pytest.FixtureRequest, migrated_db: Path) -> Databases:
+    return Databases(request, migrated_db)
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def database(request: pytest.FixtureRequest) -> str:
+    """Which database a storage test runs on; every test that uses a store runs on both.
+
+    Module scope, so a module's tests run on SQLite first, then on PostgreSQL, and a module's
+    shared fixtures (History's seeded database) are built once per kind.
+    """
+    return str(request.param)
+
+
 @pytest.fixture
-def make_store(tmp_path: Path, migrated_db: Path) -> Iterator[Callable[[str], Store]]:
-    """Open a Store on a new, migrated database file tmp_path/NAME.db."""
+def make_database(
+    database: str, databases: Databases, tmp_path: Path
+) -> Iterator[Callable[..., str]]:
+    """`make_database(name, migrated=True)`: the URL of a database of this test's kind that no
+    other test sees (a new SQLite file; a PostgreSQL database of its own until the test ends)."""
+    made: list[str] = []
+
+    def make(name: str, *, migrated: bool = True) -> str:
+        made.append(databases.create(database, tmp_path, name, migrated=migrated))
+        return made[-1]
+
+    yield make
+    for url in made:
+        databases.release(url)
+
+
+@pytest.fixture
+def make_store(make_database: Callable[..., str]) -> Iterator[Callable[[str], Store]]:
+    """Open a Store on a new, migrated database (SQLite file tmp_path/NAME.db or PostgreSQL)."""
     opened: list[Store] = []
 
     def make(name: str) -> Store:
-        path = tmp_path / f"{name}.db"
-        shutil.copyfile(migrated_db, path)
-        opened.append(Store(f"sqlite:///{path}"))
+        opened.append(Store(make_database(name)))
         return opened[-1]
 
     yield make
     for s in opened:
         s.close()
+
+
+def forget_stores(matches: Callable[[str], bool]) -> None:
+    """Close and drop the process-wide stores (get_store) whose URL matches."""
+    with store_module._stores_lock:
+        for key in [k for k in store_module._stores if matches(k)]:
+            store_module._stores.pop(key).close()
 
 
 @pytest.fixture(autouse=True)
@@ -94,9 +318,7 @@ def isolated_env(
     monkeypatch.delenv("WORKBENCH_DEBUG", raising=False)
     yield
     # get_store caches one Store per URL for the life of the process; drop this test's ones.
-    with store_module._stores_lock:
-        for key in [k for k in store_module._stores if str(tmp_path) in k]:
-            store_module._stores.pop(key).close()
+    forget_stores(lambda key: str(tmp_path) in key)
 
 
 @pytest.fixture

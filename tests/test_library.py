@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -388,10 +389,9 @@ def _check_versions(library: Library, expected_contents: set[str]) -> None:
 
 @pytest.mark.parametrize("workers", [2, 4])
 def test_concurrent_saves_from_threads(
-    workers: int, tmp_path: Path, prompt_text: PromptText
+    workers: int, make_database: Callable[..., str], prompt_text: PromptText
 ) -> None:
-    url = f"sqlite:///{tmp_path}/concurrent.db"
-    Store(url).close()  # migrate once; each worker then opens its own Store
+    url = make_database("concurrent")  # migrated once; each worker then opens its own Store
     stores = [Store(url) for _ in range(workers)]
     barrier = threading.Barrier(workers)
     errors: list[BaseException] = []
@@ -482,9 +482,8 @@ def _run_together(folder: Path, argv_for: list[list[str]], env: dict[str, str]) 
     return [out for out, _ in outputs]
 
 
-def test_concurrent_saves_from_processes(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/processes.db"
-    Store(url).close()  # an existing database, as when the app and the CLI both have it open
+def test_concurrent_saves_from_processes(tmp_path: Path, make_database: Callable[..., str]) -> None:
+    url = make_database("processes")  # an existing database, as when app and CLI both have it
     _run_together(tmp_path / "sync", [["save", url], ["save", url]], dict(os.environ))
     library = Library(Store(url))
     expected = {
@@ -494,12 +493,16 @@ def test_concurrent_saves_from_processes(tmp_path: Path) -> None:
     assert count_versions(library.store) == 20
 
 
-def test_fresh_database_opened_by_several_processes_at_once(tmp_path: Path) -> None:
-    """Three `workbench` commands started together on a new database: all work, built-ins once."""
+def test_fresh_database_opened_by_several_processes_at_once(
+    tmp_path: Path, make_database: Callable[..., str]
+) -> None:
+    """Three `workbench` commands started together on a new database: all work, built-ins once.
+
+    On PostgreSQL the migrations and the built-ins each run under an advisory lock."""
     prompts = tmp_path / "fresh-builtins"
     prompts.mkdir()
     (prompts / "hello.prompty").write_text("---\nname: hello\n---\nuser:\nhi\n", encoding="utf-8")
-    url = f"sqlite:///{tmp_path}/fresh.db"
+    url = make_database("fresh", migrated=False)
     env = dict(os.environ, WORKBENCH_DATABASE_URL=url, WORKBENCH_PROMPTS_DIR=str(prompts))
     outputs = _run_together(tmp_path / "sync", [["open"]] * 3, env)
     assert [o.strip() for o in outputs] == ["1"] * 3

@@ -35,7 +35,8 @@ class Settings:
 
 # Each entry documents one variable; README's settings table is checked against it by a test.
 ENVIRONMENT_VARIABLES: dict[str, str] = {
-    "WORKBENCH_DATABASE_URL": "SQLAlchemy URL of the database (default: storage/workbench.db)",
+    "WORKBENCH_DATABASE_URL": "SQLAlchemy URL of the database: SQLite (default: "
+    "storage/workbench.db) or postgresql+psycopg://user:password@host/database",
     "WORKBENCH_STORAGE_DIR": "folder for the default database and converted models",
     "WORKBENCH_PROMPTS_DIR": "built-in prompt files loaded into an empty database",
     "WORKBENCH_MODEL": "default model: a local folder or cached Hugging Face id",

@@ -21,6 +21,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from .datasets import Dataset
 from .errors import WorkbenchError
@@ -282,7 +283,8 @@ def store_scores(
     """Write the scores of many outputs in one transaction, replacing earlier ones."""
     types = {c.name: ("not-" if c.negate else "") + c.type for c in checks}
     ids = [output_id for output_id, _ in items]
-    with store.write() as s:
+
+    def write(s: Session) -> None:
         for start in range(0, len(ids), 500):
             s.execute(
                 delete(ScoreRow).where(
@@ -305,6 +307,10 @@ def store_scores(
             for output_id, scores in items
             for score in scores
         )
+
+    # Two scorings of the same outputs at once: the loser of the insert race runs again, and
+    # replaces the winner's scores like any later scoring would.
+    store.transaction(write)
 
 
 def stored_scores(store: Store, output_ids: Sequence[int]) -> dict[int, list[Score]]:

@@ -136,9 +136,13 @@ def import_files(library: Library, files: Sequence[tuple[str, bytes]]) -> Import
     if not incoming:
         raise ImportRejected([("import", "no .prompty files found")])
     _check_conflicts(incoming)
-    with library.store.write() as s:
-        _write(library, s, incoming, report)
-    return report
+
+    def write(s: Session) -> ImportReport:
+        attempt = ImportReport(skipped=list(report.skipped))  # a retry starts a clean report
+        _write(library, s, incoming, attempt)
+        return attempt
+
+    return library.store.transaction(write)
 
 
 def _read_all(
@@ -273,6 +277,9 @@ def _write(library: Library, s: Session, incoming: list[_Incoming], report: Impo
         item = incoming[i]
         name = item.file.name
         if name not in before:
+            # Locked before reading, in name order, so concurrent imports neither miss each
+            # other's versions nor deadlock (see Library.save_in).
+            library.store.lock(s, "prompt", name)
             before[name] = library.hashes_in(s, name)
         digest = _hash(item.file)
         existing = None
@@ -316,7 +323,9 @@ def load_builtins(library: Library, prompts_dir: Path) -> ImportReport | None:
     together load them once, and a person who later deletes a built-in does not get it back.
     """
     files = sorted(prompts_dir.glob("*.prompty")) if prompts_dir.is_dir() else []
-    with library.store.write() as s:
+
+    def load(s: Session) -> ImportReport | None:
+        library.store.lock(s, "app_state", BUILTINS_STATE_KEY)  # SQLite: BEGIN IMMEDIATE does it
         if s.get(AppState, BUILTINS_STATE_KEY) is not None:
             return None
         report = ImportReport()
@@ -331,6 +340,8 @@ def load_builtins(library: Library, prompts_dir: Path) -> ImportReport | None:
             _write(library, s, incoming, report)
         s.add(AppState(key=BUILTINS_STATE_KEY, value=utcnow().isoformat()))
         return report
+
+    return library.store.transaction(load)
 
 
 # --- runs -------------------------------------------------------------------------------------

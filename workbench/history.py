@@ -15,8 +15,9 @@ Written for a database that holds 100,000 outputs and more, which shapes every q
 - The total is counted up to a cap: past `COUNT_CAP` matches the page says "more than N",
   because an exact count of a broad text search means reading every row.
 
-Text search uses LIKE (case-insensitive for ASCII letters); the variables are searched through
-their decoded JSON values, so `café` finds `café` and a key name finds nothing.
+Text search uses LIKE on SQLite (case-insensitive for ASCII letters) and ILIKE on PostgreSQL; the
+variables are searched through their decoded JSON values, so `café` finds `café` and a key name
+finds nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Generic, Literal, TypeVar, get_args
 
 from sqlalchemy import ColumnElement, Text, and_, exists, func, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from .errors import NotFoundError, WorkbenchError
@@ -323,26 +325,43 @@ def _date_conditions(column: Any, flt: HistoryFilter) -> list[ColumnElement[bool
 def _text_condition(term: str, search_in: str, is_sqlite: bool) -> ColumnElement[bool]:
     if search_in not in SEARCH_IN:
         raise WorkbenchError(f"search in one of {', '.join(SEARCH_IN)}, not {search_in!r}")
-    in_text = Output.text.contains(term, autoescape=True)
+
+    # SQLite's LIKE ignores the case of ASCII letters; PostgreSQL's ILIKE does what it means.
+    def like(column: Any) -> ColumnElement[bool]:
+        if is_sqlite:
+            return column.contains(term, autoescape=True)  # type: ignore[no-any-return]
+        return column.icontains(term, autoescape=True)  # type: ignore[no-any-return]
+
+    in_text = like(Output.text)
     stored = func.cast(Output.variables, Text)
     # The stored JSON text may hold the term as typed or, outside ASCII, as \u escapes (the
     # default JSON encoder's ensure_ascii): a cheap LIKE on it drops almost every row before
-    # the values are decoded.
+    # the values are decoded...
     escaped = json.dumps(term)[1:-1]
-    raw = stored.contains(term, autoescape=True)
+    raw = stored.contains(term, autoescape=True) if is_sqlite else like(stored)
     if escaped != term:
         raw = or_(raw, stored.contains(escaped, autoescape=True))
+    # ...and only the decoded values count, so a key name or half an escape never matches.
     if is_sqlite:
-        # ...and only the decoded values count, so a key name or half an escape never matches.
         tree = func.json_tree(Output.variables).table_valued("atom").alias("v")
         decoded = exists(
             select(literal_column("1"))
             .select_from(tree)
             .where(tree.c.atom.contains(term, autoescape=True))
         )
-        in_vars: ColumnElement[bool] = and_(raw, decoded)
     else:
-        in_vars = raw
+        # Every value at any depth (strict: arrays are not unwrapped twice); containers are
+        # left out, since their text holds their keys.
+        atom = func.jsonb_path_query(
+            func.cast(Output.variables, JSONB), literal_column("'strict $.**'::jsonpath")
+        ).column_valued("atom")
+        decoded = exists(
+            select(literal_column("1")).where(
+                func.jsonb_typeof(atom).not_in(["object", "array"]),
+                atom.op("#>>")(literal_column("'{}'")).icontains(term, autoescape=True),
+            )
+        )
+    in_vars: ColumnElement[bool] = and_(raw, decoded)
     if search_in == "text":
         return in_text
     if search_in == "variables":

@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from .errors import NotFoundError, WorkbenchError
@@ -236,6 +235,7 @@ class Library:
     def remove_label(self, name: str, label: str) -> LabelMove:
         def remove(s: Session) -> LabelMove:
             prompt = self._prompt(s, name)
+            self.store.lock(s, "prompt", name)
             row = s.scalar(select(Label).where(Label.prompt_id == prompt.id, Label.name == label))
             if row is None:
                 raise NotFoundError(f"{name} has no label {label!r}")
@@ -265,6 +265,9 @@ class Library:
     ) -> SaveResult:
         content = pf.canonical_text()
         digest = content_hash(content)
+        # Two people saving the same prompt both read "latest is v3": the second waits here
+        # until the first commits v4, then reads v4 and writes v5.
+        self.store.lock(s, "prompt", pf.name)
         prompt = s.scalar(select(Prompt).where(Prompt.name == pf.name))
         if prompt is None:
             prompt = Prompt(name=pf.name, created_at=utcnow())
@@ -298,6 +301,8 @@ class Library:
         return SaveResult(self._info(s, row), created=True)
 
     def set_label_in(self, s: Session, version: PromptVersion, label: str) -> LabelMove:
+        name = s.get_one(Prompt, version.prompt_id).name
+        self.store.lock(s, "prompt", name)  # every move is recorded from the label's real place
         row = s.scalar(
             select(Label).where(Label.prompt_id == version.prompt_id, Label.name == label)
         )
@@ -326,7 +331,6 @@ class Library:
                 )
             )
             s.flush()
-        name = s.get_one(Prompt, version.prompt_id).name
         return LabelMove(
             name, label, numbers.get(previous) if previous else None, version.number, now
         )
@@ -348,20 +352,9 @@ class Library:
     def info_in(self, s: Session, row: PromptVersion) -> VersionInfo:
         return self._info(s, row)
 
-    def _retrying(self, work: Callable[[Session], T], attempts: int = 5) -> T:
-        """Run `work` in a write transaction; a lost race on a unique number is simply retried.
-
-        On SQLite BEGIN IMMEDIATE already serialises writers; the retry is what keeps concurrent
-        saves correct on servers that let two transactions read the same latest version.
-        """
-        for attempt in range(attempts):
-            try:
-                with self.store.write() as s:
-                    return work(s)
-            except (IntegrityError, OperationalError):
-                if attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+    def _retrying(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in a write transaction, again if it lost a race (see Store.transaction)."""
+        return self.store.transaction(work)
 
     # --- lookups ------------------------------------------------------------------------------
     def _prompt(self, s: Session, name: str) -> Prompt:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from .errors import NotFoundError, WorkbenchError
 from .store import Output, Rating, Store, utcnow
@@ -47,7 +48,9 @@ def rate(
     comment = comment.strip()
     if len(comment) > MAX_COMMENT:
         raise WorkbenchError(f"a comment is at most {MAX_COMMENT} characters, got {len(comment)}")
-    with store.write() as s:
+
+    def save(s: Session) -> RatingRecord | None:
+        store.lock(s, "rating", output_id)  # two people rating at once: the later one counts
         if s.get(Output, output_id) is None:
             raise NotFoundError(f"no output {output_id}")
         row = s.scalar(select(Rating).where(Rating.output_id == output_id))
@@ -61,6 +64,8 @@ def rate(
         row.verdict, row.stars, row.comment, row.updated_at = verdict, stars, comment, utcnow()
         s.flush()
         return _record(row)
+
+    return store.transaction(save)
 
 
 def ratings(store: Store, output_ids: Sequence[int]) -> dict[int, RatingRecord]:

@@ -665,6 +665,7 @@ class Runner:
 
     def _write_votes(self, run_id: int) -> None:
         with self.store.write() as s:
+            self.store.lock(s, "votes", run_id)  # two resumes of one run vote once per cell
             cells: dict[tuple[int, int], list[str | None]] = {}
             for vid, row_index, answer in s.execute(
                 select(Output.version_id, Output.row_index, Output.answer)

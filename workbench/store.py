@@ -1,23 +1,35 @@
-"""Database engine, sessions and ORM tables.
+"""Database engine, sessions and ORM tables, for SQLite and PostgreSQL.
 
-One `Store` per process and database URL. SQLite runs in WAL mode with foreign keys on, and every
-write transaction starts with `BEGIN IMMEDIATE`: it takes the write lock before reading, so two
-writers that both read "latest version is 3" cannot happen — the second waits (busy timeout)
-instead of failing later on a lock upgrade. The schema is created and changed only by Alembic
-migrations, applied when a store is opened.
+One `Store` per process and database URL. The schema is created and changed only by Alembic
+migrations, applied when a store is opened. Writers that read before they write ("latest version
+is 3, so this one is 4") must not interleave, and the two databases get there differently:
+
+- SQLite runs in WAL mode with foreign keys on, and every write transaction starts with
+  `BEGIN IMMEDIATE`: it takes the database's one write lock before reading, so the second writer
+  waits (busy timeout) instead of failing later on a lock upgrade.
+- PostgreSQL lets many transactions write at once, so a writer first takes `Store.lock(session,
+  scope, key)` — a transaction-scoped advisory lock on, say, the prompt's name — and
+  `Store.transaction()` runs the work again when it still loses a race (a unique-key violation,
+  a serialization failure or a deadlock). An advisory lock rather than `SELECT … FOR UPDATE`
+  because the row to lock may not exist yet: two people saving a brand-new prompt at once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -26,19 +38,70 @@ from sqlalchemy import (
     Index,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
 )
 from sqlalchemy import text as sql_text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from .errors import WorkbenchError
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+POSTGRES_CONNECT_TIMEOUT_S = 10
+WRITE_ATTEMPTS = 8
+# SQLSTATEs after which running the whole transaction again is correct: unique_violation (lost a
+# race to insert the same key), serialization_failure, deadlock_detected.
+RETRYABLE_SQLSTATES = {"23505", "40001", "40P01"}
+UNREACHABLE_SQLSTATES = {"57P01", "57P02", "57P03", "3D000"}
+T = TypeVar("T")
+
+
+class DatabaseUnavailableError(WorkbenchError):
+    """The database server cannot be reached (down, wrong address, wrong password)."""
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+NUL_REPLACEMENT = "\ufffd"
+
+
+class StoredText(TypeDecorator[str]):
+    """Text as given, except that on PostgreSQL a NUL character is stored as U+FFFD.
+
+    PostgreSQL cannot hold NUL in text at all, and a model (or a pasted input) can produce one;
+    refusing the whole output would lose it, so that one character is replaced — visibly, with
+    the Unicode replacement character. SQLite keeps text exactly.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is not None and dialect.name == "postgresql" and "\x00" in value:
+            return value.replace("\x00", NUL_REPLACEMENT)
+        return value
+
+
+def without_nul(value: Any) -> Any:
+    """A JSON-ready value with every NUL in its strings (keys too) replaced, for PostgreSQL."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT)
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(v) for v in value]
+    return value
+
+
+def _postgres_json(value: Any) -> str:
+    # json's \u0000 would be accepted by the json type but breaks any cast to jsonb
+    return json.dumps(without_nul(value))
 
 
 class Base(DeclarativeBase):
@@ -65,13 +128,13 @@ class PromptVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompt.id"))
     number: Mapped[int]
-    content: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(StoredText)
     content_hash: Mapped[str] = mapped_column(String(64))
     technique: Mapped[str] = mapped_column(String(200), default="")
     mode: Mapped[str] = mapped_column(String(20), default="chat")
-    description: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(StoredText, default="")
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("prompt_version.id"))
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(StoredText, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -112,16 +175,16 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(20))  # running, done, cancelled, failed
-    model: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(StoredText)
     backend: Mapped[str] = mapped_column(String(50))
     revision: Mapped[str] = mapped_column(String(100))
     dtype: Mapped[str] = mapped_column(String(20))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)  # overrides given for the run
     samples: Mapped[int] = mapped_column(default=1)
     use_cache: Mapped[bool] = mapped_column(Boolean, default=True)
-    dataset: Mapped[str | None] = mapped_column(Text)
+    dataset: Mapped[str | None] = mapped_column(StoredText)
     total: Mapped[int]
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(StoredText)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
@@ -169,24 +232,24 @@ class Output(Base):
     sample_index: Mapped[int] = mapped_column(default=0)
     variables: Mapped[dict[str, Any]] = mapped_column(JSON)
     messages: Mapped[list[Any]] = mapped_column(JSON)
-    model_input: Mapped[str] = mapped_column(Text)
+    model_input: Mapped[str] = mapped_column(StoredText)
     add_special_tokens: Mapped[bool] = mapped_column(Boolean)
-    model: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(StoredText)
     backend: Mapped[str] = mapped_column(String(50))
     revision: Mapped[str] = mapped_column(String(100))
     dtype: Mapped[str] = mapped_column(String(20))
     chat_template_hash: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full, effective parameters
-    seed: Mapped[int]
-    text: Mapped[str | None] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(BigInteger)  # 64-bit on PostgreSQL too (migration 0007)
+    text: Mapped[str | None] = mapped_column(StoredText)
     finish_reason: Mapped[str | None] = mapped_column(String(20))
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
     latency_s: Mapped[float | None] = mapped_column(Float)
     ttft_s: Mapped[float | None] = mapped_column(Float)
     batch_size: Mapped[int | None]
-    error: Mapped[str | None] = mapped_column(Text)
-    answer: Mapped[str | None] = mapped_column(Text)  # extracted answer (self-consistency)
+    error: Mapped[str | None] = mapped_column(StoredText)
+    answer: Mapped[str | None] = mapped_column(StoredText)  # extracted answer (self-consistency)
     cache_key: Mapped[str] = mapped_column(String(64))
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -202,7 +265,7 @@ class Vote(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("run.id"))
     version_id: Mapped[int] = mapped_column(ForeignKey("prompt_version.id"))
     row_index: Mapped[int]
-    answer: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(StoredText)
     agreement: Mapped[float] = mapped_column(Float)
     samples: Mapped[int]
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -225,7 +288,7 @@ class Rating(Base):
     output_id: Mapped[int] = mapped_column(ForeignKey("output.id"))
     verdict: Mapped[int | None]
     stars: Mapped[int | None]
-    comment: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(StoredText, default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -242,7 +305,7 @@ class Score(Base):
     value: Mapped[float | None] = mapped_column(Float)
     passed: Mapped[bool] = mapped_column(Boolean)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
-    detail: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(StoredText, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -258,7 +321,7 @@ class TestSet(Base):
     version: Mapped[int]
     columns: Mapped[list[str]] = mapped_column(JSON)
     content_hash: Mapped[str] = mapped_column(String(64))
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(StoredText, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -277,22 +340,43 @@ class AppState(Base):
     __tablename__ = "app_state"
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(StoredText)
 
 
 class Store:
-    """Engine plus sessions for one database; `read()` for queries, `write()` for changes."""
+    """Engine plus sessions for one database; `read()` for queries, `write()` or `transaction()`
+    for changes."""
 
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
-        parsed = make_url(url)
-        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        parsed = _parse_url(url)
+        self.dialect = parsed.get_backend_name()
+        self.is_sqlite = self.dialect == "sqlite"
+        self.is_postgresql = self.dialect == "postgresql"
+        self.where = _describe(parsed)
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        self.engine: Engine = create_engine(url, **kwargs)
+        else:
+            # A server restarts or drops idle connections; test each pooled connection before
+            # use instead of failing the first query after that. A pool large enough for a run
+            # that writes outputs from several threads while the app reads.
+            kwargs.update(
+                pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_postgres_json
+            )
+            kwargs["connect_args"] = {
+                "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+                "application_name": "prompt-workbench",
+            }
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+        except ImportError as exc:
+            raise WorkbenchError(
+                f"cannot open {self.where}: its database driver is not installed ({exc}); for "
+                "PostgreSQL run: pip install 'psycopg[binary]'"
+            ) from None
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -301,21 +385,133 @@ class Store:
         if migrate:
             from .migrations import upgrade
 
-            upgrade(self.engine)
+            try:
+                upgrade(self.engine)
+            except DBAPIError as exc:
+                self.engine.dispose()
+                self._raise_if_unreachable(exc)
+                raise
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._sessions() as session:
-            yield session
+            try:
+                yield session
+            except DBAPIError as exc:
+                self._raise_if_unreachable(exc)
+                raise
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One transaction that commits on success and rolls back on any exception."""
-        with self._write_sessions() as session, session.begin():
-            yield session
+        try:
+            with self._write_sessions() as session, session.begin():
+                yield session
+        except DBAPIError as exc:
+            self._raise_if_unreachable(exc)
+            raise
+
+    def transaction(self, work: Callable[[Session], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
+        """Run `work` in a write transaction, and run it again from the start when it lost a race.
+
+        `work` must read what it depends on inside the transaction (never from an earlier one),
+        so running it again is always correct. With `lock()` taken first a race is rare; this
+        catches what locks do not cover (two imports locking prompts in different orders
+        deadlock; PostgreSQL cancels one) and SQLite's busy timeout running out.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.write() as s:
+                    return work(s)
+            except DBAPIError as exc:
+                if attempt == attempts or not self._retryable(exc):
+                    raise
+            time.sleep(random.uniform(0, 0.01 * attempt))  # let the winner finish first
+        raise AssertionError("unreachable")
+
+    def lock(self, session: Session, scope: str, key: object) -> None:
+        """Hold off every other writer of the same thing until this transaction ends.
+
+        `scope` and `key` name the thing (`"prompt", "summarise"`), whether or not a row for it
+        exists yet. On PostgreSQL this is a transaction-scoped advisory lock; on SQLite it does
+        nothing, because a write transaction already holds the database's only write lock.
+        """
+        if self.is_postgresql:
+            session.execute(
+                sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(scope, key)}
+            )
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _retryable(self, exc: DBAPIError) -> bool:
+        if self.is_sqlite:
+            return "database is locked" in str(exc.orig)
+        return _sqlstate(exc) in RETRYABLE_SQLSTATES
+
+    def _raise_if_unreachable(self, exc: DBAPIError) -> None:
+        """A server that is down or refuses us becomes one readable line, not a traceback."""
+        if self.is_sqlite:
+            return
+        state = _sqlstate(exc)
+        if exc.connection_invalidated:
+            unreachable = True
+        elif state is None:  # failed before the server said anything: refused, timed out
+            unreachable = isinstance(exc, OperationalError)
+        else:  # connection exception, bad password, server shutting down, no such database
+            unreachable = state[:2] in ("08", "28") or state in UNREACHABLE_SQLSTATES
+        if not unreachable:
+            return
+        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        raise DatabaseUnavailableError(
+            f"cannot reach the database at {self.where}: {reason}. Is the server running, and "
+            "is WORKBENCH_DATABASE_URL right?"
+        ) from None
+
+
+def advisory_key(scope: str, key: object) -> int:
+    """A stable signed 64-bit number for a lock name (a collision only makes two writers wait)."""
+    digest = hashlib.blake2b(f"{scope}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+SUPPORTED = ("sqlite", "postgresql")
+
+
+def _parse_url(url: str) -> URL:
+    """The URL as SQLAlchemy reads it; `postgresql://` and `postgres://` mean psycopg 3.
+
+    Without a driver SQLAlchemy would pick psycopg2, which the workbench does not install.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise WorkbenchError(
+            f"WORKBENCH_DATABASE_URL {url!r} is not a database URL: use sqlite:///path/to/file.db "
+            "or postgresql+psycopg://user:password@host:5432/database"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in SUPPORTED:
+        raise WorkbenchError(
+            f"database {parsed.get_backend_name()!r} is not supported: use SQLite "
+            "(sqlite:///file.db) or PostgreSQL (postgresql+psycopg://user:password@host/db)"
+        )
+    return parsed
+
+
+def _describe(url: URL) -> str:
+    """Where a database is, without its password: a file, or host:port/database."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database}"
+    return (
+        f"PostgreSQL server {url.host or 'localhost'}:{url.port or 5432}, database {url.database}"
+    )
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    state = getattr(exc.orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from .datasets import Dataset
 from .errors import NotFoundError, WorkbenchError
@@ -57,6 +58,35 @@ def save_test_set(
 ) -> tuple[TestSetInfo, bool]:
     """Store the rows as the next version of `name`; (info, False) when they are unchanged."""
     check_name(name)
+    return store.transaction(lambda s: _save_in(store, s, name, dataset, note))
+
+
+def add_rows(
+    store: Store, name: str, rows: Sequence[Mapping[str, Any]], note: str = ""
+) -> tuple[TestSetInfo, bool]:
+    """A new version of `name` with these rows appended (a new test set if there is none).
+
+    The current rows are read in the same locked transaction that writes the new version, so
+    two people adding rows at once get one version with both additions, never a lost one.
+    """
+    check_name(name)
+
+    def add(s: Session) -> tuple[TestSetInfo, bool]:
+        store.lock(s, "test_set", name)
+        current = _latest(s, name)
+        base_rows = _rows(s, current) if current else []
+        columns = list(current.columns) if current else []
+        for row in rows:
+            columns += [c for c in row if c not in columns]
+        dataset = Dataset(name, tuple(columns), tuple([*base_rows, *(dict(r) for r in rows)]))
+        return _save_in(store, s, name, dataset, note)
+
+    return store.transaction(add)
+
+
+def _save_in(
+    store: Store, s: Session, name: str, dataset: Dataset, note: str
+) -> tuple[TestSetInfo, bool]:
     if not dataset.rows:
         raise WorkbenchError(f"test set {name}: no rows to save")
     if len(dataset.rows) > MAX_ROWS:
@@ -64,42 +94,39 @@ def save_test_set(
     rows = [json.loads(json.dumps(dict(r), ensure_ascii=False, default=str)) for r in dataset.rows]
     columns = list(dataset.columns)
     digest = _hash(columns, rows)
-    with store.write() as s:
-        latest = s.scalar(
-            select(TestSet).where(TestSet.name == name).order_by(TestSet.version.desc()).limit(1)
-        )
-        if latest is not None and latest.content_hash == digest:
-            return _info(latest, len(rows)), False
-        row = TestSet(
-            name=name,
-            version=(latest.version + 1) if latest else 1,
-            columns=columns,
-            content_hash=digest,
-            note=note.strip(),
-            created_at=utcnow(),
-        )
-        s.add(row)
-        s.flush()
-        s.add_all(
-            TestSetRow(test_set_id=row.id, row_index=i, values=values)
-            for i, values in enumerate(rows)
-        )
-        return _info(row, len(rows)), True
+    store.lock(s, "test_set", name)  # two saves of one name: v2 and v3, never two v2
+    latest = _latest(s, name)
+    if latest is not None and latest.content_hash == digest:
+        return _info(latest, len(rows)), False
+    row = TestSet(
+        name=name,
+        version=(latest.version + 1) if latest else 1,
+        columns=columns,
+        content_hash=digest,
+        note=note.strip(),
+        created_at=utcnow(),
+    )
+    s.add(row)
+    s.flush()
+    s.add_all(
+        TestSetRow(test_set_id=row.id, row_index=i, values=values) for i, values in enumerate(rows)
+    )
+    return _info(row, len(rows)), True
 
 
-def add_rows(
-    store: Store, name: str, rows: Sequence[Mapping[str, Any]], note: str = ""
-) -> tuple[TestSetInfo, bool]:
-    """A new version of `name` with these rows appended (a new test set if there is none)."""
-    try:
-        current = get_test_set(store, name)
-        base_rows, columns = list(current.rows), list(current.columns)
-    except NotFoundError:
-        base_rows, columns = [], []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    dataset = Dataset(name, tuple(columns), tuple([*base_rows, *(dict(r) for r in rows)]))
-    return save_test_set(store, name, dataset, note)
+def _latest(s: Session, name: str) -> TestSet | None:
+    return s.scalar(
+        select(TestSet).where(TestSet.name == name).order_by(TestSet.version.desc()).limit(1)
+    )
+
+
+def _rows(s: Session, test_set: TestSet) -> list[dict[str, Any]]:
+    values = s.scalars(
+        select(TestSetRow.values)
+        .where(TestSetRow.test_set_id == test_set.id)
+        .order_by(TestSetRow.row_index)
+    ).all()
+    return [dict(v) for v in values]
 
 
 def get_test_set(store: Store, ref: str) -> Dataset:
@@ -116,13 +143,7 @@ def get_test_set(store: Store, ref: str) -> Dataset:
             known = s.scalars(select(TestSet.name).distinct().order_by(TestSet.name)).all()
             hint = f" (stored: {', '.join(known)})" if known else " (none stored yet)"
             raise NotFoundError(f"no test set {ref!r}{hint}")
-        values = s.scalars(
-            select(TestSetRow.values)
-            .where(TestSetRow.test_set_id == row.id)
-            .order_by(TestSetRow.row_index)
-        ).all()
-        rows = tuple(dict(v) for v in values)
-        return Dataset(f"{row.name}@{row.version}", tuple(row.columns), rows)
+        return Dataset(f"{row.name}@{row.version}", tuple(row.columns), tuple(_rows(s, row)))
 
 
 def list_test_sets(store: Store) -> list[TestSetInfo]:

@@ -97,7 +97,10 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
                 choice.update({"delta": {"content": piece}} if chat else {"text": piece})
                 self._event({"choices": [choice]})
             end: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
-            end.update({"delta": {}} if chat else {"text": ""})
+            if chat:
+                end["delta"] = {}
+            else:
+                end["text"] = ""
             self._event({"choices": [end]})
             if b.usage and body.get("stream_options", {}).get("include_usage"):
                 usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 0}

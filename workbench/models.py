@@ -113,6 +113,10 @@ class Backend(Protocol):
 
     def count_tokens(self, model_input: ModelInput) -> int: ...
 
+    def count_is_estimate(self, model_input: ModelInput) -> bool:
+        """Whether count_tokens is an estimate (a server that does not tokenize for us)."""
+        ...
+
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None: ...
 
     def generate(
@@ -415,6 +419,9 @@ class TransformersBackend:
 
     def count_tokens(self, model_input: ModelInput) -> int:
         return len(self.encode(model_input))
+
+    def count_is_estimate(self, model_input: ModelInput) -> bool:
+        return False
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
         window = self.info.context_window

@@ -504,6 +504,12 @@ class RemoteBackend:
                     self._sleep(wait_s, _any(stops))
                     continue
                 raise self._unreachable(exc) from None
+            if raw_reason is None and not (cancelled or client_stop):
+                raise ModelError(
+                    f"the server at {self.server.public_url} ended an answer before it was "
+                    "finished (llama-cpp-python does this to a request when another one arrives, "
+                    "unless started with --interrupt_requests False)"
+                )
             break
         text = "".join(pieces)
         if len(text) > emitted and not cancelled:

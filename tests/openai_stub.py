@@ -49,7 +49,8 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path == "/v1/models":
-                self._json(200, {"object": "list", "data": [{"id": "stub", "max_model_len": 512}]})
+                entry = {"id": "stub", "max_model_len": 512, "created": time.time_ns()}
+                self._json(200, {"object": "list", "data": [entry]})
             else:
                 self._json(404, {"error": {"message": "not found"}})
 

@@ -85,6 +85,11 @@ def test_chat_and_completion_requests(stub: tuple[StubBehaviour, str]) -> None:
     assert out[0].finish_reason == "eos" and out[0].ttft_s is not None
 
 
+def test_the_revision_ignores_what_changes_per_request(stub: tuple[StubBehaviour, str]) -> None:
+    _, url = stub
+    assert backend_for(url).info.revision == backend_for(url).info.revision
+
+
 def test_the_cache_key_includes_messages_only_for_servers(stub: tuple[StubBehaviour, str]) -> None:
     _, url = stub
     backend = backend_for(url)

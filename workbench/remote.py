@@ -53,6 +53,7 @@ PREFIX = "openai"
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
 CHARS_PER_TOKEN = 4  # for the labelled estimate when the server cannot tokenize
+STABLE_MODEL_FIELDS = ("id", "root", "parent", "owned_by", "max_model_len", "meta")
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers a chat template adds around each message
 
 
@@ -197,7 +198,9 @@ class RemoteBackend:
             )
         entry = entry or {}
         window = _reported_window(entry) or self.settings.context_window
-        meta = {k: v for k, v in entry.items() if k not in ("created", "object")}
+        # Only fields that describe the model: vLLM's `created` and `permission` change with
+        # every request, and a revision that changes would defeat the cache and `resume`.
+        meta = {k: entry[k] for k in STABLE_MODEL_FIELDS if k in entry}
         digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode())
         revision = f"{str(entry.get('id', wanted))[:60]}#{digest.hexdigest()[:12]}"
         return wanted, window, revision

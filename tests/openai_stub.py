@@ -24,7 +24,8 @@ class StubBehaviour:
     drop_connections: int = 0  # close this many generation requests without answering
     delay_s: float = 0.0  # per word
     usage: bool = True
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)  # generation request bodies
+    model_lists: int = 0  # GET /v1/models answered
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -49,6 +50,8 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path == "/v1/models":
+                with b.lock:
+                    b.model_lists += 1
                 entry = {"id": "stub", "max_model_len": 512, "created": time.time_ns()}
                 self._json(200, {"object": "list", "data": [entry]})
             else:

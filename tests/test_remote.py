@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -235,6 +236,30 @@ def test_the_api_key_is_sent_and_never_part_of_the_name(stub: tuple[StubBehaviou
     backend.generate([backend.model_input(chat("hi"))], GREEDY)
     assert seen == ["Bearer sk-test"]
     assert "sk-test" not in backend.info.name + backend.info.path + backend.info.revision
+
+
+def test_the_playground_runs_on_a_server_it_contacts_only_then(
+    stub: tuple[StubBehaviour, str], app_env: Path
+) -> None:
+    from conftest import app_test
+
+    from workbench.runner import Runner
+    from workbench.workspace import open_library
+
+    behaviour, url = stub
+    at = app_test("pages/2_Playground.py").run()
+    at.radio(key="model_source").set_value("OpenAI-compatible server").run()
+    at.text_input(key="model_server_url").set_value(url).run()
+    at.selectbox(key="play_prompt").set_value("zero-shot-sentiment-chat").run()
+    assert not at.exception, at.exception
+    assert behaviour.model_lists == 0 and not behaviour.requests  # nothing contacted yet
+    at.button(key="play_run").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    runner = Runner(open_library())
+    [run] = runner.list_runs()
+    [output] = runner.outputs(run.id)
+    assert (output.model, output.text) == (f"openai:stub@{url}", "Hello from the stub")
+    assert behaviour.requests[0]["messages"][-1]["role"] == "user"
 
 
 @pytest.fixture

@@ -197,13 +197,27 @@ class RemoteBackend:
                 f"{self.server.public_url} does not serve {wanted!r}; it serves: {', '.join(ids)}"
             )
         entry = entry or {}
-        window = _reported_window(entry) or self.settings.context_window
+        window = (
+            _reported_window(entry) or self._llama_cpp_window(entry) or self.settings.context_window
+        )
         # Only fields that describe the model: vLLM's `created` and `permission` change with
         # every request, and a revision that changes would defeat the cache and `resume`.
         meta = {k: entry[k] for k in STABLE_MODEL_FIELDS if k in entry}
         digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode())
         revision = f"{str(entry.get('id', wanted))[:60]}#{digest.hexdigest()[:12]}"
         return wanted, window, revision
+
+    def _llama_cpp_window(self, entry: Mapping[str, Any]) -> int | None:
+        """llama.cpp's server lists the training context under `meta`; the context it was
+        started with (--ctx-size, per slot) is in its /props."""
+        if not isinstance(entry.get("meta"), dict):
+            return None
+        try:
+            props = self._client.get(f"{_server_root(self.server.base_url)}/props").json()
+            value = props.get("default_generation_settings", {}).get("n_ctx") or props.get("n_ctx")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, int) and value > 0 else None
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One non-streaming request with the same retries as generation."""
@@ -676,9 +690,6 @@ def _reported_window(entry: Mapping[str, Any]) -> int | None:
     candidates: list[Any] = [
         entry.get(k) for k in ("max_model_len", "context_length", "context_window", "n_ctx")
     ]
-    meta = entry.get("meta")
-    if isinstance(meta, dict):
-        candidates += [meta.get("n_ctx"), meta.get("n_ctx_train")]
     for value in candidates:
         if isinstance(value, int) and value > 0:
             return value

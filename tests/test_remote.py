@@ -75,7 +75,8 @@ def test_chat_and_completion_requests(stub: tuple[StubBehaviour, str]) -> None:
     completion = backend.model_input(Rendered("p", "completion", (Message("user", "Q:"),), {}))
     out = backend.generate([chat_input, completion], GREEDY)
     assert [g.text if g else None for g in out] == ["Hello from the stub"] * 2
-    first, second = behaviour.requests
+    first = next(r for r in behaviour.requests if "messages" in r)
+    second = next(r for r in behaviour.requests if "prompt" in r)
     assert first["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "hi"},

@@ -10,7 +10,7 @@ Without --base-url it starts llama-cpp-python's server on the default model's GG
 workload is the built-in zero-shot sentiment prompt (chat) over 64 reviews, greedy, with the
 cache off, run through the Runner exactly as `workbench run --dataset` does: once with
 WORKBENCH_OPENAI_MAX_CONCURRENCY=1 (the baseline) and once with 8. Printed: wall time,
-rows/s, generated tokens/s, mean latency and time to first token per row, and the speed-up.
+rows/s, generated tokens/s, mean latency per row, and the speed-up.
 
 A server that answers one request at a time (llama-cpp-python's does: one model, one lock)
 shows a speed-up near 1: concurrency then only hides the network round trip. Servers that
@@ -44,7 +44,6 @@ class Measure:
     rows: int
     tokens: int
     latency_s: float
-    ttft_s: float
 
     @property
     def rows_per_s(self) -> float:
@@ -76,7 +75,6 @@ def measure(library: Any, spec: str, concurrency: int, rows: list[dict[str, str]
         len(outputs),
         sum(o.completion_tokens or 0 for o in outputs),
         statistics.mean(o.latency_s or 0 for o in outputs),
-        statistics.mean(o.ttft_s or 0 for o in outputs),
     )
 
 
@@ -116,12 +114,11 @@ def main() -> None:
         )
         measure(library, spec, 1, rows[:4])  # warm-up: load pages, fill the server's caches
         results = [measure(library, spec, c, rows) for c in (1, args.concurrency)]
-    print(f"\n{'concurrency':>11} {'wall s':>8} {'rows/s':>8} {'tok/s':>8} {'latency s':>10} "
-          f"{'TTFT s':>8}")  # fmt: skip
+    print(f"\n{'concurrency':>11} {'wall s':>8} {'rows/s':>8} {'tok/s':>8} {'latency s':>10}")
     for m in results:
         print(
             f"{m.concurrency:>11} {m.wall_s:>8.2f} {m.rows_per_s:>8.2f} {m.tokens_per_s:>8.1f} "
-            f"{m.latency_s:>10.2f} {m.ttft_s:>8.2f}"
+            f"{m.latency_s:>10.2f}"
         )
     base, many = results
     print(

@@ -80,11 +80,12 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
             with b.lock:
                 b.in_flight += 1
                 b.max_in_flight = max(b.max_in_flight, b.in_flight)
-            try:
+            # The count drops before the last bytes go out: once a client has read them it may
+            # send its next request, and that must not look like one too many in flight.
+            if body.get("stream"):
                 self._stream(body)
-            finally:
-                with b.lock:
-                    b.in_flight -= 1
+            else:
+                self._whole(body)
 
         def _stream(self, body: dict[str, Any]) -> None:
             chat = self.path.endswith("chat/completions")
@@ -109,8 +110,23 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
             if b.usage and body.get("stream_options", {}).get("include_usage"):
                 usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 0}
                 self._event({"choices": [], "usage": usage})
+            with b.lock:
+                b.in_flight -= 1
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
+
+        def _whole(self, body: dict[str, Any]) -> None:
+            """A whole answer, with usage (as llama-cpp-python gives it only here)."""
+            time.sleep(b.delay_s * len(b.answer.split(" ")))
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+            if self.path.endswith("chat/completions"):
+                choice["message"] = {"role": "assistant", "content": b.answer}
+            else:
+                choice["text"] = b.answer
+            usage = {"prompt_tokens": 7, "completion_tokens": len(b.answer.split(" "))}
+            with b.lock:
+                b.in_flight -= 1
+            self._json(200, {"choices": [choice], "usage": usage})
 
         def _event(self, data: dict[str, Any]) -> None:
             self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())

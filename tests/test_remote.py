@@ -206,13 +206,23 @@ def test_streaming_holds_back_a_stop_string_the_server_ignored(
     assert stream.result is not None and stream.result.finish_reason == "stop"
 
 
-def test_without_usage_tokens_are_counted_from_the_stream(stub: tuple[StubBehaviour, str]) -> None:
+def test_without_usage_in_streams_generate_asks_for_whole_answers(
+    stub: tuple[StubBehaviour, str],
+) -> None:
     behaviour, url = stub
-    behaviour.usage = False
+    behaviour.usage = False  # streams end without usage, as llama-cpp-python's do
     backend = backend_for(url)
-    [g] = backend.generate([backend.model_input(chat("hi"))], GREEDY)
-    assert g is not None and g.completion_tokens == 4  # one piece per token
-    assert backend.count_is_estimate(backend.model_input(chat("hi")))  # no tokenize endpoint
+    mi = backend.model_input(chat("hi"))
+    [streamed] = backend.generate([mi], GREEDY)
+    assert streamed is not None and streamed.completion_tokens == 4  # one piece per token
+    assert streamed.prompt_tokens == backend.count_tokens(mi)  # an estimate: no tokenizer
+    assert backend.count_is_estimate(mi)
+    [whole] = backend.generate([mi], GREEDY)
+    assert behaviour.requests[-1]["stream"] is False
+    assert whole is not None and whole.text == streamed.text
+    assert (whole.prompt_tokens, whole.completion_tokens, whole.ttft_s) == (7, 4, None)
+    stream = backend.stream(mi, GREEDY)  # the Playground still streams
+    assert "".join(stream) == "Hello from the stub" and behaviour.requests[-1]["stream"] is True
 
 
 def test_open_backend_picks_the_server_from_the_spec(

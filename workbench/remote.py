@@ -157,6 +157,9 @@ class RemoteBackend:
         )
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._usage_in_stream = True  # until the server rejects stream_options
+        # Whether streamed answers end with `usage` (None: not seen yet). llama-cpp-python's
+        # do not; `generate` then asks for whole answers, which carry exact token counts.
+        self._streams_usage: bool | None = None
         self._tokenizer: str | None = None  # "llama.cpp", "llama-cpp-python", "none"
         model_id, window, revision = self._describe()
         self.model = model_id
@@ -388,6 +391,8 @@ class RemoteBackend:
             if any(c.is_set() for c in stops):
                 return None
             seed = seeds[i] if seeds is not None else params.seed
+            if self._streams_usage is False:
+                return self._whole(inputs[i], params, seed, workers)
             return _drain(self._events(inputs[i], params, seed, stops, workers))
 
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="workbench-remote")
@@ -417,8 +422,46 @@ class RemoteBackend:
         params.validate(self.info.context_window)
         return RemoteTokenStream(self, model_input, params, cancel)
 
+    def _whole(
+        self, model_input: ModelInput, params: GenerationParams, seed: int, concurrency: int
+    ) -> Generation:
+        """One answer without streaming: for servers whose streams carry no token counts.
+
+        A cancel then waits for the requests in flight (it still stops every row not sent).
+        """
+        path, body = self._request(model_input, params, seed, stream=False)
+        started = time.perf_counter()
+        with self._slots:
+            data = self._send("POST", path, json=body).json()
+        latency = time.perf_counter() - started
+        if not isinstance(data, dict) or not data.get("choices"):
+            raise ModelError(f"the server at {self.server.public_url} sent no answer: {data}")
+        choice = data["choices"][0]
+        message = choice.get("message")
+        text = str(
+            (message.get("content") if isinstance(message, dict) else choice.get("text")) or ""
+        )
+        cut = _first_stop(text, params.stop)
+        if cut is not None:
+            text = text[:cut]
+        usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
+        prompt_tokens = usage.get("prompt_tokens")
+        completion_tokens = usage.get("completion_tokens")
+        reason = _finish_reason(
+            choice.get("finish_reason"), choice.get("stop_reason"), params, cut is not None, False
+        )
+        return Generation(
+            text,
+            reason,
+            prompt_tokens if isinstance(prompt_tokens, int) else self.count_tokens(model_input),
+            completion_tokens if isinstance(completion_tokens, int) else 0,
+            latency,
+            None,
+            concurrency,
+        )
+
     def _request(
-        self, model_input: ModelInput, params: GenerationParams, seed: int
+        self, model_input: ModelInput, params: GenerationParams, seed: int, stream: bool = True
     ) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": params.max_new_tokens}
         if model_input.messages is not None:
@@ -439,8 +482,8 @@ class RemoteBackend:
             body["repeat_penalty"] = params.repetition_penalty
         if params.stop:
             body["stop"] = list(params.stop)
-        body["stream"] = True
-        if self._usage_in_stream:
+        body["stream"] = stream
+        if stream and self._usage_in_stream:
             body["stream_options"] = {"include_usage": True}
         return path, body
 
@@ -532,6 +575,8 @@ class RemoteBackend:
         if len(text) > emitted and not cancelled:
             yield text[emitted:]
         reason = _finish_reason(raw_reason, stop_reason, params, client_stop, cancelled)
+        if not (cancelled or client_stop):
+            self._streams_usage = bool(usage)
         prompt_tokens = usage.get("prompt_tokens")
         if not isinstance(prompt_tokens, int):
             prompt_tokens = self.count_tokens(model_input)

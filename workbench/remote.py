@@ -7,12 +7,14 @@ query string), so every stored output says which backend, which server and which
 it, `runs resume` finds the same server again, and a Compare column can name any server.
 
 Chat-mode prompts go to `/chat/completions` as messages (the server applies its own chat
-template); completion-mode prompts go to `/completions` as the raw text. Every request streams
+template); completion-mode prompts go to `/completions` as the raw text. Requests stream
 (Server-Sent Events): that gives time to first token, lets a cancel or a stop string end a
 request at once, and costs nothing over a plain response. Token counts come from the `usage`
-field, asked for with `stream_options.include_usage`; servers that reject that option are asked
-again without it, and then completion tokens are counted as streamed pieces (one token per
-piece on llama.cpp, vLLM and TGI) and prompt tokens as `count_tokens` would.
+field, asked for with `stream_options.include_usage`. A server whose streams end without it
+(llama-cpp-python ignores the option) gets whole, non-streamed requests from `generate` once
+that is seen, because those do carry `usage`; `stream` keeps streaming, and counts completion
+tokens as streamed pieces (one token per piece on llama.cpp, vLLM and TGI) and prompt tokens as
+`count_tokens` does.
 
 Requests are retried with exponential backoff on 429, 5xx and dropped connections, honouring
 Retry-After, but only before any text has arrived. A process-wide semaphore per backend caps

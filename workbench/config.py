@@ -31,7 +31,7 @@ class OpenAISettings:
 
     base_url: str = DEFAULT_OPENAI_BASE_URL
     model: str = ""  # empty: the server's only model
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)  # never printed, never stored
     max_concurrency: int = 4
     context_window: int = 4096  # used when the server does not report one
     timeout_s: float = 120.0

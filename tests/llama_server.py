@@ -21,7 +21,14 @@ from pathlib import Path
 
 ALIAS = "smollm2"
 N_CTX = 2048
-SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "pydantic_settings")
+SERVER_MODULES = (
+    "llama_cpp",
+    "fastapi",
+    "uvicorn",
+    "sse_starlette",
+    "pydantic_settings",
+    "starlette_context",
+)
 
 
 def missing_modules() -> list[str]:

@@ -66,6 +66,13 @@ def test_what_is_stored_names_the_server_without_secrets() -> None:
     assert public_url("https://user:sk-123@host:8443/v1?key=sk-456#x") == "https://host:8443/v1"
 
 
+def test_a_compare_column_names_the_server_model_not_its_url() -> None:
+    from workbench.compare import column_label
+
+    label = column_label("p@1", "openai:Qwen/Qwen2.5-7B@http://gpu:8000/v1", {})
+    assert label == "p@1 · openai:Qwen/Qwen2.5-7B"
+
+
 def test_chat_and_completion_requests(stub: tuple[StubBehaviour, str]) -> None:
     behaviour, url = stub
     backend = backend_for(url)

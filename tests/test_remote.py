@@ -280,6 +280,26 @@ def test_the_playground_runs_on_a_server_it_contacts_only_then(
     assert behaviour.requests[0]["messages"][-1]["role"] == "user"
 
 
+def test_runs_resume_finds_the_server_a_run_named(
+    stub: tuple[StubBehaviour, str], capsys: pytest.CaptureFixture[str], prompt_text: Any
+) -> None:
+    from workbench.cli import main
+    from workbench.runner import Runner
+    from workbench.workspace import open_library
+
+    behaviour, url = stub
+    library = open_library()
+    version = library.save(prompt_text("greet")).version
+    runner = Runner(library, backend_for(url))
+    run_id = runner.start([version], [{"text": "a"}, {"text": "b"}])  # planned, not generated
+    assert not behaviour.requests
+    assert main(["runs", "resume", str(run_id)]) == 0, capsys.readouterr().err
+    assert len(behaviour.requests) == 2
+    outputs = runner.outputs(run_id)
+    assert [o.text for o in outputs] == ["Hello from the stub"] * 2
+    assert {o.model for o in outputs} == {f"openai:stub@{url}"}
+
+
 @pytest.fixture
 def stub() -> Any:
     behaviour = StubBehaviour()

@@ -316,6 +316,8 @@ def isolated_env(
     monkeypatch.setenv("WORKBENCH_PROMPTS_DIR", str(tmp_path / "builtins"))
     monkeypatch.setenv("WORKBENCH_STORAGE_DIR", str(tmp_path / "storage"))
     monkeypatch.delenv("WORKBENCH_DEBUG", raising=False)
+    for name in [n for n in os.environ if n.startswith("WORKBENCH_OPENAI_")]:
+        monkeypatch.delenv(name)  # a developer's own server settings must not leak into tests
     yield
     # get_store caches one Store per URL for the life of the process; drop this test's ones.
     forget_stores(lambda key: str(tmp_path) in key)

@@ -387,20 +387,22 @@ def model_options(command: Any) -> Any:
     return click.option(
         "--model",
         default=None,
-        help="A local model folder or an already-downloaded Hugging Face id "
+        help="A local model folder, an already-downloaded Hugging Face id, or an "
+        "OpenAI-compatible server: openai, openai:MODEL or openai:MODEL@http://HOST:PORT/v1 "
+        "(key from $WORKBENCH_OPENAI_API_KEY) "
         "(default: $WORKBENCH_MODEL, else the built-in SmolLM2-135M-Instruct).",
     )(command)
 
 
 def _runner(model: str | None, dtype: str, trust_remote_code: bool) -> Any:
-    from .models import load_backend
+    from .models import open_backend
     from .runner import Runner
 
     settings = Settings.from_env()
     spec = model or settings.model
     return Runner(
         _library(),
-        lambda: load_backend(
+        lambda: open_backend(
             spec, settings.storage_dir, dtype=dtype, trust_remote_code=trust_remote_code
         ),
     )
@@ -450,7 +452,7 @@ def run_command(
     trust_remote_code: bool,
     as_json: bool,
 ) -> None:
-    """Run REF (NAME, NAME@VERSION or NAME@LABEL) on the local model.
+    """Run REF (NAME, NAME@VERSION or NAME@LABEL) on a model (local, or a server via --model).
 
     One input streams the answer; --dataset runs every row with a progress bar and prints a
     summary. Every output is stored; `workbench runs` shows them.

@@ -110,7 +110,10 @@ class ColumnScores:
 
 
 def column_label(ref: str, model: str, overrides: Mapping[str, Any]) -> str:
-    short_model = model.rstrip("/").rsplit("/", 1)[-1]
+    if model.startswith("openai:") and "@" in model:  # a server: its model, not its URL
+        short_model = model.rsplit("@", 1)[0]
+    else:
+        short_model = model.rstrip("/").rsplit("/", 1)[-1]
     knobs = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
     return f"{ref} · {short_model}" + (f" · {knobs}" if knobs else "")
 

@@ -60,10 +60,16 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ModelInput:
-    """Exactly what the model reads: the text and whether the tokenizer adds special tokens."""
+    """Exactly what the model reads: the text and whether the tokenizer adds special tokens.
+
+    A server that applies its own chat template reads messages, not text: `messages` holds
+    them as (role, content) pairs and `text` their JSON, which is what an output row stores.
+    Local backends leave `messages` None, so their inputs and cache keys are as before.
+    """
 
     text: str
     add_special_tokens: bool
+    messages: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,12 +96,26 @@ class Cancel:
         return self._event.is_set()
 
 
+class TextStream(Protocol):
+    """One answer as it is generated: iterate for text pieces; `.result` afterwards."""
+
+    result: Generation | None
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def cancel(self) -> None: ...
+
+
 class Backend(Protocol):
     info: ModelInfo
 
     def model_input(self, rendered: Rendered) -> ModelInput: ...
 
     def count_tokens(self, model_input: ModelInput) -> int: ...
+
+    def count_is_estimate(self, model_input: ModelInput) -> bool:
+        """Whether count_tokens is an estimate (a server that does not tokenize for us)."""
+        ...
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None: ...
 
@@ -113,7 +133,7 @@ class Backend(Protocol):
 
     def stream(
         self, model_input: ModelInput, params: GenerationParams, cancel: Cancel | None = None
-    ) -> TokenStream: ...
+    ) -> TextStream: ...
 
 
 # --- finding a model --------------------------------------------------------------------------
@@ -283,6 +303,23 @@ def load_backend(
         return backend
 
 
+def open_backend(
+    spec: str,
+    storage_dir: Path,
+    *,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    api_key: str | None = None,
+) -> Backend:
+    """The backend a model spec names: `openai…` is a server (see workbench.remote), anything
+    else a local model. The one place the CLI and the app turn a spec into a backend."""
+    from . import remote
+
+    if remote.is_remote_spec(spec):
+        return remote.open_remote(spec, api_key=api_key)
+    return load_backend(spec, storage_dir, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
 def configure_threads() -> None:
     import torch
 
@@ -382,6 +419,9 @@ class TransformersBackend:
 
     def count_tokens(self, model_input: ModelInput) -> int:
         return len(self.encode(model_input))
+
+    def count_is_estimate(self, model_input: ModelInput) -> bool:
+        return False
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
         window = self.info.context_window

@@ -153,7 +153,7 @@ def cache_key(
     backend: Backend, model_input: ModelInput, params: GenerationParams, seed: int
 ) -> str:
     info = backend.info
-    payload = {
+    payload: dict[str, Any] = {
         "backend": info.backend,
         "model": info.name,
         "revision": info.revision,
@@ -164,6 +164,8 @@ def cache_key(
         "params": params.key(),
         "seed": seed if params.sampling else None,
     }
+    if model_input.messages is not None:  # only servers that template messages themselves
+        payload["messages"] = [list(m) for m in model_input.messages]
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -822,6 +822,11 @@ def perplexity(backend: Any, text: str) -> float:
 def _perplexity(check: Check, value: Any, ctx: Context) -> _Result:
     if ctx.model is None:
         return _missing("perplexity needs a loaded model, and none was given")
+    if not hasattr(ctx.model, "tokenizer"):
+        return _missing(
+            "perplexity needs the model's own logits, which only a local model gives "
+            f"({ctx.model.info.name} is a server)"
+        )
     try:
         ppl = perplexity(ctx.model, ctx.output)
     except ValueError as exc:

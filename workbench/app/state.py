@@ -8,33 +8,35 @@ model: a model is loaded the first time something is generated or counted with i
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import streamlit as st
 
 from workbench.config import Settings
 from workbench.library import Library
-from workbench.models import Backend, load_backend
+from workbench.models import Backend, open_backend
 from workbench.runner import Runner
 from workbench.workspace import open_library
 
 DTYPES = ("float32", "bfloat16")
 
-_loaded: set[tuple[str, str, bool]] = set()
+_loaded: set[tuple[str, str, bool, str]] = set()
 _loaded_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The sidebar's pick: a model (alias, local folder or cached hub id) and how to load it."""
+    """The sidebar's pick: a model spec (alias, local folder, cached hub id, or `openai:…` for
+    a server) and how to load it. The API key typed for a server stays in memory only."""
 
     spec: str
     dtype: str = "float32"
     trust_remote_code: bool = False
+    api_key: str = field(default="", repr=False)
 
     @property
-    def key(self) -> tuple[str, str, bool]:
-        return (self.spec, self.dtype, self.trust_remote_code)
+    def key(self) -> tuple[str, str, bool, str]:
+        return (self.spec, self.dtype, self.trust_remote_code, self.api_key)
 
 
 def settings() -> Settings:
@@ -47,17 +49,21 @@ def library() -> Library:
 
 
 @st.cache_resource(show_spinner="Loading the model (once per server)…")
-def _backend(spec: str, dtype: str, trust_remote_code: bool) -> Backend:
-    backend = load_backend(
-        spec, settings().storage_dir, dtype=dtype, trust_remote_code=trust_remote_code
+def _backend(spec: str, dtype: str, trust_remote_code: bool, api_key: str) -> Backend:
+    backend = open_backend(
+        spec,
+        settings().storage_dir,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        api_key=api_key or None,
     )
     with _loaded_lock:
-        _loaded.add((spec, dtype, trust_remote_code))
+        _loaded.add((spec, dtype, trust_remote_code, api_key))
     return backend
 
 
 def backend(choice: ModelChoice) -> Backend:
-    return _backend(choice.spec, choice.dtype, choice.trust_remote_code)
+    return _backend(choice.spec, choice.dtype, choice.trust_remote_code, choice.api_key)
 
 
 def is_loaded(choice: ModelChoice) -> bool:

@@ -28,7 +28,16 @@ log = logging.getLogger("workbench.app")
 
 # Widget values that follow the person from page to page (Streamlit forgets a widget's value
 # when a page without it runs, unless it is written back at the top of each page).
-SHARED_KEYS = ("model_spec", "model_dtype", "model_trust_remote_code")
+SHARED_KEYS = (
+    "model_spec",
+    "model_dtype",
+    "model_trust_remote_code",
+    "model_source",
+    "model_server_url",
+    "model_server_model",
+    "model_server_key",
+)
+MODEL_SOURCES = ("Local model", "OpenAI-compatible server")
 
 
 def page(title: str, caption: str) -> None:
@@ -70,34 +79,65 @@ def load_library() -> Library:
 
 
 def model_sidebar() -> state.ModelChoice:
-    """Model choice in the sidebar; nothing is loaded until it is needed."""
+    """Model choice in the sidebar; nothing is loaded or contacted until it is needed."""
     settings = state.settings()
-    st.session_state.setdefault("model_spec", settings.model)
+    remote_default = settings.model.startswith("openai")
+    st.session_state.setdefault("model_source", MODEL_SOURCES[1 if remote_default else 0])
+    st.session_state.setdefault("model_spec", "" if remote_default else settings.model)
     st.session_state.setdefault("model_dtype", "float32")
     st.session_state.setdefault("model_trust_remote_code", False)
+    st.session_state.setdefault("model_server_url", settings.openai.base_url)
+    st.session_state.setdefault("model_server_model", settings.openai.model)
+    st.session_state.setdefault("model_server_key", "")
     with st.sidebar:
         st.subheader("Model")
-        spec = st.text_input(
-            "Model",
-            key="model_spec",
-            help="The default model, a local folder with a transformers model, or a Hugging "
-            "Face id already in the local cache. Nothing is downloaded.",
-        ).strip()
-        dtype = st.selectbox("Weights dtype", state.DTYPES, key="model_dtype")
-        trust = st.checkbox(
-            "Trust remote code",
-            key="model_trust_remote_code",
-            help="Runs Python code shipped with the model. Only for models you trust.",
-        )
-        choice = state.ModelChoice(spec or settings.model, dtype, trust)
+        source = st.radio("Source", MODEL_SOURCES, key="model_source", horizontal=True)
+        if source == MODEL_SOURCES[0]:
+            spec = st.text_input(
+                "Model",
+                key="model_spec",
+                help="The default model, a local folder with a transformers model, or a Hugging "
+                "Face id already in the local cache. Nothing is downloaded.",
+            ).strip()
+            dtype = st.selectbox("Weights dtype", state.DTYPES, key="model_dtype")
+            trust = st.checkbox(
+                "Trust remote code",
+                key="model_trust_remote_code",
+                help="Runs Python code shipped with the model. Only for models you trust.",
+            )
+            local_default = settings.model if not remote_default else "default"
+            choice = state.ModelChoice(spec or local_default, dtype, trust)
+        else:
+            url = st.text_input(
+                "Server URL",
+                key="model_server_url",
+                help="Base URL of a vLLM, TGI, llama.cpp or Ollama server (usually ends in /v1).",
+            ).strip()
+            name = st.text_input(
+                "Model name",
+                key="model_server_model",
+                help="As the server calls it; empty: the server's only model.",
+            ).strip()
+            key = st.text_input(
+                "API key",
+                key="model_server_key",
+                type="password",
+                help="Kept in this browser session's memory only, never stored "
+                "(default: $WORKBENCH_OPENAI_API_KEY).",
+            )
+            choice = state.ModelChoice(
+                f"openai:{name}@{url or settings.openai.base_url}", api_key=key.strip()
+            )
         if state.is_loaded(choice):
             info = state.backend(choice).info
             st.caption(
                 f"Loaded: {info.name} · {info.dtype} · context {info.context_window} tokens · "
                 f"revision {info.revision[:24]}"
             )
-        else:
+        elif source == MODEL_SOURCES[0]:
             st.caption("Loads on the first run (once per server).")
+        else:
+            st.caption("The server is contacted on the first run.")
     return choice
 
 

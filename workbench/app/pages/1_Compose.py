@@ -44,9 +44,11 @@ def show_model_view(rendered: Rendered, choice: state.ModelChoice) -> None:
     model_input = backend.model_input(rendered)
     tokens = backend.count_tokens(model_input)
     window = backend.info.context_window
+    about = "about " if backend.count_is_estimate(model_input) else ""
     st.caption(
-        f"{tokens} tokens of {backend.info.name}'s {window}-token context window "
+        f"{about}{tokens} tokens of {backend.info.name}'s {window}-token context window "
         f"({tokens / window:.1%}), after its chat template"
+        + (" (an estimate: the server does not count them for us)" if about else "")
     )
     if tokens >= window:
         st.error("The prompt alone fills the context window: there is no room for an answer.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -62,10 +63,7 @@ def column_inputs(count: int) -> list[ColumnSpec]:
 def start_comparison(specs: list[ColumnSpec], rows: list[dict[str, object]]) -> jobs.Job:
     compare.check_columns(lib, specs, rows)  # every mistake before any model loads
     backends = {
-        spec.model: state.backend(
-            state.ModelChoice(spec.model, choice.dtype, choice.trust_remote_code)
-        )
-        for spec in specs
+        spec.model: state.backend(dataclasses.replace(choice, spec=spec.model)) for spec in specs
     }
 
     def work(job: jobs.Job) -> Comparison:
@@ -234,7 +232,7 @@ def score_panel(comparison: Comparison) -> None:
                         comparison,
                         checks,
                         model_for=lambda spec: state.backend(
-                            state.ModelChoice(spec, choice.dtype, choice.trust_remote_code)
+                            dataclasses.replace(choice, spec=spec)
                         ),
                     )
                 st.success(

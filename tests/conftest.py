@@ -620,3 +620,30 @@ def tiny_cli(
         return code, out, err
 
     return run
+
+
+# --- a real OpenAI-compatible server ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's server on the default model's GGUF file, once per session; its base
+    URL. Without the package the tests that need it skip and say why (fail in CI)."""
+    from llama_server import llama_server, missing_modules
+
+    missing = missing_modules()
+    if missing:
+        reason = (
+            f"llama-cpp-python's server is not installed (missing: {', '.join(missing)}); "
+            "`bash scripts/setup` installs it"
+        )
+        if os.environ.get("CI") == "true" or os.environ.get("WORKBENCH_REQUIRE_REMOTE") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from workbench.models import default_gguf
+
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    started = time.monotonic()
+    with llama_server(default_gguf(), log) as url:
+        print(f"\nllama_cpp.server up in {time.monotonic() - started:.1f} s at {url}")
+        yield url

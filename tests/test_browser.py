@@ -1,5 +1,7 @@
 """The whole loop in a real browser: compose a few-shot prompt, save v2, run it, compare v2
-with v1, export — on the real default model, served by `workbench serve`.
+with v1, export — on the real default model, served by `workbench serve`. Every test runs twice:
+on one machine (SQLite, the model in the app's process) and set up as a team would (a
+PostgreSQL database, the model behind an OpenAI-compatible server).
 
 Headless Chromium from Debian, driven by Playwright (`executable_path`, since Playwright cannot
 download browsers here). Screenshots of every page go to the test's folder, and to
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT, workbench_server
+from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT, forget_stores, workbench_server
+from llama_server import ALIAS as LLAMA_ALIAS
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +52,8 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
 
 
 SERVED_DATABASE: dict[str, str] = {}  # server URL → its database URL
+SERVED_MODEL: dict[str, str] = {}  # server URL → the model as Compare labels its columns
+SERVED_SETUP: dict[str, str] = {}  # server URL → "local" or "team"
 
 
 def served_library(server: str) -> Any:
@@ -58,30 +63,56 @@ def served_library(server: str) -> Any:
     return Library(get_store(SERVED_DATABASE[server]))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, default_storage: Path) -> Iterator[str]:
-    """`workbench serve` on a free port with its own database and the converted default model."""
-    data = tmp_path_factory.mktemp("browser-db")
+@pytest.fixture(scope="module", params=["local", "team"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, default_storage: Path
+) -> Iterator[str]:
+    """`workbench serve` on a free port with its own, empty database, set up two ways:
+
+    - local: a SQLite file and the default model loaded in the app's process;
+    - team: a new PostgreSQL database on the test server and the default model behind
+      llama-cpp-python's OpenAI-compatible server (the sidebar's default source is the server).
+    """
+    data = tmp_path_factory.mktemp(f"browser-{request.param}")
     env = {
         **os.environ,
-        "WORKBENCH_DATABASE_URL": f"sqlite:///{data}/workbench.db",
         "WORKBENCH_PROMPTS_DIR": str(BUILTIN_PROMPTS_DIR),
         "WORKBENCH_STORAGE_DIR": str(default_storage),
         "HF_HUB_OFFLINE": "1",
     }
-    env.pop("WORKBENCH_MODEL", None)
+    for name in ("WORKBENCH_MODEL", "WORKBENCH_OPENAI_API_KEY", "WORKBENCH_OPENAI_MODEL"):
+        env.pop(name, None)
+    postgres = None
+    if request.param == "local":
+        env["WORKBENCH_DATABASE_URL"] = f"sqlite:///{data}/workbench.db"
+        model = "smollm2-135m-instruct"
+    else:
+        postgres = request.getfixturevalue("postgres_server")
+        llama_url = request.getfixturevalue("llama_url")
+        env["WORKBENCH_DATABASE_URL"] = postgres.create(migrated=False)  # the app migrates it
+        env["WORKBENCH_MODEL"] = "openai"
+        env["WORKBENCH_OPENAI_BASE_URL"] = llama_url
+        env["WORKBENCH_OPENAI_MODEL"] = LLAMA_ALIAS
+        model = f"openai:{LLAMA_ALIAS}"
     log = data / "server.log"
-    with workbench_server(env, log) as url:
-        SERVED_DATABASE[url] = env["WORKBENCH_DATABASE_URL"]
-        yield url
+    try:
+        with workbench_server(env, log) as url:
+            SERVED_DATABASE[url] = env["WORKBENCH_DATABASE_URL"]
+            SERVED_MODEL[url] = model
+            SERVED_SETUP[url] = request.param
+            yield url
+    finally:
+        forget_stores(lambda key: key == env["WORKBENCH_DATABASE_URL"])
+        if postgres is not None:
+            postgres.release(env["WORKBENCH_DATABASE_URL"])
     server_log = log.read_text(errors="replace")
     assert "Traceback" not in server_log, server_log[-4000:]
 
 
 @pytest.fixture
-def shots(tmp_path: Path) -> Any:
+def shots(tmp_path: Path, server: str) -> Any:
     folders = [tmp_path]
-    if os.environ.get("WORKBENCH_SCREENSHOTS"):
+    if os.environ.get("WORKBENCH_SCREENSHOTS") and SERVED_SETUP[server] == "local":
         folders.append(REPO_ROOT / os.environ["WORKBENCH_SCREENSHOTS"])
 
     def take(page: Any, name: str) -> None:
@@ -209,7 +240,7 @@ def test_compose_run_compare_export(page: Any, server: str, shots: Any) -> None:
     page.get_by_role("tab", name="Rows side by side").click()
     captions = page.get_by_test_id("stCaptionContainer")
     for version in (2, 1):  # one caption per row in each column
-        label = f"{PROMPT}@{version} · smollm2-135m-instruct"
+        label = f"{PROMPT}@{version} · {SERVED_MODEL[server]}"
         expect(captions.filter(has_text=label)).to_have_count(2)
     # v1 is shown as a word diff against v2 (the baseline), escaped, never as raw HTML.
     expect(page.locator(".wb-diff")).to_have_count(2)

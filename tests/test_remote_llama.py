@@ -7,15 +7,12 @@ WORKBENCH_REQUIRE_REMOTE=1, where a missing server is a failure.
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import build_prompt_text
-from llama_server import ALIAS, llama_server, missing_modules
+from llama_server import ALIAS
 from sqlalchemy import select
 
 from workbench.config import OpenAISettings
@@ -28,26 +25,6 @@ from workbench.store import Output, Run
 from workbench.templates import Message, Rendered
 
 COUNTING = "Count from one to twenty: 1, 2, 3, 4, 5,"
-
-
-@pytest.fixture(scope="session")
-def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    missing = missing_modules()
-    if missing:
-        reason = (
-            f"llama-cpp-python's server is not installed (missing: {', '.join(missing)}); "
-            "`bash scripts/setup` installs it"
-        )
-        if os.environ.get("CI") == "true" or os.environ.get("WORKBENCH_REQUIRE_REMOTE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from workbench.models import default_gguf
-
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    started = time.monotonic()
-    with llama_server(default_gguf(), log) as url:
-        print(f"\nllama_cpp.server up in {time.monotonic() - started:.1f} s at {url}")
-        yield url
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # llama_server.py: how the tests start the server
+sys.path.insert(0, str(ROOT / "tests"))  # servers.py: how the tests start the server
 
 from generation import REVIEWS  # noqa: E402  (benchmarks/generation.py: the same 32 reviews)
 
@@ -96,7 +96,7 @@ def main() -> None:
         url = args.base_url
         model = args.model
         if url is None:
-            from llama_server import ALIAS, llama_server
+            from servers import ALIAS, llama_server
 
             log = Path(tempfile.mkdtemp(prefix="wb-llama-")) / "server.log"
             started = time.perf_counter()

@@ -5,12 +5,9 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -503,7 +500,6 @@ def refuse_network(*args: Any, **kwargs: Any) -> Any:
 def default_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A storage folder holding the converted default model (converted once per session, about
     30 s, or copied from the repository's storage/models when a converted copy is there)."""
-    import socket
 
     from workbench.models import DEFAULT_ALIAS, ensure_default_model
 
@@ -526,38 +522,13 @@ def workbench_server(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
     """`workbench serve` on a free port, from the project folder (so .streamlit/config.toml
     applies); yields its URL once /_stcore/health answers; stops the whole process group.
     The server's output goes to `log_path`."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=dict(env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"workbench serve did not come up:\n{log_path.read_text()}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+    from servers import free_port, serving
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)]
+    with serving(command, log_path, f"{url}/_stcore/health", timeout_s=90, env=env, cwd=REPO_ROOT):
+        yield url
 
 
 def make_output(text: str | None = "answer", **fields: Any) -> Any:
@@ -629,7 +600,7 @@ def tiny_cli(
 def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's server on the default model's GGUF file, once per session; its base
     URL. Without the package the tests that need it skip and say why (fail in CI)."""
-    from llama_server import llama_server, missing_modules
+    from servers import llama_server, missing_modules
 
     missing = missing_modules()
     if missing:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT, forget_stores, workbench_server
-from llama_server import ALIAS as LLAMA_ALIAS
+from servers import ALIAS as LLAMA_ALIAS
 
 pytestmark = pytest.mark.slow
 

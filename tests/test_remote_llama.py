@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import build_prompt_text
-from llama_server import ALIAS
+from servers import ALIAS
 from sqlalchemy import select
 
 from workbench.config import OpenAISettings
@@ -192,7 +192,7 @@ def test_the_cli_runs_on_the_server(
 
 
 def test_a_server_that_stopped_gives_a_clear_error(tmp_path: Path) -> None:
-    from llama_server import free_port
+    from servers import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(ModelError, match="no OpenAI-compatible server answers at"):

@@ -136,6 +136,20 @@ class Backend(Protocol):
     ) -> TextStream: ...
 
 
+def check_context(
+    info: ModelInfo, prompt_tokens: int, params: GenerationParams, *, estimate: bool = False
+) -> None:
+    """Refuse a request that cannot fit the model's context window, before it is sent."""
+    window = info.context_window
+    if prompt_tokens + params.max_new_tokens > window:
+        about = "about " if estimate else ""
+        raise ContextOverflowError(
+            f"the prompt is {about}{prompt_tokens} tokens; with max_new_tokens "
+            f"{params.max_new_tokens} it needs {prompt_tokens + params.max_new_tokens}, more "
+            f"than {info.name}'s context window of {window} tokens"
+        )
+
+
 # --- finding a model --------------------------------------------------------------------------
 
 DEFAULT_ALIAS = "smollm2-135m-instruct"
@@ -424,13 +438,7 @@ class TransformersBackend:
         return False
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
-        window = self.info.context_window
-        if prompt_tokens + params.max_new_tokens > window:
-            raise ContextOverflowError(
-                f"the prompt is {prompt_tokens} tokens; with max_new_tokens "
-                f"{params.max_new_tokens} it needs {prompt_tokens + params.max_new_tokens}, more "
-                f"than {self.info.name}'s context window of {window} tokens"
-            )
+        check_context(self.info, prompt_tokens, params)
 
     # --- batch generation -----------------------------------------------------------------------
     def generate(

@@ -40,13 +40,13 @@ import httpx
 from .config import OpenAISettings, Settings
 from .models import (
     Cancel,
-    ContextOverflowError,
     FinishReason,
     Generation,
     ModelError,
     ModelInfo,
     ModelInput,
     _first_stop,
+    check_context,
 )
 from .params import GenerationParams
 from .templates import Rendered
@@ -354,13 +354,7 @@ class RemoteBackend:
         return self._tokenizer
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
-        window = self.info.context_window
-        if prompt_tokens + params.max_new_tokens > window:
-            raise ContextOverflowError(
-                f"the prompt is about {prompt_tokens} tokens; with max_new_tokens "
-                f"{params.max_new_tokens} it needs {prompt_tokens + params.max_new_tokens}, more "
-                f"than {self.info.name}'s context window of {window} tokens"
-            )
+        check_context(self.info, prompt_tokens, params, estimate=True)
 
     # --- generation -----------------------------------------------------------------------------
     def generate(

@@ -1,8 +1,9 @@
-"""Start llama-cpp-python's OpenAI-compatible server on the default model's GGUF file.
+"""Servers the tests start: any server process (`serving`), and llama-cpp-python's
+OpenAI-compatible server on the default model's GGUF file (`llama_server`).
 
-Used by the real-server tests (test_remote_llama.py) and by benchmarks/remote.py. The server
-runs in its own process group on a free port of 127.0.0.1 and is stopped (the whole group)
-when the context ends.
+The llama server is used by the real-server tests, the team browser tests and
+benchmarks/remote.py. Every server runs in its own process group on a free port of 127.0.0.1
+and is stopped (the whole group) when its context ends.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -74,24 +75,50 @@ def llama_server(
         "False",
     ]
     url = f"http://127.0.0.1:{port}/v1"
+    with serving(command, log_path, f"{url}/models", timeout_s=timeout_s) as proc:
+        if proc.poll() is not None:
+            raise RuntimeError("llama_cpp.server stopped at once")
+        yield url
+
+
+@contextmanager
+def serving(
+    command: list[str],
+    log_path: Path,
+    ready_url: str,
+    *,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server in its own process group (output to `log_path`), wait until `ready_url`
+    answers 200, and stop the whole group afterwards — for every server the tests start."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
         )
         try:
             deadline = time.monotonic() + timeout_s
             while True:
                 try:
-                    with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
+                    with urllib.request.urlopen(ready_url, timeout=2) as response:
                         if response.status == 200:
                             break
                 except OSError:
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
                     tail = log_path.read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"llama_cpp.server did not come up:\n{tail}")
+                    raise RuntimeError(
+                        f"{command[2] if len(command) > 2 else command[0]} did "
+                        f"not come up (log: {log_path}):\n{tail}"
+                    )
                 time.sleep(0.2)
-            yield url
+            yield proc
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:

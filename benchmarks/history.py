@@ -103,22 +103,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--outputs", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--database-url",
+        help="An empty database to seed and time instead of a temporary SQLite file, e.g. a "
+        "PostgreSQL one: createdb it first (it is left filled for a look afterwards).",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.db"
-        store = Store(f"sqlite:///{path}")
+        url = args.database_url or f"sqlite:///{path}"
+        store = Store(url)
         lib = Library(store)
         start = time.perf_counter()
         seeded = seed_history(lib, args.outputs)
         seed_s = time.perf_counter() - start
-        with store.engine.connect() as conn:  # as a long-lived database would be: WAL folded in
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        size_mb = path.stat().st_size / 1e6 + (
-            path.with_name("history.db-wal").stat().st_size / 1e6
-            if path.with_name("history.db-wal").exists()
-            else 0
-        )
+        size_mb = database_size_mb(store, path)
         print(
             f"seeded {seeded.outputs:,} outputs in {seeded.runs:,} runs in {seed_s:.1f} s "
             f"({size_mb:.0f} MB); median of {args.repeats} repeats\n"
@@ -134,6 +134,7 @@ def main() -> None:
             return lambda: search_outputs(store, flt, page_size=PAGE, before_id=before)
 
         production = Label.name == "production"
+        postgres = store.engine.dialect.name == "postgresql"
         text_like = or_(
             Output.text.contains(RARE_WORD), cast(Output.variables, Text).contains(RARE_WORD)
         )
@@ -184,7 +185,8 @@ def main() -> None:
                 ours(HistoryFilter(date_from=_day(seeded), date_to=_day(seeded))),
                 lambda: naive_page(
                     store,
-                    func.date(Output.created_at) == _day(seeded).isoformat(),
+                    func.date(Output.created_at)
+                    == (_day(seeded) if postgres else _day(seeded).isoformat()),
                 ),
             ),
             (
@@ -206,10 +208,24 @@ def main() -> None:
             b = timed(slow, args.repeats)
             print(f"{name:<34}{a:>10.1f}{b:>11.1f}{b / a:>11.1f}x")
         store.close()
-        whole_page(path, args.repeats)
+        whole_page(url, args.repeats)
 
 
-def whole_page(path: Path, repeats: int) -> None:
+def database_size_mb(store: Store, path: Path) -> float:
+    """Its size on disk, as a long-lived database would be: SQLite's WAL folded in first,
+    PostgreSQL's statistics gathered first."""
+    with store.engine.connect() as conn:
+        if store.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE")  # planner statistics, as autovacuum would leave them
+            conn.commit()
+            size = conn.exec_driver_sql("SELECT pg_database_size(current_database())")
+            return float(size.scalar_one()) / 1e6
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = path.with_name("history.db-wal")
+    return path.stat().st_size / 1e6 + (wal.stat().st_size / 1e6 if wal.exists() else 0)
+
+
+def whole_page(url: str, repeats: int) -> None:
     """The History page itself on this database (AppTest: the script run, no browser), so
     the figure includes everything the page does, not only its queries."""
     import os
@@ -217,7 +233,7 @@ def whole_page(path: Path, repeats: int) -> None:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    os.environ["WORKBENCH_DATABASE_URL"] = f"sqlite:///{path}"
+    os.environ["WORKBENCH_DATABASE_URL"] = url
     os.environ["WORKBENCH_PROMPTS_DIR"] = str(Path(tempfile.gettempdir()) / "no-builtins")
     st.cache_resource.clear()
     page = str(ROOT / "workbench" / "app" / "pages" / "4_History.py")

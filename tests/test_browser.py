@@ -32,7 +32,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-APP_TIMEOUT_MS = 120_000  # the first run loads the model in the server
+APP_TIMEOUT_MS = 120_000
+ADD_ROW_CLICK_MS = 10_000  # then the button's own click event (checked to work at 1 ms)  # the first run loads the model in the server
 
 
 @pytest.fixture(scope="session")
@@ -155,8 +156,15 @@ def add_row(page: Any, editor: Any, existing: int, values: list[str]) -> None:
     The table is drawn on a canvas, so a cell is reached by its position (35 px rows under a
     35 px header); its editor is a text box in #portal, filled like any input.
     """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    button = editor.get_by_role("button", name="Add row")
     editor.hover()  # the table's toolbar appears on hover
-    editor.get_by_role("button", name="Add row").click(timeout=15_000)
+    try:
+        button.click(timeout=ADD_ROW_CLICK_MS)
+    except PlaywrightTimeoutError:  # the toolbar slid under another element as the page moved
+        editor.hover()
+        button.dispatch_event("click")  # the button's own click, wherever the pointer is
     settle(page)
     canvas = editor.get_by_test_id("data-grid-canvas")
     width = canvas.bounding_box()["width"]

@@ -32,8 +32,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-APP_TIMEOUT_MS = 120_000
-ADD_ROW_CLICK_MS = 10_000  # then the button's own click event (checked to work at 1 ms)  # the first run loads the model in the server
+APP_TIMEOUT_MS = 120_000  # the first run loads the model in the server
+ADD_ROW_CLICK_MS = 10_000  # then the button's own click event (checked to work at 1 ms)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import WorkbenchError
 from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
-from .scorers import normalise
 from .techniques import SelfConsistency, extract_answer
 
 if TYPE_CHECKING:
@@ -45,6 +44,9 @@ class AnswerGroup:
 
 
 def answer_key(answer: str) -> str:
+    # Imported here: the runner imports this module, and starting a run needs no scorer table.
+    from .scorers import normalise
+
     return normalise(answer)
 
 

@@ -403,6 +403,14 @@ def watch_job(state_key: str, cancel_key: str, show: Callable[[jobs.Job], None])
     st.fragment(run_every=1.0 if live else None)(frame)()
 
 
+def share_columns(*names: str) -> dict[str, Any]:
+    """Column settings that draw shares (0–1) as percentage bars, for `st.dataframe`."""
+    return {
+        name: st.column_config.ProgressColumn(name, min_value=0.0, max_value=1.0, format="percent")
+        for name in names
+    }
+
+
 def add_to_test_set(
     rows: Sequence[Mapping[str, Any]], key: str, note: str, *, expected: str | None = None
 ) -> None:

@@ -295,13 +295,13 @@ def show_comparison(comparison: Comparison) -> None:
         table,
         hide_index=True,
         width="stretch",
-        column_config={
-            name: st.column_config.ProgressColumn(
-                name, min_value=0.0, max_value=1.0, format="percent"
+        column_config=ui.share_columns(
+            *(
+                n
+                for n in ("agreement with baseline", "pass rate", "mean score")
+                if n in table.columns
             )
-            for name in ("agreement with baseline", "pass rate", "mean score")
-            if name in table.columns
-        },
+        ),
     )
     charts_tab, rows_tab, ratings_tab = st.tabs(["Charts", "Rows side by side", "Ratings"])
     with charts_tab:

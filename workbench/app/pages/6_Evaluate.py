@@ -248,12 +248,7 @@ def show(report: EvalReport) -> None:
         summary,
         hide_index=True,
         width="stretch",
-        column_config={
-            name: st.column_config.ProgressColumn(
-                name, min_value=0.0, max_value=1.0, format="percent"
-            )
-            for name in ("pass rate", "JSON parsed")
-        },
+        column_config=ui.share_columns("pass rate", "JSON parsed"),
     )
     st.bar_chart(summary.set_index("version")["pass rate"], y_label="pass rate", height=220)
     detail = pd.DataFrame(
@@ -297,10 +292,7 @@ def show_stability(report: StabilityReport) -> None:
     if report.answer_pattern:
         st.caption(f"Answers picked out by the pattern `{report.answer_pattern}`.")
     summary = pd.DataFrame(stability.summary_rows(report))
-    percent = {
-        name: st.column_config.ProgressColumn(name, min_value=0.0, max_value=1.0, format="percent")
-        for name in ("agreement", "unanimous", "one-sample accuracy", "majority accuracy")
-    }
+    percent = ui.share_columns("agreement", "unanimous", "one-sample accuracy", "majority accuracy")
     st.dataframe(summary, hide_index=True, width="stretch", column_config=percent)
     st.plotly_chart(charts.stability_chart(report), key="stability_chart")
     if any(v.majority_accuracy is not None for v in report.versions):

@@ -91,10 +91,10 @@ def main() -> None:
 
     import torch
 
+    from workbench.backends.local import load_backend
     from workbench.config import Settings
     from workbench.exchange import load_builtins
     from workbench.library import Library
-    from workbench.models import load_backend
     from workbench.store import Store
 
     settings = Settings.from_env()
@@ -128,7 +128,7 @@ def workload(
     import torch
     from transformers import pipeline
 
-    from workbench.models import default_gguf
+    from workbench.backends.model_files import default_gguf
     from workbench.runner import Runner
 
     model, tok = backend.model, backend.tokenizer

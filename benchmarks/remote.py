@@ -55,8 +55,8 @@ class Measure:
 
 
 def measure(library: Any, spec: str, concurrency: int, rows: list[dict[str, str]]) -> Measure:
+    from workbench.backends.remote import RemoteBackend, ServerSpec
     from workbench.config import OpenAISettings, Settings
-    from workbench.remote import RemoteBackend, ServerSpec
     from workbench.runner import Runner
 
     settings = Settings.from_env().openai
@@ -86,9 +86,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
 
+    from workbench.backends.model_files import default_gguf
     from workbench.exchange import load_builtins
     from workbench.library import Library
-    from workbench.models import default_gguf
     from workbench.store import Store
 
     rows = [{"text": REVIEWS[i % len(REVIEWS)] + f" (#{i})"} for i in range(args.rows)]

@@ -420,7 +420,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_backend(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The process-wide backend for the tiny model (load_backend caches it per process)."""
-    from workbench.models import load_backend
+    from workbench.backends.local import load_backend
 
     return load_backend(str(tiny_model_dir), tmp_path_factory.mktemp("storage"))
 
@@ -429,7 +429,7 @@ def tiny_backend(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 def _one_torch_thread_for_the_tiny_model(request: pytest.FixtureRequest) -> None:
     """Tests on the tiny model run torch on one thread.
 
-    Loading a backend sets torch to every core (models.configure_threads). For a 64-wide model
+    Loading a backend sets torch to every core (local.configure_threads). For a 64-wide model
     that buys nothing, and when other work keeps the cores busy, OpenMP's barriers make each
     step of a two-thread pass wait for a descheduled thread: a 40-row batch took 14 s instead of
     0.2 s. Outputs do not depend on it (batched and one-by-one runs use the same setting).
@@ -501,7 +501,7 @@ def default_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A storage folder holding the converted default model (converted once per session, about
     30 s, or copied from the repository's storage/models when a converted copy is there)."""
 
-    from workbench.models import DEFAULT_ALIAS, ensure_default_model
+    from workbench.backends.model_files import DEFAULT_ALIAS, ensure_default_model
 
     storage = tmp_path_factory.mktemp("default-model-storage")
     converted = REPO_ROOT / "storage" / "models" / DEFAULT_ALIAS
@@ -535,7 +535,7 @@ def make_output(text: str | None = "answer", **fields: Any) -> Any:
     """An OutputRecord for tests of code that only reads outputs (no run, no database)."""
     from datetime import datetime
 
-    from workbench.runner import OutputRecord
+    from workbench.runs import OutputRecord
 
     base: dict[str, Any] = dict(
         id=1,
@@ -611,7 +611,7 @@ def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("CI") == "true" or os.environ.get("WORKBENCH_REQUIRE_REMOTE") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
-    from workbench.models import default_gguf
+    from workbench.backends.model_files import default_gguf
 
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     started = time.monotonic()

@@ -11,6 +11,7 @@ from conftest import app_test
 
 from workbench import evaluate, jobs, ratings
 from workbench.runner import Runner, RunSummary
+from workbench.runs import list_runs
 from workbench.scorers import Score, parse_checks
 from workbench.workspace import open_library
 
@@ -63,7 +64,7 @@ def test_v2_against_v1_side_by_side_with_diff_charts_and_ratings(app_env: Path) 
 
     # Each column is an ordinary stored run.
     runner = Runner(open_library())
-    runs = runner.list_runs()
+    runs = list_runs(runner.store)
     assert {tuple(r.versions) for r in runs} == {(f"{PROMPT}@2",), (f"{PROMPT}@1",)}
 
     # Side by side: the baseline as text, the other column as an escaped word diff.
@@ -109,7 +110,7 @@ def test_compare_stored_runs_without_a_model(app_env: Path, tiny_backend: Any) -
     rows = [{"text": "good"}, {"text": "bad"}, {"text": "meh"}]
     first = runner.run([lib.get(f"{PROMPT}@1")], rows, overrides={"max_new_tokens": 4})
     second = runner.run([lib.get(f"{PROMPT}@2")], rows[::-1], overrides={"max_new_tokens": 4})
-    before = len(runner.list_runs())
+    before = len(list_runs(runner.store))
 
     at = app_test(PAGE).run()
     at.radio(key="cmp_mode").set_value("Stored runs").run()
@@ -121,7 +122,7 @@ def test_compare_stored_runs_without_a_model(app_env: Path, tiny_backend: Any) -
     assert [r["text"] for r in comparison.rows] == ["good", "bad", "meh"]
     for r, row in enumerate(comparison.cells):
         assert [o.variables["text"] for o in row] == [rows[r]["text"]] * 2
-    assert len(runner.list_runs()) == before  # nothing was generated
+    assert len(list_runs(runner.store)) == before  # nothing was generated
     assert len(at.get("plotly_chart")) == 3
 
 
@@ -133,7 +134,7 @@ def test_bad_parameter_is_reported_before_anything_runs(app_env: Path) -> None:
     assert not at.exception, at.exception
     assert at.error and "temperature" in at.error[-1].value
     assert "cmp_job" not in at.session_state
-    assert Runner(open_library()).list_runs() == []
+    assert list_runs(open_library().store) == []
 
 
 # --- scores -------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from conftest import app_test
 
 from workbench import jobs
 from workbench.evaluate import stored_scores
-from workbench.runner import Runner
+from workbench.runs import list_runs
 from workbench.workspace import open_library
 
 PAGE = "pages/6_Evaluate.py"
@@ -64,7 +64,7 @@ def test_bad_assertion_is_refused_before_anything_runs(app_env: Path) -> None:
     assert not at.exception, at.exception
     assert at.error and "regex" in at.error[0].value.lower()
     assert "eval_job" not in at.session_state
-    assert Runner(open_library()).list_runs() == []
+    assert list_runs(open_library().store) == []
 
 
 def test_rows_without_an_expected_answer_fail_with_a_reason(app_env: Path) -> None:
@@ -142,6 +142,6 @@ def test_stability_across_seeds_report_and_charts(app_env: Path) -> None:
     matrix = next(t for t in tables if CHAT in t.columns)
     assert list(matrix["row"]) == [1, 2] and CHAT in matrix.columns and COMPLETION in matrix.columns
     # all samples are stored: 2 versions × 2 rows × 3 seeds in one run
-    runs = Runner(open_library()).list_runs()
+    runs = list_runs(open_library().store)
     assert len(runs) == 1 and runs[0].total == 12 and runs[0].done == 12
     assert len(at.get("download_button")) == 2

@@ -18,7 +18,8 @@ from history_data import seed_history
 from sqlalchemy import delete, func, select, update
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
-from workbench.runner import OutputRecord, Runner
+from workbench.runner import Runner
+from workbench.runs import OutputRecord, get_run, list_runs, run_outputs
 from workbench.store import Output, Run
 from workbench.workspace import open_library
 
@@ -56,7 +57,7 @@ def table(at: Any, column: str) -> pd.DataFrame:
 
 
 def outputs_of(run_id: int) -> list[OutputRecord]:
-    return Runner(open_library()).outputs(run_id)
+    return run_outputs(open_library().store, run_id)
 
 
 def run_count() -> int:
@@ -196,7 +197,7 @@ def test_run_again_stores_a_new_run_with_the_same_versions_rows_and_overrides(
     assert not at.error, [e.value for e in at.error]
     assert run_count() == 2
     runner = Runner(open_library())
-    old, new = runner.get_run(run_id), runner.list_runs(limit=1)[0]
+    old, new = get_run(runner.store, run_id), list_runs(runner.store, limit=1)[0]
     assert new.id != run_id and new.status == "done"
     assert (new.versions, new.params, new.total) == (old.versions, old.params, old.total)
     assert [o.variables for o in outputs_of(new.id)] == [o.variables for o in outputs_of(run_id)]
@@ -224,7 +225,7 @@ def test_resume_generates_only_the_missing_outputs(make_run: Any) -> None:
     assert kept <= {o.id for o in after}  # untouched; only rows 2 and 4 are new
     assert sorted(o.row_index for o in after if o.id not in kept) == [1, 3]
     assert [o.text for o in after] == [o.text for o in before]  # greedy: the same answers
-    assert Runner(lib).get_run(run_id).status == "done"
+    assert get_run(lib.store, run_id).status == "done"
     assert at.metric[1].value == "4/4"
     assert not at.button(key="history:rerun").disabled
     assert not [b for b in at.button if b.key == "history:resume"]

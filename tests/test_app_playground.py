@@ -8,6 +8,7 @@ from conftest import app_test
 
 from workbench import jobs
 from workbench.runner import Runner
+from workbench.runs import list_runs, run_outputs
 from workbench.workspace import open_library
 
 PAGE = "pages/2_Playground.py"
@@ -24,7 +25,7 @@ def _open(prompt: str = "zero-shot-sentiment-chat") -> object:
 def _stored_outputs() -> list:
     lib = open_library()
     runner = Runner(lib)
-    return [o for r in runner.list_runs() for o in runner.outputs(r.id)]
+    return [o for r in list_runs(runner.store) for o in run_outputs(runner.store, r.id)]
 
 
 def test_single_run_streams_stores_and_shows_stats(app_env: Path) -> None:

@@ -7,11 +7,13 @@ from typing import Any
 import pytest
 from conftest import make_output
 
-from workbench import charts, compare, evaluate, scorers
+from workbench import compare, evaluate, scorers
+from workbench.app import charts
 from workbench.compare import Column, ColumnSpec, Comparison
 from workbench.errors import WorkbenchError
 from workbench.library import Library
-from workbench.runner import OutputRecord, Runner
+from workbench.runner import Runner
+from workbench.runs import OutputRecord, list_runs
 from workbench.scorers import AssertionConfigError, Score
 
 
@@ -129,7 +131,7 @@ def test_run_columns_makes_one_stored_run_per_column(
     assert result.rows == rows
     for r, row in enumerate(result.cells):
         assert [o.variables for o in row] == [rows[r], rows[r]]  # type: ignore[union-attr]
-    runs = Runner(two_versions).list_runs()
+    runs = list_runs(two_versions.store)
     assert sorted(r.versions[0] for r in runs) == ["echo@1", "echo@2"]
     assert result.columns[0].label == "echo@1 · tiny · max_new_tokens=3"
 

@@ -21,6 +21,7 @@ from workbench.datasets import Dataset
 from workbench.evaluate import store_scores
 from workbench.library import Library
 from workbench.runner import Runner
+from workbench.runs import get_run, run_outputs
 from workbench.scorers import Score, parse_assertion
 from workbench.store import Prompt, Rating, Store
 from workbench.store import Score as ScoreRow
@@ -205,9 +206,9 @@ def test_runs_at_once_each_store_all_their_outputs(
     run_ids = {s.run.id for s in done.values()}
     assert len(run_ids) == len(runners)
     for summary in done.values():
-        record = runners[0].get_run(summary.run.id)
+        record = get_run(runners[0].store, summary.run.id)
         assert (record.status, record.done, record.total) == ("done", len(rows), len(rows))
-        outputs = runners[0].outputs(summary.run.id)
+        outputs = run_outputs(runners[0].store, summary.run.id)
         assert [o.row_index for o in outputs] == list(range(len(rows)))
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from conftest import BUILTIN_PROMPTS_DIR, refuse_network
 
-from workbench.models import DEFAULT_ALIAS, load_backend
+from workbench.backends.local import load_backend
+from workbench.backends.model_files import DEFAULT_ALIAS
 from workbench.params import GenerationParams
 from workbench.runner import Runner
 

@@ -16,6 +16,7 @@ from conftest import REPO_ROOT
 from workbench.cli import EXIT_BELOW_MIN
 from workbench.evaluate import stored_scores
 from workbench.runner import Runner
+from workbench.runs import list_runs, run_outputs
 from workbench.workspace import open_library
 
 Result = tuple[int, str, str]
@@ -73,7 +74,7 @@ def test_two_versions_on_the_labelled_dataset(cli: Cli, tmp_path: Path) -> None:
             assert by_metric["exact-match"]["passed"] is False
     # Scores are stored against the outputs.
     runner = Runner(open_library())
-    outputs = runner.outputs(data["versions"][0]["run_id"])
+    outputs = run_outputs(runner.store, data["versions"][0]["run_id"])
     stored = stored_scores(runner.store, [o.id for o in outputs])
     assert len(stored) == 20 and all(len(v) == 2 for v in stored.values())
 
@@ -170,7 +171,7 @@ def test_bad_assertions_are_refused_before_generation(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert message in lines[0].lower() or message in lines[0]
-    assert Runner(open_library()).list_runs() == []  # nothing ran
+    assert list_runs(open_library().store) == []  # nothing ran
 
 
 @pytest.mark.parametrize(
@@ -188,7 +189,7 @@ def test_other_mistakes_are_refused_before_generation(
     code, out, err = cli("eval", CHAT, "--dataset", path, *args)
     assert code == 1, (out, err)
     assert message in err and "Traceback" not in err
-    assert Runner(open_library()).list_runs() == []
+    assert list_runs(open_library().store) == []
 
 
 def test_assertions_in_the_prompt_file(cli: Cli, tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from workbench.evaluate import (
     stored_scores,
 )
 from workbench.library import Library
-from workbench.runner import OutputRecord, Runner
+from workbench.runner import Runner
+from workbench.runs import OutputRecord
 from workbench.scorers import parse_check
 
 

@@ -20,17 +20,15 @@ from typing import Any
 import pytest
 from conftest import BUILTIN_PROMPTS_DIR, build_prompt_text
 
-from workbench.models import (
-    MIN_SHARED_PREFIX,
+from workbench.backends.base import (
     Cancel,
     ContextOverflowError,
     Generation,
     ModelError,
     ModelInput,
-    _shared_prefix_len,
-    load_backend,
-    resolve_model,
 )
+from workbench.backends.local import MIN_SHARED_PREFIX, _shared_prefix_len, load_backend
+from workbench.backends.model_files import resolve_model
 from workbench.params import GenerationParams, ParameterError
 from workbench.templates import Rendered, parse_prompt, parse_prompt_bytes
 

@@ -16,11 +16,13 @@ import httpx
 import pytest
 from openai_stub import StubBehaviour, stub_server
 
+from workbench.backends import open_backend
+from workbench.backends.base import Cancel, ModelError, ModelInput
+from workbench.backends.remote import RemoteBackend, ServerSpec, public_url
 from workbench.config import OpenAISettings, Settings
-from workbench.models import Cancel, ModelError, ModelInput, open_backend
 from workbench.params import GenerationParams
-from workbench.remote import RemoteBackend, ServerSpec, public_url
 from workbench.runner import cache_key
+from workbench.runs import list_runs, run_outputs
 from workbench.templates import Message, Rendered
 
 GREEDY = GenerationParams(max_new_tokens=16)
@@ -274,8 +276,8 @@ def test_the_playground_runs_on_a_server_it_contacts_only_then(
     at.button(key="play_run").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     runner = Runner(open_library())
-    [run] = runner.list_runs()
-    [output] = runner.outputs(run.id)
+    [run] = list_runs(runner.store)
+    [output] = run_outputs(runner.store, run.id)
     assert (output.model, output.text) == (f"openai:stub@{url}", "Hello from the stub")
     assert behaviour.requests[0]["messages"][-1]["role"] == "user"
 
@@ -295,7 +297,7 @@ def test_runs_resume_finds_the_server_a_run_named(
     assert not behaviour.requests
     assert main(["runs", "resume", str(run_id)]) == 0, capsys.readouterr().err
     assert len(behaviour.requests) == 2
-    outputs = runner.outputs(run_id)
+    outputs = run_outputs(runner.store, run_id)
     assert [o.text for o in outputs] == ["Hello from the stub"] * 2
     assert {o.model for o in outputs} == {f"openai:stub@{url}"}
 

@@ -15,11 +15,11 @@ from conftest import build_prompt_text
 from servers import ALIAS
 from sqlalchemy import select
 
+from workbench.backends.base import Cancel, ModelError
+from workbench.backends.remote import RemoteBackend, ServerSpec
 from workbench.config import OpenAISettings
 from workbench.library import Library
-from workbench.models import Cancel, ModelError
 from workbench.params import GenerationParams
-from workbench.remote import RemoteBackend, ServerSpec
 from workbench.runner import Runner
 from workbench.store import Output, Run
 from workbench.templates import Message, Rendered

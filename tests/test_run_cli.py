@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT
 
+from workbench.backends.base import ModelInput
 from workbench.cli import main
-from workbench.models import ModelInput
 from workbench.params import GenerationParams
 
 Result = tuple[int, str, str]
@@ -402,7 +402,7 @@ def test_killed_run_keeps_its_outputs_and_resumes(
         "max_new_tokens=24",
     ]
     # `python -m workbench.cli ARGS`, on one CPU: the model then runs torch on one thread
-    # (models.configure_threads follows the CPU affinity), which keeps this test quick when
+    # (local.configure_threads follows the CPU affinity), which keeps this test quick when
     # other work shares the machine; what is tested is what a kill leaves behind.
     pin = "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); " if _can_pin() else ""
     command = [

@@ -15,12 +15,13 @@ import pytest
 from conftest import build_prompt_text
 from sqlalchemy import func, select
 
+from workbench.backends.base import Cancel
 from workbench.datasets import Dataset, DatasetError, parse_dataset
 from workbench.errors import NotFoundError, WorkbenchError
 from workbench.exchange import RUN_EXPORT_FIELDS, export_outputs
-from workbench.models import Cancel
 from workbench.params import GenerationParams, ParameterError
-from workbench.runner import OutputRecord, Progress, Runner, extract_answer
+from workbench.runner import Progress, Runner
+from workbench.runs import OutputRecord, get_run, list_runs
 from workbench.store import Output, Run, RunRow, Store, Vote
 from workbench.techniques import SelfConsistency
 
@@ -151,7 +152,7 @@ def test_outputs_record_how_they_were_made(runner: Runner, tiny_backend: Any) ->
         [tiny_backend.model_input(rendered)], GenerationParams(max_new_tokens=6)
     )
     assert out.text == direct[0].text
-    run = runner.get_run(summary.run.id)
+    run = get_run(runner.store, summary.run.id)
     assert run.params == {"max_new_tokens": 6}  # the overrides given
     assert run.versions == ["zero-shot-sentiment-chat@1"]
     assert run.finished_at is not None
@@ -168,9 +169,9 @@ def test_runs_are_listed_newest_first(runner: Runner) -> None:
     version = runner.library.get("zero-shot-sentiment")
     a = runner.run([version], [{"text": "a"}]).run.id
     b = runner.run([version], [{"text": "b"}]).run.id
-    assert [r.id for r in runner.list_runs()] == [b, a]
+    assert [r.id for r in list_runs(runner.store)] == [b, a]
     with pytest.raises(NotFoundError, match="no run 999"):
-        runner.get_run(999)
+        get_run(runner.store, 999)
 
 
 def test_two_versions_in_one_run(runner: Runner) -> None:
@@ -315,7 +316,7 @@ def test_prompt_too_long_fails_before_any_output(runner: Runner) -> None:
     )
     assert f"the prompt is {prompt_tokens} tokens" in message
     assert count(runner.store, Output) == 0
-    (run,) = runner.list_runs()
+    (run,) = list_runs(runner.store)
     assert run.status == "failed" and run.error and "context window" in run.error
 
 
@@ -445,7 +446,7 @@ def test_cancelled_output_is_not_reused_from_the_cache(runner: Runner) -> None:
     out = streamed.output
     assert out is not None and out.finish_reason == "cancelled"
     assert out.completion_tokens is not None and out.completion_tokens < 60
-    assert runner.get_run(streamed.run_id).status == "cancelled"
+    assert get_run(runner.store, streamed.run_id).status == "cancelled"
     again = runner.run([version], [{"text": "hi"}], overrides=params)
     assert not again.outputs[0].cached
     assert again.outputs[0].finish_reason != "cancelled"
@@ -462,7 +463,7 @@ def test_streamed_run_is_stored_and_then_cached(runner: Runner) -> None:
     out = streamed.output
     assert out is not None and not streamed.cached
     assert out.text == text and out.ttft_s is not None
-    assert runner.get_run(streamed.run_id).status == "done"
+    assert get_run(runner.store, streamed.run_id).status == "done"
     again = runner.stream(version, {"text": "hi"}, overrides={"max_new_tokens": 20})
     assert "".join(again) == text
     assert again.cached and again.output is not None and again.output.cached
@@ -486,7 +487,7 @@ def test_self_consistency_builtin(runner: Runner) -> None:
     assert len({o.text for o in outs}) > 1  # different seeds, different samples
     sc = SelfConsistency.from_metadata(version.file.metadata)
     assert sc is not None
-    assert [o.answer for o in outs] == [extract_answer(o.text or "", sc) for o in outs]
+    assert [o.answer for o in outs] == [sc.extract(o.text or "") for o in outs]
     (vote,) = summary.votes
     assert vote.samples == 5 and vote.row_index == 0
     counts = Counter(o.answer for o in outs if o.answer is not None)
@@ -577,7 +578,7 @@ def test_samples_below_one_is_refused(runner: Runner) -> None:
     ],
 )
 def test_extract_answer(text: str, sc: SelfConsistency, expected: str | None) -> None:
-    assert extract_answer(text, sc) == expected
+    assert sc.extract(text) == expected
 
 
 # --- export ---------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from conftest import CliResult, make_output
 
+from workbench.answers import AnswerGroup, group_answers
 from workbench.errors import WorkbenchError
+from workbench.runs import run_outputs, run_votes
 from workbench.stability import (
-    AnswerGroup,
-    group_answers,
     measure,
     render_report,
     report_dict,
@@ -149,10 +149,10 @@ def test_measure_runs_every_version_under_n_seeds_and_matches_the_votes(runner: 
     assert [v.ref for v in report.versions] == [v.ref for v in versions]
     assert report.seeds == 4
     run_id = report.versions[0].run_id
-    outputs = runner.outputs(run_id)
+    outputs = run_outputs(runner.store, run_id)
     assert len(outputs) == 2 * 2 * 4
     assert len({o.seed for o in outputs}) == 4  # four seeds, the same four for every row
-    votes = {(f"{v.prompt}@{v.version}", v.row_index): v for v in runner.votes(run_id)}
+    votes = {(f"{v.prompt}@{v.version}", v.row_index): v for v in run_votes(runner.store, run_id)}
     for version in report.versions:
         for row in version.rows:
             vote = votes[(version.ref, row.row_index)]
@@ -161,7 +161,7 @@ def test_measure_runs_every_version_under_n_seeds_and_matches_the_votes(runner: 
             assert vote.agreement == pytest.approx(row.agreement)
             assert vote.counts == {g.answer: g.count for g in row.groups}
     # the same report again from the stored run, nothing generated
-    again = run_stability(runner, run_id)
+    again = run_stability(runner.store, run_id)
     assert report_dict(again) == report_dict(report)
 
 
@@ -231,7 +231,7 @@ def test_stability_command_bad_input(
 
 
 def test_charts_show_every_rows_agreement_and_the_vote_gain() -> None:
-    from workbench.charts import stability_chart, vote_gain_chart
+    from workbench.app.charts import stability_chart, vote_gain_chart
 
     report = _report()
     fig = stability_chart(report)

@@ -395,7 +395,7 @@ def model_options(command: Any) -> Any:
 
 
 def _runner(model: str | None, dtype: str, trust_remote_code: bool) -> Any:
-    from .models import open_backend
+    from .backends import open_backend
     from .runner import Runner
 
     settings = Settings.from_env()
@@ -459,6 +459,7 @@ def run_command(
     """
     from .datasets import read_dataset
     from .params import parse_param_pairs
+    from .runner import samples_for
 
     overrides = parse_param_pairs(list(param))
     version = _library().get(ref)
@@ -472,7 +473,7 @@ def run_command(
     runner = _runner(model, dtype, trust_remote_code)
     use_cache = not no_cache
     single = (
-        dataset is None and not (samples and samples > 1) and runner._samples(version, samples) == 1
+        dataset is None and not (samples and samples > 1) and samples_for(version, samples) == 1
     )
     if single and not as_json:
         streamed = runner.stream(version, rows[0], overrides=overrides, use_cache=use_cache)
@@ -742,7 +743,7 @@ def stability_command(
     if run_id is not None:
         if refs or dataset or var:
             raise WorkbenchError("--run reports on a stored run: give no REFS, --dataset or --var")
-        report = run_stability(_runner(model, dtype, trust_remote_code), run_id, answer_pattern)
+        report = run_stability(library.store, run_id, answer_pattern)
     else:
         if not refs:
             raise WorkbenchError("give one or more prompt versions (REFS), or --run ID")
@@ -898,9 +899,9 @@ def runs_app() -> None:
 @json_flag
 def runs_list(limit: int, as_json: bool) -> None:
     """List runs, newest first."""
-    from .runner import Runner
+    from .runs import list_runs
 
-    runs = Runner(_library()).list_runs(limit=limit)
+    runs = list_runs(_library().store, limit=limit)
     if as_json:
         _echo_json([r.__dict__ for r in runs])
         return
@@ -927,11 +928,12 @@ def runs_list(limit: int, as_json: bool) -> None:
 @json_flag
 def runs_show(run_id: int, as_json: bool) -> None:
     """Show a run and its outputs."""
-    from .runner import Runner, RunSummary
+    from .runner import RunSummary
+    from .runs import get_run, run_outputs, run_votes
 
-    runner = Runner(_library())
-    record = runner.get_run(run_id)
-    summary = RunSummary(record, runner.outputs(run_id), runner.votes(run_id), 0.0, 0)
+    store = _library().store
+    record = get_run(store, run_id)
+    summary = RunSummary(record, run_outputs(store, run_id), run_votes(store, run_id), 0.0, 0)
     if not as_json:
         click.echo(
             f"run {record.id} · {record.status} · {', '.join(record.versions)} · {record.model} "
@@ -950,9 +952,9 @@ def runs_resume(
     run_id: int, batch_size: int | None, model: str | None, dtype: str, trust_remote_code: bool
 ) -> None:
     """Finish an interrupted run: generate only its missing outputs (same model required)."""
-    from .runner import Runner
+    from .runs import get_run
 
-    record = Runner(_library()).get_run(run_id)
+    record = get_run(_library().store, run_id)
     runner = _runner(model or record.model, dtype if model else record.dtype, trust_remote_code)
     summary = runner.resume(
         run_id,
@@ -977,11 +979,11 @@ def runs_resume(
 def runs_export(run_id: int, fmt: str, output: Path | None) -> None:
     """Export a run's outputs with their exact model input and parameters."""
     from .exchange import export_outputs
-    from .runner import Runner
+    from .runs import get_run, run_outputs
 
-    runner = Runner(_library())
-    runner.get_run(run_id)
-    data = export_outputs(runner.outputs(run_id), fmt)
+    store = _library().store
+    get_run(store, run_id)
+    data = export_outputs(run_outputs(store, run_id), fmt)
     if output is None:
         click.echo(data.decode("utf-8"), nl=False)
         return

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import evaluate
+from .answers import answer_key
+from .backends.base import Cancel
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
-from .models import Cancel
 from .params import GenerationParams
 from .ratings import RatingRecord
-from .runner import OutputRecord, Progress, Runner, required_variables
+from .runner import Progress, Runner, required_variables
+from .runs import OutputRecord, get_run, list_runs, run_outputs
 from .scorers import (
     SCORERS,
     Check,
@@ -189,7 +191,7 @@ def run_columns(
 def stored_columns(runner: Runner, run_ids: Sequence[int]) -> list[tuple[int, str]]:
     """(run id, version ref) pairs: a run over several versions gives a column per version."""
     pairs: list[tuple[int, str]] = []
-    for record in runner.list_runs(limit=len(run_ids) or 1, run_ids=list(run_ids)):
+    for record in list_runs(runner.store, limit=len(run_ids) or 1, run_ids=list(run_ids)):
         pairs.extend((record.id, ref) for ref in record.versions)
     order = {rid: i for i, rid in enumerate(run_ids)}
     return sorted(pairs, key=lambda p: (order.get(p[0], 0), p[1]))
@@ -201,10 +203,10 @@ def compare_runs(runner: Runner, selections: Sequence[tuple[int, str]]) -> Compa
         raise WorkbenchError(f"compare 1 to {MAX_COLUMNS} stored runs, got {len(selections)}")
     columns, outputs = [], []
     for run_id, ref in selections:
-        run = runner.get_run(run_id)
+        run = get_run(runner.store, run_id)
         found = [
             o
-            for o in runner.outputs(run_id)
+            for o in run_outputs(runner.store, run_id)
             if f"{o.prompt}@{o.version}" == ref and o.sample_index == 0
         ]
         if not found:
@@ -246,11 +248,10 @@ def _align(
 
 # --- reading a comparison -----------------------------------------------------------------
 def normalise_answer(output: OutputRecord) -> str:
-    """What counts as "the same answer": the extracted answer if the prompt defines one,
-    otherwise the text with case, surrounding punctuation and spacing ignored."""
-    text = output.answer if output.answer is not None else (output.text or "")
-    text = re.sub(r"\s+", " ", text).strip().lower()
-    return text.strip(" .!?;:\"'`")
+    """What counts as "the same answer" in a comparison: the extracted answer if the prompt
+    defines one, otherwise the text, compared as `answers.answer_key` compares them (the rule
+    Stability and the self-consistency vote use too)."""
+    return answer_key(output.answer if output.answer is not None else (output.text or ""))
 
 
 def agreement(comparison: Comparison, baseline: int) -> list[float | None]:

@@ -27,7 +27,8 @@ from .datasets import Dataset
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
 from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
-from .runner import OutputRecord, Progress, Runner
+from .runner import Progress, Runner
+from .runs import OutputRecord
 from .scorers import (
     SCORERS,
     AssertionConfigError,

@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from .errors import NotFoundError, WorkbenchError
-from .runner import RunRecord, run_records
+from .runs import RunRecord, run_records, run_rows, run_versions
 from .store import (
     Label,
     Output,
@@ -41,7 +41,6 @@ from .store import (
     PromptVersion,
     Rating,
     Run,
-    RunRow,
     RunVersion,
     Store,
 )
@@ -452,23 +451,8 @@ def rerun_request(store: Store, run_id: int) -> RerunRequest:
         run = s.get(Run, run_id)
         if run is None:
             raise NotFoundError(f"no run {run_id}")
-        versions = [
-            f"{name}@{number}"
-            for name, number in s.execute(
-                select(Prompt.name, PromptVersion.number)
-                .select_from(RunVersion)
-                .join(PromptVersion, PromptVersion.id == RunVersion.version_id)
-                .join(Prompt, Prompt.id == PromptVersion.prompt_id)
-                .where(RunVersion.run_id == run_id)
-                .order_by(RunVersion.position)
-            )
-        ]
-        rows = [
-            dict(v)
-            for v in s.scalars(
-                select(RunRow.variables).where(RunRow.run_id == run_id).order_by(RunRow.row_index)
-            )
-        ]
+        versions = run_versions(s, [run_id]).get(run_id, [])
+        rows = [variables for _, variables in run_rows(s, run_id)]
         return RerunRequest(
             run_id=run_id,
             versions=versions,

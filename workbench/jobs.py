@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backends.base import Cancel
 from .errors import WorkbenchError
-from .models import Cancel
-from .runner import OutputRecord, Progress
+from .runner import Progress
+from .runs import OutputRecord
 
 log = logging.getLogger(__name__)
 

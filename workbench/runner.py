@@ -15,21 +15,31 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, delete, func, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from .answers import counts as answer_counts
+from .answers import group_answers
+from .backends.base import Backend, Cancel, FinishReason, Generation, ModelInfo, ModelInput
 from .datasets import Dataset, check_columns
 from .errors import NotFoundError, WorkbenchError
 from .library import Library, VersionInfo
-from .models import Backend, Cancel, FinishReason, Generation, ModelInput
 from .params import GenerationParams
-from .stability import counts as answer_counts
-from .stability import group_answers
-from .store import Output, Prompt, PromptVersion, Run, RunRow, RunVersion, Vote, utcnow
-from .techniques import SelfConsistency, extract_answer
+from .runs import (
+    OutputRecord,
+    RunRecord,
+    VoteRecord,
+    complete,
+    get_run,
+    output_record,
+    run_outputs,
+    run_rows,
+    run_votes,
+)
+from .store import Output, PromptVersion, Run, RunRow, RunVersion, Vote, utcnow
+from .techniques import SelfConsistency
 from .templates import Rendered
 
 SAMPLING_TEMPERATURE = 0.7  # used for self-consistency when a prompt asks for greedy decoding
@@ -43,71 +53,6 @@ class Progress:
     tokens_per_s: float
     eta_s: float | None
     elapsed_s: float
-
-
-@dataclass(frozen=True)
-class OutputRecord:
-    id: int
-    run_id: int
-    prompt: str
-    version: int
-    row_index: int
-    sample_index: int
-    variables: dict[str, Any]
-    text: str | None
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    latency_s: float | None
-    ttft_s: float | None
-    batch_size: int | None
-    cached: bool
-    error: str | None
-    answer: str | None
-    model: str
-    revision: str
-    dtype: str
-    params: dict[str, Any]
-    seed: int
-    model_input: str
-    messages: list[dict[str, str]]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class VoteRecord:
-    prompt: str
-    version: int
-    row_index: int
-    answer: str | None
-    agreement: float
-    samples: int
-    counts: dict[str, int]
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: int
-    status: str
-    model: str
-    revision: str
-    dtype: str
-    versions: list[str]
-    params: dict[str, Any]
-    samples: int
-    dataset: str | None
-    total: int
-    done: int
-    cached: int
-    errors: int
-    created_at: datetime
-    finished_at: datetime | None
-    error: str | None
-
-    @property
-    def resumable(self) -> bool:
-        """Some outputs are missing (interrupted, cancelled, or deleted since)."""
-        return self.done < self.total
 
 
 @dataclass(frozen=True)
@@ -144,11 +89,6 @@ class _Plan:
     cells: list[_Cell] = field(default_factory=list)
 
 
-def _complete() -> ColumnElement[bool]:
-    """Outputs that count as done: everything except those cut short by a cancel."""
-    return or_(Output.finish_reason.is_(None), Output.finish_reason != "cancelled")
-
-
 def cache_key(
     backend: Backend, model_input: ModelInput, params: GenerationParams, seed: int
 ) -> str:
@@ -170,63 +110,13 @@ def cache_key(
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run_counts(s: Session, run_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
-    """Per run: outputs done (cancelled ones do not count), of which cached, of which failed."""
-    return {
-        rid: (done, int(cached or 0), errors)
-        for rid, done, cached, errors in s.execute(
-            select(
-                Output.run_id,
-                func.count(),
-                func.sum(func.cast(Output.cached, type_=Integer())),
-                func.count(Output.error),
-            )
-            .where(Output.run_id.in_(run_ids), _complete())
-            .group_by(Output.run_id)
-        )
-    }
-
-
-def run_versions(s: Session, run_ids: Sequence[int]) -> dict[int, list[str]]:
-    """Per run: the references (`name@N`) of its versions, in the order they were given."""
-    names: dict[int, list[str]] = {}
-    for rid, name, number in s.execute(
-        select(RunVersion.run_id, Prompt.name, PromptVersion.number)
-        .join(PromptVersion, PromptVersion.id == RunVersion.version_id)
-        .join(Prompt, Prompt.id == PromptVersion.prompt_id)
-        .where(RunVersion.run_id.in_(run_ids))
-        .order_by(RunVersion.run_id, RunVersion.position)
-    ):
-        names.setdefault(rid, []).append(f"{name}@{number}")
-    return names
-
-
-def run_records(s: Session, runs: Sequence[Run]) -> list[RunRecord]:
-    """Run rows as records, with their output counts and version references."""
-    ids = [r.id for r in runs]
-    stats = run_counts(s, ids)
-    names = run_versions(s, ids)
-    return [
-        RunRecord(
-            id=r.id,
-            status=r.status,
-            model=r.model,
-            revision=r.revision,
-            dtype=r.dtype,
-            versions=names.get(r.id, []),
-            params=dict(r.params),
-            samples=r.samples,
-            dataset=r.dataset,
-            total=r.total,
-            done=stats.get(r.id, (0, 0, 0))[0],
-            cached=stats.get(r.id, (0, 0, 0))[1],
-            errors=stats.get(r.id, (0, 0, 0))[2],
-            created_at=r.created_at,
-            finished_at=r.finished_at,
-            error=r.error,
-        )
-        for r in runs
-    ]
+def samples_for(version: VersionInfo, samples: int | None = None) -> int:
+    """How many samples a run draws per row of `version`: `samples` when given, else the
+    prompt's own self-consistency samples, else one."""
+    if samples is not None:
+        return samples
+    sc = SelfConsistency.from_metadata(version.file.metadata)
+    return sc.samples if sc and sc.samples > 1 else 1
 
 
 def required_variables(version: VersionInfo) -> list[str]:
@@ -294,7 +184,7 @@ class Runner:
                     where = f"row {index + 1}: " if len(row_list) > 1 else ""
                     raise WorkbenchError(f"{version.ref}: {where}{exc}") from None
         info = self.backend.info
-        n_samples = [self._samples(v, samples) for v in versions]
+        n_samples = [samples_for(v, samples) for v in versions]
         with self.store.write() as s:
             run = Run(
                 status="running",
@@ -327,13 +217,6 @@ class Runner:
         self._rendered = {run_id: rendered}  # only the run just started
         return run_id
 
-    @staticmethod
-    def _samples(version: VersionInfo, samples: int | None) -> int:
-        if samples is not None:
-            return samples
-        sc = SelfConsistency.from_metadata(version.file.metadata)
-        return sc.samples if sc and sc.samples > 1 else 1
-
     def _plan(self, run_id: int) -> _Plan:
         """The cells of a run that have no output yet, rendered and keyed."""
         with self.store.read() as s:
@@ -345,15 +228,11 @@ class Runner:
                 .where(RunVersion.run_id == run_id)
                 .order_by(RunVersion.position)
             ).all()
-            rows = s.execute(
-                select(RunRow.row_index, RunRow.variables)
-                .where(RunRow.run_id == run_id)
-                .order_by(RunRow.row_index)
-            ).all()
+            rows = run_rows(s, run_id)
             done = set(
                 s.execute(
                     select(Output.version_id, Output.row_index, Output.sample_index).where(
-                        Output.run_id == run_id, _complete()
+                        Output.run_id == run_id, complete()
                     )
                 ).all()
             )
@@ -365,7 +244,7 @@ class Runner:
         for vid in version_ids:
             version = versions[vid]
             params = GenerationParams.build(version.file.options, overrides)
-            n = self._samples(version, samples_override)
+            n = samples_for(version, samples_override)
             if n > 1 and not params.sampling:
                 params = params.with_(temperature=SAMPLING_TEMPERATURE)
             for row_index, variables in rows:
@@ -393,7 +272,7 @@ class Runner:
                     )
         return plan
 
-    def _version_info(self, s: Any, version_id: int) -> VersionInfo:
+    def _version_info(self, s: Session, version_id: int) -> VersionInfo:
         row = s.get_one(PromptVersion, version_id)
         return self.library.info_in(s, row)
 
@@ -414,9 +293,7 @@ class Runner:
         with self.store.read() as s:
             run = s.get_one(Run, run_id)
             total, use_cache = run.total, run.use_cache
-            already = (
-                s.scalar(select(func.count()).where(Output.run_id == run_id, _complete())) or 0
-            )
+            already = s.scalar(select(func.count()).where(Output.run_id == run_id, complete())) or 0
         for cell in plan.cells:
             cell.model_input = backend.model_input(cell.rendered)
             cell.cache_key = cache_key(backend, cell.model_input, cell.params, cell.seed)
@@ -499,7 +376,7 @@ class Runner:
         self._write_votes(run_id)
         with self.store.read() as s:
             missing = total - (
-                s.scalar(select(func.count()).where(Output.run_id == run_id, _complete())) or 0
+                s.scalar(select(func.count()).where(Output.run_id == run_id, complete())) or 0
             )
         if status == "done" and missing > 0:
             status = "cancelled"
@@ -508,10 +385,14 @@ class Runner:
         if already == 0:
             outputs = [record for _, record in sorted(written, key=lambda item: item[0])]
         else:
-            outputs = self.outputs(run_id)
+            outputs = run_outputs(self.store, run_id)
         wall = time.perf_counter() - started
         return RunSummary(
-            self.get_run(run_id), outputs, self.votes(run_id), wall, counters["tokens"]
+            get_run(self.store, run_id),
+            outputs,
+            run_votes(self.store, run_id),
+            wall,
+            counters["tokens"],
         )
 
     def run(
@@ -536,7 +417,7 @@ class Runner:
 
     def resume(self, run_id: int, **kwargs: Any) -> RunSummary:
         """Finish a run that was interrupted or cancelled: only missing outputs are generated."""
-        record = self.get_run(run_id)
+        record = get_run(self.store, run_id)
         info = self.backend.info
         if (record.model, record.revision, record.dtype) != (info.name, info.revision, info.dtype):
             raise WorkbenchError(
@@ -544,7 +425,9 @@ class Runner:
                 f"model to resume it, not {info.name} ({info.revision}, {info.dtype})"
             )
         if record.done >= record.total:
-            return RunSummary(record, self.outputs(run_id), self.votes(run_id), 0.0, 0)
+            return RunSummary(
+                record, run_outputs(self.store, run_id), run_votes(self.store, run_id), 0.0, 0
+            )
         with self.store.write() as s:
             s.get_one(Run, run_id).status = "running"
         return self.execute(run_id, **kwargs)
@@ -618,12 +501,14 @@ class Runner:
             s.add_all(rows)
             s.flush()
             return [
-                self._record(row, cell.version)
+                output_record(row, cell.version.prompt, cell.version.number)
                 for row, (cell, _, _) in zip(rows, items, strict=True)
             ]
 
     @staticmethod
-    def _output_row(run_id: int, cell: _Cell, g: Generation, cached: bool, info: Any) -> Output:
+    def _output_row(
+        run_id: int, cell: _Cell, g: Generation, cached: bool, info: ModelInfo
+    ) -> Output:
         assert cell.model_input is not None
         sc = SelfConsistency.from_metadata(cell.version.file.metadata)
         if sc is None and cell.samples > 1:  # --samples on a prompt without a pattern
@@ -652,7 +537,7 @@ class Runner:
             ttft_s=g.ttft_s,
             batch_size=g.batch_size,
             error=None,
-            answer=extract_answer(g.text, sc) if sc is not None else None,
+            answer=sc.extract(g.text) if sc is not None else None,
             cache_key=cell.cache_key,
             cached=cached,
             created_at=utcnow(),
@@ -700,86 +585,6 @@ class Runner:
         with self.store.write() as s:
             run = s.get_one(Run, run_id)
             run.status, run.error, run.finished_at = status, error, utcnow()
-
-    # --- reading ------------------------------------------------------------------------------
-    def get_run(self, run_id: int) -> RunRecord:
-        runs = self.list_runs(run_ids=[run_id])
-        if not runs:
-            raise NotFoundError(f"no run {run_id} (see `workbench runs list`)")
-        return runs[0]
-
-    def list_runs(self, limit: int = 50, run_ids: Sequence[int] | None = None) -> list[RunRecord]:
-        with self.store.read() as s:
-            query = select(Run).order_by(Run.id.desc())
-            if run_ids is not None:
-                query = query.where(Run.id.in_(run_ids))
-            runs = s.scalars(query.limit(limit)).all()
-            return run_records(s, runs)
-
-    def outputs(self, run_id: int) -> list[OutputRecord]:
-        with self.store.read() as s:
-            rows = s.scalars(
-                select(Output)
-                .where(Output.run_id == run_id)
-                .order_by(Output.version_id, Output.row_index, Output.sample_index)
-            ).all()
-            versions: dict[int, VersionInfo] = {}
-            out = []
-            for row in rows:
-                if row.version_id not in versions:
-                    versions[row.version_id] = self._version_info(s, row.version_id)
-                out.append(self._record(row, versions[row.version_id]))
-            return out
-
-    def votes(self, run_id: int) -> list[VoteRecord]:
-        with self.store.read() as s:
-            out = []
-            for vote in s.scalars(
-                select(Vote).where(Vote.run_id == run_id).order_by(Vote.version_id, Vote.row_index)
-            ):
-                version = self._version_info(s, vote.version_id)
-                out.append(
-                    VoteRecord(
-                        version.prompt,
-                        version.number,
-                        vote.row_index,
-                        vote.answer,
-                        vote.agreement,
-                        vote.samples,
-                        dict(vote.counts),
-                    )
-                )
-            return out
-
-    @staticmethod
-    def _record(row: Output, version: VersionInfo) -> OutputRecord:
-        return OutputRecord(
-            id=row.id,
-            run_id=row.run_id,
-            prompt=version.prompt,
-            version=version.number,
-            row_index=row.row_index,
-            sample_index=row.sample_index,
-            variables=dict(row.variables),
-            text=row.text,
-            finish_reason=row.finish_reason,
-            prompt_tokens=row.prompt_tokens,
-            completion_tokens=row.completion_tokens,
-            latency_s=row.latency_s,
-            ttft_s=row.ttft_s,
-            batch_size=row.batch_size,
-            cached=row.cached,
-            error=row.error,
-            answer=row.answer,
-            model=row.model,
-            revision=row.revision,
-            dtype=row.dtype,
-            params=dict(row.params),
-            seed=row.seed,
-            model_input=row.model_input,
-            messages=list(row.messages),
-            created_at=row.created_at,
-        )
 
 
 class StreamedRun:

@@ -34,12 +34,12 @@ import math
 import re
 import string
 import threading
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from .answers import normalise
 from .errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -134,33 +134,7 @@ def _missing(detail: str) -> _Result:
     return _Result(None, False, detail, computed=False)
 
 
-# --- text normalisation (SQuAD) -----------------------------------------------------------------
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
-
-
-def _is_punctuation(ch: str) -> bool:
-    return ch in string.punctuation or unicodedata.category(ch).startswith("P")
-
-
-def normalise(
-    text: str,
-    *,
-    case: bool = True,
-    punctuation: bool = True,
-    articles: bool = True,
-    whitespace: bool = True,
-) -> str:
-    """SQuAD's answer normalisation; each flag turns one step on (all on by default)."""
-    if case:
-        text = text.lower()
-    if punctuation:
-        text = "".join(ch for ch in text if not _is_punctuation(ch))
-    if articles:
-        text = _ARTICLES.sub(" ", text)
-    if whitespace:
-        text = " ".join(text.split())
-    return text
+# --- text normalisation: answers.normalise (SQuAD) ----------------------------------------------
 
 
 def squad_f1(prediction: str, reference: str, **options: bool) -> float:

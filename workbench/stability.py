@@ -16,58 +16,25 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .answers import AnswerGroup, answer_key, counts, extract_answer, group_answers
 from .errors import WorkbenchError
 from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
-from .techniques import SelfConsistency, extract_answer
+from .runs import get_run, run_outputs
 
 if TYPE_CHECKING:
+    from .backends.base import Cancel
     from .datasets import Dataset
     from .library import VersionInfo
-    from .models import Cancel
-    from .runner import OutputRecord, Progress, Runner
+    from .runner import Progress, Runner
+    from .runs import OutputRecord
+    from .store import Store
 
 REPORT_FORMATS = (".json", ".csv")
-
-
-@dataclass(frozen=True)
-class AnswerGroup:
-    """Answers that are equal after normalisation; `answer` is their most frequent spelling."""
-
-    answer: str
-    key: str
-    count: int
-
-
-def answer_key(answer: str) -> str:
-    # Imported here: the runner imports this module, and starting a run needs no scorer table.
-    from .scorers import normalise
-
-    return normalise(answer)
-
-
-def group_answers(answers: Iterable[str | None]) -> list[AnswerGroup]:
-    """Groups of equal answers, largest first (ties: the answer seen first wins).
-
-    None (no answer could be extracted) belongs to no group, but still counts as a sample in
-    the agreement rate: a version that often gives no usable answer is not stable.
-    """
-    spellings: dict[str, dict[str, int]] = {}
-    for answer in answers:
-        if answer is None:
-            continue
-        forms = spellings.setdefault(answer_key(answer), {})
-        forms[answer] = forms.get(answer, 0) + 1
-    groups = [
-        AnswerGroup(max(forms, key=lambda f: forms[f]), key, sum(forms.values()))
-        for key, forms in spellings.items()
-    ]
-    order = {g.key: i for i, g in enumerate(groups)}
-    return sorted(groups, key=lambda g: (-g.count, order[g.key]))
 
 
 @dataclass(frozen=True)
@@ -208,7 +175,7 @@ def sample_answer(output: OutputRecord, answer_pattern: str | None = None) -> st
     if output.error is not None:
         return None
     if answer_pattern is not None:
-        text = extract_answer(output.text or "", SelfConsistency(2, answer_pattern=answer_pattern))
+        text = extract_answer(output.text or "", answer_pattern)
     else:
         text = output.answer if output.answer is not None else output.text
     return text.strip() if text and text.strip() else None
@@ -272,16 +239,14 @@ def measure(
         progress=progress,
         cancel=cancel,
     )
-    return run_stability(runner, summary.run.id, answer_pattern)
+    return run_stability(runner.store, summary.run.id, answer_pattern)
 
 
-def run_stability(
-    runner: Runner, run_id: int, answer_pattern: str | None = None
-) -> StabilityReport:
+def run_stability(store: Store, run_id: int, answer_pattern: str | None = None) -> StabilityReport:
     """The stability report of a stored run (any run whose rows were drawn more than once)."""
-    record = runner.get_run(run_id)
+    record = get_run(store, run_id)
     by_version: dict[str, list[OutputRecord]] = {ref: [] for ref in record.versions}
-    for output in runner.outputs(run_id):
+    for output in run_outputs(store, run_id):
         by_version.setdefault(f"{output.prompt}@{output.version}", []).append(output)
     return stability_report(
         record.dataset or "input",
@@ -353,11 +318,6 @@ def render_report(report: StabilityReport, fmt: str) -> bytes:
 
 def write_report(report: StabilityReport, path: Path) -> None:
     write_file(path, render_report(report, report_format(path, REPORT_FORMATS)))
-
-
-def counts(groups: Sequence[AnswerGroup]) -> dict[str, int]:
-    """A vote's counts as stored: each group's spelling and size."""
-    return {g.answer: g.count for g in groups}
 
 
 def summary_rows(report: StabilityReport) -> list[dict[str, Any]]:

@@ -8,11 +8,12 @@ the file renders the same in any Prompty tool.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .answers import extract_answer
 
 TECHNIQUES: dict[str, str] = {
     "zero-shot": "a direct instruction with no examples",
@@ -83,24 +84,6 @@ class SelfConsistency:
                 out.append(f"answer_pattern is not a valid regex: {exc}")
         return out
 
-
-def extract_answer(text: str, sc: SelfConsistency) -> str | None:
-    """The answer a self-consistency vote counts: the last regex match, or a JSON field."""
-    if sc.answer_pattern:
-        matches = list(re.finditer(sc.answer_pattern, text))
-        if not matches:
-            return None
-        last = matches[-1]
-        value = last.group(1) if last.groups() else last.group(0)
-        return value.strip().rstrip(".").strip() if value is not None else None
-    if sc.answer_field:
-        start, end = text.find("{"), text.rfind("}")
-        if start < 0 or end <= start:
-            return None
-        try:
-            data = json.loads(text[start : end + 1])
-        except json.JSONDecodeError:
-            return None
-        value = data.get(sc.answer_field) if isinstance(data, dict) else None
-        return None if value is None else str(value).strip()
-    return text.strip()
+    def extract(self, text: str) -> str | None:
+        """The answer a vote counts in one sample (see `answers.extract_answer`)."""
+        return extract_answer(text, self.answer_pattern, self.answer_field)

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from workbench.backends import Backend, open_backend
 from workbench.config import Settings
 from workbench.library import Library
-from workbench.models import Backend, open_backend
 from workbench.runner import Runner
 from workbench.workspace import open_library
 

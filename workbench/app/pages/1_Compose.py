@@ -10,8 +10,8 @@ import streamlit as st
 
 from workbench import compose
 from workbench.app import state, ui
+from workbench.backends import Backend
 from workbench.lint import lint
-from workbench.models import Backend
 from workbench.techniques import TECHNIQUES
 from workbench.templates import MODES, PromptFile, Rendered, parse_prompt
 

@@ -10,7 +10,8 @@ from workbench.app import state, ui
 from workbench.datasets import Dataset
 from workbench.exchange import export_outputs
 from workbench.library import VersionInfo
-from workbench.runner import OutputRecord, Runner, RunSummary
+from workbench.runner import Runner, RunSummary
+from workbench.runs import OutputRecord
 
 ui.page("Playground", "Run a prompt version on the model on this machine: one input, or a dataset.")
 lib = ui.load_library()

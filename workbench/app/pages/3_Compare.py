@@ -8,12 +8,13 @@ import json
 import pandas as pd
 import streamlit as st
 
-from workbench import charts, compare, evaluate, jobs, ratings, scorers
-from workbench.app import state, ui
+from workbench import compare, evaluate, jobs, ratings, scorers
+from workbench.app import charts, state, ui
 from workbench.compare import ColumnSpec, Comparison
 from workbench.errors import WorkbenchError
 from workbench.params import parse_param_pairs
 from workbench.runner import Runner
+from workbench.runs import list_runs
 
 ROWS_PER_PAGE = 10
 
@@ -128,7 +129,7 @@ if mode == "Run columns":
             st.session_state["cmp_job"] = start_comparison(specs, rows).id
     ui.watch_job("cmp_job", "cmp_cancel", watch)
 else:
-    runs = reader.list_runs(limit=200)
+    runs = list_runs(reader.store, limit=200)
     if not runs:
         st.info("No stored runs yet: run something in the Playground or with Run columns.")
         st.stop()

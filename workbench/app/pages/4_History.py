@@ -18,6 +18,7 @@ from workbench import exchange, history
 from workbench.app import state, ui
 from workbench.history import HistoryFilter, HistoryPage
 from workbench.runner import Progress
+from workbench.runs import get_run, run_outputs, run_votes
 
 ANY = "(any)"
 SHOWN_OUTPUTS = 20  # outputs of an opened run shown in full; the rest are in the table
@@ -237,9 +238,9 @@ def open_run(new_run_id: int, message: str) -> None:
 
 
 with ui.guard(f"Opening run {run_id}"):
-    record = runner.get_run(run_id)
+    record = get_run(runner.store, run_id)
     request = history.rerun_request(store, run_id)
-    outputs = runner.outputs(run_id)
+    outputs = run_outputs(runner.store, run_id)
 
     status_col, done_col, cached_col, errors_col = st.columns(4)
     status_col.metric("Status", record.status)
@@ -302,7 +303,7 @@ with ui.guard(f"Opening run {run_id}"):
     else:
         st.info("This run has no outputs yet.")
 
-    votes = runner.votes(run_id)
+    votes = run_votes(runner.store, run_id)
     if votes:
         st.markdown("**Self-consistency votes**")
         st.dataframe(

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import charts, evaluate, jobs, scorers, stability, testsets
-from workbench.app import state, ui
+from workbench import evaluate, jobs, scorers, stability, testsets
+from workbench.app import charts, state, ui
 from workbench.datasets import Dataset
 from workbench.evaluate import EvalReport
 from workbench.params import parse_param_pairs

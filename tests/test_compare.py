@@ -181,14 +181,14 @@ def test_compare_runs_aligns_by_variables(two_versions: Library, tiny_backend: A
         [rows[1], {"text": "c"}],
         overrides={"max_new_tokens": 2},
     )
-    pairs = compare.stored_columns(runner, [first.run.id, second.run.id])
+    pairs = compare.stored_columns(runner.store, [first.run.id, second.run.id])
     assert pairs == [(first.run.id, "echo@1"), (second.run.id, "echo@1"), (second.run.id, "echo@2")]
-    result = compare.compare_runs(runner, pairs)
+    result = compare.compare_runs(runner.store, pairs)
     assert [r["text"] for r in result.rows] == ["a", "b", "c"]
     assert result.cells[0][1] is None and result.cells[2][0] is None  # no such row in that run
     assert result.cells[1][0].variables == result.cells[1][2].variables == {"text": "b"}  # type: ignore[union-attr]
     with pytest.raises(WorkbenchError, match="no outputs for echo@2"):
-        compare.compare_runs(runner, [(first.run.id, "echo@2")])
+        compare.compare_runs(runner.store, [(first.run.id, "echo@2")])
 
 
 # --- scores -------------------------------------------------------------------------------------
@@ -314,7 +314,9 @@ def test_score_comparison_stores_scores_for_every_output(
     run = runner.run(
         [library.get("echo@1"), library.get("echo@2")], rows, overrides={"max_new_tokens": 2}
     )
-    comparison = compare.compare_runs(runner, [(run.run.id, "echo@1"), (run.run.id, "echo@2")])
+    comparison = compare.compare_runs(
+        runner.store, [(run.run.id, "echo@1"), (run.run.id, "echo@2")]
+    )
     checks = scorers.parse_assertion_lines("is-json\nexact-match")
 
     def no_model(spec: str) -> Any:
@@ -343,7 +345,7 @@ def test_score_comparison_refuses_before_scoring(library: Library, tiny_backend:
     library.save(PROMPT, "v1")
     runner = Runner(library, tiny_backend)
     run = runner.run([library.get("echo@1")], [{"text": "a"}], overrides={"max_new_tokens": 2})
-    comparison = compare.compare_runs(runner, [(run.run.id, "echo@1")])
+    comparison = compare.compare_runs(runner.store, [(run.run.id, "echo@1")])
     with pytest.raises(WorkbenchError, match="no assertions"):
         compare.score_comparison(library, comparison, [])
     with pytest.raises(WorkbenchError, match="no row has an 'expected'"):

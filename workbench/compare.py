@@ -34,6 +34,7 @@ from .scorers import (
     check_needs_expected,
     weighted_pass,
 )
+from .store import Store
 
 MAX_COLUMNS = 4
 
@@ -188,25 +189,25 @@ def run_columns(
 
 
 # --- stored runs ----------------------------------------------------------------------------------
-def stored_columns(runner: Runner, run_ids: Sequence[int]) -> list[tuple[int, str]]:
+def stored_columns(store: Store, run_ids: Sequence[int]) -> list[tuple[int, str]]:
     """(run id, version ref) pairs: a run over several versions gives a column per version."""
     pairs: list[tuple[int, str]] = []
-    for record in list_runs(runner.store, limit=len(run_ids) or 1, run_ids=list(run_ids)):
+    for record in list_runs(store, limit=len(run_ids) or 1, run_ids=list(run_ids)):
         pairs.extend((record.id, ref) for ref in record.versions)
     order = {rid: i for i, rid in enumerate(run_ids)}
     return sorted(pairs, key=lambda p: (order.get(p[0], 0), p[1]))
 
 
-def compare_runs(runner: Runner, selections: Sequence[tuple[int, str]]) -> Comparison:
+def compare_runs(store: Store, selections: Sequence[tuple[int, str]]) -> Comparison:
     """Line up stored outputs of (run, version) pairs; nothing is generated."""
     if not 1 <= len(selections) <= MAX_COLUMNS:
         raise WorkbenchError(f"compare 1 to {MAX_COLUMNS} stored runs, got {len(selections)}")
     columns, outputs = [], []
     for run_id, ref in selections:
-        run = get_run(runner.store, run_id)
+        run = get_run(store, run_id)
         found = [
             o
-            for o in run_outputs(runner.store, run_id)
+            for o in run_outputs(store, run_id)
             if f"{o.prompt}@{o.version}" == ref and o.sample_index == 0
         ]
         if not found:

@@ -12,7 +12,7 @@ from workbench import compare, evaluate, jobs, ratings, scorers
 from workbench.app import charts, state, ui
 from workbench.compare import ColumnSpec, Comparison
 from workbench.errors import WorkbenchError
-from workbench.params import parse_param_pairs
+from workbench.params import GenerationParams, parse_param_pairs
 from workbench.runner import Runner
 from workbench.runs import list_runs
 
@@ -21,7 +21,6 @@ ROWS_PER_PAGE = 10
 ui.page("Compare", "Outputs side by side: prompt versions, models and parameters on the same rows.")
 lib = ui.load_library()
 choice = ui.model_sidebar()
-reader = Runner(lib)  # reads stored runs; generating runners get a model below
 
 mode = st.radio(
     "Compare",
@@ -32,8 +31,11 @@ mode = st.radio(
 )
 
 
-def column_inputs(count: int) -> list[ColumnSpec]:
+def column_inputs(count: int) -> tuple[list[ColumnSpec], list[str]]:
+    """The columns as typed, and a line per column whose parameters cannot be used (each is
+    also shown under its column): such a comparison is refused before anything runs."""
     specs: list[ColumnSpec] = []
+    problems: list[str] = []
     first_prompt = st.session_state.get("cmp_prompt_0", st.session_state.get("compose_prompt"))
     for i, col in enumerate(st.columns(count)):
         with col:
@@ -54,11 +56,13 @@ def column_inputs(count: int) -> list[ColumnSpec]:
             pairs = [p.strip() for p in params_text.split(",") if p.strip()]
             try:
                 overrides = parse_param_pairs(pairs)
-            except Exception as exc:  # shown here; the run is refused below
+                GenerationParams.build(version.file.options, overrides)
+            except WorkbenchError as exc:
                 st.error(str(exc))
-                overrides = {"__invalid__": params_text}
+                problems.append(f"column {i + 1}: {exc}")
+                continue
             specs.append(ColumnSpec(version.ref, model or choice.spec, overrides, choice.dtype))
-    return specs
+    return specs, problems
 
 
 def start_comparison(specs: list[ColumnSpec], rows: list[dict[str, object]]) -> jobs.Job:
@@ -96,7 +100,7 @@ def watch(job: jobs.Job) -> None:
 
 if mode == "Run columns":
     count = int(st.number_input("Columns", 2, compare.MAX_COLUMNS, 2, key="cmp_count"))
-    specs = column_inputs(count)
+    specs, problems = column_inputs(count)
     variables: list[str] = []
     defaults: dict[str, object] = {}
     for spec in specs:
@@ -120,16 +124,16 @@ if mode == "Run columns":
     )
     current = jobs.get_job(st.session_state.get("cmp_job"))
     busy = current is not None and not current.done
-    if st.button("Run comparison", type="primary", key="cmp_run", disabled=busy):
+    if problems:
+        st.warning("Fix the parameters marked above to run this comparison.")
+    if st.button("Run comparison", type="primary", key="cmp_run", disabled=busy or bool(problems)):
         with ui.guard("Starting the comparison"):
-            if any("__invalid__" in s.overrides for s in specs):
-                raise WorkbenchError("fix the parameters marked above first")
             st.session_state["cmp_expected"] = len(specs) * len(rows)
             st.session_state.pop("cmp_result", None)
             st.session_state["cmp_job"] = start_comparison(specs, rows).id
     ui.watch_job("cmp_job", "cmp_cancel", watch)
 else:
-    runs = list_runs(reader.store, limit=200)
+    runs = list_runs(lib.store, limit=200)
     if not runs:
         st.info("No stored runs yet: run something in the Playground or with Run columns.")
         st.stop()
@@ -141,7 +145,7 @@ else:
     chosen = st.multiselect(
         "Runs", list(labels), format_func=labels.__getitem__, key="cmp_runs", max_selections=4
     )
-    pairs = compare.stored_columns(reader, chosen) if chosen else []
+    pairs = compare.stored_columns(lib.store, chosen) if chosen else []
     picked = st.multiselect(
         "Columns (run · version)",
         pairs,
@@ -152,7 +156,7 @@ else:
     )
     if st.button("Compare stored outputs", type="primary", key="cmp_stored", disabled=not picked):
         with ui.guard("Comparing stored runs"):
-            st.session_state["cmp_result"] = compare.compare_runs(reader, picked)
+            st.session_state["cmp_result"] = compare.compare_runs(lib.store, picked)
 
 
 def rating_editor(comparison: Comparison) -> None:

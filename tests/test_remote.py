@@ -172,13 +172,56 @@ def test_client_errors_are_not_retried(stub: tuple[StubBehaviour, str]) -> None:
     assert len(behaviour.requests) == 1
 
 
-def test_a_server_that_is_down_gives_a_clear_error() -> None:
+def nobody_listens() -> str:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/v1"
-    with pytest.raises(ModelError, match=f"no OpenAI-compatible server answers at {url} — "):
-        backend_for(url, max_retries=1)
+    return f"http://127.0.0.1:{port}/v1"
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """A real transport that counts the attempts made through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.attempts += 1
+        return super().handle_request(request)
+
+
+def test_a_server_that_is_down_gives_a_clear_error_at_the_first_attempt() -> None:
+    """A refused connection is not transient: no retries, no backoff, one line."""
+    url = nobody_listens()
+    transport = CountingTransport()
+    started = time.monotonic()
+    with pytest.raises(
+        ModelError, match=f"no OpenAI-compatible server answers at {url} — "
+    ) as info:
+        RemoteBackend(
+            ServerSpec(url, ""),
+            OpenAISettings(base_url=url, max_retries=3),
+            transport=transport,
+            backoff_s=1.0,  # three retries would take 7 s
+        )
+    assert transport.attempts == 1
+    assert "\n" not in str(info.value) and "Connection refused" in str(info.value)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("streams_usage", [None, False], ids=["streamed", "whole"])
+def test_a_server_that_went_away_fails_the_next_answer_at_once(
+    stub: tuple[StubBehaviour, str], streams_usage: bool | None
+) -> None:
+    _, url = stub
+    backend = backend_for(url, max_retries=3)
+    backend._streams_usage = streams_usage  # False: whole answers (as for llama-cpp-python)
+    transport = CountingTransport()
+    backend._client = httpx.Client(base_url=nobody_listens(), transport=transport)
+    with pytest.raises(ModelError, match="no OpenAI-compatible server answers at"):
+        backend.generate([backend.model_input(chat("hi"))], GREEDY)
+    assert transport.attempts == 1
 
 
 def test_the_concurrency_limit_is_respected(stub: tuple[StubBehaviour, str]) -> None:

@@ -17,7 +17,8 @@ tokens as streamed pieces (one token per piece on llama.cpp, vLLM and TGI) and p
 `count_tokens` does.
 
 Requests are retried with exponential backoff on 429, 5xx and dropped connections, honouring
-Retry-After, but only before any text has arrived. A process-wide semaphore per backend caps
+Retry-After, but only before any text has arrived. A refused connection is not retried: nothing
+listens there, and the one-line error says so at once. A process-wide semaphore per backend caps
 the requests in flight, so two jobs sharing a server do not together exceed the limit.
 """
 
@@ -27,6 +28,7 @@ import hashlib
 import json
 import math
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -766,11 +768,31 @@ def _finish_reason(
 
 
 def _retryable(exc: httpx.TransportError) -> bool:
-    """Connection refused, reset or dropped, and timeouts while connecting: worth another try."""
+    """Connections reset or dropped, and timeouts while connecting: worth another try.
+
+    A refused connection (nothing listens on the port) or a host name that does not resolve
+    is not: another try a second later finds the same, so it fails at once."""
+    if isinstance(exc, httpx.ConnectError) and _nobody_there(exc):
+        return False
     return isinstance(
         exc,
         (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.RemoteProtocolError),
     )
+
+
+def _nobody_there(exc: BaseException) -> bool:
+    """Whether a connection error was caused by a refusal or a name that does not resolve
+    (httpx wraps httpcore's error, which wraps the socket's)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        if isinstance(seen, socket.gaierror) and seen.errno != socket.EAI_AGAIN:
+            return True  # EAI_AGAIN: the name server did not answer this time
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _rejects_stream_options(response: httpx.Response) -> bool:

@@ -332,6 +332,31 @@ def test_the_playground_runs_on_a_server_it_contacts_only_then(
     assert behaviour.requests[0]["messages"][-1]["role"] == "user"
 
 
+def test_the_evaluate_page_refuses_perplexity_on_a_server_before_anything_runs(
+    stub: tuple[StubBehaviour, str], app_env: Path
+) -> None:
+    from conftest import app_test
+
+    from workbench.workspace import open_library
+
+    behaviour, url = stub
+    at = app_test("pages/6_Evaluate.py").run()
+    at.radio(key="model_source").set_value("OpenAI-compatible server").run()
+    at.text_input(key="model_server_url").set_value(url).run()
+    at.multiselect(key="eval_refs").set_value(["zero-shot-sentiment-chat@1"]).run()
+    at.session_state["eval_rows:rows"] = {
+        "edited_rows": {0: {"text": "I love it"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.text_area(key="eval_asserts").set_value("perplexity<=50").run()
+    at.button(key="eval_run").click().run()
+    assert not at.exception, at.exception
+    assert at.error and "perplexity needs a local model" in at.error[0].value
+    assert "eval_job" not in at.session_state
+    assert not behaviour.requests and list_runs(open_library().store) == []
+
+
 def test_runs_resume_finds_the_server_a_run_named(
     stub: tuple[StubBehaviour, str], capsys: pytest.CaptureFixture[str], prompt_text: Any
 ) -> None:

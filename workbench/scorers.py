@@ -47,7 +47,7 @@ from .errors import WorkbenchError
 if TYPE_CHECKING:
     from rouge_score.rouge_scorer import RougeScorer
 
-    from .backends.base import Backend, ModelInput
+    from .backends.base import Backend, Capability, ModelInput
 
 
 class AssertionConfigError(WorkbenchError):
@@ -120,7 +120,7 @@ class ScorerInfo:
     needs_expected: bool = False  # compares with an expected answer unless the value gives one
     default_threshold: float | None = None
     needs_model: bool = False
-    needs_capability: str | None = None  # a Capabilities field the backend must declare
+    needs_capability: Capability | None = None  # what the backend must declare it can do
     value: ValueUse = "none"
     lower_is_better: bool = False  # passes when the number is at most the threshold
     scale: float | None = None  # the largest value a score can take (1 or 100), if bounded

@@ -20,6 +20,7 @@ from ..params import GenerationParams
 from ..templates import Rendered
 
 FinishReason = Literal["eos", "length", "stop", "cancelled"]
+Capability = Literal["token_ids", "logits", "logprobs", "constrained"]
 
 
 class ModelError(WorkbenchError):
@@ -50,16 +51,14 @@ class Capabilities:
 
     # Each capability as what a feature needs, for messages like "perplexity needs …, which
     # openai:m@URL does not give".
-    NEEDS: ClassVar[dict[str, str]] = {
+    NEEDS: ClassVar[dict[Capability, str]] = {
         "token_ids": "the model's own tokenizer",
         "logits": "a local model: it reads the model's own log-probabilities of a text",
         "logprobs": "the log-probabilities of generated tokens",
         "constrained": "grammar-constrained decoding",
     }
 
-    def has(self, capability: str) -> bool:
-        if capability not in self.NEEDS:
-            raise ValueError(f"unknown capability {capability!r}")
+    def has(self, capability: Capability) -> bool:
         return bool(getattr(self, capability))
 
 

@@ -392,7 +392,7 @@ class RemoteBackend:
                 return Truncation(text, exact=True)
             for skip in (0, 1):  # 1: the first id is a BOS the tokenize endpoint added
                 start = self._detokenize(kind, ids[skip : skip + max(tokens, 0)])
-                if start is not None and start and text.startswith(start):
+                if start and text.startswith(start):
                     return Truncation(start, exact=True)
         if len(text) <= tokens * CHARS_PER_TOKEN:
             return Truncation(text, exact=False)

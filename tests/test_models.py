@@ -569,6 +569,27 @@ def test_a_penalty_gives_the_same_tokens_batched_alone_and_streamed(
     assert any(g.text != alone.text for g, alone in zip(batched, one_by_one, strict=True))
 
 
+def test_a_penalty_follows_each_row_as_finished_rows_leave_the_batch(
+    tiny_backend: Any, few_shot_inputs: list[ModelInput]
+) -> None:
+    """Rows that end on a stop string leave the batched loop; the tokens each remaining row
+    has generated must stay with it, or its penalties would count another row's answer."""
+    params = greedy(24, frequency_penalty=1.5)
+    alone = [tiny_backend.generate([mi], params)[0] for mi in few_shot_inputs]
+    stop, _ = _a_stop_string(alone[0].text)
+    stopped = params.with_(stop=(stop,))
+    batched = tiny_backend.generate(few_shot_inputs, stopped)
+    assert max(g.batch_size for g in batched if g) > 1
+    ended = 0
+    for i, (a, b) in enumerate(zip(alone, batched, strict=True)):
+        assert b is not None
+        if stop in a.text and a.text.find(stop) < len(a.text) - len(stop):
+            ended += 1
+        expected = a.text[: a.text.find(stop)] if stop in a.text else a.text
+        assert b.text == expected, f"row {i}"
+    assert ended >= 1  # some rows did leave before the others
+
+
 @pytest.mark.parametrize("zero", [0.0, -0.0])
 def test_a_zero_penalty_is_exactly_no_penalty(
     tiny_backend: Any,

@@ -54,3 +54,13 @@ def test_every_page_is_described_and_every_picture_exists() -> None:
     assert pictures
     for picture in pictures:
         assert (ROOT / picture).is_file(), picture
+
+
+def test_every_model_option_is_in_the_readmes_table() -> None:
+    from workbench.params import MODEL_OPTIONS
+
+    rows = [line for line in README.splitlines() if line.startswith("| `")]
+    for option in MODEL_OPTIONS:
+        assert any(row.startswith(f"| `{option.name}` | `{option.field}` |") for row in rows), (
+            option.name
+        )

@@ -369,6 +369,38 @@ def test_bad_history_fields_are_rejected(
     assert count_versions(library.store) == 0
 
 
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"frequencyPenalty": 3}, "model option 'frequencyPenalty' cannot be used"),
+        ({"temperature": "warm"}, "model option 'temperature' cannot be used"),
+        (
+            {"additionalProperties": {"repetitionPenalty": 0}},
+            "'additionalProperties.repetitionPenalty' cannot be used",
+        ),
+    ],
+)
+def test_option_values_no_run_could_use_are_rejected(
+    options: dict[str, object], problem: str, library: Library, prompt_text: PromptText
+) -> None:
+    text = prompt_text(model={"options": options}).encode()
+    with pytest.raises(ImportRejected) as info:
+        import_files(library, [("f.prompty", text)])
+    [(source, message)] = info.value.problems
+    assert source == "f.prompty" and problem in message and message.startswith("line ")
+    assert count_versions(library.store) == 0
+
+
+def test_options_the_workbench_does_not_use_still_import(
+    library: Library, prompt_text: PromptText
+) -> None:
+    # Files from other Prompty tools keep their options (lint names the ignored ones).
+    options = {"responseFormat": {"type": "json_object"}, "additionalProperties": {"x": 1}}
+    text = prompt_text(model={"options": options}).encode()
+    import_files(library, [("f.prompty", text)])
+    assert count_versions(library.store) == 1
+
+
 # --- built-ins -------------------------------------------------------------------------------
 
 

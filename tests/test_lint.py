@@ -6,6 +6,7 @@ import pytest
 from conftest import PromptText
 
 from workbench.lint import LintIssue, lint
+from workbench.params import MODEL_OPTIONS
 from workbench.templates import parse_prompt
 
 CLEAN = """\
@@ -116,15 +117,62 @@ CASES = [
         "---\nuser:\nhi\n",
         6,
         "warning",
-        "'max_tokens' is not a Prompty option and will be ignored; Prompty calls it "
-        "'maxOutputTokens'",
+        "'max_tokens' is not used by the workbench and will be ignored; write 'maxOutputTokens'",
     ),
     (
         "unknown-option",
         "---\nname: a\nmodel:\n  options:\n    warmth: 3\n---\nuser:\nhi\n",
         5,
         "warning",
-        "model option 'warmth' is not a Prompty option",
+        "model option 'warmth' is not used by the workbench and will be ignored; the options "
+        "used are temperature, maxOutputTokens",
+    ),
+    (
+        "unknown-option",
+        "---\nname: a\nmodel:\n  options:\n    additionalProperties:\n      doSample: true\n"
+        "---\nuser:\nhi\n",
+        6,
+        "warning",
+        "'additionalProperties.doSample' is not used by the workbench and will be ignored; under "
+        "additionalProperties only repetitionPenalty is used",
+    ),
+    (
+        "unknown-option",
+        "---\nname: a\nmodel:\n  options:\n    additionalProperties:\n"
+        "      repetition_penalty: 1.2\n---\nuser:\nhi\n",
+        6,
+        "warning",
+        "write 'additionalProperties.repetitionPenalty'",
+    ),
+    (
+        "unknown-option",
+        "---\nname: a\nmodel:\n  options:\n    frequency_penalty: 0.5\n---\nuser:\nhi\n",
+        5,
+        "warning",
+        "write 'frequencyPenalty'",
+    ),
+    (
+        "invalid-option",
+        "---\nname: a\nmodel:\n  options:\n    frequencyPenalty: 3\n---\nuser:\nhi\n",
+        5,
+        "warning",
+        "model option 'frequencyPenalty' cannot be used: frequency_penalty must be between -2 "
+        "and 2, got 3.0",
+    ),
+    (
+        "invalid-option",
+        "---\nname: a\nmodel:\n  options:\n    additionalProperties:\n"
+        "      repetitionPenalty: many\n---\nuser:\nhi\n",
+        6,
+        "warning",
+        "'additionalProperties.repetitionPenalty' cannot be used: repetition_penalty cannot be",
+    ),
+    (
+        "invalid-option",
+        "---\nname: a\nmodel:\n  options:\n    temperature: -1\n---\nuser:\nhi\n",
+        5,
+        "warning",
+        "temperature must be ≥ 0",
     ),
     (
         "self-consistency",
@@ -222,6 +270,23 @@ def test_following_the_advice_silences_the_warning(body: str, prompt_text: Promp
     """braces-as-jinja and jinja-comment tell people to use {% raw %}; doing so must be clean."""
     pf = parse_prompt(prompt_text(body=body))
     assert lint(pf) == []
+
+
+def test_every_option_of_the_table_lints_clean(prompt_text: PromptText) -> None:
+    """What MODEL_OPTIONS says is used passes lint, and reaches the parameters of a run."""
+    options = {
+        "temperature": 0.7,
+        "maxOutputTokens": 64,
+        "topP": 0.9,
+        "topK": 40,
+        "seed": 3,
+        "stopSequences": ["END"],
+        "frequencyPenalty": 0.5,
+        "presencePenalty": -0.5,
+        "additionalProperties": {"repetitionPenalty": 1.1},
+    }
+    assert {o.name.split(".")[0] for o in MODEL_OPTIONS} == set(options)
+    assert lint(parse_prompt(prompt_text(model={"options": options}))) == []
 
 
 def test_self_consistency_reports_every_problem() -> None:

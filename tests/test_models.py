@@ -27,7 +27,12 @@ from workbench.backends.base import (
     ModelError,
     ModelInput,
 )
-from workbench.backends.local import MIN_SHARED_PREFIX, _shared_prefix_len, load_backend
+from workbench.backends.local import (
+    MIN_SHARED_PREFIX,
+    _shared_prefix_len,
+    load_backend,
+    start_token,
+)
 from workbench.backends.model_files import resolve_model
 from workbench.params import GenerationParams, ParameterError
 from workbench.templates import Rendered, parse_prompt, parse_prompt_bytes
@@ -437,6 +442,202 @@ def test_sampled_output_differs_from_greedy_for_some_seed(
         [chat_input] * 4, GenerationParams(temperature=1.5, max_new_tokens=8), seeds=[0, 1, 2, 3]
     )
     assert any(g.text != base for g in sampled)
+
+
+# --- what the backend declares, and the interface behind it -------------------------------------
+
+
+def test_the_local_backend_declares_token_ids_and_logits_on_its_class(tiny_backend: Any) -> None:
+    from workbench.backends.base import Capabilities
+    from workbench.backends.local import TransformersBackend
+
+    # A class attribute: known before (and without) loading anything.
+    assert TransformersBackend.capabilities == Capabilities(token_ids=True, logits=True)
+    assert tiny_backend.capabilities.has("logits") and tiny_backend.capabilities.has("token_ids")
+    assert not tiny_backend.capabilities.has("constrained")
+
+
+def test_truncate_to_tokens_is_exact(tiny_backend: Any) -> None:
+    text = "Roger has 5 tennis balls. He buys 2 more cans. The answer is 11."
+    ids = tiny_backend.encode(ModelInput(text, add_special_tokens=False))
+    assert len(ids) > 10
+    cut = tiny_backend.truncate_to_tokens(text, 10)
+    assert cut.exact and cut.text == tiny_backend.tokenizer.decode(ids[:10])
+    assert text.startswith(cut.text) and len(cut.text) < len(text)
+    assert tiny_backend.encode(ModelInput(cut.text, add_special_tokens=False)) == ids[:10]
+    whole = tiny_backend.truncate_to_tokens(text, len(ids))
+    assert (whole.text, whole.exact) == (text, True)
+
+
+class FakeTokenizer:
+    def __init__(self, vocab: dict[str, int], unk: str | None, bos: int | None, eos: int | None):
+        self.vocab, self.unk_token, self.bos_token_id, self.eos_token_id = vocab, unk, bos, eos
+        self.unk_token_id = vocab.get(unk) if unk else None
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        return self.vocab.get(token, self.unk_token_id)
+
+
+@pytest.mark.parametrize(
+    ("tokenizer", "start"),
+    [
+        (FakeTokenizer({"<unk>": 0, "<|endoftext|>": 7}, "<unk>", 1, 2), 7),
+        (FakeTokenizer({"<|endoftext|>": 0}, "<|endoftext|>", 1, 2), 0),  # SmolLM2: unk is it
+        (FakeTokenizer({"<unk>": 0}, "<unk>", 1, 2), 1),
+        (FakeTokenizer({}, None, 1, 2), 1),
+        (FakeTokenizer({}, None, None, 2), 2),
+        (FakeTokenizer({}, None, None, None), None),
+    ],
+)
+def test_text_is_scored_after_a_start_token(tokenizer: FakeTokenizer, start: int | None) -> None:
+    assert start_token(tokenizer) == start
+
+
+def test_log_likelihood_is_transformers_language_modelling_loss(tiny_backend: Any) -> None:
+    import math
+
+    import torch
+
+    text = "Classify the sentiment of the following text as Positive, Negative, or Neutral."
+    scored = tiny_backend.log_likelihood(text)
+    assert scored == tiny_backend.log_likelihood(text)  # deterministic
+    assert math.isfinite(scored.perplexity) and scored.perplexity >= 1.0
+    # the same number as transformers' own loss on [<|endoftext|>] + text
+    tok = tiny_backend.tokenizer
+    start = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert start_token(tok) == start
+    ids = torch.tensor([[start, *tok(text, add_special_tokens=False)["input_ids"]]])
+    with torch.inference_mode():
+        loss = tiny_backend.model(input_ids=ids, labels=ids).loss
+    assert scored.tokens == ids.shape[1] - 1
+    assert scored.perplexity == pytest.approx(math.exp(float(loss)), rel=1e-5)
+
+
+def test_log_likelihood_of_an_empty_text_is_refused(tiny_backend: Any) -> None:
+    with pytest.raises(ValueError, match="the output is empty"):
+        tiny_backend.log_likelihood("")
+    assert tiny_backend.log_likelihood("x").tokens == 1  # one token, after the start token
+
+
+# --- frequency and presence penalties -----------------------------------------------------------
+
+
+def test_the_penalty_processor_is_openais_formula_over_the_answer_only() -> None:
+    import torch
+
+    from workbench.backends.processors import FrequencyPresencePenalty
+
+    input_ids = torch.tensor([[4, 4, 1, 1, 3], [4, 4, 2, 0, 0]])  # 2 prompt columns, 3 answer
+    scores = torch.zeros((2, 5))
+    out = FrequencyPresencePenalty(0.5, 0.25, prompt_len=2)(input_ids, scores)
+    # logits[t] -= 0.5 × count(t) + 0.25 × (count(t) > 0); token 4 is only in the prompt
+    assert out.tolist() == [[0.0, -1.25, 0.0, -0.75, 0.0], [-1.25, 0.0, -0.75, 0.0, 0.0]]
+    negative = FrequencyPresencePenalty(-1.0, 0.0, prompt_len=2)(input_ids, scores)
+    assert negative[0, 1] == 2.0  # a negative penalty favours repeats
+    assert FrequencyPresencePenalty(1.0, 1.0, prompt_len=5)(input_ids, scores) is scores
+
+
+PENALTIES = [
+    {"frequency_penalty": 1.5},
+    {"presence_penalty": 1.5},
+    {"frequency_penalty": -0.5, "presence_penalty": 1.0},
+]
+
+
+@pytest.mark.parametrize(
+    "penalty", PENALTIES, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items())
+)
+def test_a_penalty_gives_the_same_tokens_batched_alone_and_streamed(
+    tiny_backend: Any,
+    few_shot_inputs: list[ModelInput],
+    one_by_one: list[Generation],
+    penalty: dict[str, float],
+) -> None:
+    """The batched greedy loop (shared prefix, rows leaving early) and transformers' generate
+    (one row, as streamed) apply the same processor, so their tokens agree; and the penalty
+    does change answers (the tiny model repeats itself)."""
+    params = greedy(8, **penalty)
+    batched = tiny_backend.generate(few_shot_inputs, params, batch_size=5)
+    assert max(g.batch_size for g in batched if g) > 1
+    for i, (mi, together) in enumerate(zip(few_shot_inputs, batched, strict=True)):
+        stream = tiny_backend.stream(mi, params)
+        pieces = list(stream)
+        assert together is not None and stream.result is not None
+        assert "".join(pieces) == stream.result.text == together.text, f"row {i}"
+        assert stream.result.completion_tokens == together.completion_tokens, f"row {i}"
+        assert stream.result.finish_reason == together.finish_reason, f"row {i}"
+    assert any(g.text != alone.text for g, alone in zip(batched, one_by_one, strict=True))
+
+
+def test_a_penalty_follows_each_row_as_finished_rows_leave_the_batch(
+    tiny_backend: Any, few_shot_inputs: list[ModelInput]
+) -> None:
+    """Rows that end on a stop string leave the batched loop; the tokens each remaining row
+    has generated must stay with it, or its penalties would count another row's answer."""
+    params = greedy(24, frequency_penalty=1.5)
+    alone = [tiny_backend.generate([mi], params)[0] for mi in few_shot_inputs]
+    stop, _ = _a_stop_string(alone[0].text)
+    stopped = params.with_(stop=(stop,))
+    batched = tiny_backend.generate(few_shot_inputs, stopped)
+    assert max(g.batch_size for g in batched if g) > 1
+    ended = 0
+    for i, (a, b) in enumerate(zip(alone, batched, strict=True)):
+        assert b is not None
+        if stop in a.text and a.text.find(stop) < len(a.text) - len(stop):
+            ended += 1
+        expected = a.text[: a.text.find(stop)] if stop in a.text else a.text
+        assert b.text == expected, f"row {i}"
+    assert ended >= 1  # some rows did leave before the others
+
+
+@pytest.mark.parametrize("zero", [0.0, -0.0])
+def test_a_zero_penalty_is_exactly_no_penalty(
+    tiny_backend: Any,
+    few_shot_inputs: list[ModelInput],
+    one_by_one: list[Generation],
+    chat_input: ModelInput,
+    zero: float,
+) -> None:
+    params = greedy(8, frequency_penalty=zero, presence_penalty=zero)
+    assert not params.penalised and params.key() == greedy(8).key()
+    batched = tiny_backend.generate(few_shot_inputs, params)
+    for together, alone in zip(batched, one_by_one, strict=True):
+        assert together is not None
+        assert (together.text, together.finish_reason, together.completion_tokens) == (
+            alone.text,
+            alone.finish_reason,
+            alone.completion_tokens,
+        )
+    assert "".join(tiny_backend.stream(chat_input, params)) == "".join(
+        tiny_backend.stream(chat_input, greedy(8))
+    )
+
+
+def test_penalties_apply_with_a_repetition_penalty_too(
+    tiny_backend: Any, few_shot_inputs: list[ModelInput]
+) -> None:
+    """A repetition penalty sends greedy rows through transformers' generate instead of the
+    batched loop; the frequency penalty still applies there, and streaming agrees."""
+    mi = few_shot_inputs[3]
+    repeat_only = greedy(12, repetition_penalty=1.2)
+    both = greedy(12, repetition_penalty=1.2, frequency_penalty=-2.0)  # favours repeats
+    [plain] = tiny_backend.generate([mi], repeat_only)
+    [penalised] = tiny_backend.generate([mi], both)
+    assert plain is not None and penalised is not None and plain.text != penalised.text
+    assert "".join(tiny_backend.stream(mi, both)) == penalised.text
+
+
+def test_penalties_apply_when_sampling(tiny_backend: Any, chat_input: ModelInput) -> None:
+    sampled = GenerationParams(temperature=0.8, max_new_tokens=10, seed=5)
+    penalised = sampled.with_(presence_penalty=-2.0)  # its answers seldom repeat: favour it
+    seeds = [5, 6, 7, 8]
+    plain = tiny_backend.generate([chat_input] * 4, sampled, seeds=seeds)
+    with_penalty = tiny_backend.generate([chat_input] * 4, penalised, seeds=seeds)
+    assert any(a.text != b.text for a, b in zip(plain, with_penalty, strict=True))
+    again = tiny_backend.generate([chat_input] * 4, penalised, seeds=seeds)
+    assert [g.text for g in again] == [g.text for g in with_penalty]
+    # the stream draws under params.seed (5), as the first row did
+    assert "".join(tiny_backend.stream(chat_input, penalised)) == with_penalty[0].text
 
 
 # --- streaming ----------------------------------------------------------------------------------

@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from workbench.params import GenerationParams, ParameterError, parse_param_pairs
+from workbench.params import (
+    MODEL_OPTIONS,
+    OPTION_ALIASES,
+    OPTIONS_BY_NAME,
+    GenerationParams,
+    ParameterError,
+    option_values,
+    parse_param_pairs,
+)
 
 PROMPTY_OPTIONS: dict[str, Any] = {
     "temperature": 0.5,
@@ -15,6 +23,8 @@ PROMPTY_OPTIONS: dict[str, Any] = {
     "maxOutputTokens": 64,
     "seed": 7,
     "stopSequences": ["\n\n", "END"],
+    "frequencyPenalty": 0.5,
+    "presencePenalty": -0.25,
     "additionalProperties": {"repetitionPenalty": 1.2},
 }
 
@@ -34,6 +44,8 @@ def test_build_from_prompty_options() -> None:
         top_k=40,
         max_new_tokens=64,
         repetition_penalty=1.2,
+        frequency_penalty=0.5,
+        presence_penalty=-0.25,
         seed=7,
         stop=("\n\n", "END"),
     )
@@ -51,13 +63,48 @@ def test_overrides_win_over_prompt_options() -> None:
     assert p.top_p == 0.9 and p.top_k == 40 and p.seed == 7  # not overridden: from the prompt
 
 
-def test_unrelated_prompty_options_are_ignored() -> None:
-    p = GenerationParams.build({"maxOutputTokens": 5, "frequencyPenalty": 0.5, "responseFormat": 1})
-    assert p.max_new_tokens == 5
+def test_options_the_table_does_not_know_are_ignored() -> None:
+    # Files from other Prompty tools still run; lint names what is not used.
+    p = GenerationParams.build({"maxOutputTokens": 5, "responseFormat": 1, "max_tokens": 9})
+    assert p == GenerationParams(max_new_tokens=5)
 
 
 def test_additional_properties_without_repetition_penalty_is_ignored() -> None:
     assert GenerationParams.build({"additionalProperties": {"other": 1}}) == GenerationParams()
+
+
+# --- the one table of model options ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", MODEL_OPTIONS, ids=lambda o: o.name)
+def test_every_option_sets_a_parameter_and_says_what_each_backend_does(option: Any) -> None:
+    assert option.field in GenerationParams.__dataclass_fields__
+    assert option.local and option.server
+    name, _, sub = option.name.partition(".")
+    options = {name: {sub: PROMPTY_OPTIONS[name][sub]}} if sub else {name: PROMPTY_OPTIONS[name]}
+    values, unused = option_values(options)
+    assert list(values) == [option.field] and unused == []
+    assert getattr(GenerationParams.build(options), option.field) != getattr(
+        GenerationParams(), option.field
+    )
+
+
+def test_every_parameter_but_do_sample_has_a_prompty_option() -> None:
+    fields = set(GenerationParams.__dataclass_fields__) - {"do_sample"}
+    assert {o.field for o in MODEL_OPTIONS} == fields
+
+
+def test_aliases_point_at_options_of_the_table() -> None:
+    assert set(OPTION_ALIASES.values()) <= set(OPTIONS_BY_NAME)
+    assert not set(OPTION_ALIASES) & set(OPTIONS_BY_NAME)
+
+
+def test_option_values_names_what_is_not_used() -> None:
+    values, unused = option_values(
+        {"temperature": 0.2, "max_tokens": 3, "additionalProperties": {"doSample": True}}
+    )
+    assert values == {"temperature": 0.2}
+    assert unused == ["max_tokens", "additionalProperties.doSample"]
 
 
 @pytest.mark.parametrize(
@@ -70,6 +117,9 @@ def test_additional_properties_without_repetition_penalty_is_ignored() -> None:
         ("max_new_tokens", 12.0, 12),
         ("seed", "3", 3),
         ("repetition_penalty", "1.1", 1.1),
+        ("frequency_penalty", "0.5", 0.5),
+        ("presence_penalty", "-1", -1.0),
+        ("frequency_penalty", 1, 1.0),
         ("do_sample", "true", True),
         ("do_sample", "no", False),
         ("do_sample", "auto", None),
@@ -98,6 +148,12 @@ def test_string_values_are_coerced(name: str, raw: Any, expected: Any) -> None:
         ({"max_new_tokens": "0"}, "max_new_tokens"),
         ({"max_new_tokens": "-1"}, "max_new_tokens"),
         ({"repetition_penalty": "0"}, "repetition_penalty"),
+        ({"frequency_penalty": "2.5"}, "frequency_penalty must be between -2 and 2"),
+        ({"frequency_penalty": "-2.01"}, "frequency_penalty"),
+        ({"frequency_penalty": "nan"}, "frequency_penalty"),
+        ({"presence_penalty": "3"}, "presence_penalty must be between -2 and 2"),
+        ({"presence_penalty": "-inf"}, "presence_penalty"),
+        ({"presence_penalty": "lots"}, "presence_penalty"),
         ({"seed": "-3"}, "seed"),
         ({"stop": [""]}, "stop"),
         ({"do_sample": "true", "temperature": "0"}, "do_sample"),
@@ -194,12 +250,39 @@ def test_key_counts_sampling_knobs_when_sampling(other: dict[str, Any]) -> None:
     [
         {"max_new_tokens": 10},
         {"repetition_penalty": 1.3},
+        {"frequency_penalty": 0.5},
+        {"presence_penalty": -0.5},
         {"stop": ("END",)},
         {"temperature": 0.7},
     ],
 )
 def test_key_counts_what_changes_a_greedy_output(other: dict[str, Any]) -> None:
     assert GenerationParams(**other).key() != GenerationParams().key()
+
+
+@pytest.mark.parametrize("params", [GenerationParams(), GenerationParams(temperature=0.7, seed=3)])
+def test_zero_penalties_leave_the_cache_key_as_it_was(params: GenerationParams) -> None:
+    zero = GenerationParams(
+        **{**params.as_dict(), "frequency_penalty": 0.0, "presence_penalty": -0.0}
+    )
+    assert zero.key() == params.key()
+    assert "penalty" not in params.key().replace("repetition_penalty", "")
+
+
+def test_the_greedy_key_is_the_one_stored_before_penalties_existed() -> None:
+    # Outputs cached before frequency/presence penalties were added keep being found.
+    assert GenerationParams(max_new_tokens=8).key() == (
+        '{"do_sample": false, "max_new_tokens": 8, "repetition_penalty": 1.0, "stop": []}'
+    )
+    assert GenerationParams(temperature=0.7, seed=3).key() == (
+        '{"do_sample": true, "max_new_tokens": 256, "repetition_penalty": 1.0, "seed": 3, '
+        '"stop": [], "temperature": 0.7, "top_k": 0, "top_p": 1.0}'
+    )
+
+
+def test_penalties_are_range_checked_at_the_edges() -> None:
+    p = GenerationParams(frequency_penalty=2.0, presence_penalty=-2.0).validate()
+    assert p.penalised and not GenerationParams().penalised
 
 
 def test_as_dict_is_json_ready() -> None:
@@ -211,6 +294,8 @@ def test_as_dict_is_json_ready() -> None:
         "top_k",
         "max_new_tokens",
         "repetition_penalty",
+        "frequency_penalty",
+        "presence_penalty",
         "do_sample",
         "seed",
         "stop",

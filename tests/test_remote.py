@@ -6,6 +6,7 @@ The same backend against a real server (llama-cpp-python) is in test_remote_llam
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -17,7 +18,13 @@ import pytest
 from openai_stub import StubBehaviour, stub_server
 
 from workbench.backends import open_backend
-from workbench.backends.base import Cancel, ModelError, ModelInput
+from workbench.backends.base import (
+    Cancel,
+    Capabilities,
+    CapabilityError,
+    ModelError,
+    ModelInput,
+)
 from workbench.backends.remote import RemoteBackend, ServerSpec, public_url
 from workbench.config import OpenAISettings, Settings
 from workbench.params import GenerationParams
@@ -165,13 +172,56 @@ def test_client_errors_are_not_retried(stub: tuple[StubBehaviour, str]) -> None:
     assert len(behaviour.requests) == 1
 
 
-def test_a_server_that_is_down_gives_a_clear_error() -> None:
+def nobody_listens() -> str:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/v1"
-    with pytest.raises(ModelError, match=f"no OpenAI-compatible server answers at {url} — "):
-        backend_for(url, max_retries=1)
+    return f"http://127.0.0.1:{port}/v1"
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """A real transport that counts the attempts made through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.attempts += 1
+        return super().handle_request(request)
+
+
+def test_a_server_that_is_down_gives_a_clear_error_at_the_first_attempt() -> None:
+    """A refused connection is not transient: no retries, no backoff, one line."""
+    url = nobody_listens()
+    transport = CountingTransport()
+    started = time.monotonic()
+    with pytest.raises(
+        ModelError, match=f"no OpenAI-compatible server answers at {url} — "
+    ) as info:
+        RemoteBackend(
+            ServerSpec(url, ""),
+            OpenAISettings(base_url=url, max_retries=3),
+            transport=transport,
+            backoff_s=1.0,  # three retries would take 7 s
+        )
+    assert transport.attempts == 1
+    assert "\n" not in str(info.value) and "Connection refused" in str(info.value)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("streams_usage", [None, False], ids=["streamed", "whole"])
+def test_a_server_that_went_away_fails_the_next_answer_at_once(
+    stub: tuple[StubBehaviour, str], streams_usage: bool | None
+) -> None:
+    _, url = stub
+    backend = backend_for(url, max_retries=3)
+    backend._streams_usage = streams_usage  # False: whole answers (as for llama-cpp-python)
+    transport = CountingTransport()
+    backend._client = httpx.Client(base_url=nobody_listens(), transport=transport)
+    with pytest.raises(ModelError, match="no OpenAI-compatible server answers at"):
+        backend.generate([backend.model_input(chat("hi"))], GREEDY)
+    assert transport.attempts == 1
 
 
 def test_the_concurrency_limit_is_respected(stub: tuple[StubBehaviour, str]) -> None:
@@ -282,6 +332,31 @@ def test_the_playground_runs_on_a_server_it_contacts_only_then(
     assert behaviour.requests[0]["messages"][-1]["role"] == "user"
 
 
+def test_the_evaluate_page_refuses_perplexity_on_a_server_before_anything_runs(
+    stub: tuple[StubBehaviour, str], app_env: Path
+) -> None:
+    from conftest import app_test
+
+    from workbench.workspace import open_library
+
+    behaviour, url = stub
+    at = app_test("pages/6_Evaluate.py").run()
+    at.radio(key="model_source").set_value("OpenAI-compatible server").run()
+    at.text_input(key="model_server_url").set_value(url).run()
+    at.multiselect(key="eval_refs").set_value(["zero-shot-sentiment-chat@1"]).run()
+    at.session_state["eval_rows:rows"] = {
+        "edited_rows": {0: {"text": "I love it"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.text_area(key="eval_asserts").set_value("perplexity<=50").run()
+    at.button(key="eval_run").click().run()
+    assert not at.exception, at.exception
+    assert at.error and "perplexity needs a local model" in at.error[0].value
+    assert "eval_job" not in at.session_state
+    assert not behaviour.requests and list_runs(open_library().store) == []
+
+
 def test_runs_resume_finds_the_server_a_run_named(
     stub: tuple[StubBehaviour, str], capsys: pytest.CaptureFixture[str], prompt_text: Any
 ) -> None:
@@ -300,6 +375,124 @@ def test_runs_resume_finds_the_server_a_run_named(
     outputs = run_outputs(runner.store, run_id)
     assert [o.text for o in outputs] == ["Hello from the stub"] * 2
     assert {o.model for o in outputs} == {f"openai:stub@{url}"}
+
+
+# --- options sent --------------------------------------------------------------------------------
+
+
+def test_penalties_are_sent_only_when_set(stub: tuple[StubBehaviour, str]) -> None:
+    behaviour, url = stub
+    backend = backend_for(url)
+    mi = backend.model_input(chat("hi"))
+    backend.generate([mi], GREEDY.with_(frequency_penalty=0.5, presence_penalty=-0.25))
+    list(backend.stream(mi, GREEDY.with_(presence_penalty=1.0)))
+    backend.generate([mi], GREEDY.with_(frequency_penalty=0.0))
+    sent = [(r.get("frequency_penalty"), r.get("presence_penalty")) for r in behaviour.requests]
+    assert sent == [(0.5, -0.25), (None, 1.0), (None, None)]
+    assert "frequency_penalty" not in behaviour.requests[-1]  # a request as it always was
+
+
+# --- what a server can do -----------------------------------------------------------------------
+
+
+def test_a_server_declares_no_logits_and_refuses_to_score_text(
+    stub: tuple[StubBehaviour, str],
+) -> None:
+    _, url = stub
+    backend = backend_for(url)
+    assert RemoteBackend.capabilities == Capabilities()  # on the class: nothing is asked
+    assert not backend.capabilities.has("logits")
+    with pytest.raises(CapabilityError, match="scoring a text needs a local model"):
+        backend.log_likelihood("some text")
+
+
+def test_a_server_without_a_tokenizer_cuts_text_by_a_labelled_estimate(
+    stub: tuple[StubBehaviour, str],
+) -> None:
+    _, url = stub
+    backend = backend_for(url)
+    cut = backend.truncate_to_tokens("abcdefghij" * 10, 5)
+    assert (cut.text, cut.exact) == ("abcdefghij" * 2, False)  # 4 characters a token
+    short = backend.truncate_to_tokens("abc", 5)
+    assert (short.text, short.exact) == ("abc", False)
+
+
+def test_perplexity_on_a_server_says_it_needs_a_local_model(
+    stub: tuple[StubBehaviour, str],
+) -> None:
+    from workbench.scorers import Context, parse_check, run_check
+
+    behaviour, url = stub
+    backend = backend_for(url)
+    result = run_check(parse_check("perplexity<=50"), Context("Some answer.", model=backend))
+    assert (result.passed, result.value) == (False, None)
+    assert result.detail == (
+        "perplexity needs a local model: it reads the model's own log-probabilities of a text, "
+        f"which openai:stub@{url} does not give"
+    )
+    assert not behaviour.requests
+
+
+def test_evaluating_perplexity_on_a_server_is_refused_before_anything_runs(
+    stub: tuple[StubBehaviour, str], library: Any, prompt_text: Any
+) -> None:
+    from workbench.datasets import Dataset
+    from workbench.evaluate import EvaluationError, evaluate
+    from workbench.runner import Runner
+
+    behaviour, url = stub
+    library.save(prompt_text("greet"))
+    runner = Runner(library, backend_for(url))
+    rows = Dataset("rows", ("text",), ({"text": "a"}, {"text": "b"}))
+    with pytest.raises(EvaluationError, match="greet@1: perplexity needs a local model"):
+        evaluate(library, runner, ["greet"], rows, ["contains:Hello", "perplexity"])
+    assert not behaviour.requests and not list_runs(runner.store)
+    # what a server can do still runs: model-graded asks the server itself
+    report = evaluate(
+        library, runner, ["greet"], rows, [{"type": "model-graded", "value": "Is it polite?"}]
+    )
+    assert [r.scores[0].detail.startswith("grader said ") for r in report.versions[0].rows] == [
+        True,
+        True,
+    ]
+
+
+@pytest.mark.parametrize(("answer", "passed"), [("Yes.", True), ("no", False)])
+def test_model_graded_asks_the_server_for_a_verdict(
+    stub: tuple[StubBehaviour, str], answer: str, passed: bool
+) -> None:
+    from workbench.scorers import Context, parse_check, run_check
+
+    behaviour, url = stub
+    backend = backend_for(url)
+    behaviour.answer = answer
+    check = parse_check({"type": "model-graded", "value": "Is the answer polite?"})
+    result = run_check(check, Context("Thank you so much!", model=backend))
+    assert (result.passed, result.value) == (passed, 1.0 if passed else 0.0)
+    assert result.detail.startswith(f"grader said {answer!r} (a small model's judgement")
+    [request] = behaviour.requests
+    assert request["max_tokens"] == 4 and request["temperature"] == 0.0
+    assert request["messages"][0]["role"] == "system"
+    assert "Rubric: Is the answer polite?" in request["messages"][1]["content"]
+    assert "Thank you so much!" in request["messages"][1]["content"]
+
+
+def test_model_graded_cuts_a_long_answer_to_fit_the_servers_window(
+    stub: tuple[StubBehaviour, str],
+) -> None:
+    from workbench.scorers import Context, parse_check, run_check
+
+    behaviour, url = stub
+    backend = backend_for(url)  # the stub reports a 512-token window and cannot tokenize
+    behaviour.answer = "yes"
+    check = parse_check({"type": "model-graded", "value": "Is it short?"})
+    result = run_check(check, Context("word " * 5000, model=backend))
+    assert result.passed and "by an estimate (the server does not tokenize)" in result.detail
+    [request] = behaviour.requests
+    messages = tuple((m["role"], m["content"]) for m in request["messages"])
+    assert 0 < messages[1][1].count("word") < 512  # cut, yet the start of the answer is there
+    sent = ModelInput(json.dumps(request["messages"]), False, messages=messages)
+    assert backend.count_tokens(sent) + 4 <= 512  # the question and its 4-token reply fit
 
 
 @pytest.fixture

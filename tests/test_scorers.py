@@ -865,47 +865,9 @@ def test_a_scorer_that_breaks_fails_only_its_row(monkeypatch: pytest.MonkeyPatch
 # --- with a model ------------------------------------------------------------------------------
 
 
-class FakeTokenizer:
-    def __init__(self, vocab: dict[str, int], unk: str | None, bos: int | None, eos: int | None):
-        self.vocab, self.unk_token, self.bos_token_id, self.eos_token_id = vocab, unk, bos, eos
-        self.unk_token_id = vocab.get(unk) if unk else None
-
-    def convert_tokens_to_ids(self, token: str) -> int | None:
-        return self.vocab.get(token, self.unk_token_id)
-
-
-@pytest.mark.parametrize(
-    "tokenizer, start",
-    [
-        (FakeTokenizer({"<unk>": 0, "<|endoftext|>": 7}, "<unk>", 1, 2), 7),
-        (FakeTokenizer({"<|endoftext|>": 0}, "<|endoftext|>", 1, 2), 0),  # SmolLM2: unk is it
-        (FakeTokenizer({"<unk>": 0}, "<unk>", 1, 2), 1),
-        (FakeTokenizer({}, None, 1, 2), 1),
-        (FakeTokenizer({}, None, None, 2), 2),
-        (FakeTokenizer({}, None, None, None), None),
-    ],
-)
-def test_perplexity_start_token(tokenizer: FakeTokenizer, start: int | None) -> None:
-    assert scorers.start_token(tokenizer) == start
-
-
 def test_perplexity_on_the_tiny_model(tiny_backend: Any) -> None:
-    import torch
-
     text = "Classify the sentiment of the following text as Positive, Negative, or Neutral."
-    first = scorers.perplexity(tiny_backend, text)
-    assert math.isfinite(first) and first >= 1.0
-    assert scorers.perplexity(tiny_backend, text) == first  # deterministic
-
-    # the same number as transformers' own language-modelling loss on [<|endoftext|>] + text
-    tok = tiny_backend.tokenizer
-    start = tok.convert_tokens_to_ids("<|endoftext|>")
-    assert scorers.start_token(tok) == start
-    ids = torch.tensor([[start, *tok(text, add_special_tokens=False)["input_ids"]]])
-    with torch.inference_mode():
-        loss = tiny_backend.model(input_ids=ids, labels=ids).loss
-    assert first == pytest.approx(math.exp(float(loss)), rel=1e-5)
-
+    first = tiny_backend.log_likelihood(text).perplexity  # its definition: test_models.py
     passed = score(f"perplexity<={first * 1.01}", text, model=tiny_backend)
     failed = score(f"perplexity<={first * 0.99}", text, model=tiny_backend)
     reported = score("perplexity", text, model=tiny_backend)

@@ -23,6 +23,7 @@ from xml.etree import ElementTree
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from .backends.base import Backend
 from .datasets import Dataset
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
@@ -35,6 +36,7 @@ from .scorers import (
     Check,
     Context,
     Score,
+    capability_problem,
     check_needs_expected,
     json_parse_rate,
     parse_checks,
@@ -147,8 +149,13 @@ def plan(
     refs: Sequence[str],
     dataset: Dataset,
     extra: Sequence[str | Mapping[str, Any] | Check] = (),
+    model: Backend | None = None,
 ) -> list[tuple[VersionInfo, list[Check]]]:
-    """Versions and their assertions, with every problem found before generation."""
+    """Versions and their assertions, with every problem found before generation.
+
+    With the `model` that will run them, an assertion it cannot serve (perplexity on a server)
+    is refused too; the backend declares that in its capabilities, so nothing is loaded or
+    contacted to find out."""
     if not refs:
         raise EvaluationError("name at least one prompt version to evaluate")
     if not dataset.rows:
@@ -167,6 +174,9 @@ def plan(
                 "the prompt file or pass --assert (for example --assert exact-match)"
             )
         for check in checks:
+            problem = capability_problem(check, model) if model is not None else None
+            if problem is not None:
+                raise EvaluationError(f"{version.ref}: {problem}")
             if not check_needs_expected(check):
                 continue
             columns = {"expected", f"expected_{check.name}"}
@@ -181,7 +191,9 @@ def plan(
 
 
 # --- running and scoring --------------------------------------------------------------------------
-def score_output(output: OutputRecord, checks: Sequence[Check], model: Any = None) -> list[Score]:
+def score_output(
+    output: OutputRecord, checks: Sequence[Check], model: Backend | None = None
+) -> list[Score]:
     if output.error is not None or output.text is None:
         reason = f"no output to score: {output.error or 'empty'}"
         return [Score(c.name, None, False, reason, c.weight) for c in checks]
@@ -211,7 +223,7 @@ def evaluate(
     progress: Callable[[str, Progress], None] | None = None,
 ) -> EvalReport:
     """Run each version over the dataset (one sample per row) and score every output."""
-    plans = plan(library, refs, dataset, extra)
+    plans = plan(library, refs, dataset, extra, runner.backend)
     reports = []
     for version, checks in plans:
         summary = runner.run(

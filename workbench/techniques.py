@@ -25,29 +25,6 @@ TECHNIQUES: dict[str, str] = {
     "self-consistency": "samples several answers and keeps the majority answer",
 }
 
-# Prompty's names for generation options, with the spellings people coming from other tools type.
-MODEL_OPTIONS: dict[str, str] = {
-    "temperature": "temperature",
-    "maxOutputTokens": "max_new_tokens",
-    "topP": "top_p",
-    "topK": "top_k",
-    "seed": "seed",
-    "stopSequences": "stop",
-    "frequencyPenalty": "frequency_penalty",
-    "presencePenalty": "presence_penalty",
-    "additionalProperties": "extra",
-}
-OPTION_ALIASES: dict[str, str] = {
-    "max_tokens": "maxOutputTokens",
-    "max_new_tokens": "maxOutputTokens",
-    "maxTokens": "maxOutputTokens",
-    "top_p": "topP",
-    "top_k": "topK",
-    "stop": "stopSequences",
-    "stop_sequences": "stopSequences",
-    "repetition_penalty": "additionalProperties.repetitionPenalty",
-}
-
 
 @dataclass(frozen=True)
 class SelfConsistency:

@@ -146,7 +146,9 @@ PARAM_HELP = {
     "top_p": "nucleus sampling: keep the smallest set of tokens with this much probability",
     "top_k": "keep only the k most likely tokens (0 = off)",
     "max_new_tokens": "longest answer, in tokens",
-    "repetition_penalty": "above 1 discourages repeating tokens",
+    "repetition_penalty": "above 1 discourages repeating tokens (of the prompt and the answer)",
+    "frequency_penalty": "above 0 lowers a token by how often the answer has used it (OpenAI's)",
+    "presence_penalty": "above 0 lowers every token the answer has used once (OpenAI's)",
     "seed": "fixes the random choices when sampling",
     "stop": "one stop string per line; generation ends before the first one",
 }
@@ -209,6 +211,24 @@ def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
                 0.05,
                 key=k + "repetition_penalty",
                 help=PARAM_HELP["repetition_penalty"],
+            ),
+            "frequency_penalty": st.slider(
+                "Frequency penalty",
+                -2.0,
+                2.0,
+                float(base.frequency_penalty),
+                0.1,
+                key=k + "frequency_penalty",
+                help=PARAM_HELP["frequency_penalty"],
+            ),
+            "presence_penalty": st.slider(
+                "Presence penalty",
+                -2.0,
+                2.0,
+                float(base.presence_penalty),
+                0.1,
+                key=k + "presence_penalty",
+                help=PARAM_HELP["presence_penalty"],
             ),
             "seed": int(
                 st.number_input(

@@ -3,21 +3,24 @@
 A backend turns rendered messages into the exact text the model reads (`model_input`), and
 generates for a batch (`generate`) or streams one answer (`stream`). What a backend can do beyond
 that (see its token ids, read its logits) it declares in `capabilities`; callers ask there
-instead of reaching into the object for a tokenizer or a model.
+instead of reaching into the object for a tokenizer or a model, and use the interface methods
+(`truncate_to_tokens`, `log_likelihood`) that every backend has, serving or refusing them.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 from ..errors import WorkbenchError
 from ..params import GenerationParams
 from ..templates import Rendered
 
 FinishReason = Literal["eos", "length", "stop", "cancelled"]
+Capability = Literal["token_ids", "logits", "logprobs", "constrained"]
 
 
 class ModelError(WorkbenchError):
@@ -26,6 +29,58 @@ class ModelError(WorkbenchError):
 
 class ContextOverflowError(WorkbenchError):
     pass
+
+
+class CapabilityError(ModelError):
+    """Asked of a backend something its `capabilities` say it cannot do."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond generating text, declared by the backend itself.
+
+    Callers (scorers, the evaluation plan, later features) decide from these before they ask,
+    so a request a backend cannot serve is refused up front with a reason instead of failing
+    row by row; nobody reaches into a backend for its tokenizer or its model to find out.
+    """
+
+    token_ids: bool = False  # counts, cuts and decodes tokens exactly with the model's tokenizer
+    logits: bool = False  # scores any text with the model's own log-probabilities
+    logprobs: bool = False  # returns the log-probabilities of generated tokens (servers too)
+    constrained: bool = False  # decodes under a grammar or JSON Schema
+
+    # Each capability as what a feature needs, for messages like "perplexity needs …, which
+    # openai:m@URL does not give".
+    NEEDS: ClassVar[dict[Capability, str]] = {
+        "token_ids": "the model's own tokenizer",
+        "logits": "a local model: it reads the model's own log-probabilities of a text",
+        "logprobs": "the log-probabilities of generated tokens",
+        "constrained": "grammar-constrained decoding",
+    }
+
+    def has(self, capability: Capability) -> bool:
+        return bool(getattr(self, capability))
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """The start of a text, cut to at most a number of tokens."""
+
+    text: str
+    exact: bool  # cut at a token boundary by the model's tokenizer; False: a character estimate
+
+
+@dataclass(frozen=True)
+class LogLikelihood:
+    """How likely a text is under a model: the summed log-probability of its tokens."""
+
+    logprob: float  # natural log, summed over the scored tokens
+    tokens: int  # tokens scored (the first token after the start token onwards)
+
+    @property
+    def perplexity(self) -> float:
+        """exp of the mean negative log-likelihood per token."""
+        return math.exp(-self.logprob / self.tokens)
 
 
 @dataclass(frozen=True)
@@ -90,6 +145,11 @@ class TextStream(Protocol):
 class Backend(Protocol):
     info: ModelInfo
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do beyond generating (a class attribute on each backend)."""
+        ...
+
     def model_input(self, rendered: Rendered) -> ModelInput: ...
 
     def count_tokens(self, model_input: ModelInput) -> int: ...
@@ -99,6 +159,18 @@ class Backend(Protocol):
         ...
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None: ...
+
+    def truncate_to_tokens(self, text: str, tokens: int) -> Truncation:
+        """The start of `text` holding at most `tokens` tokens, by the backend's own means:
+        exact with a tokenizer, else an estimate that says so."""
+        ...
+
+    def log_likelihood(self, text: str) -> LogLikelihood:
+        """`text` scored by the model on its own, after a start token and without any prompt.
+
+        Only with `capabilities.logits`; otherwise raises CapabilityError. ValueError when the
+        text is too short to score (empty, one token)."""
+        ...
 
     def generate(
         self,

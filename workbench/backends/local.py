@@ -25,15 +25,19 @@ from ..params import GenerationParams
 from ..templates import Rendered
 from .base import (
     Cancel,
+    Capabilities,
     FinishReason,
     Generation,
+    LogLikelihood,
     ModelError,
     ModelInfo,
     ModelInput,
+    Truncation,
     check_context,
     first_stop,
 )
 from .model_files import ResolvedModel, resolve_model
+from .processors import FrequencyPresencePenalty
 
 if TYPE_CHECKING:
     import torch
@@ -78,6 +82,9 @@ def configure_threads() -> None:
 
 
 class TransformersBackend:
+    # The tokenizer and the logits are here: exact token counts and cuts, and text scoring.
+    capabilities = Capabilities(token_ids=True, logits=True)
+
     def __init__(self, resolved: ResolvedModel, dtype: str, trust_remote_code: bool = False):
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -175,6 +182,32 @@ class TransformersBackend:
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
         check_context(self.info, prompt_tokens, params)
+
+    def truncate_to_tokens(self, text: str, tokens: int) -> Truncation:
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if len(ids) <= tokens:
+            return Truncation(text, exact=True)
+        return Truncation(str(self.tokenizer.decode(ids[: max(tokens, 0)])), exact=True)
+
+    # --- scoring --------------------------------------------------------------------------------
+    def log_likelihood(self, text: str) -> LogLikelihood:
+        """`text`'s tokens scored after one start token (`start_token`), without the prompt,
+        truncated to the context window: how fluent the text reads to this model on its own."""
+        import torch
+
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise ValueError("the output is empty")
+        start = start_token(self.tokenizer)
+        if start is not None:
+            ids = [start, *ids]
+        if len(ids) < 2:
+            raise ValueError("the output is a single token; it needs at least two to be scored")
+        tensor = torch.tensor([ids[: self.info.context_window]])
+        with self._generate_lock, torch.inference_mode():
+            logits = self.model(input_ids=tensor).logits[0, :-1].float()
+        nll = torch.nn.functional.cross_entropy(logits, tensor[0, 1:], reduction="sum")
+        return LogLikelihood(-float(nll), tensor.shape[1] - 1)
 
     # --- batch generation -----------------------------------------------------------------------
     def generate(
@@ -291,7 +324,7 @@ class TransformersBackend:
                     input_ids, mask, cache, p, params, cancel, ended if on_row else None
                 )
             else:
-                kwargs = self._generate_kwargs(params, [cancel] if cancel else [])
+                kwargs = self._generate_kwargs(params, [cancel] if cancel else [], p + width)
                 kwargs["cache"] = cache
                 if params.sampling:
                     torch.manual_seed(seed)
@@ -322,11 +355,14 @@ class TransformersBackend:
         stop string (the cache drops it when an eighth of the batch has finished), and the
         rest go on. Each step is the same forward pass generate makes (positions from the
         attention mask, the first step only on the tokens after the cached prefix), so the
-        tokens are the same as generate's greedy tokens.
+        tokens are the same as generate's greedy tokens. Frequency and presence penalties are
+        the same processor generate is given, fed this loop's generated tokens.
         """
         import torch
 
         rows = input_ids.shape[0]
+        penalty = FrequencyPresencePenalty.for_params(params, 0) if params.penalised else None
+        history = input_ids.new_empty((rows, 0))  # tokens generated per batch position
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         step_ids, step_pos = input_ids[:, cached:], positions[:, cached:]
         slots = list(range(rows))  # batch position → row
@@ -344,6 +380,8 @@ class TransformersBackend:
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1, :]
+            if penalty is not None:  # in float32, as generate applies its processors
+                logits = penalty(history, logits.float())
             next_ids = logits.argmax(-1).tolist()
             for slot, token in enumerate(next_ids):
                 row = slots[slot]
@@ -362,10 +400,13 @@ class TransformersBackend:
                 break
             last_pos = step_pos[:, -1]
             feed = torch.tensor(next_ids)
+            if penalty is not None:
+                history = torch.cat([history, feed[:, None]], dim=1)
             if len(slots) - len(live) >= max(1, len(slots) // 8):
                 keep = torch.tensor(live)
                 cache.batch_select_indices(keep)
                 mask, last_pos, feed = mask[keep], last_pos[keep], feed[keep]
+                history = history[keep] if penalty is not None else history
                 slots = [slots[k] for k in live]
             mask = torch.cat([mask, mask.new_ones((len(slots), 1))], dim=1)
             step_ids, step_pos = feed[:, None], (last_pos + 1)[:, None]
@@ -399,8 +440,12 @@ class TransformersBackend:
         cache.batch_repeat_interleave(rows)
         return cache
 
-    def _generate_kwargs(self, params: GenerationParams, cancels: list[Cancel]) -> dict[str, Any]:
-        from transformers import StoppingCriteria, StoppingCriteriaList
+    def _generate_kwargs(
+        self, params: GenerationParams, cancels: list[Cancel], prompt_len: int
+    ) -> dict[str, Any]:
+        """Keyword arguments for transformers' generate; `prompt_len` is the width of the
+        input_ids it is given (prompt and padding), after which its answer tokens start."""
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         class StopWhenCancelled(StoppingCriteria):
             def __call__(self, input_ids: torch.Tensor, scores: Any, **kw: Any) -> torch.Tensor:
@@ -426,6 +471,9 @@ class TransformersBackend:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         if cancels:
             kwargs["stopping_criteria"] = StoppingCriteriaList([StopWhenCancelled()])
+        if params.penalised:
+            penalty = FrequencyPresencePenalty.for_params(params, prompt_len)
+            kwargs["logits_processor"] = LogitsProcessorList([penalty])
         return kwargs
 
     def _finish(
@@ -553,7 +601,7 @@ class TokenStream:
         streamer = TextIteratorStreamer(
             backend.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
         )
-        kwargs = backend._generate_kwargs(params, self._cancels)
+        kwargs = backend._generate_kwargs(params, self._cancels, len(self.ids))
         kwargs["cache"] = backend._batch_cache(None, 1)
         output: dict[str, Any] = {}
 
@@ -613,6 +661,24 @@ class TokenStream:
         if tail:
             yield tail
         self.result = result
+
+
+DOCUMENT_SEPARATOR = "<|endoftext|>"
+
+
+def start_token(tokenizer: Any) -> int | None:
+    """The token a text is scored after: the document separator `<|endoftext|>` when the
+    vocabulary has one (GPT-2/SmolLM style: text after it is a fresh document), else BOS, else
+    EOS. SmolLM2-Instruct's BOS is `<|im_start|>`, after which plain text is far less likely."""
+    found = tokenizer.convert_tokens_to_ids(DOCUMENT_SEPARATOR)  # unknown → the unk id
+    if isinstance(found, int) and (
+        found != tokenizer.unk_token_id or tokenizer.unk_token == DOCUMENT_SEPARATOR
+    ):
+        return found
+    for candidate in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return None
 
 
 def _shared_prefix_len(ids: list[list[int]]) -> int:

@@ -17,7 +17,8 @@ tokens as streamed pieces (one token per piece on llama.cpp, vLLM and TGI) and p
 `count_tokens` does.
 
 Requests are retried with exponential backoff on 429, 5xx and dropped connections, honouring
-Retry-After, but only before any text has arrived. A process-wide semaphore per backend caps
+Retry-After, but only before any text has arrived. A refused connection is not retried: nothing
+listens there, and the one-line error says so at once. A process-wide semaphore per backend caps
 the requests in flight, so two jobs sharing a server do not together exceed the limit.
 """
 
@@ -27,6 +28,7 @@ import hashlib
 import json
 import math
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -42,11 +44,15 @@ from ..params import GenerationParams
 from ..templates import Rendered
 from .base import (
     Cancel,
+    Capabilities,
+    CapabilityError,
     FinishReason,
     Generation,
+    LogLikelihood,
     ModelError,
     ModelInfo,
     ModelInput,
+    Truncation,
     check_context,
     first_stop,
 )
@@ -135,7 +141,14 @@ _open_lock = threading.Lock()
 
 
 class RemoteBackend:
-    """The Backend interface over HTTP; construction asks the server which models it serves."""
+    """The Backend interface over HTTP; construction asks the server which models it serves.
+
+    It can generate and nothing more that every server offers: token counts and cuts use the
+    server's tokenize endpoint when it has one (llama.cpp's, llama-cpp-python's) and are
+    labelled estimates otherwise, and a server's logits are out of reach.
+    """
+
+    capabilities = Capabilities()
 
     def __init__(
         self,
@@ -326,6 +339,10 @@ class RemoteBackend:
         return math.ceil(len(text) / CHARS_PER_TOKEN)
 
     def _tokenize(self, kind: str, text: str) -> int | None:
+        ids = self._token_ids(kind, text)
+        return None if ids is None else len(ids)
+
+    def _token_ids(self, kind: str, text: str) -> list[int] | None:
         root = _server_root(self.server.base_url)
         try:
             if kind == "llama.cpp":
@@ -339,7 +356,53 @@ class RemoteBackend:
             tokens = response.json().get("tokens")
         except (httpx.HTTPError, ValueError, AttributeError):
             return None
-        return len(tokens) if isinstance(tokens, list) else None
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            return None
+        return tokens
+
+    def _detokenize(self, kind: str, ids: list[int]) -> str | None:
+        root = _server_root(self.server.base_url)
+        try:
+            if kind == "llama.cpp":
+                response = self._client.post(f"{root}/detokenize", json={"tokens": ids})
+                field = "content"
+            else:
+                response = self._client.post(
+                    f"{root}/extras/detokenize", json={"tokens": ids, "model": self.model}
+                )
+                field = "text"
+            if response.status_code != 200:
+                return None
+            text = response.json().get(field)
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return text if isinstance(text, str) else None
+
+    def truncate_to_tokens(self, text: str, tokens: int) -> Truncation:
+        """Exact with the server's tokenize and detokenize endpoints; otherwise the first
+        `tokens` × 4 characters, an estimate that says so.
+
+        The server's tokens may begin with its BOS token, and a cut can end inside a character
+        made of several tokens: a cut that is not the start of `text` falls back to the
+        estimate, so the text kept is always the text's own beginning."""
+        kind = self._tokenizer_kind()
+        ids = self._token_ids(kind, text) if kind != "none" else None
+        if ids is not None:
+            if len(ids) <= tokens:
+                return Truncation(text, exact=True)
+            for skip in (0, 1):  # 1: the first id is a BOS the tokenize endpoint added
+                start = self._detokenize(kind, ids[skip : skip + max(tokens, 0)])
+                if start and text.startswith(start):
+                    return Truncation(start, exact=True)
+        if len(text) <= tokens * CHARS_PER_TOKEN:
+            return Truncation(text, exact=False)
+        return Truncation(text[: max(tokens, 0) * CHARS_PER_TOKEN], exact=False)
+
+    def log_likelihood(self, text: str) -> LogLikelihood:
+        raise CapabilityError(
+            f"{self.info.name} is a server, and servers do not give the log-probabilities of "
+            "a whole text; scoring a text needs a local model"
+        )
 
     def _tokenizer_kind(self) -> str:
         """Find once which tokenize endpoint the server has: llama.cpp's, llama-cpp-python's,
@@ -476,6 +539,11 @@ class RemoteBackend:
             # vLLM and TGI call it repetition_penalty, llama.cpp repeat_penalty.
             body["repetition_penalty"] = params.repetition_penalty
             body["repeat_penalty"] = params.repetition_penalty
+        # OpenAI's own fields, sent only when set so other requests stay as they were.
+        if params.frequency_penalty != 0:
+            body["frequency_penalty"] = params.frequency_penalty
+        if params.presence_penalty != 0:
+            body["presence_penalty"] = params.presence_penalty
         if params.stop:
             body["stop"] = list(params.stop)
         body["stream"] = stream
@@ -700,11 +768,31 @@ def _finish_reason(
 
 
 def _retryable(exc: httpx.TransportError) -> bool:
-    """Connection refused, reset or dropped, and timeouts while connecting: worth another try."""
+    """Connections reset or dropped, and timeouts while connecting: worth another try.
+
+    A refused connection (nothing listens on the port) or a host name that does not resolve
+    is not: another try a second later finds the same, so it fails at once."""
+    if isinstance(exc, httpx.ConnectError) and _nobody_there(exc):
+        return False
     return isinstance(
         exc,
         (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.RemoteProtocolError),
     )
+
+
+def _nobody_there(exc: BaseException) -> bool:
+    """Whether a connection error was caused by a refusal or a name that does not resolve
+    (httpx wraps httpcore's error, which wraps the socket's)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        if isinstance(seen, socket.gaierror) and seen.errno != socket.EAI_AGAIN:
+            return True  # EAI_AGAIN: the name server did not answer this time
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _rejects_stream_options(response: httpx.Response) -> bool:

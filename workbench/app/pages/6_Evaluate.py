@@ -179,7 +179,7 @@ def start(rows: Dataset) -> jobs.Job:
         title = f"stability of {', '.join(refs)} on {len(rows.rows)} rows × {seeds} seeds"
         return jobs.start_job(title, measure_stability)
     extra = scorers.parse_assertion_lines(assertions_text)
-    evaluate.plan(lib, refs, rows, extra)  # every mistake before the model loads
+    evaluate.plan(lib, refs, rows, extra, runner.backend)  # every mistake before a row runs
 
     def work(job: jobs.Job) -> EvalReport:
         return evaluate.evaluate(

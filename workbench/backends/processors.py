@@ -1,0 +1,45 @@
+"""Logits processors: what plugs into local generation between the model's logits and the choice
+of the next token, one class per concept.
+
+Each is called like a transformers `LogitsProcessor`, `processor(input_ids, scores)`, so the same
+object works inside `generate` (in a `LogitsProcessorList`) and in the backend's own batched
+greedy loop, and a penalty means the same thing on every path. Torch is imported when a
+processor runs, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..params import GenerationParams
+
+if TYPE_CHECKING:
+    import torch
+
+
+class FrequencyPresencePenalty:
+    """OpenAI's frequency and presence penalties over the tokens generated so far.
+
+    logits[t] -= frequency_penalty × count(t) + presence_penalty × (count(t) > 0), where count
+    is how often t occurs in this row's answer so far. Prompt tokens do not count (unlike
+    transformers' repetition penalty): `prompt_len` columns at the start of `input_ids` are the
+    prompt (with any padding) and are skipped. Positive values discourage repeats; negative
+    values encourage them.
+    """
+
+    def __init__(self, frequency: float, presence: float, prompt_len: int):
+        self.frequency, self.presence, self.prompt_len = frequency, presence, prompt_len
+
+    @classmethod
+    def for_params(cls, params: GenerationParams, prompt_len: int) -> FrequencyPresencePenalty:
+        return cls(params.frequency_penalty, params.presence_penalty, prompt_len)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        generated = input_ids[:, self.prompt_len :]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros(scores.shape, dtype=scores.dtype, device=scores.device)
+        counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)

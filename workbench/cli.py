@@ -26,8 +26,26 @@ if TYPE_CHECKING:
 
 @click.group(help="Prompt Workbench: versioned prompts, local models, stored and comparable runs.")
 @click.version_option(package_name="prompt-workbench")
-def app() -> None:
-    pass
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    envvar="WORKBENCH_VERBOSE",
+    help="Show the model libraries' loading bars and warnings on stderr; by default they go "
+    "to the log, STORAGE/logs/workbench.log. Same as WORKBENCH_VERBOSE=1.",
+)
+@click.pass_context
+def app(ctx: click.Context, verbose: bool) -> None:
+    from . import logs
+
+    ctx.with_resource(
+        logs.command_logging(
+            logs.log_file(Settings.from_env().storage_dir),
+            verbose=verbose,
+            command=ctx.obj or (),
+            not_errors=(click.exceptions.Exit, click.ClickException),
+        )
+    )
 
 
 @app.group("prompts")
@@ -403,17 +421,22 @@ def model_options(command: Any) -> Any:
 
 
 def _runner(model: str | None, dtype: str, trust_remote_code: bool) -> Any:
-    from .backends import open_backend
+    from .backends import Backend, open_backend
+    from .backends.remote import is_remote_spec
+    from .logs import quiet_model_libraries
     from .runner import Runner
 
     settings = Settings.from_env()
     spec = model or settings.model
-    return Runner(
-        _library(),
-        lambda: open_backend(
+
+    def backend() -> Backend:
+        if not is_remote_spec(spec):
+            quiet_model_libraries()  # its loading bars and notices go to the log file
+        return open_backend(
             spec, settings.storage_dir, dtype=dtype, trust_remote_code=trust_remote_code
-        ),
-    )
+        )
+
+    return Runner(_library(), backend)
 
 
 @app.command("run")
@@ -978,11 +1001,8 @@ def runs_export(run_id: int, fmt: str, output: Path | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the command, turn user-fixable problems into one line on stderr."""
     try:
-        result = app.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="workbench",
-            standalone_mode=False,
-        )
+        args = list(argv) if argv is not None else sys.argv[1:]
+        result = app.main(args=args, prog_name="workbench", standalone_mode=False, obj=args)
     except WorkbenchError as exc:
         click.echo(f"error: {exc}", err=True)
         return 1

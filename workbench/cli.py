@@ -11,19 +11,41 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .config import PROJECT_ROOT, Settings
 from .errors import WorkbenchError
 
+if TYPE_CHECKING:
+    from .terminal import ProgressDisplay
+
 
 @click.group(help="Prompt Workbench: versioned prompts, local models, stored and comparable runs.")
 @click.version_option(package_name="prompt-workbench")
-def app() -> None:
-    pass
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    envvar="WORKBENCH_VERBOSE",
+    help="Show the model libraries' loading bars and warnings on stderr; by default they go "
+    "to the log, STORAGE/logs/workbench.log. Same as WORKBENCH_VERBOSE=1.",
+)
+@click.pass_context
+def app(ctx: click.Context, verbose: bool) -> None:
+    from . import logs
+
+    ctx.with_resource(
+        logs.command_logging(
+            logs.log_file(Settings.from_env().storage_dir),
+            verbose=verbose,
+            command=ctx.obj or (),
+            not_errors=(click.exceptions.Exit, click.ClickException),
+        )
+    )
 
 
 @app.group("prompts")
@@ -45,12 +67,16 @@ def _echo_json(value: Any) -> None:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if n == 0:
-            click.echo("  ".join("-" * w for w in widths))
+    from .terminal import print_table
+
+    print_table(headers, rows)
+
+
+def _progress(hidden: bool, label: str = "") -> AbstractContextManager[ProgressDisplay | None]:
+    """The progress display for a run on stderr, or none (--json keeps stderr for errors)."""
+    from .terminal import ProgressDisplay
+
+    return nullcontext() if hidden else ProgressDisplay(label)
 
 
 # --- serve ----------------------------------------------------------------------------------
@@ -395,26 +421,22 @@ def model_options(command: Any) -> Any:
 
 
 def _runner(model: str | None, dtype: str, trust_remote_code: bool) -> Any:
-    from .backends import open_backend
+    from .backends import Backend, open_backend
+    from .backends.remote import is_remote_spec
+    from .logs import quiet_model_libraries
     from .runner import Runner
 
     settings = Settings.from_env()
     spec = model or settings.model
-    return Runner(
-        _library(),
-        lambda: open_backend(
+
+    def backend() -> Backend:
+        if not is_remote_spec(spec):
+            quiet_model_libraries()  # its loading bars and notices go to the log file
+        return open_backend(
             spec, settings.storage_dir, dtype=dtype, trust_remote_code=trust_remote_code
-        ),
-    )
+        )
 
-
-def _format_progress(p: Any) -> str:
-    eta = f" · ETA {p.eta_s:.0f} s" if p.eta_s is not None else ""
-    cached = f" · {p.cached} cached" if p.cached else ""
-    width = 30
-    filled = int(width * p.done / p.total) if p.total else width
-    bar = "#" * filled + "-" * (width - filled)
-    return f"\r[{bar}] {p.done}/{p.total} · {p.tokens_per_s:.1f} tok/s{cached}{eta}  "
+    return Runner(_library(), backend)
 
 
 @app.command("run")
@@ -491,18 +513,16 @@ def run_command(
             err=True,
         )
         return
-    progress = None if as_json else (lambda p: click.echo(_format_progress(p), err=True, nl=False))
-    summary = runner.run(
-        [version],
-        rows,
-        overrides=overrides,
-        samples=samples,
-        use_cache=use_cache,
-        progress=progress,
-        batch_size=batch_size,
-    )
-    if not as_json:
-        click.echo(err=True)
+    with _progress(as_json, version.ref) as progress:
+        summary = runner.run(
+            [version],
+            rows,
+            overrides=overrides,
+            samples=samples,
+            use_cache=use_cache,
+            progress=progress,
+            batch_size=batch_size,
+        )
     _print_summary(summary, as_json)
 
 
@@ -612,25 +632,17 @@ def eval_command(
             raise WorkbenchError(f"--assert {text!r}: {exc}") from None
     plan(library, refs, rows, extra)  # every mistake before the model loads
     runner = _runner(model, dtype, trust_remote_code)
-    progress = (
-        None
-        if as_json
-        else (
-            lambda ref, p: click.echo(f"{ref} {_format_progress(p).lstrip()}", err=True, nl=False)
+    with _progress(as_json) as display:
+        report = evaluate(
+            library,
+            runner,
+            refs,
+            rows,
+            extra,
+            overrides=overrides,
+            use_cache=not no_cache,
+            progress=(lambda ref, p: display(p, ref)) if display else None,
         )
-    )
-    report = evaluate(
-        library,
-        runner,
-        refs,
-        rows,
-        extra,
-        overrides=overrides,
-        use_cache=not no_cache,
-        progress=progress,
-    )
-    if not as_json:
-        click.echo(err=True)
     if output is not None:
         write_report(report, output)
     if as_json:
@@ -755,21 +767,17 @@ def stability_command(
         check_pattern(answer_pattern)
         rows = _dataset_or_test_set(library, dataset) if dataset else [_parse_vars(list(var), None)]
         versions = [library.get(ref) for ref in refs]
-        progress = (
-            None if as_json else (lambda p: click.echo(_format_progress(p), err=True, nl=False))
-        )
-        report = measure(
-            _runner(model, dtype, trust_remote_code),
-            versions,
-            rows,
-            seeds,
-            overrides=parse_param_pairs(list(param)),
-            use_cache=not no_cache,
-            progress=progress,
-            answer_pattern=answer_pattern,
-        )
-        if not as_json:
-            click.echo(err=True)
+        with _progress(as_json) as progress:
+            report = measure(
+                _runner(model, dtype, trust_remote_code),
+                versions,
+                rows,
+                seeds,
+                overrides=parse_param_pairs(list(param)),
+                use_cache=not no_cache,
+                progress=progress,
+                answer_pattern=answer_pattern,
+            )
     if output is not None:
         write_stability(report, output)
     if as_json:
@@ -956,12 +964,8 @@ def runs_resume(
 
     record = get_run(_library().store, run_id)
     runner = _runner(model or record.model, dtype if model else record.dtype, trust_remote_code)
-    summary = runner.resume(
-        run_id,
-        progress=lambda p: click.echo(_format_progress(p), err=True, nl=False),
-        batch_size=batch_size,
-    )
-    click.echo(err=True)
+    with _progress(False, f"run {run_id}") as progress:
+        summary = runner.resume(run_id, progress=progress, batch_size=batch_size)
     _print_summary(summary, False)
 
 
@@ -997,11 +1001,8 @@ def runs_export(run_id: int, fmt: str, output: Path | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the command, turn user-fixable problems into one line on stderr."""
     try:
-        result = app.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="workbench",
-            standalone_mode=False,
-        )
+        args = list(argv) if argv is not None else sys.argv[1:]
+        result = app.main(args=args, prog_name="workbench", standalone_mode=False, obj=args)
     except WorkbenchError as exc:
         click.echo(f"error: {exc}", err=True)
         return 1

@@ -104,4 +104,6 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "(default: 120)",
     "WORKBENCH_OPENAI_MAX_RETRIES": "retries on 429, 5xx and dropped connections (default: 3)",
     "WORKBENCH_DEBUG": "set to 1 to see tracebacks from the CLI",
+    "WORKBENCH_VERBOSE": "set to 1 for `workbench --verbose`: the model libraries' loading bars "
+    "and warnings on stderr (otherwise they go to STORAGE/logs/workbench.log)",
 }

@@ -101,7 +101,7 @@ def main() -> None:
     backend = load_backend("default", settings.storage_dir)
     tmp = tempfile.mkdtemp(prefix="wb-bench-")
     library = Library(Store(f"sqlite:///{tmp}/bench.db"))
-    load_builtins(library, ROOT / "prompts")
+    load_builtins(library, settings.prompts_dir)
     print(
         f"model {backend.info.name} ({backend.info.revision}, {backend.info.dtype}), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"

@@ -87,6 +87,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from workbench.backends.model_files import default_gguf
+    from workbench.config import BUILTIN_PROMPTS
     from workbench.exchange import load_builtins
     from workbench.library import Library
     from workbench.store import Store
@@ -106,7 +107,7 @@ def main() -> None:
         os.environ["WORKBENCH_OPENAI_BASE_URL"] = url
         tmp = tempfile.mkdtemp(prefix="wb-bench-")
         library = Library(Store(f"sqlite:///{tmp}/bench.db"))
-        load_builtins(library, ROOT / "prompts")
+        load_builtins(library, BUILTIN_PROMPTS)
         spec = f"openai:{model}@{url}"
         print(
             f"{spec}: zero-shot-sentiment-chat × {len(rows)} rows, greedy, max_new_tokens 16, "

@@ -302,7 +302,7 @@ def forget_stores(matches: Callable[[str], bool]) -> None:
 def isolated_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_db: Path
 ) -> Iterator[None]:
-    """Point every setting at tmp_path so no test touches storage/ or prompts/.
+    """Point every setting at tmp_path so no test touches storage/ or the built-in prompts.
 
     WORKBENCH_PROMPTS_DIR points at a folder that does not exist unless a test asks for the
     `builtins` fixture, so by default the CLI starts on an empty library.
@@ -383,7 +383,7 @@ def builtins(tmp_path: Path) -> dict[str, str]:
 # --- a tiny local model for the runner tests ----------------------------------------------------
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILTIN_PROMPTS_DIR = REPO_ROOT / "prompts"
+BUILTIN_PROMPTS_DIR = REPO_ROOT / "workbench" / "prompts"
 TINY_WEIGHT_SCALE = 6.0
 
 
@@ -444,7 +444,7 @@ def _one_torch_thread_for_the_tiny_model(request: pytest.FixtureRequest) -> None
 
 @pytest.fixture
 def builtin_library(make_store: Callable[[str], Store]) -> Library:
-    """A fresh migrated store holding the real built-in prompts from prompts/."""
+    """A fresh migrated store holding the real built-in prompts (workbench/prompts/)."""
     from workbench.exchange import load_builtins
 
     lib = Library(make_store("runner"))
@@ -519,15 +519,16 @@ def default_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @contextmanager
 def workbench_server(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
-    """`workbench serve` on a free port, from the project folder (so .streamlit/config.toml
-    applies); yields its URL once /_stcore/health answers; stops the whole process group.
-    The server's output goes to `log_path`."""
+    """`workbench serve` on a free port, started in the log's folder (its Streamlit settings come
+    with the command, not from a project folder); yields its URL once /_stcore/health answers;
+    stops the whole process group. The server's output goes to `log_path`."""
     from servers import free_port, serving
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port)]
-    with serving(command, log_path, f"{url}/_stcore/health", timeout_s=90, env=env, cwd=REPO_ROOT):
+    health = f"{url}/_stcore/health"
+    with serving(command, log_path, health, timeout_s=90, env=env, cwd=log_path.parent):
         yield url
 
 

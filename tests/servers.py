@@ -120,9 +120,11 @@ def serving(
                 time.sleep(0.2)
             yield proc
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
             try:
+                os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=10)
+            except ProcessLookupError:  # the test stopped the whole group itself
+                pass
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()

@@ -24,7 +24,7 @@ def test_home_lists_builtins_and_previews_a_version(app_env: Path) -> None:
     table = at.dataframe[0].value
     names = set(table["name"])
     assert {"few-shot-translation", "zero-shot-sentiment", "json-answer"} <= names
-    assert len(names) == len(list((ROOT / "prompts").glob("*.prompty")))
+    assert len(names) == len(list((ROOT / "workbench" / "prompts").glob("*.prompty")))
 
     at.selectbox(key="preview_prompt").set_value("few-shot-translation").run()
     shown = [c.value for c in at.code]

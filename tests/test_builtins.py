@@ -1,4 +1,4 @@
-"""The built-in prompt library (prompts/): each file parses, is canonical, lints clean, renders."""
+"""The built-in prompts (workbench/prompts/): each parses, is canonical, lints clean, renders."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from workbench.lint import lint
 from workbench.techniques import TECHNIQUES, SelfConsistency
 from workbench.templates import PromptFile, parse_prompt_bytes
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "workbench" / "prompts"
 PROMPT_PATHS = sorted(PROMPTS_DIR.glob("*.prompty"))
 
 

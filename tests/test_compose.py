@@ -27,7 +27,7 @@ from workbench.lint import lint
 from workbench.techniques import TECHNIQUES
 from workbench.templates import PromptFile, parse_prompt
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "workbench" / "prompts"
 BUILTIN_NAMES = sorted(p.stem for p in PROMPTS_DIR.glob("*.prompty"))
 
 

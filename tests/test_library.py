@@ -11,11 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PromptText, count_versions
+from conftest import REPO_ROOT, PromptText, count_versions
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from workbench.config import PROJECT_ROOT
 from workbench.errors import NotFoundError, WorkbenchError
 from workbench.library import Library, Ref, check_label
 from workbench.store import PromptVersion, Store
@@ -453,7 +452,7 @@ def _run_together(folder: Path, argv_for: list[list[str]], env: dict[str, str]) 
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(folder), str(i), *argv],
-            cwd=PROJECT_ROOT,
+            cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -10,7 +10,7 @@ import pytest
 
 from workbench.templates import PromptFile, parse_prompt_bytes
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "workbench" / "prompts"
 PROMPT_PATHS = sorted(PROMPTS_DIR.glob("*.prompty"))
 
 

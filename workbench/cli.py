@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .config import PROJECT_ROOT, Settings
+from .config import Settings
 from .errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -91,30 +90,12 @@ def _progress(hidden: bool, label: str = "") -> AbstractContextManager[ProgressD
     help="Address to bind; the default keeps the app on this machine.",
 )
 def serve(port: int, address: str) -> None:
-    """Start the web app (Streamlit) on http://127.0.0.1:PORT."""
-    entry = Path(__file__).resolve().parent / "app" / "Home.py"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(entry),
-        "--server.address",
-        address,
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
+    """Start the web app (Streamlit) on http://127.0.0.1:PORT; Ctrl+C or SIGTERM stops it."""
+    from .server import run_app
+
     _library()  # migrate and load built-ins before the first page asks for them
     click.echo(f"Prompt Workbench on http://{address}:{port}  (Ctrl+C stops it)")
-    try:
-        code = subprocess.call(command, cwd=PROJECT_ROOT, env=os.environ.copy())
-    except KeyboardInterrupt:
-        code = 0
-    raise click.exceptions.Exit(code)
+    raise click.exceptions.Exit(run_app(address, port))
 
 
 # --- prompts --------------------------------------------------------------------------------

@@ -1,8 +1,17 @@
 """Settings from environment variables.
 
 Everything a person may want to move (the database, the prompt library, the default model) is an
-environment variable with a default that works from a fresh clone, so the CLI, the app and the
-tests all resolve locations the same way and tests never touch the real database.
+environment variable with a default that works from a fresh clone and from an installed package,
+so the CLI, the app and the tests all resolve locations the same way and tests never touch the
+real database.
+
+Where things live by default:
+- The built-in prompt files are package data (`workbench/prompts/`), read through
+  `importlib.resources`, so they come along in a wheel like the code does.
+- Storage (the SQLite database and converted models) is `storage/` in a source checkout — next to
+  the code a developer is working on, ignored by git — and the user data folder of the platform
+  when the workbench is installed as a package (`~/.local/share/prompt-workbench` on Linux),
+  never inside site-packages, which a reinstall replaces and which may not be writable.
 """
 
 from __future__ import annotations
@@ -10,12 +19,38 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from .errors import WorkbenchError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_NAME = "prompt-workbench"
+BUILTIN_PROMPTS: Traversable = files("workbench") / "prompts"
+
+
+def source_checkout() -> Path | None:
+    """The project folder when the code runs from a source checkout (an editable install, or
+    PYTHONPATH pointing at a clone), None when it runs as an installed package.
+
+    The package's parent folder holds pyproject.toml only in a checkout; in an installed package
+    it is site-packages.
+    """
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def default_storage_dir() -> Path:
+    """`storage/` in a source checkout, else the platform's user data folder for the workbench."""
+    root = source_checkout()
+    if root is not None:
+        return root / "storage"
+    # Only an installed package needs it, so a checkout runs without it.
+    from platformdirs import user_data_path
+
+    return Path(user_data_path(PACKAGE_NAME, appauthor=False))
+
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_OPENAI_BASE_URL = "http://127.0.0.1:8080/v1"
@@ -66,16 +101,18 @@ class OpenAISettings:
 class Settings:
     storage_dir: Path
     database_url: str
-    prompts_dir: Path
+    prompts_dir: Traversable  # a Path when set by WORKBENCH_PROMPTS_DIR
     model: str
     openai: OpenAISettings = field(default_factory=OpenAISettings)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        storage = Path(env.get("WORKBENCH_STORAGE_DIR") or PROJECT_ROOT / "storage")
+        raw_storage = env.get("WORKBENCH_STORAGE_DIR")
+        storage = Path(raw_storage) if raw_storage else default_storage_dir()
         url = env.get("WORKBENCH_DATABASE_URL") or f"sqlite:///{storage / 'workbench.db'}"
-        prompts = Path(env.get("WORKBENCH_PROMPTS_DIR") or PROJECT_ROOT / "prompts")
+        raw_prompts = env.get("WORKBENCH_PROMPTS_DIR")
+        prompts = Path(raw_prompts) if raw_prompts else BUILTIN_PROMPTS
         model = env.get("WORKBENCH_MODEL") or DEFAULT_MODEL
         return cls(
             storage_dir=storage,
@@ -89,9 +126,11 @@ class Settings:
 # Each entry documents one variable; README's settings table is checked against it by a test.
 ENVIRONMENT_VARIABLES: dict[str, str] = {
     "WORKBENCH_DATABASE_URL": "SQLAlchemy URL of the database: SQLite (default: "
-    "storage/workbench.db) or postgresql+psycopg://user:password@host/database",
-    "WORKBENCH_STORAGE_DIR": "folder for the default database and converted models",
-    "WORKBENCH_PROMPTS_DIR": "built-in prompt files loaded into an empty database",
+    "workbench.db in the storage folder) or postgresql+psycopg://user:password@host/database",
+    "WORKBENCH_STORAGE_DIR": "folder for the default database and converted models (default: "
+    "storage/ in a source checkout, the user data folder in an installed package)",
+    "WORKBENCH_PROMPTS_DIR": "folder of built-in prompt files loaded into an empty database "
+    "(default: the ones shipped in the package, workbench/prompts/)",
     "WORKBENCH_MODEL": "default model: a local folder or cached Hugging Face id",
     "WORKBENCH_OPENAI_BASE_URL": "OpenAI-compatible server for `--model openai` "
     f"(default: {DEFAULT_OPENAI_BASE_URL})",

@@ -16,6 +16,7 @@ import posixpath
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -320,13 +321,22 @@ def _hash(pf: PromptFile) -> str:
 # --- built-ins ------------------------------------------------------------------------------
 
 
-def load_builtins(library: Library, prompts_dir: Path) -> ImportReport | None:
+def load_builtins(library: Library, prompts_dir: Traversable) -> ImportReport | None:
     """Load the built-in prompt files into an empty database, once in its lifetime.
 
-    The state row is written in the same transaction as the prompts, so two processes starting
-    together load them once, and a person who later deletes a built-in does not get it back.
+    `prompts_dir` is a folder or the package data the files ship as (config.BUILTIN_PROMPTS),
+    hence a Traversable. The state row is written in the same transaction as the prompts, so two
+    processes starting together load them once, and a person who later deletes a built-in does
+    not get it back.
     """
-    files = sorted(prompts_dir.glob("*.prompty")) if prompts_dir.is_dir() else []
+    files = (
+        sorted(
+            (f for f in prompts_dir.iterdir() if f.name.endswith(".prompty") and f.is_file()),
+            key=lambda f: f.name,
+        )
+        if prompts_dir.is_dir()
+        else []
+    )
 
     def load(s: Session) -> ImportReport | None:
         library.store.lock(s, "app_state", BUILTINS_STATE_KEY)  # SQLite: BEGIN IMMEDIATE does it

@@ -149,7 +149,10 @@ class TransformersBackend:
             assert self._template is not None
             template_hash_ = self._template.hash
         else:  # only the tokenizer can say which template it uses (loading it checks ours)
-            template_hash_ = template_hash(self.tokenizer.chat_template or "")
+            loaded = self.tokenizer.chat_template or ""
+            if isinstance(loaded, dict):  # named templates (additional_chat_templates/)
+                loaded = json.dumps(loaded, sort_keys=True, ensure_ascii=False)
+            template_hash_ = template_hash(loaded)
         window = config.get("max_position_embeddings")
         if not (isinstance(window, int) and not isinstance(window, bool) and window > 0):
             window = _config_window(self._auto_config())

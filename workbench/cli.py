@@ -394,14 +394,14 @@ def model_options(command: Any) -> Any:
     )(command)
 
 
-def _runner(model: str | None, dtype: str, trust_remote_code: bool) -> Any:
+def _runner(model: str | None, dtype: str, trust_remote_code: bool, library: Any = None) -> Any:
     from .backends import open_backend
     from .runner import Runner
 
     settings = Settings.from_env()
     spec = model or settings.model
     return Runner(
-        _library(),
+        library or _library(),
         lambda: open_backend(
             spec, settings.storage_dir, dtype=dtype, trust_remote_code=trust_remote_code
         ),
@@ -462,7 +462,8 @@ def run_command(
     from .runner import samples_for
 
     overrides = parse_param_pairs(list(param))
-    version = _library().get(ref)
+    library = _library()
+    version = library.get(ref)
     rows: Any
     if dataset is not None:
         if var or vars_file:
@@ -470,7 +471,7 @@ def run_command(
         rows = read_dataset(dataset)
     else:
         rows = [_parse_vars(list(var), vars_file)]
-    runner = _runner(model, dtype, trust_remote_code)
+    runner = _runner(model, dtype, trust_remote_code, library)
     use_cache = not no_cache
     single = (
         dataset is None and not (samples and samples > 1) and samples_for(version, samples) == 1

@@ -242,12 +242,13 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM
 
         resolved = self._resolved
-        self._auto_config()  # the config's own checks, with their messages, before the weights
+        config = self._auto_config()  # its own checks, with their messages, before the weights
         tokenizer = self.tokenizer
         configure_threads()
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 resolved.path,
+                config=config,
                 local_files_only=True,
                 trust_remote_code=self._trust_remote_code,
                 dtype=getattr(torch, self._dtype),

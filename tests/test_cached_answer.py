@@ -271,6 +271,7 @@ def test_cached_cli_answer_imports_no_torch(tiny_model_dir: Path, tmp_path: Path
         "--param",
         "max_new_tokens=12",
     ]
+    db = os.environ["WORKBENCH_DATABASE_URL"].removeprefix("sqlite:///")
     seen = []
     for n in range(2):
         report = tmp_path / f"probe{n}.json"
@@ -286,6 +287,9 @@ def test_cached_cli_answer_imports_no_torch(tiny_model_dir: Path, tmp_path: Path
         seen.append(
             (done.stdout, done.stderr.strip().splitlines()[-1], json.loads(report.read_text()))
         )
+        # the process loaded a model and skipped the collector at exit, yet closed the database:
+        # SQLite folded its write-ahead log back into the file
+        assert not Path(db + "-wal").exists()
     (out1, status1, probe1), (out2, status2, probe2) = seen
     assert probe1 == {
         "code": 0,
@@ -304,3 +308,12 @@ def test_cached_cli_answer_imports_no_torch(tiny_model_dir: Path, tmp_path: Path
         "weights": False,
         "tokenizer": False,
     }
+
+
+def test_loading_leaves_the_garbage_collector_on(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import gc
+
+    backend = fresh_backend(tiny_model_dir, tmp_path)
+    assert gc.isenabled()
+    backend.model  # noqa: B018 - loads it
+    assert backend.loaded and gc.isenabled()

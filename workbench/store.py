@@ -569,9 +569,9 @@ def get_store(url: str) -> Store:
 @atexit.register
 def close_stores() -> None:
     """Close the process-wide stores' connections when the process ends, explicitly rather than
-    whenever the garbage collector gets to them (a process that loaded a model skips that
-    collection at exit): the last SQLite connection to close folds the write-ahead log back into
-    the database file, so `workbench.db` alone holds everything."""
+    whenever the garbage collector gets to them (in a process that loaded a model it never does:
+    loading freezes what exists, see backends.local): the last SQLite connection to close folds
+    the write-ahead log back into the database file, so `workbench.db` alone holds everything."""
     with _stores_lock:
         for store in _stores.values():
             store.close()

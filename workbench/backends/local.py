@@ -158,16 +158,13 @@ class TransformersBackend:
         self._checks = checks
         # The chat template as read from the files, and whether it renders here (see model_input).
         self._template = read_chat_template(path)
-        self._template_key = (
+        key = (
             checks.key(path, resolved.revision, self._template)
             if checks is not None and self._template is not None
             else None
         )
-        self._render_here = (
-            self._template_key is not None
-            and checks is not None
-            and (checks.known(self._template_key))
-        )
+        self._template_key = key
+        self._render_here = key is not None and checks is not None and checks.known(key)
         if self._render_here:
             assert self._template is not None
             template_hash_ = self._template.hash

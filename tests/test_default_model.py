@@ -113,3 +113,28 @@ def test_stream_equals_the_greedy_text(default_backend: Any) -> None:
     assert stream.result is not None
     assert "".join(pieces) == stream.result.text == expected.text
     assert stream.result.finish_reason == expected.finish_reason
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in BUILTIN_PROMPTS_DIR.glob("*.prompty")))
+def test_builtin_inputs_without_the_tokenizer_equal_the_tokenizers(
+    name: str, default_backend: Any, default_storage: Path
+) -> None:
+    """The cache lookup's model input, rendered from the folder's files (no tokenizer, no
+    torch), equals the tokenizer's for every built-in prompt on the real chat template."""
+    from workbench.backends.chat_template import TemplateChecks
+    from workbench.backends.local import CHECKS_FOLDER, TransformersBackend
+    from workbench.backends.model_files import resolve_model
+    from workbench.runner import cache_key
+    from workbench.templates import parse_prompt_bytes
+
+    checks = TemplateChecks(default_storage / "models" / CHECKS_FOLDER)
+    quick = TransformersBackend(resolve_model("default", default_storage), "float32", checks=checks)
+    assert quick._tokenizer is None and not quick.loaded  # default_backend checked the template
+    pf = parse_prompt_bytes((BUILTIN_PROMPTS_DIR / f"{name}.prompty").read_bytes(), name)
+    rendered = pf.render({})
+    mine, theirs = quick.model_input(rendered), default_backend.tokenizer_model_input(rendered)
+    assert mine == theirs
+    assert quick.info == default_backend.info
+    params = GenerationParams()
+    assert cache_key(quick, mine, params, 0) == cache_key(default_backend, theirs, params, 0)
+    assert quick._tokenizer is None and not quick.loaded

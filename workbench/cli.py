@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -20,7 +20,14 @@ from .config import Settings
 from .errors import WorkbenchError
 
 if TYPE_CHECKING:
+    from .datasets import Dataset
+    from .evaluate import VersionReport
+    from .library import Library
+    from .runner import Runner, RunSummary
     from .terminal import ProgressDisplay
+
+# A click command as the decorators pass it along (a function until @app.command wraps it).
+Command = TypeVar("Command", bound=Callable[..., object])
 
 
 @click.group(help="Prompt Workbench: versioned prompts, local models, stored and comparable runs.")
@@ -55,7 +62,7 @@ def prompts_app() -> None:
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
-def _library() -> Any:
+def _library() -> Library:
     from .workspace import open_library
 
     return open_library(Settings.from_env())
@@ -376,7 +383,7 @@ def import_(paths: tuple[Path, ...]) -> None:
 # --- running ----------------------------------------------------------------------------------
 
 
-def model_options(command: Any) -> Any:
+def model_options(command: Command) -> Command:
     """--model, --dtype and --trust-remote-code, shared by the commands that load a model."""
     command = click.option(
         "--trust-remote-code",
@@ -401,9 +408,12 @@ def model_options(command: Any) -> Any:
     )(command)
 
 
-def _runner(model: str | None, dtype: str, trust_remote_code: bool) -> Any:
-    from .backends import Backend, open_backend
-    from .backends.remote import is_remote_spec
+def _runner(
+    model: str | None, dtype: str, trust_remote_code: bool, library: Library | None = None
+) -> Runner:
+    """A runner on the model spec (default: the settings' model); the model opens when something
+    is generated, so a cached answer never loads it."""
+    from .backends import Backend, is_remote_spec, open_backend
     from .logs import quiet_model_libraries
     from .runner import Runner
 
@@ -417,7 +427,7 @@ def _runner(model: str | None, dtype: str, trust_remote_code: bool) -> Any:
             spec, settings.storage_dir, dtype=dtype, trust_remote_code=trust_remote_code
         )
 
-    return Runner(_library(), backend)
+    return Runner(library or _library(), backend)
 
 
 @app.command("run")
@@ -465,7 +475,8 @@ def run_command(
     from .runner import samples_for
 
     overrides = parse_param_pairs(list(param))
-    version = _library().get(ref)
+    library = _library()
+    version = library.get(ref)
     rows: Any
     if dataset is not None:
         if var or vars_file:
@@ -473,7 +484,7 @@ def run_command(
         rows = read_dataset(dataset)
     else:
         rows = [_parse_vars(list(var), vars_file)]
-    runner = _runner(model, dtype, trust_remote_code)
+    runner = _runner(model, dtype, trust_remote_code, library)
     use_cache = not no_cache
     single = (
         dataset is None and not (samples and samples > 1) and samples_for(version, samples) == 1
@@ -507,7 +518,7 @@ def run_command(
     _print_summary(summary, as_json)
 
 
-def _print_summary(summary: Any, as_json: bool) -> None:
+def _print_summary(summary: RunSummary, as_json: bool) -> None:
     if as_json:
         _echo_json(
             {
@@ -612,7 +623,7 @@ def eval_command(
         except WorkbenchError as exc:
             raise WorkbenchError(f"--assert {text!r}: {exc}") from None
     plan(library, refs, rows, extra)  # every mistake before the model loads
-    runner = _runner(model, dtype, trust_remote_code)
+    runner = _runner(model, dtype, trust_remote_code, library)
     with _progress(as_json) as display:
         report = evaluate(
             library,
@@ -750,7 +761,7 @@ def stability_command(
         versions = [library.get(ref) for ref in refs]
         with _progress(as_json) as progress:
             report = measure(
-                _runner(model, dtype, trust_remote_code),
+                _runner(model, dtype, trust_remote_code, library),
                 versions,
                 rows,
                 seeds,
@@ -791,7 +802,7 @@ def _stability_cell(header: str, value: Any) -> str:
     return str(value)
 
 
-def _dataset_or_test_set(library: Any, source: str) -> Any:
+def _dataset_or_test_set(library: Library, source: str) -> Dataset:
     """A file when the path exists, else a stored test set of that name."""
     from .datasets import read_dataset
     from .errors import NotFoundError
@@ -806,7 +817,7 @@ def _dataset_or_test_set(library: Any, source: str) -> Any:
         raise WorkbenchError(f"--dataset {source}: no such file, and {exc}") from None
 
 
-def _metric_cell(version: Any, metric: str) -> str:
+def _metric_cell(version: VersionReport, metric: str) -> str:
     found = next((m for m in version.metrics if m.metric == metric), None)
     if found is None:
         return "-"

@@ -16,6 +16,7 @@ is 3, so this one is 4") must not interleave, and the two databases get there di
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import random
@@ -563,3 +564,14 @@ def get_store(url: str) -> Store:
         if store is None:
             store = _stores[url] = Store(url)
         return store
+
+
+@atexit.register
+def close_stores() -> None:
+    """Close the process-wide stores' connections when the process ends, explicitly rather than
+    whenever the garbage collector gets to them (in a process that loaded a model it never does:
+    loading freezes what exists, see backends.local): the last SQLite connection to close folds
+    the write-ahead log back into the database file, so `workbench.db` alone holds everything."""
+    with _stores_lock:
+        for store in _stores.values():
+            store.close()

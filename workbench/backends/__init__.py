@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Backend
+from .base import REMOTE_PREFIX, Backend, is_remote_spec
 
-__all__ = ["Backend", "open_backend"]
+__all__ = ["REMOTE_PREFIX", "Backend", "is_remote_spec", "open_backend"]
 
 
 def open_backend(
@@ -24,9 +24,9 @@ def open_backend(
 ) -> Backend:
     """The backend a model spec names: `openai…` is a server (see `remote`), anything else a
     local model. The one place the CLI and the app turn a spec into a backend."""
-    from . import remote
+    if is_remote_spec(spec):
+        from . import remote
 
-    if remote.is_remote_spec(spec):
         return remote.open_remote(spec, api_key=api_key)
     from .local import load_backend
 

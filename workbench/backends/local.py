@@ -11,13 +11,16 @@ at a time under their own seed, so a sampled output does not depend on its batch
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import functools
-import hashlib
+import gc
+import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,12 @@ from .base import (
     check_context,
     first_stop,
 )
+from .chat_template import (
+    TemplateChecks,
+    agrees_with_tokenizer,
+    read_chat_template,
+    template_hash,
+)
 from .model_files import ResolvedModel, resolve_model
 from .processors import FrequencyPresencePenalty
 
@@ -52,6 +61,7 @@ MAX_BATCH = 32
 
 _loaded: dict[tuple[str, str, bool], TransformersBackend] = {}
 _load_lock = threading.Lock()
+CHECKS_FOLDER = "chat-template-checks"  # under storage/models: see chat_template.TemplateChecks
 
 
 def load_backend(
@@ -61,7 +71,11 @@ def load_backend(
     dtype: str = "float32",
     trust_remote_code: bool = False,
 ) -> TransformersBackend:
-    """The process-wide backend for a model: loaded on first use, then reused."""
+    """The process-wide backend for a model: made on first use, then reused.
+
+    Making it reads the model folder's files only; the tokenizer and the weights (and torch)
+    load the first time something needs them, so an answer found in the store costs none of it.
+    """
     if dtype not in DTYPES:
         raise ModelError(f"dtype {dtype!r} is not supported: use float32 or bfloat16")
     dtype = DTYPES[dtype]
@@ -70,8 +84,32 @@ def load_backend(
     with _load_lock:
         backend = _loaded.get(key)
         if backend is None:
-            backend = _loaded[key] = TransformersBackend(resolved, dtype, trust_remote_code)
+            checks = TemplateChecks(storage_dir / "models" / CHECKS_FOLDER)
+            backend = _loaded[key] = TransformersBackend(
+                resolved, dtype, trust_remote_code, checks=checks
+            )
         return backend
+
+
+@contextlib.contextmanager
+def _loading() -> Generator[None, None, None]:
+    """Import and load with the cyclic garbage collector paused, then freeze what is there.
+
+    Importing torch and transformers and loading a model create about 600,000 objects that live
+    as long as the process. While they pile up the collector keeps walking them (about 0.4 s
+    of a first answer); left to it afterwards, it walks them again as they age (0.2 s of the
+    first answer) and several times more while the interpreter tears its modules down at exit
+    (about 1 s). `gc.freeze()` moves everything alive into a generation it never walks. The
+    price: cyclic garbage alive at that moment (about 8 MB of the imports' own) is not reclaimed.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def configure_threads() -> None:
@@ -82,27 +120,28 @@ def configure_threads() -> None:
 
 
 class TransformersBackend:
+    """A transformers model folder; its tokenizer and weights load on first use.
+
+    What a cache lookup needs — the ModelInfo and, for chat prompts, the chat template applied
+    to the messages — comes from the folder's files (config.json, the chat template), with the
+    same values the loaded tokenizer and model give: `model_input` renders the template itself
+    once this model's tokenizer has been seen to render it the same way (see chat_template).
+    """
+
     # The tokenizer and the logits are here: exact token counts and cuts, and text scoring.
     capabilities = Capabilities(token_ids=True, logits=True)
 
-    def __init__(self, resolved: ResolvedModel, dtype: str, trust_remote_code: bool = False):
-        import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
+    def __init__(
+        self,
+        resolved: ResolvedModel,
+        dtype: str,
+        trust_remote_code: bool = False,
+        *,
+        checks: TemplateChecks | None = None,
+    ):
         path = resolved.path
-        try:
-            config = AutoConfig.from_pretrained(
-                path, local_files_only=True, trust_remote_code=False
-            )
-        except ValueError as exc:
-            if "trust_remote_code" in str(exc) and not trust_remote_code:
-                raise ModelError(
-                    f"{resolved.name} needs its own Python code to load (trust_remote_code); it "
-                    "is off because that code would run on this machine. Turn it on only for "
-                    "models whose code you trust."
-                ) from None
-            raise ModelError(f"{resolved.name}: cannot read its config: {exc}") from None
-        if getattr(config, "auto_map", None) and not trust_remote_code:
+        config = _read_config(resolved)
+        if config.get("auto_map") and not trust_remote_code:
             raise ModelError(
                 f"{resolved.name} ships custom model code (auto_map in config.json); loading it "
                 "needs trust_remote_code, which is off because that code would run on this "
@@ -117,49 +156,168 @@ class TransformersBackend:
                 f"{path} has no tokenizer (tokenizer.json, tokenizer.model or vocab.json); "
                 "save the tokenizer into the model folder"
             )
-        configure_threads()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(
-                path, local_files_only=True, trust_remote_code=trust_remote_code
-            )
-            self.model = AutoModelForCausalLM.from_pretrained(
-                path,
-                local_files_only=True,
-                trust_remote_code=trust_remote_code,
-                dtype=getattr(torch, dtype),
-            ).eval()  # type: ignore[no-untyped-call]
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{resolved.name}: could not load: {exc}") from None
-        eos = self.model.generation_config.eos_token_id
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        self.eos_ids: set[int] = set(
-            eos if isinstance(eos, list) else [eos] if eos is not None else []
+        self._resolved, self._dtype, self._trust_remote_code = resolved, dtype, trust_remote_code
+        self._load_lock = threading.RLock()
+        self._tokenizer: Any = None
+        self._model: Any = None
+        self._eos_ids: set[int] = set()
+        self._pad_id = 0
+        self._checks = checks
+        # The chat template as read from the files, and whether it renders here (see model_input).
+        self._template = read_chat_template(path)
+        key = (
+            checks.key(path, resolved.revision, self._template)
+            if checks is not None and self._template is not None
+            else None
         )
-        pad = self.tokenizer.pad_token_id
-        self.pad_id: int = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
-        template = self.tokenizer.chat_template or ""
-        window = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        self._template_key = key
+        self._render_here = key is not None and checks is not None and checks.known(key)
+        if self._render_here:
+            assert self._template is not None
+            template_hash_ = self._template.hash
+        else:  # only the tokenizer can say which template it uses (loading it checks ours)
+            loaded = self.tokenizer.chat_template or ""
+            if isinstance(loaded, dict):  # named templates (additional_chat_templates/)
+                loaded = json.dumps(loaded, sort_keys=True, ensure_ascii=False)
+            template_hash_ = template_hash(loaded)
+        window = config.get("max_position_embeddings")
+        if not (isinstance(window, int) and not isinstance(window, bool) and window > 0):
+            window = _config_window(self._auto_config())
         self.info = ModelInfo(
             name=resolved.name,
             path=str(path),
             revision=resolved.revision,
             dtype=dtype,
             context_window=int(window),
-            chat_template_hash=hashlib.sha256(template.encode()).hexdigest()[:16],
+            chat_template_hash=template_hash_,
         )
         self._prefix_lock = threading.Lock()
         self._generate_lock = threading.Lock()
 
+    # --- what loads on first use ----------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        """transformers' tokenizer, loaded on first use (this imports transformers and torch)."""
+        if self._tokenizer is None:
+            with self._load_lock:
+                if self._tokenizer is None:
+                    with _loading():
+                        self._tokenizer = self._load_tokenizer()
+        return self._tokenizer
+
+    @property
+    def model(self) -> Any:
+        """The weights, loaded on first use."""
+        if self._model is None:
+            with self._load_lock:
+                if self._model is None:
+                    with _loading():
+                        self._model = self._load_model()
+        return self._model
+
+    @property
+    def eos_ids(self) -> set[int]:
+        self.model  # noqa: B018 - loading the model sets them
+        return self._eos_ids
+
+    @property
+    def pad_id(self) -> int:
+        self.model  # noqa: B018 - loading the model sets it
+        return self._pad_id
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory."""
+        return self._model is not None
+
+    def _load_tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        resolved = self._resolved
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                resolved.path, local_files_only=True, trust_remote_code=self._trust_remote_code
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{resolved.name}: could not load: {exc}") from None
+        template, key, checks = self._template, self._template_key, self._checks
+        if template is not None and agrees_with_tokenizer(template, tokenizer):
+            self._render_here = True
+            if key is not None and checks is not None and not checks.known(key):
+                checks.record(key, resolved.path, resolved.revision)
+        else:
+            self._render_here = False
+        return tokenizer
+
+    def _auto_config(self) -> Any:
+        from transformers import AutoConfig
+
+        resolved = self._resolved
+        try:
+            return AutoConfig.from_pretrained(
+                resolved.path, local_files_only=True, trust_remote_code=False
+            )
+        except ValueError as exc:
+            if "trust_remote_code" in str(exc) and not self._trust_remote_code:
+                raise ModelError(
+                    f"{resolved.name} needs its own Python code to load (trust_remote_code); it "
+                    "is off because that code would run on this machine. Turn it on only for "
+                    "models whose code you trust."
+                ) from None
+            raise ModelError(f"{resolved.name}: cannot read its config: {exc}") from None
+
+    def _load_model(self) -> Any:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        resolved = self._resolved
+        config = self._auto_config()  # its own checks, with their messages, before the weights
+        tokenizer = self.tokenizer
+        configure_threads()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                resolved.path,
+                config=config,
+                local_files_only=True,
+                trust_remote_code=self._trust_remote_code,
+                dtype=getattr(torch, self._dtype),
+            ).eval()  # type: ignore[no-untyped-call]
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{resolved.name}: could not load: {exc}") from None
+        eos = model.generation_config.eos_token_id
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self._eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        pad = tokenizer.pad_token_id
+        self._pad_id = pad if pad is not None else (min(self._eos_ids) if self._eos_ids else 0)
+        window = _config_window(model.config)
+        if window != self.info.context_window:  # config.json said otherwise than the config
+            self.info = dataclasses.replace(self.info, context_window=window)
+        return model
+
     # --- inputs -------------------------------------------------------------------------------
     def model_input(self, rendered: Rendered) -> ModelInput:
+        """Exactly what the model reads. A chat prompt goes through the model's chat template:
+        rendered here without the tokenizer once it has been seen to agree with the tokenizer's
+        rendering (the same text, see chat_template), else by the tokenizer."""
+        if rendered.mode == "completion":
+            return ModelInput(rendered.text, add_special_tokens=True)
+        if not self._render_here:
+            return self.tokenizer_model_input(rendered)
+        assert self._template is not None
+        if not self._template.source:
+            raise self._no_chat_template()
+        messages = [m.as_dict() for m in rendered.messages]
+        prefill = bool(messages) and messages[-1]["role"] == "assistant"
+        text = self._template.render(messages, prefill=prefill)
+        return ModelInput(text, add_special_tokens=False)
+
+    def tokenizer_model_input(self, rendered: Rendered) -> ModelInput:
+        """`model_input` as the tokenizer computes it (`apply_chat_template`); loads it."""
         if rendered.mode == "completion":
             return ModelInput(rendered.text, add_special_tokens=True)
         if not self.tokenizer.chat_template:
-            raise ModelError(
-                f"{self.info.name} has no chat template, so it cannot run chat prompts; set the "
-                "prompt's model.apiType to completion"
-            )
+            raise self._no_chat_template()
         messages = [m.as_dict() for m in rendered.messages]
         prefill = bool(messages) and messages[-1]["role"] == "assistant"
         text = self.tokenizer.apply_chat_template(
@@ -169,6 +327,12 @@ class TransformersBackend:
             continue_final_message=prefill,
         )
         return ModelInput(str(text), add_special_tokens=False)
+
+    def _no_chat_template(self) -> ModelError:
+        return ModelError(
+            f"{self.info.name} has no chat template, so it cannot run chat prompts; set the "
+            "prompt's model.apiType to completion"
+        )
 
     def encode(self, model_input: ModelInput) -> list[int]:
         ids = self.tokenizer(model_input.text, add_special_tokens=model_input.add_special_tokens)
@@ -713,3 +877,19 @@ def _batches(
     if current:
         out.append(current)
     return out
+
+
+def _read_config(resolved: ResolvedModel) -> dict[str, Any]:
+    """config.json as written: enough to refuse custom code and find the context window
+    without importing transformers."""
+    try:
+        config = json.loads((resolved.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{resolved.name}: cannot read its config: {exc}") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{resolved.name}: cannot read its config: config.json is not an object")
+    return config
+
+
+def _config_window(config: Any) -> int:
+    return int(getattr(config, "max_position_embeddings", None) or 2048)

@@ -43,6 +43,7 @@ from ..config import OpenAISettings, Settings
 from ..params import GenerationParams
 from ..templates import Rendered
 from .base import (
+    REMOTE_PREFIX,
     Cancel,
     Capabilities,
     CapabilityError,
@@ -55,19 +56,15 @@ from .base import (
     Truncation,
     check_context,
     first_stop,
+    is_remote_spec,
 )
 
-PREFIX = "openai"
+PREFIX = REMOTE_PREFIX
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
 CHARS_PER_TOKEN = 4  # for the labelled estimate when the server cannot tokenize
 STABLE_MODEL_FIELDS = ("id", "root", "parent", "owned_by", "max_model_len", "meta")
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers a chat template adds around each message
-
-
-def is_remote_spec(spec: str) -> bool:
-    spec = spec.strip()
-    return spec == PREFIX or spec.startswith(PREFIX + ":")
 
 
 @dataclass(frozen=True)

@@ -413,21 +413,17 @@ def _runner(
 ) -> Runner:
     """A runner on the model spec (default: the settings' model); the model opens when something
     is generated, so a cached answer never loads it."""
-    from .backends import Backend, is_remote_spec, open_backend
-    from .logs import quiet_model_libraries
+    from .backends import open_backend
     from .runner import Runner
 
     settings = Settings.from_env()
     spec = model or settings.model
-
-    def backend() -> Backend:
-        if not is_remote_spec(spec):
-            quiet_model_libraries()  # its loading bars and notices go to the log file
-        return open_backend(
+    return Runner(
+        library or _library(),
+        lambda: open_backend(
             spec, settings.storage_dir, dtype=dtype, trust_remote_code=trust_remote_code
-        )
-
-    return Runner(library or _library(), backend)
+        ),
+    )
 
 
 @app.command("run")

@@ -18,6 +18,7 @@ call the CLI in-process) finds logging, warnings and the libraries' settings as 
 
 from __future__ import annotations
 
+import importlib.abc
 import logging
 import shlex
 import sys
@@ -25,8 +26,10 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from importlib.machinery import ModuleSpec
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from types import ModuleType
 
 from .errors import WorkbenchError
 
@@ -71,10 +74,11 @@ def command_logging(
     The file gets the command line, the workbench's own records from INFO up, everything else
     from WARNING up, and the command's error. Without `verbose`, Python warnings are logged
     instead of printed, huggingface_hub's (and so transformers') progress bars are off and the
-    libraries already imported stop printing their own records; `quiet_model_libraries` does the
-    same for transformers once it is needed. With `verbose` the libraries print as they always
-    did, and records from WARNING up are shown on stderr as well. When the file cannot be opened
-    the command runs as if verbose: better than losing the chatter.
+    libraries stop printing their own records — those already imported at once, the others the
+    moment something imports them (a cached answer never imports transformers). With `verbose`
+    the libraries print as they always did, and records from WARNING up are shown on stderr as
+    well. When the file cannot be opened the command runs as if verbose: better than losing the
+    chatter.
 
     The error that ends a command is logged but never shown a second time: the CLI prints it
     itself as one line. Exceptions that are control flow (`not_errors`, e.g. an exit status) are
@@ -102,6 +106,9 @@ def command_logging(
             for name in CHATTY_LIBRARIES:
                 if name in sys.modules:
                     _route(name)
+            finder = _RouteWhenImported()
+            sys.meta_path.insert(0, finder)
+            undo.callback(sys.meta_path.remove, finder)
         command_log.info("workbench %s", shlex.join(command))
         try:
             yield
@@ -118,24 +125,50 @@ def command_logging(
             raise
 
 
-def quiet_model_libraries() -> None:
-    """Send transformers' records and progress bars to the log too, before a model loads.
+class _RouteWhenImported(importlib.abc.MetaPathFinder):
+    """Routes a chatty library the moment it is imported, whoever imports it.
 
-    transformers puts its own stderr handler in place when it is first imported; importing it in
-    every command only to configure it would cost commands like `prompts list` over half a
-    second, so the CLI calls this just before it opens a local model. Does nothing when the
-    command is verbose or not running under `command_logging`.
+    transformers puts its own stderr handler in place when it is first imported, and importing
+    it only to configure it would cost every command half a second — a cached answer never needs
+    it. So this finder waits on the import system: when the library is imported, the real
+    loader runs and its logger is routed at once, before it can print anything of interest.
     """
-    if _quiet is None:
-        return
-    import transformers.utils.logging as transformers_logging
 
-    if "transformers" in _quiet.routed:
-        return
-    if transformers_logging.is_progress_bar_enabled():
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        _quiet.undo.callback(transformers_logging.enable_progress_bar)
-    _route("transformers")
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        if fullname not in CHATTY_LIBRARIES:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _ThenRoute(spec.loader, fullname)
+                return spec
+        return None
+
+
+class _ThenRoute(importlib.abc.Loader):
+    """A library's own loader, followed by routing its logger (see `_RouteWhenImported`)."""
+
+    def __init__(self, loader: importlib.abc.Loader, library: str) -> None:
+        self._loader, self._library = loader, library
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        if _quiet is not None:
+            _route(self._library)
+
+    def __getattr__(self, name: str) -> object:  # resource readers and the like
+        return getattr(self._loader, name)
 
 
 def _route(name: str) -> None:

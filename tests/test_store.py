@@ -138,3 +138,22 @@ def test_the_cli_says_which_server_is_down(
     err = capsys.readouterr().err
     assert "cannot reach the database at PostgreSQL server 127.0.0.1:1" in err
     assert "Traceback" not in err
+
+
+def test_the_newest_revision_is_known_from_the_file_names() -> None:
+    """Opening a store compares the database with `head_revision()` without loading Alembic;
+    that only holds while every script's revision id is its number."""
+    import re
+
+    from alembic.script import ScriptDirectory
+
+    from workbench.migrations import VERSIONS, head_revision
+
+    for script in VERSIONS.glob("*.py"):
+        if script.name == "__init__.py":
+            continue
+        number = script.name.split("_", 1)[0]
+        assert re.fullmatch(r"\d{4}", number), f"{script.name}: name it NNNN_what.py"
+        text = script.read_text(encoding="utf-8")
+        assert f'revision = "{number}"' in text, f"{script.name}: its revision id must be {number}"
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()

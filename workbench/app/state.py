@@ -67,7 +67,9 @@ def backend(choice: ModelChoice) -> Backend:
 
 
 def is_loaded(choice: ModelChoice) -> bool:
-    """Whether generating with this choice would start at once (no load, no conversion)."""
+    """Whether this choice's backend is open in this server: its description is known without
+    another conversion or server round trip (a local model's weights still load with the first
+    answer that is not in the store)."""
     with _loaded_lock:
         return choice.key in _loaded
 

@@ -131,7 +131,7 @@ def model_sidebar() -> state.ModelChoice:
         if state.is_loaded(choice):
             info = state.backend(choice).info
             st.caption(
-                f"Loaded: {info.name} · {info.dtype} · context {info.context_window} tokens · "
+                f"Model: {info.name} · {info.dtype} · context {info.context_window} tokens · "
                 f"revision {info.revision[:24]}"
             )
         elif source == MODEL_SOURCES[0]:

@@ -613,6 +613,27 @@ def test_a_zero_penalty_is_exactly_no_penalty(
     )
 
 
+@pytest.mark.parametrize(
+    "penalty",
+    [{"repetition_penalty": 1.3}, {"repetition_penalty": 0.8, "frequency_penalty": 1.0}],
+    ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()),
+)
+def test_a_repetition_penalty_gives_the_same_tokens_batched_and_alone(
+    tiny_backend: Any, few_shot_inputs: list[ModelInput], penalty: dict[str, float]
+) -> None:
+    """Padding is not part of a row: a padded row in a batch is penalised exactly as it is
+    alone. (transformers' own processor counts the padding, which on SmolLM2 is the EOS token,
+    so padded rows were kept from ending.)"""
+    params = greedy(12, **penalty)
+    batched = tiny_backend.generate(few_shot_inputs, params, batch_size=5)
+    assert max(g.batch_size for g in batched if g) > 1
+    for i, (mi, together) in enumerate(zip(few_shot_inputs, batched, strict=True)):
+        stream = tiny_backend.stream(mi, params)
+        assert "".join(stream) == together.text, f"row {i}"
+        assert stream.result is not None and together is not None
+        assert stream.result.finish_reason == together.finish_reason, f"row {i}"
+
+
 def test_penalties_apply_with_a_repetition_penalty_too(
     tiny_backend: Any, few_shot_inputs: list[ModelInput]
 ) -> None:
@@ -774,3 +795,28 @@ def test_one_long_row_stops_the_batch_before_any_generation(
             on_batch=lambda done: called.extend(i for i, _ in done),
         )
     assert called == []
+
+
+def test_the_repetition_penalty_is_transformers_own_but_skips_padding() -> None:
+    """On an unpadded row it computes exactly what transformers' processor computes; on the
+    same row padded, it still does, where transformers' also penalises the pad token."""
+    import torch
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    from workbench.backends.processors import RepetitionPenalty
+
+    torch.manual_seed(0)
+    vocab, pad = 50, 7
+    scores = torch.randn(1, vocab)
+    row = torch.tensor([[3, 11, 3, 42, 5]])
+    padded = torch.cat([torch.full((1, 3), pad), row], dim=1)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1]])
+    theirs = RepetitionPenaltyLogitsProcessor(1.3)
+    ours = RepetitionPenalty(1.3, mask)
+    assert torch.equal(ours(padded, scores.clone()), theirs(row, scores.clone()))
+    assert not torch.equal(theirs(padded, scores.clone()), theirs(row, scores.clone()))
+    generated = torch.cat([padded, torch.tensor([[pad, 9]])], dim=1)  # answer tokens count
+    assert torch.equal(
+        ours(generated, scores.clone()),
+        theirs(torch.cat([row, torch.tensor([[pad, 9]])], dim=1), scores.clone()),
+    )

@@ -46,7 +46,7 @@ from .chat_template import (
     template_hash,
 )
 from .model_files import ResolvedModel, resolve_model
-from .processors import FrequencyPresencePenalty
+from .processors import FrequencyPresencePenalty, RepetitionPenalty
 
 if TYPE_CHECKING:
     import torch
@@ -483,7 +483,7 @@ class TransformersBackend:
                 on_row(r, early[r])
 
         with self._generate_lock, torch.inference_mode():
-            if cache is not None and not params.sampling and params.repetition_penalty == 1.0:
+            if cache is not None and not params.sampling:
                 generated = self._greedy(
                     input_ids, mask, cache, p, params, cancel, ended if on_row else None
                 )
@@ -520,13 +520,22 @@ class TransformersBackend:
         rest go on. Each step is the same forward pass generate makes (positions from the
         attention mask, the first step only on the tokens after the cached prefix), so the
         tokens are the same as generate's greedy tokens. Frequency and presence penalties are
-        the same processor generate is given, fed this loop's generated tokens.
+        the same processor generate is given, fed this loop's generated tokens; a repetition
+        penalty reads each row's own prompt tokens and answer, never its padding (see
+        RepetitionPenalty), so a padded row answers as it does alone.
         """
         import torch
 
         rows = input_ids.shape[0]
         penalty = FrequencyPresencePenalty.for_params(params, 0) if params.penalised else None
+        repetition = (
+            RepetitionPenalty(params.repetition_penalty, mask)
+            if params.repetition_penalty != 1.0
+            else None
+        )
+        prompt_ids = input_ids  # the rows' prompts, as the repetition penalty reads them
         history = input_ids.new_empty((rows, 0))  # tokens generated per batch position
+        tracked = penalty is not None or repetition is not None
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         step_ids, step_pos = input_ids[:, cached:], positions[:, cached:]
         slots = list(range(rows))  # batch position → row
@@ -544,8 +553,12 @@ class TransformersBackend:
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1, :]
-            if penalty is not None:  # in float32, as generate applies its processors
-                logits = penalty(history, logits.float())
+            if tracked:  # in float32 and in this order, as generate applies its processors
+                logits = logits.float()
+                if repetition is not None:
+                    logits = repetition(torch.cat([prompt_ids, history], dim=1), logits)
+                if penalty is not None:
+                    logits = penalty(history, logits)
             next_ids = logits.argmax(-1).tolist()
             for slot, token in enumerate(next_ids):
                 row = slots[slot]
@@ -564,13 +577,16 @@ class TransformersBackend:
                 break
             last_pos = step_pos[:, -1]
             feed = torch.tensor(next_ids)
-            if penalty is not None:
+            if tracked:
                 history = torch.cat([history, feed[:, None]], dim=1)
             if len(slots) - len(live) >= max(1, len(slots) // 8):
                 keep = torch.tensor(live)
                 cache.batch_select_indices(keep)
                 mask, last_pos, feed = mask[keep], last_pos[keep], feed[keep]
-                history = history[keep] if penalty is not None else history
+                if tracked:
+                    history, prompt_ids = history[keep], prompt_ids[keep]
+                if repetition is not None:
+                    repetition.select(keep)
                 slots = [slots[k] for k in live]
             mask = torch.cat([mask, mask.new_ones((len(slots), 1))], dim=1)
             step_ids, step_pos = feed[:, None], (last_pos + 1)[:, None]

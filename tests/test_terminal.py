@@ -14,7 +14,7 @@ from rich.console import Console
 
 from workbench.cli import main
 from workbench.runner import Progress
-from workbench.terminal import PLAIN_EVERY_S, ProgressDisplay, print_table
+from workbench.terminal import PLAIN_EVERY_S, ProgressDisplay, print_table, shown
 
 UNTRUSTED = ["[bold]x[/bold]", ":smile:", "[link=http://x]y[/link]"]
 
@@ -74,6 +74,21 @@ def test_control_characters_in_a_cell_are_escaped_and_newlines_keep_the_row_whol
     text = written(out)
     assert "\x1b[31m" not in text
     assert "red \\x1b[31malert\\x1b[0m second line" in visible(text)
+
+
+@pytest.mark.parametrize(
+    ("answer", "on_screen"),
+    [
+        ("line one\nline\ttwo", "line one\nline\ttwo"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("over\rwrite", "over\\rwrite"),
+        ("bell\x07 é 日本", "bell\\x07 é 日本"),
+    ],
+)
+def test_a_streamed_answer_keeps_its_lines_but_not_its_escape_sequences(
+    answer: str, on_screen: str
+) -> None:
+    assert shown(answer) == on_screen
 
 
 def test_off_a_terminal_a_long_row_stays_on_one_line() -> None:

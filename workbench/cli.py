@@ -486,9 +486,13 @@ def run_command(
         dataset is None and not (samples and samples > 1) and samples_for(version, samples) == 1
     )
     if single and not as_json:
+        from .terminal import shown
+
         streamed = runner.stream(version, rows[0], overrides=overrides, use_cache=use_cache)
+        # On a terminal the answer is shown as text; piped, it is the exact answer (data).
+        on_terminal = sys.stdout.isatty()
         for piece in streamed:
-            click.echo(piece, nl=False)
+            click.echo(shown(piece) if on_terminal else piece, nl=False)
         click.echo()
         out = streamed.output
         assert out is not None

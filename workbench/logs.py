@@ -177,6 +177,12 @@ def _route(name: str) -> None:
     if name in _quiet.routed:
         return
     _quiet.routed.add(name)
+    if name == "transformers":  # its own switch for the "Loading weights" bars
+        import transformers.utils.logging as transformers_logging
+
+        if transformers_logging.is_progress_bar_enabled():
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+            _quiet.undo.callback(transformers_logging.enable_progress_bar)
     logger = logging.getLogger(name)
     for handler in list(logger.handlers):
         if type(handler) is logging.StreamHandler:  # a library default; never a file handler

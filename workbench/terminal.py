@@ -55,6 +55,18 @@ def plain(value: object) -> str:
     return _CONTROL.sub(escape, str(value))
 
 
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Text for a terminal as it was written: lines and tabs kept, every other control character
+    (an escape sequence, a carriage return) printed as its escape, so a streamed answer cannot
+    move the cursor or recolour the terminal."""
+    return _CONTROL_BUT_LINES.sub(
+        lambda m: m.group().encode("unicode_escape").decode("ascii"), text
+    )
+
+
 def console(*, stderr: bool = False) -> Console:
     """A console that prints text as given: no markup, no emoji codes, no highlighting."""
     return Console(stderr=stderr, markup=False, emoji=False, highlight=False)

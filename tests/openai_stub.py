@@ -1,13 +1,22 @@
 """A tiny OpenAI-compatible server in a thread, for what a real server cannot be made to do on
-demand: answer 429 or 503, drop a connection, or count how many requests are in flight.
+demand: answer 429 or 503, drop a connection, count how many requests are in flight, hold a
+request without answering, send keep-alive comments forever, cut an answer mid-stream, or send
+malformed answers.
 
 It streams a fixed answer word by word as Server-Sent Events on /v1/chat/completions and
-/v1/completions, and lists one model on /v1/models.
+/v1/completions, and lists one model on /v1/models. Held requests watch their connection, so a
+test can see that the client closed it (`closed_by_client`) rather than waited.
+
+Run as a script (`python tests/openai_stub.py --stall-after 2`) it serves in the foreground and
+prints its URL, for trying the CLI against a slow server by hand.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +35,21 @@ class StubBehaviour:
     usage: bool = True
     requests: list[dict[str, Any]] = field(default_factory=list)  # generation request bodies
     model_lists: int = 0  # GET /v1/models answered
+    # A slow server: generation requests after the first `stall_after` get no answer for
+    # `stall_s` seconds (headers included), as a server busy with other work.
+    stall_after: int | None = None
+    stall_s: float = 600.0
+    hang_paths: set[str] = field(default_factory=set)  # paths that never answer (held 600 s)
+    held: list[str] = field(default_factory=list)  # requests to hang_paths, by path
+    keepalive_s: float | None = None  # stream only `: ping` comments, this often, forever
+    cut_after: int | None = None  # close the connection after this many pieces of an answer
+    raw: str | None = None  # the generation answer's body, verbatim (streamed or whole)
+    models: Any = None  # the /v1/models answer instead of the one model
+    closed_by_client: int = 0  # held or pinging requests whose connection the client closed
+    # Streams in chunked transfer encoding, as uvicorn (vLLM, llama-cpp-python) and llama.cpp
+    # send them; False: the body simply ends when the connection closes.
+    chunked: bool = True
+    authorizations: list[str] = field(default_factory=list)  # generation requests' headers
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -48,27 +72,63 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(blob)
 
+        def _hold(self, seconds: float) -> bool:
+            """Answer nothing for `seconds`; True (and counted) if the client closed first."""
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                if self._client_closed(0.05):
+                    return True
+            return False
+
+        def _client_closed(self, wait_s: float) -> bool:
+            readable, _, _ = select.select([self.connection], [], [], wait_s)
+            if not readable:
+                return False
+            try:
+                gone = self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                gone = True
+            if gone:
+                with b.lock:
+                    b.closed_by_client += 1
+                self.close_connection = True
+            return gone
+
+        def _hang(self) -> None:
+            with b.lock:
+                b.held.append(self.path)
+            self._hold(600)
+
         def do_GET(self) -> None:
+            if self.path in b.hang_paths:
+                self._hang()
+                return
             if self.path == "/v1/models":
                 with b.lock:
                     b.model_lists += 1
                 entry = {"id": "stub", "max_model_len": 512, "created": time.time_ns()}
-                self._json(200, {"object": "list", "data": [entry]})
+                models = b.models if b.models is not None else {"object": "list", "data": [entry]}
+                self._json(200, models)
             else:
                 self._json(404, {"error": {"message": "not found"}})
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
+            if self.path in b.hang_paths:
+                self._hang()
+                return
             if self.path not in ("/v1/chat/completions", "/v1/completions"):
                 self._json(404, {"error": {"message": "not found"}})
                 return
             with b.lock:
                 b.requests.append(body)
+                b.authorizations.append(self.headers.get("Authorization", ""))
                 failure = b.failures.pop(0) if b.failures else None
                 drop = b.drop_connections > 0
                 if drop:
                     b.drop_connections -= 1
+                stall = b.stall_after is not None and len(b.requests) > b.stall_after
             if drop:
                 self.close_connection = True
                 self.connection.shutdown(2)
@@ -77,9 +137,14 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
                 status, headers = failure
                 self._json(status, {"error": {"message": f"stub says {status}"}}, headers)
                 return
+            if stall and self._hold(b.stall_s):
+                return
             with b.lock:
                 b.in_flight += 1
                 b.max_in_flight = max(b.max_in_flight, b.in_flight)
+            if b.raw is not None:
+                self._raw(bool(body.get("stream")))
+                return
             # The count drops before the last bytes go out: once a client has read them it may
             # send its next request, and that must not look like one too many in flight.
             if body.get("stream"):
@@ -92,10 +157,20 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
+            if b.chunked:
+                self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             self.close_connection = True
+            if b.keepalive_s is not None:
+                self._ping_forever(b.keepalive_s)
+                return
             words = b.answer.split(" ")
             for i, word in enumerate(words):
+                if b.cut_after is not None and i == b.cut_after:
+                    with b.lock:
+                        b.in_flight -= 1
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 piece = word if i == 0 else " " + word
                 time.sleep(b.delay_s)
                 choice: dict[str, Any] = {"index": 0, "finish_reason": None}
@@ -112,8 +187,10 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
                 self._event({"choices": [], "usage": usage})
             with b.lock:
                 b.in_flight -= 1
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
+            self._write(b"data: [DONE]\n\n")
+            if b.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
 
         def _whole(self, body: dict[str, Any]) -> None:
             """A whole answer, with usage (as llama-cpp-python gives it only here)."""
@@ -128,8 +205,42 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
                 b.in_flight -= 1
             self._json(200, {"choices": [choice], "usage": usage})
 
+        def _ping_forever(self, every_s: float) -> None:
+            """SSE comments, which keep a connection alive and carry nothing, until the client
+            goes (at most 600 s)."""
+            end = time.monotonic() + 600
+            try:
+                while time.monotonic() < end:
+                    self._write(b": ping\n\n")
+                    if self._client_closed(every_s):
+                        return
+            except OSError:
+                with b.lock:
+                    b.closed_by_client += 1
+            finally:
+                with b.lock:
+                    b.in_flight -= 1
+
+        def _raw(self, stream: bool) -> None:
+            assert b.raw is not None
+            blob = b.raw.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
+            self.send_header("Content-Length", str(len(blob)))
+            self.end_headers()
+            with b.lock:
+                b.in_flight -= 1
+            self.wfile.write(blob)
+            self.wfile.flush()
+
         def _event(self, data: dict[str, Any]) -> None:
-            self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
+            self._write(f"data: {json.dumps(data)}\n\n".encode())
+
+        def _write(self, blob: bytes) -> None:
+            """Part of a streamed body, framed as a chunk when the stream is chunked."""
+            if b.chunked:
+                blob = f"{len(blob):x}\r\n".encode() + blob + b"\r\n"
+            self.wfile.write(blob)
             self.wfile.flush()
 
     return Handler
@@ -147,3 +258,27 @@ def stub_server(behaviour: StubBehaviour) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stall-after", type=int, default=None)
+    parser.add_argument("--stall-s", type=float, default=600.0)
+    parser.add_argument("--hang", action="append", default=[], help="a path that never answers")
+    parser.add_argument("--keepalive-s", type=float, default=None)
+    parser.add_argument("--delay-s", type=float, default=0.0)
+    options = parser.parse_args()
+    behaviour = StubBehaviour(
+        stall_after=options.stall_after,
+        stall_s=options.stall_s,
+        hang_paths=set(options.hang),
+        keepalive_s=options.keepalive_s,
+        delay_s=options.delay_s,
+    )
+    with stub_server(behaviour) as url:
+        print(url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

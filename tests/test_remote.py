@@ -218,7 +218,7 @@ def test_a_server_that_went_away_fails_the_next_answer_at_once(
     backend = backend_for(url, max_retries=3)
     backend._streams_usage = streams_usage  # False: whole answers (as for llama-cpp-python)
     transport = CountingTransport()
-    backend._client = httpx.Client(base_url=nobody_listens(), transport=transport)
+    backend.server, backend._transport = ServerSpec(nobody_listens(), ""), transport
     with pytest.raises(ModelError, match="no OpenAI-compatible server answers at"):
         backend.generate([backend.model_input(chat("hi"))], GREEDY)
     assert transport.attempts == 1
@@ -295,16 +295,10 @@ def test_open_backend_picks_the_server_from_the_spec(
 
 
 def test_the_api_key_is_sent_and_never_part_of_the_name(stub: tuple[StubBehaviour, str]) -> None:
-    _, url = stub
-    seen: list[str] = []
-
-    def spy(request: httpx.Request) -> None:
-        seen.append(request.headers.get("authorization", ""))
-
+    behaviour, url = stub
     backend = RemoteBackend(ServerSpec(url, ""), OpenAISettings(base_url=url), api_key="sk-test")
-    backend._client.event_hooks["request"] = [spy]
     backend.generate([backend.model_input(chat("hi"))], GREEDY)
-    assert seen == ["Bearer sk-test"]
+    assert behaviour.authorizations == ["Bearer sk-test"]
     assert "sk-test" not in backend.info.name + backend.info.path + backend.info.revision
 
 

@@ -13,6 +13,8 @@ against whole, a request against the same request, a short answer against a long
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +220,28 @@ def test_cancel(llama: RemoteBackend) -> None:
             cancel.set()
     assert stream.result is not None and stream.result.finish_reason == "cancelled"
     assert stream.result.completion_tokens < 50
+
+
+def test_cancel_closes_whole_answers_in_flight_and_the_server_answers_on(
+    llama: RemoteBackend,
+) -> None:
+    """llama-cpp-python's streams carry no token counts, so `generate` asks it for whole
+    answers, which have no pieces to stop at: a cancel must close them. The server, whose
+    requests were cut, answers the next one as before."""
+    warm(llama, llama.model_input(chat("Hello.")))
+    assert llama._streams_usage is False  # whole answers from here on
+    long = GREEDY.with_(max_new_tokens=400)
+    inputs = [
+        llama.model_input(chat(f"Tell me a long story about the number {i}.")) for i in range(8)
+    ]
+    cancel = Cancel()
+    threading.Timer(1.0, cancel.set).start()
+    started = time.monotonic()
+    out = llama.generate(inputs, long, cancel=cancel)
+    assert time.monotonic() - started < 1.0 + 5  # four answers of 400 tokens queue for ~20 s
+    assert any(g is None for g in out)
+    [after] = llama.generate([llama.model_input(chat("Say hi."))], GREEDY)
+    consistent(after, GREEDY)
 
 
 def test_a_dataset_run_is_stored_and_cached(

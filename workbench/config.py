@@ -69,7 +69,10 @@ class OpenAISettings:
     api_key: str = field(default="", repr=False)  # never printed, never stored
     max_concurrency: int = 4
     context_window: int = 4096  # used when the server does not report one
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # the longest silence: connecting, and between two pieces
+    # The longest one answer may take in all, retries included; 0: no limit. A gap limit alone
+    # lets a server that sends keep-alive comments, or a piece now and then, hold a run forever.
+    request_timeout_s: float = 600.0
     max_retries: int = 3
 
     @classmethod
@@ -93,6 +96,7 @@ class OpenAISettings:
             max_concurrency=number("WORKBENCH_OPENAI_MAX_CONCURRENCY", 4, 1),
             context_window=number("WORKBENCH_OPENAI_CONTEXT_WINDOW", 4096, 16),
             timeout_s=number("WORKBENCH_OPENAI_TIMEOUT", 120.0, 0.1),
+            request_timeout_s=number("WORKBENCH_OPENAI_REQUEST_TIMEOUT", 600.0, 0),
             max_retries=number("WORKBENCH_OPENAI_MAX_RETRIES", 3, 0),
         )
 
@@ -141,6 +145,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "(default: 4096)",
     "WORKBENCH_OPENAI_TIMEOUT": "seconds to wait for the server between two pieces of an answer "
     "(default: 120)",
+    "WORKBENCH_OPENAI_REQUEST_TIMEOUT": "seconds one answer may take in all, retries included "
+    "(default: 600; 0 for no limit)",
     "WORKBENCH_OPENAI_MAX_RETRIES": "retries on 429, 5xx and dropped connections (default: 3)",
     "WORKBENCH_DEBUG": "set to 1 to see tracebacks from the CLI",
     "WORKBENCH_VERBOSE": "set to 1 for `workbench --verbose`: the model libraries' loading bars "

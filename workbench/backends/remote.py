@@ -20,6 +20,14 @@ Requests are retried with exponential backoff on 429, 5xx and dropped connection
 Retry-After, but only before any text has arrived. A refused connection is not retried: nothing
 listens there, and the one-line error says so at once. A process-wide semaphore per backend caps
 the requests in flight, so two jobs sharing a server do not together exceed the limit.
+
+Three limits bound every answer: WORKBENCH_OPENAI_TIMEOUT between two pieces (keep-alive
+comments are not pieces), WORKBENCH_OPENAI_REQUEST_TIMEOUT for the whole answer, retries
+included, and a short one for the optional probes (tokenize, /props), so a server that hangs
+fails in about one timeout instead of one per probe. A cancel (the Cancel flag, Ctrl+C) closes
+the connections of the requests in flight at once instead of waiting for their next piece: see
+`_Flight`. What the server sends is validated (`openai_wire`) and anything malformed is one line
+naming the server and what was wrong.
 """
 
 from __future__ import annotations
@@ -27,12 +35,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import queue
 import random
 import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -58,6 +67,7 @@ from .base import (
     first_stop,
     is_remote_spec,
 )
+from .openai_wire import Chunk, Usage, WireError, parse_chunk, parse_completion, parse_models
 
 PREFIX = REMOTE_PREFIX
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -65,6 +75,14 @@ MAX_BACKOFF_S = 30.0
 CHARS_PER_TOKEN = 4  # for the labelled estimate when the server cannot tokenize
 STABLE_MODEL_FIELDS = ("id", "root", "parent", "owned_by", "max_model_len", "meta")
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers a chat template adds around each message
+# The optional probes (tokenize, detokenize, /props) answer at once on a live server; waiting
+# the full WORKBENCH_OPENAI_TIMEOUT for each made a hanging server fail in four timeouts.
+PROBE_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 10.0
+# After a cancel, how long `generate` waits for its threads to notice before it returns anyway
+# (their sockets are shut, so they normally end within milliseconds).
+CANCEL_GRACE_S = 2.0
+WATCH_INTERVAL_S = 0.05  # how often a flight looks at its cancel flags and deadlines
 
 
 @dataclass(frozen=True)
@@ -159,20 +177,20 @@ class RemoteBackend:
         self.server, self.settings = server, settings
         self.max_concurrency = settings.max_concurrency
         self._backoff_s = backoff_s
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
-            base_url=server.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s)),
-            limits=httpx.Limits(max_connections=settings.max_concurrency + 4),
-            transport=transport,
-        )
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._transport = transport  # tests: a transport every client of this backend goes through
+        # Made once: each generation call has a client (and pool) of its own (see _Flight), and
+        # building an SSL context for each would cost ~20 ms.
+        self._ssl = httpx.create_ssl_context()
+        self._client = self._new_client(transport, settings.max_concurrency + 4)  # models, probes
+        self._probe_timeout = httpx.Timeout(min(PROBE_TIMEOUT_S, settings.timeout_s))
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._usage_in_stream = True  # until the server rejects stream_options
         # Whether streamed answers end with `usage` (None: not seen yet). llama-cpp-python's
         # do not; `generate` then asks for whole answers, which carry exact token counts.
         self._streams_usage: bool | None = None
         self._tokenizer: str | None = None  # "llama.cpp", "llama-cpp-python", "none"
+        self._probes_timed_out = False
         model_id, window, revision = self._describe()
         self.model = model_id
         self.info = ModelInfo(
@@ -185,18 +203,34 @@ class RemoteBackend:
             backend=PREFIX,
         )
 
+    def _new_client(
+        self, transport: httpx.BaseTransport | None, max_connections: int
+    ) -> httpx.Client:
+        timeout = self.settings.timeout_s
+        return httpx.Client(
+            base_url=self.server.base_url,
+            headers=self._headers,
+            timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT_S, timeout)),
+            limits=httpx.Limits(max_connections=max_connections),
+            transport=transport,
+            verify=self._ssl,
+        )
+
     # --- the server -----------------------------------------------------------------------------
     def _describe(self) -> tuple[str, int, str]:
-        """(model id, context window, revision) from /models."""
-        response = self._send("GET", "/models")
+        """(model id, context window, revision) from /models.
+
+        /models has the full WORKBENCH_OPENAI_TIMEOUT, not the probes' short one: it is not
+        optional, and llama-cpp-python answers it only after the answer it is generating."""
+        response = self._send(self._client, "GET", "/models")
         try:
-            entries = [e for e in response.json().get("data", []) if isinstance(e, dict)]
-        except (ValueError, AttributeError):
+            entries = parse_models(response.content)
+        except WireError as exc:
             raise ModelError(
-                f"{self.server.public_url}/models did not answer with JSON: is this an "
+                f"the server at {self.server.public_url} sent {exc} from /models: is this an "
                 "OpenAI-compatible server?"
             ) from None
-        ids = [str(e.get("id", "")) for e in entries]
+        ids = [str(e["id"]) for e in entries]
         wanted = self.server.model
         if not wanted:
             if len(ids) != 1:
@@ -228,24 +262,44 @@ class RemoteBackend:
         if not isinstance(entry.get("meta"), dict):
             return None
         try:
-            props = self._client.get(f"{_server_root(self.server.base_url)}/props").json()
+            props = self._client.get(
+                f"{_server_root(self.server.base_url)}/props", timeout=self._probe_timeout
+            ).json()
             value = props.get("default_generation_settings", {}).get("n_ctx") or props.get("n_ctx")
         except (httpx.HTTPError, ValueError, AttributeError):
             return None
         return value if isinstance(value, int) and value > 0 else None
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One non-streaming request with the same retries as generation."""
+    def _send(
+        self,
+        client: httpx.Client,
+        method: str,
+        path: str,
+        *,
+        call: _Call | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One non-streaming request with the same retries as generation.
+
+        With a `call` (a whole answer) the request has its deadline and can be cancelled:
+        `_Stopped` then says that nothing came back."""
         for attempt in range(self.settings.max_retries + 1):
+            if call is not None:
+                call.begin()
+                kwargs.update(timeout=call.timeout(), extensions=call.extensions)
             try:
-                response = self._client.request(method, path, **kwargs)
+                response = client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
+                if call is not None and call.stopped():
+                    raise _Stopped from None
+                if call is not None and call.out_of_time():
+                    raise call.too_long(0) from None
                 if attempt < self.settings.max_retries and _retryable(exc):
-                    self._sleep(self._backoff(attempt, None), None)
+                    self._sleep(self._backoff(attempt, None), call)
                     continue
                 raise self._unreachable(exc) from None
             if response.status_code in RETRY_STATUS and attempt < self.settings.max_retries:
-                self._sleep(self._backoff(attempt, response), None)
+                self._sleep(self._backoff(attempt, response), call)
                 continue
             if response.status_code >= 400:
                 raise self._refused(response)
@@ -255,8 +309,8 @@ class RemoteBackend:
     def _unreachable(self, exc: Exception) -> ModelError:
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return ModelError(
-                f"the server at {self.server.public_url} took longer than "
-                f"{self.settings.timeout_s:g} s to answer; raise WORKBENCH_OPENAI_TIMEOUT or "
+                f"the server at {self.server.public_url} sent nothing for "
+                f"{self.settings.timeout_s:g} s (WORKBENCH_OPENAI_TIMEOUT); raise it or "
                 "lower WORKBENCH_OPENAI_MAX_CONCURRENCY"
             )
         return ModelError(
@@ -264,6 +318,23 @@ class RemoteBackend:
             "example `python -m llama_cpp.server --model FILE.gguf --port 8080`) or point "
             f"WORKBENCH_OPENAI_BASE_URL at it ({type(exc).__name__}: {exc or 'no answer'})"
         )
+
+    def _cut(self, pieces: int, exc: Exception | None) -> ModelError:
+        """An answer that began and then stopped without its end."""
+        why = f" ({type(exc).__name__}: {exc})" if exc is not None and str(exc) else ""
+        hint = (
+            ""
+            if exc is not None
+            else " (llama-cpp-python does this to a request when another one arrives, unless "
+            "started with --interrupt_requests False)"
+        )
+        return ModelError(
+            f"the server at {self.server.public_url} closed the connection in the middle of an "
+            f"answer, after {pieces} piece{'s' if pieces != 1 else ''}{why}{hint}"
+        )
+
+    def _malformed(self, exc: WireError) -> ModelError:
+        return ModelError(f"the server at {self.server.public_url} sent {exc}")
 
     def _refused(self, response: httpx.Response) -> ModelError:
         try:
@@ -294,10 +365,11 @@ class RemoteBackend:
         return float(min(base * (1 + 0.2 * random.random()), MAX_BACKOFF_S))
 
     @staticmethod
-    def _sleep(seconds: float, cancel: Cancel | None) -> None:
+    def _sleep(seconds: float, call: _Call | None) -> None:
+        """A backoff that a cancel cuts short."""
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
-            if cancel is not None and cancel.is_set():
+            if call is not None and call.stopped():
                 return
             time.sleep(min(left, 0.1))
 
@@ -339,40 +411,42 @@ class RemoteBackend:
         ids = self._token_ids(kind, text)
         return None if ids is None else len(ids)
 
-    def _token_ids(self, kind: str, text: str) -> list[int] | None:
-        root = _server_root(self.server.base_url)
+    def _probe(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """POST to an optional endpoint outside /v1 (tokenize, detokenize); None if it cannot
+        help. It has the probes' short limit, and a server that lets one run out is not asked
+        again: its token counts are estimates from then on, instead of each row of a pre-run
+        check waiting for it."""
         try:
-            if kind == "llama.cpp":
-                response = self._client.post(f"{root}/tokenize", json={"content": text})
-            else:
-                response = self._client.post(
-                    f"{root}/extras/tokenize", json={"input": text, "model": self.model}
-                )
-            if response.status_code != 200:
-                return None
-            tokens = response.json().get("tokens")
-        except (httpx.HTTPError, ValueError, AttributeError):
+            response = self._client.post(
+                f"{_server_root(self.server.base_url)}{path}",
+                json=body,
+                timeout=self._probe_timeout,
+            )
+            data = response.json() if response.status_code == 200 else None
+        except httpx.TimeoutException:
+            self._tokenizer, self._probes_timed_out = "none", True
             return None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _token_ids(self, kind: str, text: str) -> list[int] | None:
+        if kind == "llama.cpp":
+            data = self._probe("/tokenize", {"content": text})
+        else:
+            data = self._probe("/extras/tokenize", {"input": text, "model": self.model})
+        tokens = data.get("tokens") if data is not None else None
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
             return None
         return tokens
 
     def _detokenize(self, kind: str, ids: list[int]) -> str | None:
-        root = _server_root(self.server.base_url)
-        try:
-            if kind == "llama.cpp":
-                response = self._client.post(f"{root}/detokenize", json={"tokens": ids})
-                field = "content"
-            else:
-                response = self._client.post(
-                    f"{root}/extras/detokenize", json={"tokens": ids, "model": self.model}
-                )
-                field = "text"
-            if response.status_code != 200:
-                return None
-            text = response.json().get(field)
-        except (httpx.HTTPError, ValueError, AttributeError):
-            return None
+        if kind == "llama.cpp":
+            data, field = self._probe("/detokenize", {"tokens": ids}), "content"
+        else:
+            data = self._probe("/extras/detokenize", {"tokens": ids, "model": self.model})
+            field = "text"
+        text = data.get(field) if data is not None else None
         return text if isinstance(text, str) else None
 
     def truncate_to_tokens(self, text: str, tokens: int) -> Truncation:
@@ -405,12 +479,13 @@ class RemoteBackend:
         """Find once which tokenize endpoint the server has: llama.cpp's, llama-cpp-python's,
         or none (vLLM's /tokenize takes other fields; others have none)."""
         if self._tokenizer is None:
-            kind = "none"
             for candidate in ("llama.cpp", "llama-cpp-python"):
                 if self._tokenize(candidate, "hello") is not None:
-                    kind = candidate
+                    self._tokenizer = candidate
                     break
-            self._tokenizer = kind
+                if self._probes_timed_out:  # the server hangs: do not wait for a second probe
+                    break
+            self._tokenizer = self._tokenizer or "none"
         return self._tokenizer
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
@@ -431,45 +506,79 @@ class RemoteBackend:
         """One request per row, at most `max_concurrency` in flight (`batch_size` lowers it).
 
         `on_batch` hears of each row as it finishes, called from this thread, so callers store
-        rows exactly as with the local backend. A cancel stops the requests in flight at their
-        next piece; rows not started stay None. If a row fails, the others are stopped and the
-        error is raised.
+        rows exactly as with the local backend. A cancel closes the requests in flight at once
+        (their rows come back "cancelled" with the text received so far); rows not started stay
+        None. If a row fails, the others are stopped the same way and the error is raised.
+
+        The rows run on daemon threads, not a ThreadPoolExecutor: an interrupt (Ctrl+C) in this
+        thread shuts every connection down and re-raises after at most CANCEL_GRACE_S, and a
+        thread that still hangs (a connect, a name lookup) cannot keep the process from ending
+        as the executor's exit hook would. A second Ctrl+C ends that short wait too.
         """
         params.validate(self.info.context_window)
         results: list[Generation | None] = [None] * len(inputs)
         if not inputs:
             return results
         workers = min(self.max_concurrency, batch_size or self.max_concurrency, len(inputs))
-        abort = Cancel()  # ours: a row failed, stop the rest
-        stops = [abort] + ([cancel] if cancel is not None else [])
+        abort = Cancel()  # ours: a row failed or this thread was interrupted, stop the rest
+        flight = _Flight(self, [abort] + ([cancel] if cancel is not None else []), workers)
+        todo = iter(range(len(inputs)))
+        todo_lock = threading.Lock()
+        finished: queue.SimpleQueue[tuple[int, Generation | None, BaseException | None]]
+        finished = queue.SimpleQueue()
 
-        def one(i: int) -> Generation | None:
-            if any(c.is_set() for c in stops):
-                return None
-            seed = seeds[i] if seeds is not None else params.seed
-            if self._streams_usage is False:
-                return self._whole(inputs[i], params, seed, workers)
-            return _drain(self._events(inputs[i], params, seed, stops, workers))
+        def work() -> None:
+            while True:
+                with todo_lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                if flight.stopped():
+                    finished.put((i, None, None))
+                    continue
+                seed = seeds[i] if seeds is not None else params.seed
+                try:
+                    if self._streams_usage is False:
+                        generation = self._whole(flight, inputs[i], params, seed, workers)
+                    else:
+                        generation = _drain(self._events(flight, inputs[i], params, seed, workers))
+                except BaseException as exc:  # handed to the calling thread
+                    abort.set()
+                    finished.put((i, None, exc))
+                else:
+                    finished.put((i, generation, None))
 
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="workbench-remote")
+        threads = [
+            threading.Thread(target=work, name="workbench-remote", daemon=True)
+            for _ in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
         try:
-            futures: dict[Future[Generation | None], int] = {
-                pool.submit(one, i): i for i in range(len(inputs))
-            }
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: futures[f]):
-                    generation = future.result()
-                    if generation is not None:
-                        results[futures[future]] = generation
-                        if on_batch is not None:
-                            on_batch([(futures[future], generation)])
+            left, give_up = len(inputs), math.inf
+            while left and time.monotonic() < give_up:
+                if give_up == math.inf and flight.stopped():
+                    give_up = time.monotonic() + CANCEL_GRACE_S
+                try:
+                    i, generation, error = finished.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                left -= 1
+                if error is not None:
+                    raise error
+                if generation is not None:
+                    results[i] = generation
+                    if on_batch is not None:
+                        on_batch([(i, generation)])
         except BaseException:
             abort.set()
+            flight.abort()
+            end = time.monotonic() + CANCEL_GRACE_S
+            for thread in threads:  # a moment to end cleanly; a second Ctrl+C ends it at once
+                thread.join(max(0.0, end - time.monotonic()))
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            flight.close()
         return results
 
     def stream(
@@ -479,42 +588,60 @@ class RemoteBackend:
         return RemoteTokenStream(self, model_input, params, cancel)
 
     def _whole(
-        self, model_input: ModelInput, params: GenerationParams, seed: int, concurrency: int
-    ) -> Generation:
+        self,
+        flight: _Flight,
+        model_input: ModelInput,
+        params: GenerationParams,
+        seed: int,
+        concurrency: int,
+    ) -> Generation | None:
         """One answer without streaming: for servers whose streams carry no token counts.
-
-        A cancel then waits for the requests in flight (it still stops every row not sent).
-        """
+        None when a cancel closed it before it came back."""
         path, body = self._request(model_input, params, seed, stream=False)
         started = time.perf_counter()
-        with self._slots:
-            data = self._send("POST", path, json=body).json()
+        with flight.call() as call:
+            try:
+                with self._slot(call):
+                    response = self._send(flight.client, "POST", path, call=call, json=body)
+            except _Stopped:
+                return None
         latency = time.perf_counter() - started
-        if not isinstance(data, dict) or not data.get("choices"):
-            raise ModelError(f"the server at {self.server.public_url} sent no answer: {data}")
-        choice = data["choices"][0]
-        message = choice.get("message")
-        text = str(
-            (message.get("content") if isinstance(message, dict) else choice.get("text")) or ""
-        )
+        try:
+            completion = parse_completion(response.content)
+        except WireError as exc:
+            raise self._malformed(exc) from None
+        choice = completion.choices[0]
+        text = choice.content
         cut = first_stop(text, params.stop)
         if cut is not None:
             text = text[:cut]
-        usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
-        prompt_tokens = usage.get("prompt_tokens")
-        completion_tokens = usage.get("completion_tokens")
+        usage = completion.usage or Usage()
         reason = _finish_reason(
-            choice.get("finish_reason"), choice.get("stop_reason"), params, cut is not None, False
+            choice.finish_reason, choice.stop_reason, params, cut is not None, False
         )
         return Generation(
             text,
             reason,
-            prompt_tokens if isinstance(prompt_tokens, int) else self.count_tokens(model_input),
-            completion_tokens if isinstance(completion_tokens, int) else 0,
+            usage.prompt_tokens
+            if usage.prompt_tokens is not None
+            else self.count_tokens(model_input),
+            usage.completion_tokens or 0,
             latency,
             None,
             concurrency,
         )
+
+    @contextmanager
+    def _slot(self, call: _Call) -> Iterator[None]:
+        """One of the process-wide request slots; waiting for it ends with a cancel
+        (`_Stopped`), since another job may hold them all for minutes."""
+        while not self._slots.acquire(timeout=0.1):
+            if call.stopped():
+                raise _Stopped
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def _request(
         self, model_input: ModelInput, params: GenerationParams, seed: int, stream: bool = True
@@ -550,104 +677,169 @@ class RemoteBackend:
 
     def _events(
         self,
+        flight: _Flight,
         model_input: ModelInput,
         params: GenerationParams,
         seed: int,
-        stops: Sequence[Cancel],
         concurrency: int,
     ) -> Generator[str, None, Generation]:
         """Yield text pieces of one answer; return its Generation.
 
         Text that could be the start of a stop string is held back until it is clear it is not
-        one (servers cut stop strings themselves; this also covers those that do not).
+        one (servers cut stop strings themselves; this also covers those that do not). A cancel
+        returns what arrived so far as "cancelled"; a deadline, a malformed answer or a
+        connection cut after text arrived is an error (only an answer with no text yet is
+        retried).
         """
         started = time.perf_counter()
         attempt = 0
-        while True:
-            path, body = self._request(model_input, params, seed)
-            pieces: list[str] = []  # received text, for the stop check
-            emitted = 0  # characters of "".join(pieces) already yielded
-            ttft: float | None = None
-            usage: dict[str, Any] = {}
-            raw_reason: str | None = None
-            stop_reason: Any = None
-            client_stop = cancelled = False
-            chunks = 0
-            try:
-                with self._slots, self._client.stream("POST", path, json=body) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        if self._usage_in_stream and _rejects_stream_options(response):
-                            self._usage_in_stream = False
-                            continue
-                        if response.status_code in RETRY_STATUS and attempt < (
-                            self.settings.max_retries
-                        ):
-                            wait_s = self._backoff(attempt, response)
-                            attempt += 1
-                            self._sleep(wait_s, _any(stops))
-                            continue
-                        raise self._refused(response)
-                    for data in _sse_data(response.iter_lines()):
-                        if any(c.is_set() for c in stops):
-                            cancelled = True
-                            break
-                        if data.get("error"):
-                            raise ModelError(
-                                f"the server at {self.server.public_url} failed while "
-                                f"answering: {_message(data['error'])}"
-                            )
-                        if isinstance(data.get("usage"), dict):
-                            usage = data["usage"]
-                        for choice in data.get("choices") or []:
-                            piece = _piece(choice)
-                            if piece:
-                                chunks += 1
-                                if ttft is None:
-                                    ttft = time.perf_counter() - started
-                                pieces.append(piece)
-                            raw_reason = choice.get("finish_reason") or raw_reason
-                            stop_reason = choice.get("stop_reason", stop_reason)
-                        text = "".join(pieces)
-                        cut = first_stop(text, params.stop)
-                        if cut is not None:
-                            pieces, client_stop = [text[:cut]], True
-                        safe = len(pieces[0]) if client_stop else _safe_end(text, params.stop)
-                        if safe > emitted:
-                            yield "".join(pieces)[emitted:safe]
-                            emitted = safe
-                        if client_stop:
-                            break
-            except httpx.TransportError as exc:
-                if emitted == 0 and attempt < self.settings.max_retries and _retryable(exc):
-                    wait_s = self._backoff(attempt, None)
-                    attempt += 1
-                    self._sleep(wait_s, _any(stops))
-                    continue
-                raise self._unreachable(exc) from None
-            if raw_reason is None and not (cancelled or client_stop):
-                raise ModelError(
-                    f"the server at {self.server.public_url} ended an answer before it was "
-                    "finished (llama-cpp-python does this to a request when another one arrives, "
-                    "unless started with --interrupt_requests False)"
-                )
-            break
+        with flight.call() as call:
+            while True:
+                path, body = self._request(model_input, params, seed)
+                pieces: list[str] = []  # received text, for the stop check
+                emitted = 0  # characters of "".join(pieces) already yielded
+                ttft: float | None = None
+                usage: Usage | None = None
+                raw_reason: str | None = None
+                stop_reason: int | str | None = None
+                client_stop = cancelled = answering = False
+                chunks = 0
+                try:
+                    with self._slot(call):
+                        call.begin()
+                        with flight.client.stream(
+                            "POST",
+                            path,
+                            json=body,
+                            timeout=call.timeout(),
+                            extensions=call.extensions,
+                        ) as response:
+                            call.attach(response)
+                            if response.status_code >= 400:
+                                response.read()
+                                if self._usage_in_stream and _rejects_stream_options(response):
+                                    self._usage_in_stream = False
+                                    continue
+                                if response.status_code in RETRY_STATUS and attempt < (
+                                    self.settings.max_retries
+                                ):
+                                    wait_s = self._backoff(attempt, response)
+                                    attempt += 1
+                                    self._sleep(wait_s, call)
+                                    continue
+                                raise self._refused(response)
+                            answering = True
+                            for chunk in self._chunks(response):
+                                if flight.stopped():
+                                    cancelled = True
+                                    break
+                                if chunk.error:
+                                    raise ModelError(
+                                        f"the server at {self.server.public_url} failed while "
+                                        f"answering: {_message(chunk.error)}"
+                                    )
+                                if chunk.usage is not None:
+                                    usage = chunk.usage
+                                for choice in chunk.choices or []:
+                                    piece = choice.content
+                                    if piece:
+                                        chunks += 1
+                                        if ttft is None:
+                                            ttft = time.perf_counter() - started
+                                        pieces.append(piece)
+                                    raw_reason = choice.finish_reason or raw_reason
+                                    if "stop_reason" in choice.model_fields_set:
+                                        stop_reason = choice.stop_reason
+                                text = "".join(pieces)
+                                cut = first_stop(text, params.stop)
+                                if cut is not None:
+                                    pieces, client_stop = [text[:cut]], True
+                                safe = (
+                                    len(pieces[0]) if client_stop else _safe_end(text, params.stop)
+                                )
+                                if safe > emitted:
+                                    yield "".join(pieces)[emitted:safe]
+                                    emitted = safe
+                                if client_stop:
+                                    break
+                except _Stopped:
+                    cancelled = True
+                except httpx.TransportError as exc:
+                    if flight.stopped():
+                        cancelled = True  # our own abort closed the connection
+                    elif call.out_of_time():
+                        raise call.too_long(chunks) from None
+                    elif chunks == 0 and attempt < self.settings.max_retries and _retryable(exc):
+                        wait_s = self._backoff(attempt, None)
+                        attempt += 1
+                        self._sleep(wait_s, call)
+                        continue
+                    elif answering and not isinstance(exc, httpx.TimeoutException):
+                        raise self._cut(chunks, exc) from None
+                    else:
+                        raise self._unreachable(exc) from None
+                if raw_reason is None and not (cancelled or client_stop):
+                    if flight.stopped():  # our abort ended a body that ends at the close
+                        cancelled = True
+                    elif call.out_of_time():
+                        raise call.too_long(chunks)
+                    else:
+                        raise self._cut(chunks, None)
+                break
         text = "".join(pieces)
         if len(text) > emitted and not cancelled:
             yield text[emitted:]
         reason = _finish_reason(raw_reason, stop_reason, params, client_stop, cancelled)
+        counted = usage or Usage()
         if not (cancelled or client_stop):
-            self._streams_usage = bool(usage)
-        prompt_tokens = usage.get("prompt_tokens")
-        if not isinstance(prompt_tokens, int):
+            self._streams_usage = (
+                counted.prompt_tokens is not None or counted.completion_tokens is not None
+            )
+        prompt_tokens = counted.prompt_tokens
+        if prompt_tokens is None:
             prompt_tokens = self.count_tokens(model_input)
-        completion_tokens = usage.get("completion_tokens")
-        if not isinstance(completion_tokens, int):
+        completion_tokens = counted.completion_tokens
+        if completion_tokens is None:
             completion_tokens = chunks
         latency = time.perf_counter() - started
         return Generation(
             text, reason, prompt_tokens, completion_tokens, latency, ttft, concurrency
         )
+
+    def _chunks(self, response: httpx.Response) -> Iterator[Chunk]:
+        """The validated pieces of a streamed answer (SSE `data:` lines), until `[DONE]`.
+
+        Comments (`: ping`) and other SSE fields carry nothing: a server that sends only those
+        for WORKBENCH_OPENAI_TIMEOUT has stopped answering, though its connection is alive.
+        Lines that are not SSE are skipped as the SSE rules say, but a stream that ends without
+        a single `data:` line is reported with its first line (an HTML error page, say)."""
+        gap = self.settings.timeout_s
+        last = time.monotonic()
+        first: str | None = None
+        for line in response.iter_lines():
+            now = time.monotonic()
+            if not line.startswith("data:"):
+                if first is None and line.strip() and not line.startswith(":"):
+                    first = line
+                if now - last > gap:
+                    raise ModelError(
+                        f"the server at {self.server.public_url} sent only keep-alive comments "
+                        f"for {gap:g} s, no answer (WORKBENCH_OPENAI_TIMEOUT)"
+                    )
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                return
+            if not payload:
+                continue
+            last = now
+            first = ""
+            try:
+                yield parse_chunk(payload)
+            except WireError as exc:
+                raise self._malformed(exc) from None
+        if first:
+            raise self._malformed(WireError(f"a stream without any data; it began: {first[:120]}"))
 
 
 class RemoteTokenStream:
@@ -666,6 +858,7 @@ class RemoteTokenStream:
         self.result: Generation | None = None
 
     def cancel(self) -> None:
+        """Stop the answer; its connection closes at once, even between two pieces."""
         self._stop.set()
 
     @property
@@ -673,9 +866,8 @@ class RemoteTokenStream:
         return any(c.is_set() for c in self._cancels)
 
     def __iter__(self) -> Iterator[str]:
-        events = self.backend._events(
-            self.model_input, self.params, self.params.seed, self._cancels, 1
-        )
+        flight = _Flight(self.backend, self._cancels, 1)
+        events = self.backend._events(flight, self.model_input, self.params, self.params.seed, 1)
         try:
             while True:
                 yield next(events)
@@ -683,6 +875,171 @@ class RemoteTokenStream:
             self.result = done.value
         finally:
             events.close()  # the reader left early: the request's connection closes
+            flight.close()
+
+
+class _Stopped(Exception):
+    """A cancel came before anything was sent, or closed a whole answer before it came back."""
+
+
+_CONNECTED = frozenset({"connection.connect_tcp.complete", "connection.start_tls.complete"})
+
+
+class _Flight:
+    """The requests of one `generate` call or one stream, on a connection pool of their own.
+
+    A cancel must end requests in flight at once, not at their next piece: a server busy with
+    other work may send nothing for minutes. Closing an httpx response from another thread
+    does not wake a thread blocked reading its socket; shutting the socket down does. So every
+    connection this pool opens is recorded as it opens (httpcore reports it through the
+    request's `trace` extension), which reaches a request still waiting for its first byte on
+    a reused connection too, and `abort` shuts them all down. A pool per call keeps that from
+    touching another job's requests on the same server (connections are still reused between
+    the rows of one call).
+
+    A watcher thread turns the cancel flags and each row's deadline into such shutdowns.
+    """
+
+    def __init__(self, backend: RemoteBackend, stops: Sequence[Cancel], workers: int):
+        self.backend, self._stops = backend, list(stops)
+        transport = _Borrowed(backend._transport) if backend._transport is not None else None
+        self.client = backend._new_client(transport, workers + 2)
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._calls: set[_Call] = set()
+        self._aborted = False
+        self._done = threading.Event()
+        threading.Thread(target=self._watch, name="workbench-remote-watch", daemon=True).start()
+
+    def stopped(self) -> bool:
+        return self._aborted or any(c.is_set() for c in self._stops)
+
+    @contextmanager
+    def call(self) -> Iterator[_Call]:
+        call = _Call(self)
+        with self._lock:
+            self._calls.add(call)
+        try:
+            yield call
+        finally:
+            with self._lock:
+                self._calls.discard(call)
+
+    def adopt(self, sock: socket.socket, call: _Call) -> None:
+        """A connection `call` uses: shut at once if it is already too late for it."""
+        with self._lock:
+            if sock not in self._sockets:
+                self._sockets.append(sock)
+            call.sockets.append(sock)
+            late = self._aborted or call.expired
+        if late:
+            _shut(sock)
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def _watch(self) -> None:
+        while not self._done.wait(WATCH_INTERVAL_S):
+            if not self._aborted and self.stopped():
+                self.abort()
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c in self._calls if not c.expired and c.out_of_time(now)]
+            for call in late:
+                call.expire()
+
+    def close(self) -> None:
+        self._done.set()
+        self.client.close()
+
+
+class _Call:
+    """One row's requests in a flight (its first try and its retries): their deadline and the
+    connections they used, so the watcher can shut them when the deadline passes."""
+
+    def __init__(self, flight: _Flight):
+        self.flight = flight
+        self.settings = flight.backend.settings
+        self.deadline: float | None = None  # set when the first request goes out
+        self.sockets: list[socket.socket] = []
+        self.expired = False
+        self.extensions = {"trace": self._trace}
+
+    def stopped(self) -> bool:
+        return self.flight.stopped()
+
+    def begin(self) -> None:
+        """A request is about to go out: start the clock, or refuse if time is up."""
+        limit = self.settings.request_timeout_s
+        if self.deadline is None and limit > 0:
+            self.deadline = time.monotonic() + limit
+        if self.out_of_time():
+            raise self.too_long(0)
+
+    def timeout(self) -> httpx.Timeout:
+        """The gap limit, or what is left of the deadline if that is less."""
+        gap = self.settings.timeout_s
+        if self.deadline is not None:
+            gap = max(0.001, min(gap, self.deadline - time.monotonic()))
+        return httpx.Timeout(gap, connect=min(CONNECT_TIMEOUT_S, gap))
+
+    def out_of_time(self, now: float | None = None) -> bool:
+        if self.expired:
+            return True
+        return self.deadline is not None and (now or time.monotonic()) >= self.deadline
+
+    def too_long(self, pieces: int) -> ModelError:
+        server = self.flight.backend.server.public_url
+        return ModelError(
+            f"the server at {server} did not finish an answer within "
+            f"{self.settings.request_timeout_s:g} s (WORKBENCH_OPENAI_REQUEST_TIMEOUT; "
+            f"{pieces} piece{'s' if pieces != 1 else ''} had arrived)"
+        )
+
+    def expire(self) -> None:
+        with self.flight._lock:
+            self.expired = True
+            sockets = list(self.sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def attach(self, response: httpx.Response) -> None:
+        """The connection a response came on (a reused one reports no `connect_tcp`)."""
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            self.flight.adopt(sock, self)
+
+    def _trace(self, name: str, info: Mapping[str, Any]) -> None:
+        if name in _CONNECTED:
+            sock = info["return_value"].get_extra_info("socket")
+            if isinstance(sock, socket.socket):
+                self.flight.adopt(sock, self)
+
+
+class _Borrowed(httpx.BaseTransport):
+    """A transport handed in by a test, lent to each flight's client and closed by its owner."""
+
+    def __init__(self, transport: httpx.BaseTransport):
+        self.transport = transport
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.transport.handle_request(request)
+
+    def close(self) -> None:
+        pass
+
+
+def _shut(sock: socket.socket) -> None:
+    """Wake whoever reads this socket, now: shutdown, not close, which would leave a blocked
+    read waiting. The base class's method, because an SSL socket's own would also drop its
+    TLS state under the reading thread."""
+    with suppress(OSError):  # already closed, or never connected
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -694,41 +1051,6 @@ def _drain(events: Generator[str, None, Generation]) -> Generation:
             next(events)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
-
-
-def _any(cancels: Sequence[Cancel]) -> Cancel:
-    """One flag that is set when any of these is (for the backoff sleep)."""
-
-    class AnyOf(Cancel):
-        def is_set(self) -> bool:
-            return any(c.is_set() for c in cancels)
-
-    return AnyOf()
-
-
-def _sse_data(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """The JSON payloads of an SSE stream's `data:` lines, until `[DONE]`."""
-    for line in lines:
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            return
-        if not payload:
-            continue
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            raise ModelError(f"the server sent a line that is not JSON: {payload[:200]}") from None
-        if isinstance(data, dict):
-            yield data
-
-
-def _piece(choice: Mapping[str, Any]) -> str:
-    delta = choice.get("delta")
-    if isinstance(delta, dict):
-        return str(delta.get("content") or "")
-    return str(choice.get("text") or "")
 
 
 def _safe_end(text: str, stops: Sequence[str]) -> int:

@@ -1,0 +1,151 @@
+"""What an OpenAI-compatible server sends, checked before the backend reads it.
+
+Servers differ and some misbehave: a proxy answers with an HTML page, a half-finished server
+sends `{"choices": 5}` or `["x"]`, a stream carries a `data:` line that is not JSON. Every answer
+is validated here (pydantic) into a few small typed records, so the backend reads only fields it
+can trust, and anything else becomes a `WireError` that says in a few words what was wrong —
+the backend puts the server's URL in front ("the server at URL sent a completion without
+choices"), instead of an `unexpected TypeError` from deep inside it.
+
+Fields the workbench does not read are allowed and ignored; the fields it reads must have the
+type OpenAI's API gives them, with `null` accepted wherever real servers send it (vLLM's
+`usage: null` in every streamed piece but the last, a first `delta` with only a role).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+R = TypeVar("R", bound=BaseModel)
+
+
+class WireError(ValueError):
+    """What a server sent that the workbench cannot read, phrased to follow "the server sent"."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Usage(_Record):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _Content(_Record):
+    content: str | None = None  # null: a piece with only a role, or no text
+
+
+class Choice(_Record):
+    text: str | None = None  # /completions
+    delta: _Content | None = None  # /chat/completions, streamed
+    message: _Content | None = None  # /chat/completions, whole
+    finish_reason: str | None = None
+    stop_reason: int | str | None = None  # vLLM: the stop string, or the token id that ended it
+
+    @property
+    def content(self) -> str:
+        """The text this choice carries, whichever endpoint sent it."""
+        for part in (self.delta, self.message):
+            if part is not None:
+                return part.content or ""
+        return self.text or ""
+
+
+class Chunk(_Record):
+    """One streamed piece (one SSE `data:` line)."""
+
+    choices: list[Choice] = []
+    usage: Usage | None = None
+    error: Any = None
+
+
+class Completion(_Record):
+    """A whole, non-streamed answer."""
+
+    choices: list[Choice]
+    usage: Usage | None = None
+
+
+class ModelList(BaseModel):
+    """/v1/models. Entries keep every field: the context window and the revision read several."""
+
+    model_config = ConfigDict(extra="ignore")
+    data: list[dict[str, Any]] = []
+
+
+def parse_chunk(payload: str) -> Chunk:
+    """A streamed piece from the text after `data:`."""
+    return _parse(Chunk, _json(payload, "a streamed piece"), "a streamed piece")
+
+
+def parse_completion(body: bytes) -> Completion:
+    completion = _parse(Completion, _json(body, "a completion"), "a completion")
+    if not completion.choices:
+        raise WireError("a completion without choices")
+    first = completion.choices[0]
+    if first.text is None and first.message is None:
+        raise WireError("a completion whose choice has neither text nor message")
+    return completion
+
+
+def parse_models(body: bytes) -> list[dict[str, Any]]:
+    """The entries of a /v1/models answer, each with a text `id`.
+
+    An object without `data` lists nothing (then a model must be named), as before."""
+    models = _parse(ModelList, _json(body, "a model list"), "a model list")
+    for entry in models.data:
+        if not isinstance(entry.get("id"), str) or not entry["id"]:
+            raise WireError(f"a model list with an entry without an id: {_show(entry)}")
+    return models.data
+
+
+def _json(raw: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+        raise WireError(f"{what} that is not JSON: {_show(text.strip())}") from None
+
+
+def _parse(model: type[R], data: Any, what: str) -> R:
+    if not isinstance(data, dict):
+        raise WireError(f"{what} that is not a JSON object: {_show(data)}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise WireError(describe(exc, what)) from None
+
+
+_PROBLEMS = {
+    "list_type": "is not a list",
+    "string_type": "is not text",
+    "int_type": "is not a whole number",
+    "int_parsing": "is not a whole number",
+    "int_from_float": "is not a whole number",
+    "model_type": "is not an object",
+    "model_attributes_type": "is not an object",
+    "dict_type": "is not an object",
+}
+
+
+def describe(exc: ValidationError, what: str) -> str:
+    """The first problem pydantic found, in words: "a completion whose choices is not a list
+    (got 5)", "a completion without choices"."""
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function"))
+    if error["type"] == "missing":
+        return f"{what} without {where}"
+    problem = _PROBLEMS.get(error["type"], str(error["msg"]).lower())
+    got = json.dumps(error.get("input"), default=str)
+    return f"{what} whose {where} {problem} (got {_show(got)})"
+
+
+def _show(value: Any, limit: int = 120) -> str:
+    """A short, one-line rendering of what the server sent."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -171,6 +171,36 @@ def test_a_full_disk_is_one_line_and_nothing_is_written(
     store.close()
 
 
+def test_a_run_that_fills_the_disk_keeps_its_outputs_and_says_how_far_it_got(
+    tmp_path: Path, migrated_db: Path, tiny_backend: Any, prompt_text: PromptText
+) -> None:
+    from workbench.runner import Runner
+    from workbench.runs import get_run, run_outputs
+
+    path = tmp_path / "run.db"
+    shutil.copyfile(migrated_db, path)
+    store = Store(f"sqlite:///{path}")
+    library = Library(store)
+    version = library.save(prompt_text("demo", body="user:\n{{ text }}\n" + "pad " * 80)).version
+    runner = Runner(library, tiny_backend)
+    rows = [{"text": f"row {i}"} for i in range(60)]
+    run_id = runner.start([version], rows, overrides={"max_new_tokens": 2})
+    cap_pages(store, 6)
+    with pytest.raises(DiskFullError) as caught:
+        runner.execute(run_id, batch_size=1)
+    message = str(caught.value)
+    kept = len(run_outputs(store, run_id))
+    assert 0 < kept < 60
+    assert message.startswith(
+        f"run {run_id} stopped with {kept} of 60 outputs stored (they are kept; "
+        f"`workbench runs resume {run_id}` finishes it): the disk holding {path} is full"
+    )
+    assert "\n" not in message
+    record = get_run(store, run_id)
+    assert record.resumable and record.status in ("failed", "interrupted")
+    store.close()
+
+
 # --- the CLI's last resort ---------------------------------------------------------------------
 
 

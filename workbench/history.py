@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from .errors import NotFoundError, WorkbenchError
+from .ownership import settle_runs
 from .runs import RunRecord, run_records, run_rows, run_versions
 from .store import (
     Label,
@@ -56,7 +57,7 @@ Status = Literal["all", "ok", "errors", "cancelled", "truncated", "cached"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 SearchIn = Literal["both", "text", "variables"]
 SEARCH_IN: tuple[SearchIn, ...] = get_args(SearchIn)
-RunStatus = Literal["all", "running", "done", "cancelled", "failed", "unfinished"]
+RunStatus = Literal["all", "running", "done", "cancelled", "failed", "interrupted", "unfinished"]
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 
 
@@ -411,6 +412,7 @@ def search_runs(
     _check_page_size(page_size)
     if status not in RUN_STATUSES:
         raise WorkbenchError(f"run status is one of {', '.join(RUN_STATUSES)}, not {status!r}")
+    interrupted = settle_runs(store)  # so that "running" means running
     with store.read() as s:
         conditions: list[ColumnElement[bool]] = []
         version_ids = resolve_versions(s, flt)
@@ -441,7 +443,7 @@ def search_runs(
             inner = select(Run.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
             n = s.scalar(select(func.count()).select_from(inner)) or 0
             total, capped = (COUNT_CAP, True) if n > COUNT_CAP else (n, False)
-        out = run_records(s, runs)
+        out = run_records(s, runs, interrupted)
     return HistoryPage(out, total, capped, out[-1].id if more and out else None)
 
 

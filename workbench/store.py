@@ -180,13 +180,25 @@ class Run(Base):
     """One press of Run: versions × rows (× samples) on one model with one set of parameters.
 
     Written before anything is generated; the rows it covers are kept in `run_row`, so a run
-    that was interrupted can be resumed exactly.
+    that was interrupted can be resumed exactly. While it runs, its owner (process id, host,
+    since when) and a heartbeat say who is generating it and that they still are (migration
+    0008): a run whose owner is gone is "interrupted" (see `runs.settle_runs`).
     """
 
     __tablename__ = "run"
+    __table_args__ = (  # only the running runs, which every listing checks (migration 0008)
+        Index(
+            "ix_run_running",
+            "id",
+            sqlite_where=sql_text("status = 'running'"),
+            postgresql_where=sql_text("status = 'running'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[str] = mapped_column(String(20))  # running, done, cancelled, failed
+    # running, done, cancelled (asked to stop: Cancel, Ctrl+C), failed (an error), interrupted
+    # (its process went away without a word: killed, crashed)
+    status: Mapped[str] = mapped_column(String(20))
     model: Mapped[str] = mapped_column(StoredText)
     backend: Mapped[str] = mapped_column(String(50))
     revision: Mapped[str] = mapped_column(String(100))
@@ -199,6 +211,10 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(StoredText)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    owner_pid: Mapped[int | None]
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_since: Mapped[datetime | None] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class RunVersion(Base):
@@ -218,7 +234,12 @@ class RunRow(Base):
 
 
 class Output(Base):
-    """One generation, with everything needed to reproduce it exactly."""
+    """One generation, with everything needed to reproduce it exactly.
+
+    On PostgreSQL, migration 0008 also adds trigram (pg_trgm) GIN indexes on `text` and on the
+    variables' JSON text for History's search, when the role may create the extension; they are
+    not declared here because a database may lack them.
+    """
 
     __tablename__ = "output"
     __table_args__ = (

@@ -218,7 +218,9 @@ def search_outputs(
         elif before_id is None and not more:
             total, capped = len(rows), False  # the whole result is on this page
         else:
-            total, capped = _capped_count(s, conditions)
+            # PostgreSQL with a text search: see _capped_count
+            newest_first = not store.is_sqlite and bool(flt.text.strip())
+            total, capped = _capped_count(s, conditions, newest_first=newest_first)
     out = [
         HistoryRow(
             id=r.id,
@@ -385,11 +387,22 @@ def _status_condition(status: str) -> ColumnElement[bool] | None:
     return conditions.get(status)
 
 
-def _capped_count(s: Session, conditions: Sequence[ColumnElement[bool]]) -> tuple[int, bool]:
-    """Count matches, but stop reading after COUNT_CAP + 1 of them."""
-    inner = (
-        select(literal_column("1")).select_from(Output).where(*conditions).limit(COUNT_CAP + 1)
-    ).subquery()
+def _capped_count(
+    s: Session, conditions: Sequence[ColumnElement[bool]], *, newest_first: bool = False
+) -> tuple[int, bool]:
+    """Count matches, but stop reading after COUNT_CAP + 1 of them.
+
+    `newest_first` counts the newest matches (the same number). It is for PostgreSQL's text
+    search: with the trigram indexes (migration 0008) the planner otherwise collects a common
+    word's every match from the indexes and rechecks them, about twice the time of walking the
+    primary key down until the cap; ordered by id, a common word walks the key and stops, and a
+    rare one still goes through the index.
+    """
+    query = select(Output.id if newest_first else literal_column("1"))
+    query = query.select_from(Output).where(*conditions)
+    if newest_first:
+        query = query.order_by(Output.id.desc())
+    inner = query.limit(COUNT_CAP + 1).subquery()
     n = s.scalar(select(func.count()).select_from(inner)) or 0
     return (COUNT_CAP, True) if n > COUNT_CAP else (n, False)
 

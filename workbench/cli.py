@@ -1014,7 +1014,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = (str(exc).strip().splitlines() or [""])[0]
         click.echo(
             f"error: unexpected {type(exc).__name__}: {first} "
-            "(the log has the details; set WORKBENCH_DEBUG=1 to see the traceback)",
+            "(set WORKBENCH_DEBUG=1 to see the traceback)",
             err=True,
         )
         return 1

@@ -320,3 +320,73 @@ def test_errors_only_reads_the_partial_index_not_every_output(seeded: Library) -
             s.connection().exec_driver_sql("SET LOCAL enable_seqscan = off")
             plan = s.connection().exec_driver_sql(f"EXPLAIN {query}")
             assert any("ix_output_error" in row[0] for row in plan)
+
+
+@pytest.mark.parametrize(
+    ("search_in", "indexes"),
+    [
+        ("text", {"ix_output_text_trgm"}),
+        ("variables", {"ix_output_variables_trgm"}),
+        ("both", {"ix_output_text_trgm", "ix_output_variables_trgm"}),
+    ],
+)
+def test_postgres_text_search_fits_the_trigram_indexes(
+    seeded: Library, search_in: history.SearchIn, indexes: set[str]
+) -> None:
+    """Migration 0008: ILIKE '%term%' (History's substring search, same semantics) can be
+    answered by pg_trgm GIN indexes instead of reading every output. At 600 rows the planner
+    rightly prefers a scan, so scans are turned off to show the index matches the query."""
+    if seeded.store.is_sqlite:
+        pytest.skip("PostgreSQL's search index; SQLite's search is unchanged")
+    from sqlalchemy.dialects import postgresql
+
+    flt = HistoryFilter(text=RARE_WORD, search_in=search_in)
+    with seeded.store.read() as s:
+        conditions = history._output_conditions(s, flt, is_sqlite=False)
+        assert conditions is not None
+        query = select(Output.id).where(*conditions)
+        sql = str(
+            query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        )
+        conn = s.connection()
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        conn.exec_driver_sql("SET LOCAL enable_indexscan = off")
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+    used = {name for name in ("ix_output_text_trgm", "ix_output_variables_trgm") if name in plan}
+    assert used == indexes, plan
+
+
+def test_without_pg_trgm_the_migration_goes_on_and_logs_how_to_add_the_index(
+    database: str,
+    make_database: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+    prompt_text: Callable[..., str],
+) -> None:
+    """A role that may not create extensions (no CREATE on the database) still gets a working,
+    unindexed search, and the log says what an administrator can run."""
+    if database != "postgresql":
+        pytest.skip("PostgreSQL only")
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy import text as sql_text
+    from sqlalchemy.pool import NullPool
+
+    url = make_database("no-trgm", migrated=False)
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        name = conn.execute(sql_text("SELECT current_database()")).scalar_one()
+        conn.execute(sql_text(f'REVOKE CREATE ON DATABASE "{name}" FROM PUBLIC, CURRENT_USER'))
+    admin.dispose()
+
+    with caplog.at_level("WARNING", logger="workbench.migrations"):
+        store = Store(url)
+    notes = [r.getMessage() for r in caplog.records if r.name == "workbench.migrations"]
+    assert len(notes) == 1, notes
+    assert "History's text search has no index on this PostgreSQL database" in notes[0]
+    assert "CREATE EXTENSION pg_trgm; CREATE INDEX ix_output_text_trgm" in notes[0]
+    with store.engine.connect() as conn:
+        names = {i["name"] for i in inspect(conn).get_indexes("output")}
+    assert not names & {"ix_output_text_trgm", "ix_output_variables_trgm"}
+    assert "ix_run_running" in {i["name"] for i in inspect(store.engine).get_indexes("run")}
+    Library(store).save(prompt_text("still-works"))
+    assert search_outputs(store, HistoryFilter(text="anything")).rows == []
+    store.close()

@@ -428,6 +428,14 @@ def test_killed_run_keeps_its_outputs_and_resumes(
                 done = query("select count(*) from output")[0][0]
             except sqlite3.OperationalError:  # the database is being set up
                 continue
+        # while it runs, a second process may not resume it (their outputs would collide)
+        ((run_id,),) = query("select id from run")
+        line = failed(cli("runs", "resume", str(run_id), "--model", tiny_model_dir))
+        assert line == (
+            f"error: run {run_id} is being run by process {proc.pid} on this machine; wait for it "
+            f"to finish, or stop that process (Ctrl+C in its terminal, or kill {proc.pid}) and "
+            "resume it then"
+        )
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
@@ -437,9 +445,12 @@ def test_killed_run_keeps_its_outputs_and_resumes(
 
     ((run_id, status, total),) = query("select id, status, total from run")
     kept = query("select row_index from output where run_id = ? order by row_index", run_id)
-    assert status == "running" and total == 40
+    assert status == "running" and total == 40  # a killed process records nothing…
     assert 5 <= len(kept) < 40, "the run finished before it could be killed"
     assert len({r for (r,) in kept}) == len(kept)
+    out, _ = ok(cli("runs", "list"))  # …so whoever lists the runs finds its process gone
+    assert re.search(rf"^{run_id}\s+interrupted\s", out, re.MULTILINE), out
+    assert query("select status from run where id = ?", run_id) == [("interrupted",)]
 
     out, _ = ok(cli("runs", "resume", str(run_id), "--model", tiny_model_dir))
     assert f"run {run_id}: done · 40/40 outputs" in out

@@ -1009,8 +1009,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or an environment problem: still no traceback by default
         if os.environ.get("WORKBENCH_DEBUG"):
             raise
+        # One line: a database error's message goes on with its SQL, parameters and a link,
+        # which the log keeps (with the traceback) and the terminal does not need.
+        first = (str(exc).strip().splitlines() or [""])[0]
         click.echo(
-            f"error: unexpected {type(exc).__name__}: {exc} "
+            f"error: unexpected {type(exc).__name__}: {first} "
             "(set WORKBENCH_DEBUG=1 to see the traceback)",
             err=True,
         )

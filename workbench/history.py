@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from .errors import NotFoundError, WorkbenchError
+from .ownership import settle_runs
 from .runs import RunRecord, run_records, run_rows, run_versions
 from .store import (
     Label,
@@ -56,7 +57,7 @@ Status = Literal["all", "ok", "errors", "cancelled", "truncated", "cached"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 SearchIn = Literal["both", "text", "variables"]
 SEARCH_IN: tuple[SearchIn, ...] = get_args(SearchIn)
-RunStatus = Literal["all", "running", "done", "cancelled", "failed", "unfinished"]
+RunStatus = Literal["all", "running", "done", "cancelled", "failed", "interrupted", "unfinished"]
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 
 
@@ -217,7 +218,9 @@ def search_outputs(
         elif before_id is None and not more:
             total, capped = len(rows), False  # the whole result is on this page
         else:
-            total, capped = _capped_count(s, conditions)
+            # PostgreSQL with a text search: see _capped_count
+            newest_first = not store.is_sqlite and bool(flt.text.strip())
+            total, capped = _capped_count(s, conditions, newest_first=newest_first)
     out = [
         HistoryRow(
             id=r.id,
@@ -384,11 +387,22 @@ def _status_condition(status: str) -> ColumnElement[bool] | None:
     return conditions.get(status)
 
 
-def _capped_count(s: Session, conditions: Sequence[ColumnElement[bool]]) -> tuple[int, bool]:
-    """Count matches, but stop reading after COUNT_CAP + 1 of them."""
-    inner = (
-        select(literal_column("1")).select_from(Output).where(*conditions).limit(COUNT_CAP + 1)
-    ).subquery()
+def _capped_count(
+    s: Session, conditions: Sequence[ColumnElement[bool]], *, newest_first: bool = False
+) -> tuple[int, bool]:
+    """Count matches, but stop reading after COUNT_CAP + 1 of them.
+
+    `newest_first` counts the newest matches (the same number). It is for PostgreSQL's text
+    search: with the trigram indexes (migration 0008) the planner otherwise collects a common
+    word's every match from the indexes and rechecks them, about twice the time of walking the
+    primary key down until the cap; ordered by id, a common word walks the key and stops, and a
+    rare one still goes through the index.
+    """
+    query = select(Output.id if newest_first else literal_column("1"))
+    query = query.select_from(Output).where(*conditions)
+    if newest_first:
+        query = query.order_by(Output.id.desc())
+    inner = query.limit(COUNT_CAP + 1).subquery()
     n = s.scalar(select(func.count()).select_from(inner)) or 0
     return (COUNT_CAP, True) if n > COUNT_CAP else (n, False)
 
@@ -411,6 +425,7 @@ def search_runs(
     _check_page_size(page_size)
     if status not in RUN_STATUSES:
         raise WorkbenchError(f"run status is one of {', '.join(RUN_STATUSES)}, not {status!r}")
+    interrupted = settle_runs(store)  # so that "running" means running
     with store.read() as s:
         conditions: list[ColumnElement[bool]] = []
         version_ids = resolve_versions(s, flt)
@@ -441,7 +456,7 @@ def search_runs(
             inner = select(Run.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
             n = s.scalar(select(func.count()).select_from(inner)) or 0
             total, capped = (COUNT_CAP, True) if n > COUNT_CAP else (n, False)
-        out = run_records(s, runs)
+        out = run_records(s, runs, interrupted)
     return HistoryPage(out, total, capped, out[-1].id if more and out else None)
 
 

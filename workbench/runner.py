@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from .answers import counts as answer_counts
 from .answers import group_answers
 from .backends.base import Backend, Cancel, FinishReason, Generation, ModelInfo, ModelInput
 from .datasets import Dataset, check_columns
+from .db_faults import DatabaseFault
 from .errors import NotFoundError, WorkbenchError
 from .library import Library, VersionInfo
+from .ownership import check_not_busy, claim, executing, planned, take
 from .params import GenerationParams
 from .runs import (
     OutputRecord,
@@ -43,6 +46,8 @@ from .techniques import SelfConsistency
 from .templates import Rendered
 
 SAMPLING_TEMPERATURE = 0.7  # used for self-consistency when a prompt asks for greedy decoding
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,7 @@ class Runner:
                 total=len(row_list) * sum(n_samples),
                 created_at=utcnow(),
             )
+            take(run, run.created_at)  # this process owns it from the start (see ownership)
             s.add(run)
             s.flush()
             for position, version in enumerate(versions):
@@ -214,6 +220,7 @@ class Runner:
                 for index, row in enumerate(row_list)
             )
             run_id = run.id
+        planned(self.store, run_id)
         self._rendered = {run_id: rendered}  # only the run just started
         return run_id
 
@@ -286,7 +293,23 @@ class Runner:
         batch_size: int | None = None,
         on_output: Callable[[OutputRecord], None] | None = None,
     ) -> RunSummary:
-        """Generate every missing output of a run (all of them for a new run)."""
+        """Generate every missing output of a run (all of them for a new run).
+
+        While it works the run is this process's: its heartbeat is renewed, and a resume from
+        another process is refused. Ctrl+C (KeyboardInterrupt) ends it as cancelled, any other
+        exception as failed; a database fault (disk full…) says how far the run got.
+        """
+        with executing(self.store, run_id):
+            return self._execute(run_id, progress, cancel, batch_size, on_output)
+
+    def _execute(
+        self,
+        run_id: int,
+        progress: Callable[[Progress], None] | None,
+        cancel: Cancel | None,
+        batch_size: int | None,
+        on_output: Callable[[OutputRecord], None] | None,
+    ) -> RunSummary:
         started = time.perf_counter()
         plan = self._plan(run_id)
         backend = self.backend
@@ -370,8 +393,17 @@ class Runner:
                 )
             if cancel is not None and cancel.is_set():
                 status = "cancelled"
+        except KeyboardInterrupt:  # Ctrl+C: the person stopped it, as Cancel does
+            self._end_run(run_id, "cancelled", None)
+            raise
+        except DatabaseFault as exc:  # the outputs stored so far are kept: say so
+            self._end_run(run_id, "failed", str(exc))
+            raise type(exc)(
+                f"run {run_id} stopped with {counters['done']} of {total} outputs stored (they "
+                f"are kept; `workbench runs resume {run_id}` finishes it): {exc}"
+            ) from exc
         except BaseException as exc:
-            self._finish_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+            self._end_run(run_id, "failed", _error_text(exc))
             raise
         self._write_votes(run_id)
         with self.store.read() as s:
@@ -416,7 +448,10 @@ class Runner:
         )
 
     def resume(self, run_id: int, **kwargs: Any) -> RunSummary:
-        """Finish a run that was interrupted or cancelled: only missing outputs are generated."""
+        """Finish a run that was interrupted, cancelled or failed: only missing outputs are
+        generated. A run that a live process is still generating is refused (RunBusyError)
+        before any model loads."""
+        check_not_busy(self.store, run_id)
         record = get_run(self.store, run_id)
         info = self.backend.info
         if (record.model, record.revision, record.dtype) != (info.name, info.revision, info.dtype):
@@ -428,8 +463,7 @@ class Runner:
             return RunSummary(
                 record, run_outputs(self.store, run_id), run_votes(self.store, run_id), 0.0, 0
             )
-        with self.store.write() as s:
-            s.get_one(Run, run_id).status = "running"
+        claim(self.store, run_id)  # atomic: of two resumes at once, one is refused
         return self.execute(run_id, **kwargs)
 
     # --- streaming one answer ---------------------------------------------------------------
@@ -499,6 +533,7 @@ class Runner:
         rows = [self._output_row(run_id, cell, g, cached, info) for cell, g, cached in items]
         with self.store.write() as s:
             s.add_all(rows)
+            s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
             s.flush()
             return [
                 output_record(row, cell.version.prompt, cell.version.number)
@@ -586,6 +621,16 @@ class Runner:
             run = s.get_one(Run, run_id)
             run.status, run.error, run.finished_at = status, error, utcnow()
 
+    def _end_run(self, run_id: int, status: str, error: str | None) -> None:
+        """Record how a run ended while an exception is on its way out. When even that cannot
+        be written (the disk is full, the database went read-only) the exception on its way
+        matters more: the run still says running, and once this process has let go of it a
+        reader marks it interrupted."""
+        try:
+            self._finish_run(run_id, status, error)
+        except DatabaseFault as exc:
+            log.warning("run %s: its end (%s) not recorded: %s", run_id, status, exc)
+
 
 class StreamedRun:
     """Iterate for text pieces; afterwards `.output` is the stored OutputRecord."""
@@ -599,6 +644,10 @@ class StreamedRun:
         self.cached = False
 
     def __iter__(self) -> Iterator[str]:
+        with executing(self.runner.store, self.run_id):
+            yield from self._iterate()
+
+    def _iterate(self) -> Iterator[str]:
         runner, cell = self.runner, self.cell
         assert cell.model_input is not None
         hit = runner._cached_many([cell.cache_key]).get(cell.cache_key) if self.use_cache else None
@@ -611,17 +660,24 @@ class StreamedRun:
             stream = backend.stream(cell.model_input, cell.params, self.cancel)
             try:
                 yield from stream
-            except GeneratorExit:  # the reader went away: the stream stops generating
-                runner._finish_run(self.run_id, "cancelled", None)
+            except (GeneratorExit, KeyboardInterrupt):  # the reader went away, or Ctrl+C
+                runner._end_run(self.run_id, "cancelled", None)
                 raise
             except BaseException as exc:
-                runner._finish_run(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
+                runner._end_run(self.run_id, "failed", _error_text(exc))
                 raise
             assert stream.result is not None
             generation = stream.result
         self.output = runner._write_outputs(self.run_id, [(cell, generation, self.cached)])[0]
         status = "cancelled" if generation.finish_reason == "cancelled" else "done"
         runner._finish_run(self.run_id, status, None)
+
+
+def _error_text(exc: BaseException) -> str:
+    """A run's error as stored: a WorkbenchError's own message, else the exception's type too."""
+    if isinstance(exc, WorkbenchError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ and none of them needs a model or a runner to do it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Integer, func, or_, select
 from sqlalchemy.orm import Session
 
 from .errors import NotFoundError
+from .ownership import settle_runs
 from .store import Output, Prompt, PromptVersion, Run, RunRow, RunVersion, Store, Vote
 
 
@@ -61,6 +62,10 @@ class VoteRecord:
 
 @dataclass(frozen=True)
 class RunRecord:
+    """A run as read back. `status`: running (a live process is generating it), done,
+    cancelled (asked to stop: Cancel, Ctrl+C), failed (an error; `error` says which) or
+    interrupted (its process went away without a word, see `ownership`)."""
+
     id: int
     status: str
     model: str
@@ -80,7 +85,7 @@ class RunRecord:
 
     @property
     def resumable(self) -> bool:
-        """Some outputs are missing (interrupted, cancelled, or deleted since)."""
+        """Some outputs are missing (interrupted, cancelled, failed, or deleted since)."""
         return self.done < self.total
 
 
@@ -132,15 +137,20 @@ def run_rows(s: Session, run_id: int) -> list[tuple[int, dict[str, Any]]]:
     ]
 
 
-def run_records(s: Session, runs: Sequence[Run]) -> list[RunRecord]:
-    """Run rows as records, with their output counts and version references."""
+def run_records(
+    s: Session, runs: Sequence[Run], interrupted: Collection[int] = ()
+) -> list[RunRecord]:
+    """Run rows as records, with their output counts and version references.
+
+    `interrupted`: runs found interrupted (by `settle_runs`) that still say "running" because
+    the database could not be written here."""
     ids = [r.id for r in runs]
     stats = run_counts(s, ids)
     names = run_versions(s, ids)
     return [
         RunRecord(
             id=r.id,
-            status=r.status,
+            status="interrupted" if r.status == "running" and r.id in interrupted else r.status,
             model=r.model,
             revision=r.revision,
             dtype=r.dtype,
@@ -163,12 +173,14 @@ def run_records(s: Session, runs: Sequence[Run]) -> list[RunRecord]:
 def list_runs(
     store: Store, limit: int = 50, run_ids: Sequence[int] | None = None
 ) -> list[RunRecord]:
-    """Runs, newest first (only `run_ids` when given)."""
+    """Runs, newest first (only `run_ids` when given); runs whose process is gone are marked
+    interrupted first."""
+    interrupted = settle_runs(store)
     with store.read() as s:
         query = select(Run).order_by(Run.id.desc())
         if run_ids is not None:
             query = query.where(Run.id.in_(run_ids))
-        return run_records(s, s.scalars(query.limit(limit)).all())
+        return run_records(s, s.scalars(query.limit(limit)).all(), interrupted)
 
 
 def get_run(store: Store, run_id: int) -> RunRecord:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import os
 import random
 import threading
 import time
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import (
     JSON,
@@ -49,6 +51,18 @@ from sqlalchemy.engine import URL, Dialect, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from .db_faults import (
+    ENV_URL,
+    DatabaseUnavailableError,
+    ReadOnlyDatabaseError,
+    not_a_database,
+    postgres_fault,
+    read_only,
+    shown,
+    sqlite_fault,
+    what_file_is,
+    why_read_only,
+)
 from .errors import WorkbenchError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -60,10 +74,6 @@ WRITE_ATTEMPTS = 8
 RETRYABLE_SQLSTATES = {"23505", "40001", "40P01"}
 UNREACHABLE_SQLSTATES = {"57P01", "57P02", "57P03", "3D000"}
 T = TypeVar("T")
-
-
-class DatabaseUnavailableError(WorkbenchError):
-    """The database server cannot be reached (down, wrong address, wrong password)."""
 
 
 def utcnow() -> datetime:
@@ -170,13 +180,25 @@ class Run(Base):
     """One press of Run: versions × rows (× samples) on one model with one set of parameters.
 
     Written before anything is generated; the rows it covers are kept in `run_row`, so a run
-    that was interrupted can be resumed exactly.
+    that was interrupted can be resumed exactly. While it runs, its owner (process id, host,
+    since when) and a heartbeat say who is generating it and that they still are (migration
+    0008): a run whose owner is gone is "interrupted" (see `runs.settle_runs`).
     """
 
     __tablename__ = "run"
+    __table_args__ = (  # only the running runs, which every listing checks (migration 0008)
+        Index(
+            "ix_run_running",
+            "id",
+            sqlite_where=sql_text("status = 'running'"),
+            postgresql_where=sql_text("status = 'running'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[str] = mapped_column(String(20))  # running, done, cancelled, failed
+    # running, done, cancelled (asked to stop: Cancel, Ctrl+C), failed (an error), interrupted
+    # (its process went away without a word: killed, crashed)
+    status: Mapped[str] = mapped_column(String(20))
     model: Mapped[str] = mapped_column(StoredText)
     backend: Mapped[str] = mapped_column(String(50))
     revision: Mapped[str] = mapped_column(String(100))
@@ -189,6 +211,10 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(StoredText)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    owner_pid: Mapped[int | None]
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_since: Mapped[datetime | None] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class RunVersion(Base):
@@ -208,7 +234,12 @@ class RunRow(Base):
 
 
 class Output(Base):
-    """One generation, with everything needed to reproduce it exactly."""
+    """One generation, with everything needed to reproduce it exactly.
+
+    On PostgreSQL, migration 0008 also adds trigram (pg_trgm) GIN indexes on `text` and on the
+    variables' JSON text for History's search, when the role may create the extension; they are
+    not declared here because a database may lack them.
+    """
 
     __tablename__ = "output"
     __table_args__ = (
@@ -347,7 +378,17 @@ class AppState(Base):
 
 class Store:
     """Engine plus sessions for one database; `read()` for queries, `write()` or `transaction()`
-    for changes."""
+    for changes.
+
+    Reading works where writing cannot. A SQLite file whose folder (or mount) is read-only, or
+    which is read-only itself, is opened read-only: WAL mode needs the `-shm` and `-wal` files
+    next to it, which such a folder cannot hold, so the file is opened with `mode=ro` — and with
+    `immutable=1` when no `-wal` file holds unfolded changes, which tells SQLite that no one
+    writes it (no one can, through this folder). Migrations are then only checked, and a write
+    fails up front with one line naming the file. Every other failure a person can fix (not a
+    database, disk full, server down) is turned into a `DatabaseFault` by `read()`, `write()`
+    and `transaction()`.
+    """
 
     def __init__(self, url: str, *, migrate: bool = True):
         self.url = url
@@ -356,10 +397,11 @@ class Store:
         self.is_sqlite = self.dialect == "sqlite"
         self.is_postgresql = self.dialect == "postgresql"
         self.where = _describe(parsed)
+        self.path: Path | None = None  # the SQLite file, when the database is one
+        self.read_only_reason: str | None = None  # why this SQLite file cannot be written here
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            parsed = self._open_sqlite_file(parsed)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             # A server restarts or drops idle connections; test each pooled connection before
@@ -380,19 +422,80 @@ class Store:
                 "PostgreSQL run: pip install 'psycopg[binary]'"
             ) from None
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, wal=self.read_only_reason is None)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = self.engine.execution_options(workbench_write=True)
         self._write_sessions = sessionmaker(self._writer, expire_on_commit=False)
         if migrate:
-            from .migrations import upgrade
-
             try:
-                upgrade(self.engine)
+                self._migrate()
             except DBAPIError as exc:
                 self.engine.dispose()
-                self._raise_if_unreachable(exc)
+                self._raise_fault(exc)
                 raise
+            except WorkbenchError:
+                self.engine.dispose()
+                raise
+
+    @property
+    def read_only(self) -> bool:
+        """True for a SQLite file opened read-only because it cannot be written here."""
+        return self.read_only_reason is not None
+
+    def _open_sqlite_file(self, url: URL) -> URL:
+        """Check the SQLite file before SQLite touches it; the URL to open it with.
+
+        A folder, a text file or random bytes where the database should be is named as such
+        (SQLite would call all of them "not a database", or "unable to open"); a file that
+        cannot be written here is opened read-only (see the class). An in-memory database and
+        a `file:` URI the person wrote (`?uri=true`) are opened as given.
+        """
+        database = url.database
+        if not database or database == ":memory:" or url.query.get("uri") in ("true", "1"):
+            return url
+        path = Path(database)
+        reason = what_file_is(path)
+        if reason is not None:
+            raise not_a_database(path, reason)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReadOnlyDatabaseError(
+                f"cannot create the folder {shown(path.parent)} for the SQLite file "
+                f"{shown(path)} ({exc.strerror}): point {ENV_URL} or WORKBENCH_STORAGE_DIR at "
+                "a writable folder"
+            ) from None
+        self.path = path
+        why = why_read_only(path)
+        if why is None:
+            return url
+        if not path.exists() or path.stat().st_size == 0:
+            raise ReadOnlyDatabaseError(
+                f"cannot create the SQLite file {shown(path)}: {why}; point {ENV_URL} or "
+                "WORKBENCH_STORAGE_DIR at a writable folder"
+            )
+        self.read_only_reason = why
+        query = {"mode": "ro", "uri": "true"}
+        if not os.access(path.parent, os.W_OK) and not _has_unfolded_changes(path):
+            query["immutable"] = "1"
+        return url.set(database=f"file:{quote(str(path.resolve()))}", query=query)
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date; a read-only file can only be checked."""
+        from .migrations import current_revision, head_revision, upgrade
+
+        if self.read_only_reason is None:
+            upgrade(self.engine)
+            return
+        with self.engine.connect() as conn:
+            current = current_revision(conn)
+        if current != head_revision():
+            assert self.path is not None
+            raise ReadOnlyDatabaseError(
+                f"{shown(self.path)} has schema {current or 'none'} and this version of the "
+                f"workbench needs {head_revision()}, but it is read-only here "
+                f"({self.read_only_reason}): open it once where it is writable to upgrade it"
+            )
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -400,17 +503,25 @@ class Store:
             try:
                 yield session
             except DBAPIError as exc:
-                self._raise_if_unreachable(exc)
+                self._raise_fault(exc)
                 raise
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        if self.read_only_reason is not None:
+            assert self.path is not None
+            raise read_only(self.path, self.read_only_reason)
+        with self._write_sessions() as session, session.begin():
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One transaction that commits on success and rolls back on any exception."""
         try:
-            with self._write_sessions() as session, session.begin():
+            with self._write() as session:
                 yield session
         except DBAPIError as exc:
-            self._raise_if_unreachable(exc)
+            self._raise_fault(exc)
             raise
 
     def transaction(self, work: Callable[[Session], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
@@ -423,10 +534,11 @@ class Store:
         """
         for attempt in range(1, attempts + 1):
             try:
-                with self.write() as s:
+                with self._write() as s:
                     return work(s)
             except DBAPIError as exc:
                 if attempt == attempts or not self._retryable(exc):
+                    self._raise_fault(exc)
                     raise
             time.sleep(random.uniform(0, 0.01 * attempt))  # let the winner finish first
         raise AssertionError("unreachable")
@@ -451,10 +563,30 @@ class Store:
             return "database is locked" in str(exc.orig)
         return _sqlstate(exc) in RETRYABLE_SQLSTATES
 
+    def _raise_fault(self, exc: DBAPIError) -> None:
+        """A failure a person can fix becomes one line naming the database and what to do;
+        anything else (a bug) is left to the caller to re-raise as it is."""
+        if self.is_sqlite:
+            fault = sqlite_fault(exc, self.path)
+            if (
+                self.path is not None
+                and self.read_only_reason is not None
+                and _has_unfolded_changes(self.path)
+                and str(getattr(exc.orig, "sqlite_errorname", "")).startswith("SQLITE_CANTOPEN")
+            ):
+                fault = ReadOnlyDatabaseError(
+                    f"{shown(self.path)} has changes in {self.path.name}-wal that SQLite "
+                    f"cannot read while the folder is read-only ({self.read_only_reason}): open "
+                    "it once where it is writable, which folds them into the file"
+                )
+        else:
+            self._raise_if_unreachable(exc)
+            fault = postgres_fault(exc, self.where)
+        if fault is not None:
+            raise fault from exc
+
     def _raise_if_unreachable(self, exc: DBAPIError) -> None:
         """A server that is down or refuses us becomes one readable line, not a traceback."""
-        if self.is_sqlite:
-            return
         state = _sqlstate(exc)
         if exc.connection_invalidated:
             unreachable = True
@@ -469,6 +601,15 @@ class Store:
             f"cannot reach the database at {self.where}: {reason}. Is the server running, and "
             "is WORKBENCH_DATABASE_URL right?"
         ) from None
+
+
+def _has_unfolded_changes(path: Path) -> bool:
+    """Whether a `-wal` file next to the database holds changes not yet in the file itself."""
+    wal = path.with_name(path.name + "-wal")
+    try:
+        return wal.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def advisory_key(scope: str, key: object) -> int:
@@ -535,14 +676,18 @@ def _enable_wal(cursor: Any) -> None:
             time.sleep(0.05 * (attempt + 1))
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, wal: bool = True) -> None:
+    """Pragmas on every new connection; `wal=False` for a file opened read-only, which cannot
+    switch its journal mode (and need not: it is only read)."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself (the pysqlite recipe).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        _enable_wal(cursor)
+        if wal:
+            _enable_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import socket
 import sys
@@ -487,6 +488,12 @@ def app_test(page: str, timeout: float = 60) -> Any:
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(APP_DIR / page), default_timeout=timeout)
+
+
+def shown(markdown: str) -> str:
+    """What the browser shows for a Markdown body written with `ui.escape_markdown`: the text
+    without its backslash escapes (CommonMark's: before ASCII punctuation) and hard breaks."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown.replace("  \n", "\n"))
 
 
 # --- the real default model ---------------------------------------------------------------------

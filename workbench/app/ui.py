@@ -2,7 +2,12 @@
 version pickers and how model text is shown.
 
 Model output is always shown as text (code blocks), never as Markdown or HTML, so an answer
-that contains `<script>` or `**` shows exactly those characters.
+that contains `<script>` or `**` shows exactly those characters. Every other text the workbench
+did not write itself — version notes, names, a server's error messages and model ids, file
+names, exception messages — goes through `escape_markdown` before it reaches an element that
+renders Markdown (st.markdown, st.caption, st.error/warning/info/success, st.subheader,
+st.progress text, st.metric, widget labels): a note such as `![x](http://host/t.png)` then
+shows those characters instead of making the browser fetch the address.
 """
 
 from __future__ import annotations
@@ -59,13 +64,15 @@ def guard(action: str = "") -> Iterator[None]:
     try:
         yield
     except WorkbenchError as exc:
-        st.error(f"{action}: {exc}" if action else str(exc))
+        st.error(escape_markdown(f"{action}: {exc}" if action else exc))
     except Exception as exc:  # Streamlit's own stop/rerun signals are BaseExceptions, not these
         log.exception("unexpected error%s", f" while {action}" if action else "")
         where = f" while {action.lower()}" if action else ""
         st.error(
-            f"Something unexpected went wrong{where}: {type(exc).__name__}: {exc}. "
-            "The details are in the server's log; nothing already stored was lost."
+            escape_markdown(
+                f"Something unexpected went wrong{where}: {type(exc).__name__}: {exc}. "
+                "The details are in the server's log; nothing already stored was lost."
+            )
         )
 
 
@@ -73,7 +80,7 @@ def load_library() -> Library:
     try:
         return state.library()
     except WorkbenchError as exc:
-        st.error(f"The library could not be opened: {exc}")
+        st.error(escape_markdown(f"The library could not be opened: {exc}"))
         st.stop()
         raise  # unreachable; st.stop raises
 
@@ -130,9 +137,11 @@ def model_sidebar() -> state.ModelChoice:
             )
         if state.is_loaded(choice):
             info = state.backend(choice).info
-            st.caption(
-                f"Model: {info.name} · {info.dtype} · context {info.context_window} tokens · "
-                f"revision {info.revision[:24]}"
+            st.caption(  # the name and revision carry the model id a server reported
+                escape_markdown(
+                    f"Model: {info.name} · {info.dtype} · context {info.context_window} tokens · "
+                    f"revision {info.revision[:24]}"
+                )
             )
         elif source == MODEL_SOURCES[0]:
             st.caption("Loads on the first run (once per server).")
@@ -164,7 +173,7 @@ def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
     try:
         base = GenerationParams.build(options, None)
     except WorkbenchError as exc:
-        st.sidebar.error(f"The prompt's options are invalid: {exc}")
+        st.sidebar.error(escape_markdown(f"The prompt's options are invalid: {exc}"))
         base = GenerationParams()
     with st.sidebar:
         st.subheader("Generation")
@@ -292,13 +301,26 @@ def version_picker(
     return lib.get(f"{name}@{number}")
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^])")
+# Every ASCII punctuation character Markdown (CommonMark, GitHub's extensions, Streamlit's
+# `:color[…]` directives, math and emoji short codes) gives a meaning to; `&` too, or `&lt;`
+# would show as `<`, and `/`, or Streamlit would read `:material/…` as an icon name.
+# CommonMark lets a backslash make any of them literal.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&/])")
 
 
-def escape_markdown(text: str) -> str:
-    """Text that st.markdown / st.write_stream show literally (every special character escaped,
-    line breaks kept). Escaping is per character, so streamed pieces can be escaped one by one."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+def escape_markdown(text: object) -> str:
+    """Markdown that Streamlit shows as exactly `text`: every special character escaped, line
+    breaks kept.
+
+    The one way untrusted text (notes, names, server messages and model ids, file names,
+    exception messages) reaches an element that renders Markdown; without it an image in a
+    note makes the browser fetch its address, and links and emphasis render. Escaping is per
+    character, so streamed pieces can be escaped one by one, and the escaped colons keep
+    Streamlit from loading its emoji short codes at all. What Streamlit still does to plain
+    text — `->` drawn as an arrow, `:streamlit:` as its logo — changes how it looks, never
+    what it fetches or links to.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
 
 
 def show_text(text: str | None, *, empty: str = "(empty answer)") -> None:
@@ -335,7 +357,10 @@ def variables_form(names: Sequence[str], defaults: Mapping[str, Any], key: str) 
             values[name] = default
             continue
         values[name] = st.text_area(
-            name, "" if default is None else str(default), key=f"{key}:{name}", height=80
+            escape_markdown(name),  # a label is Markdown; `__x__` is a valid variable name
+            "" if default is None else str(default),
+            key=f"{key}:{name}",
+            height=80,
         )
     return values
 
@@ -388,7 +413,7 @@ def map_columns(dataset: Dataset, variables: Sequence[str], key: str) -> Dataset
         options = [unmapped, *dataset.columns]
         with cols[i % len(cols)]:
             chosen = st.selectbox(
-                name,
+                escape_markdown(name),
                 options,
                 index=options.index(name) if name in dataset.columns else 0,
                 key=f"{key}:map:{name}",
@@ -465,4 +490,8 @@ def add_to_test_set(
             ]
             info, _ = testsets.add_rows(state.library().store, set_name.strip(), scalar, note)
             plural = "" if info.rows == 1 else "s"
-            st.success(f"Added {len(scalar)} row(s): {info.ref} has {info.rows} row{plural}.")
+            st.success(
+                escape_markdown(
+                    f"Added {len(scalar)} row(s): {info.ref} has {info.rows} row{plural}."
+                )
+            )

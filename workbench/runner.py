@@ -26,7 +26,7 @@ from .backends.base import Backend, Cancel, FinishReason, Generation, ModelInfo,
 from .datasets import Dataset, check_columns
 from .errors import NotFoundError, WorkbenchError
 from .library import Library, VersionInfo
-from .params import GenerationParams
+from .params import GenerationParams, typed_values
 from .runs import (
     OutputRecord,
     RunRecord,
@@ -192,7 +192,7 @@ class Runner:
                 backend=info.backend,
                 revision=info.revision,
                 dtype=info.dtype,
-                params=dict(overrides or {}),
+                params=typed_values(overrides or {}),  # 16, not "16", whoever called
                 samples=samples or 1,
                 use_cache=use_cache,
                 dataset=dataset.name if dataset else None,

@@ -492,8 +492,23 @@ def app_test(page: str, timeout: float = 60) -> Any:
 
 def shown(markdown: str) -> str:
     """What the browser shows for a Markdown body written with `ui.escape_markdown`: the text
-    without its backslash escapes (CommonMark's: before ASCII punctuation) and hard breaks."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown.replace("  \n", "\n"))
+    without its backslash escapes (CommonMark's: before ASCII punctuation), hard breaks and
+    the fences of the code spans that hold web and e-mail addresses."""
+    text = markdown.replace("  \n", "\n")
+    spans = re.compile(r"(?<![\\`])(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+    parts, done = [], 0
+    for span in spans.finditer(text):
+        parts.append(_unescape(text[done : span.start()]))
+        content = span.group(2)
+        stripped = content[1:-1] if content.startswith(" ") and content.endswith(" ") else content
+        parts.append(stripped if stripped.strip() else content)
+        done = span.end()
+    parts.append(_unescape(text[done:]))
+    return "".join(parts)
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
 
 
 # --- the real default model ---------------------------------------------------------------------

@@ -306,21 +306,44 @@ def version_picker(
 # would show as `<`, and `/`, or Streamlit would read `:material/…` as an icon name.
 # CommonMark lets a backslash make any of them literal.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&/])")
+# What GitHub's autolink extension turns into a link (a superset of its patterns). Streamlit
+# finds these in the text *after* escapes are read, so a backslash cannot stop them. Backticks
+# right before one join its code span: an escaped backtick next to a fence is read unevenly.
+_LINKIFIED = re.compile(r"`*(?:(?:https?://|www\.)\S*|[-.\w+]+@[-\w]+(?:\.[-\w]+)+)", re.IGNORECASE)
 
 
 def escape_markdown(text: object) -> str:
-    """Markdown that Streamlit shows as exactly `text`: every special character escaped, line
-    breaks kept.
+    """Markdown that Streamlit shows as exactly `text`, line breaks kept.
 
     The one way untrusted text (notes, names, server messages and model ids, file names,
     exception messages) reaches an element that renders Markdown; without it an image in a
-    note makes the browser fetch its address, and links and emphasis render. Escaping is per
-    character, so streamed pieces can be escaped one by one, and the escaped colons keep
-    Streamlit from loading its emoji short codes at all. What Streamlit still does to plain
-    text — `->` drawn as an arrow, `:streamlit:` as its logo — changes how it looks, never
-    what it fetches or links to.
+    note makes the browser fetch its address, and links and emphasis render. Every special
+    character gets a backslash, except in web and e-mail addresses: Streamlit turns those into
+    links even when escaped, so they go in a code span, whose text is never interpreted (and
+    is copied exactly). The escaped colons also keep Streamlit from loading its emoji short
+    codes. What Streamlit still does to plain text — `->` drawn as an arrow, `:streamlit:` as
+    its logo — changes how it looks, never what it fetches or links to.
     """
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
+    raw = str(text)
+    parts: list[str] = []
+    done = 0
+    for match in _LINKIFIED.finditer(raw):
+        parts += [_escape_characters(raw[done : match.start()]), _code_span(match.group())]
+        done = match.end()
+    parts.append(_escape_characters(raw[done:]))
+    return "".join(parts)
+
+
+def _escape_characters(text: str) -> str:
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+
+
+def _code_span(text: str) -> str:
+    """`text` as a CommonMark code span: fenced by more backticks than any run inside it,
+    padded with a space where it starts or ends with a backtick (one is stripped again)."""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def show_text(text: str | None, *, empty: str = "(empty answer)") -> None:

@@ -71,9 +71,10 @@ with single_tab:
             streamed = state.runner(choice).stream(
                 version, values, overrides=overrides, use_cache=use_cache
             )
-            box = st.empty()
-            with box.container():
-                st.write_stream(ui.escape_markdown(piece) for piece in streamed)
+            box, answer = st.empty(), ""
+            for piece in streamed:  # drawn as a code block, like the finished answer
+                answer += piece
+                box.code(answer, language=None, wrap_lines=True)
             box.empty()
             if streamed.output is not None:
                 st.session_state[last_key] = (streamed.output, streamed.cached)

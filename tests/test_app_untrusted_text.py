@@ -271,6 +271,24 @@ def test_compare_shows_a_stored_columns_model_and_error_as_text(hostile_run: int
     assert not at.exception, at.exception
     assert any(escape_markdown(HOSTILE) in e.value for e in at.error)
     assert_shown_as_text(at)
+    # Plotly reads <b> and <a href> in labels: the charts' labels carry the model as entities.
+    labels = [
+        text for chart in at.get("plotly_chart") for text in strings(json.loads(chart.proto.spec))
+    ]
+    from_label = [t for t in labels if " · " in t]  # hover texts: the full column labels
+    assert from_label and not [t for t in from_label if "<" in t or ">" in t], from_label
+    assert any("&gt;" in t for t in from_label), from_label
+
+
+def strings(value: Any) -> list[str]:
+    """Every string in a JSON value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return []
 
 
 # --- uploaded file names: Playground and Evaluate ----------------------------------------------

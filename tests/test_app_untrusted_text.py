@@ -25,7 +25,7 @@ from markdown_it import MarkdownIt
 from sqlalchemy import update
 
 from workbench import jobs
-from workbench.app.ui import escape_markdown
+from workbench.app.ui import escape_markdown, widget_label
 from workbench.runner import Runner
 from workbench.store import Output, Run
 from workbench.workspace import open_library
@@ -99,6 +99,29 @@ def test_escaped_markdown_renders_as_exactly_the_text(raw: str) -> None:
     codes = re.findall(r"<code>(.*?)</code>", rendered)
     for address in ADDRESS.finditer(raw):  # Streamlit would make these links: code spans
         assert any(html.escape(address.group(), quote=False) in code for code in codes), rendered
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("text", "text"),
+        ("target_language", "target_language"),  # also the field's accessible name: as is
+        ("a__b2", "a__b2"),
+        ("__x__", "\\_\\_x\\_\\_"),  # would be bold
+        ("_x", "\\_x"),
+    ],
+)
+def test_a_variables_label_is_escaped_only_when_it_could_be_markdown(name: str, label: str) -> None:
+    assert widget_label(name) == label
+    assert shown(widget_label(name)) == name
+
+
+def test_variable_fields_are_labelled_with_their_plain_names(app_env: Path) -> None:
+    at = app_test("pages/1_Compose.py").run()
+    at.selectbox(key="compose_prompt").set_value("zero-shot-translation").run()
+    assert not at.exception, at.exception
+    labels = {a.label for a in at.text_area}
+    assert {"text", "target_language"} <= labels, labels
 
 
 # --- notes: Home and Compose -------------------------------------------------------------------

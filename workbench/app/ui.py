@@ -334,6 +334,20 @@ def escape_markdown(text: object) -> str:
     return "".join(parts)
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?:_+[A-Za-z0-9]+)*")
+
+
+def widget_label(name: str) -> str:
+    """A widget's label for a name the workbench did not choose (a template variable).
+
+    A label is Markdown, but Streamlit also makes it the field's accessible name as typed, so
+    escaping `target_language` would make a screen reader say its backslash. A name of letters
+    and digits joined by underscores cannot start any Markdown (underscores inside a word are
+    literal) and stays as it is; any other name is escaped.
+    """
+    return name if _PLAIN_NAME.fullmatch(name) else escape_markdown(name)
+
+
 def _escape_characters(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
@@ -380,7 +394,7 @@ def variables_form(names: Sequence[str], defaults: Mapping[str, Any], key: str) 
             values[name] = default
             continue
         values[name] = st.text_area(
-            escape_markdown(name),  # a label is Markdown; `__x__` is a valid variable name
+            widget_label(name),
             "" if default is None else str(default),
             key=f"{key}:{name}",
             height=80,
@@ -436,7 +450,7 @@ def map_columns(dataset: Dataset, variables: Sequence[str], key: str) -> Dataset
         options = [unmapped, *dataset.columns]
         with cols[i % len(cols)]:
             chosen = st.selectbox(
-                escape_markdown(name),
+                widget_label(name),
                 options,
                 index=options.index(name) if name in dataset.columns else 0,
                 key=f"{key}:map:{name}",

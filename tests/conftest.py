@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import socket
 import sys
@@ -487,6 +488,27 @@ def app_test(page: str, timeout: float = 60) -> Any:
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(APP_DIR / page), default_timeout=timeout)
+
+
+def shown(markdown: str) -> str:
+    """What the browser shows for a Markdown body written with `ui.escape_markdown`: the text
+    without its backslash escapes (CommonMark's: before ASCII punctuation), hard breaks and
+    the fences of the code spans that hold web and e-mail addresses."""
+    text = markdown.replace("  \n", "\n")
+    spans = re.compile(r"(?<![\\`])(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+    parts, done = [], 0
+    for span in spans.finditer(text):
+        parts.append(_unescape(text[done : span.start()]))
+        content = span.group(2)
+        stripped = content[1:-1] if content.startswith(" ") and content.endswith(" ") else content
+        parts.append(stripped if stripped.strip() else content)
+        done = span.end()
+    parts.append(_unescape(text[done:]))
+    return "".join(parts)
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
 
 
 # --- the real default model ---------------------------------------------------------------------

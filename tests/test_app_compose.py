@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import app_test
+from conftest import app_test, shown
 
 from workbench.app import state
 from workbench.library import Library
@@ -30,7 +30,7 @@ def codes(at: Any) -> list[str]:
 
 
 def texts(elements: Any) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return "\n".join(shown(str(e.value)) for e in elements)
 
 
 def edit_table(
@@ -212,7 +212,7 @@ def test_token_count_after_loading_the_model(
     assert "tokens of" not in texts(at.caption)
     at.button(key="compose_count").click().run()
     assert not at.exception, at.exception
-    caption = next(c.value for c in at.caption if "tokens of" in c.value)
+    caption = next(shown(c.value) for c in at.caption if "tokens of" in c.value)
     rendered = library().get("zero-shot-sentiment-chat").file.render()
     expected = tiny_backend.model_input(rendered)
     assert caption.startswith(f"{tiny_backend.count_tokens(expected)} tokens of ")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import app_test
+from conftest import app_test, shown
 
 from workbench import jobs
 from workbench.evaluate import stored_scores
@@ -94,7 +94,7 @@ def test_rows_saved_as_a_test_set_and_evaluated_from_it(app_env: Path) -> None:
     at.text_input(key="eval_save_name").set_value("reviews").run()
     at.button(key="eval_save_set").click().run()
     assert not at.exception, at.exception
-    assert at.success and "reviews@1 (2 rows)" in at.success[0].value
+    assert at.success and "reviews@1 (2 rows)" in shown(at.success[0].value)
     stored = get_test_set(open_library().store, "reviews@1")
     assert [r["expected"] for r in stored.rows] == ["Positive", "Negative"]
     at.button(key="eval_save_set").click().run()

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
-from conftest import app_test
+from conftest import app_test, shown
 from history_data import seed_history
 from sqlalchemy import delete, func, select, update
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
@@ -240,7 +240,7 @@ def test_resuming_with_another_model_shows_the_runners_message(make_run: Any) ->
     at = open_page()
     at.button(key="history:resume").click().run()
     assert not at.exception, at.exception
-    errors = " ".join(e.value for e in at.error)
+    errors = " ".join(shown(e.value) for e in at.error)
     assert "used someone-elses-model" in errors and "load that model to resume it" in errors
     assert len(outputs_of(run_id)) == 1  # nothing was generated
 

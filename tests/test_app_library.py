@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import streamlit.testing.v1.app_test as app_test_module
-from conftest import BUILTIN_PROMPTS_DIR, app_test, build_prompt_text, count_versions
+from conftest import BUILTIN_PROMPTS_DIR, app_test, build_prompt_text, count_versions, shown
 from streamlit.runtime.memory_media_file_storage import MemoryFile, MemoryMediaFileStorage
 
 from workbench.exchange import export_library, export_versions
@@ -72,7 +72,7 @@ def choose(at: Any, name: str) -> Any:
 
 
 def texts(elements: Any) -> list[str]:
-    return [str(e.value) for e in elements]
+    return [shown(str(e.value)) for e in elements]
 
 
 def new_version(lib: Library, name: str, note: str) -> int:

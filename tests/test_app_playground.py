@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import app_test
+from conftest import app_test, shown
 
 from workbench import jobs
 from workbench.runner import Runner
@@ -71,7 +71,9 @@ def test_render_error_is_a_message_not_a_traceback(app_env: Path) -> None:
 def test_model_output_is_never_html(app_env: Path) -> None:
     from workbench.app.ui import escape_markdown
 
-    assert escape_markdown("<script>alert(1)</script>") == "\\<script\\>alert\\(1\\)\\</script\\>"
+    assert escape_markdown("<script>alert(1)</script>") == (
+        "\\<script\\>alert\\(1\\)\\<\\/script\\>"
+    )
     assert escape_markdown("**x**\n# y") == "\\*\\*x\\*\\*  \n\\# y"
 
 
@@ -165,7 +167,7 @@ def test_a_model_that_is_not_there_is_a_message(app_env: Path) -> None:
     at.button(key="play_run").click().run()
     assert not at.exception, at.exception
     assert at.error, "expected a message about the model"
-    message = at.error[0].value
+    message = shown(at.error[0].value)
     assert "no-such-model" in message and "Traceback" not in message
     assert _stored_outputs() == []
 
@@ -205,6 +207,6 @@ def test_single_output_input_goes_into_a_test_set_with_its_expected_answer(app_e
     at.text_input(key=f"{key}:name").set_value("golden").run()
     at.button(key=f"{key}:add").click().run()
     assert not at.exception, at.exception
-    assert at.success and "golden@1 has 1 row." in at.success[-1].value
+    assert at.success and "golden@1 has 1 row." in shown(at.success[-1].value)
     stored = get_test_set(open_library().store, "golden")
     assert stored.rows == ({"text": "Great value", "expected": "Positive"},)

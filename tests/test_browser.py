@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +323,66 @@ def test_two_tabs_save_and_run_at_once(browser: Any, server: str) -> None:
         settle(page)
         no_errors(page)
         expect(page.get_by_test_id("stMetric").filter(has_text="Finish")).to_be_visible()
+
+
+@contextmanager
+def request_listener() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on 127.0.0.1 that records the path of every request it gets."""
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            self.send_response(204)
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.end_headers()
+
+    listener = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    listener.daemon_threads = True
+    thread = threading.Thread(target=listener.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.server_address[1]}", paths
+    finally:
+        listener.shutdown()
+        listener.server_close()
+
+
+def test_a_note_with_an_image_makes_the_browser_fetch_nothing(page: Any, server: str) -> None:
+    """A version note holding Markdown image and link syntax shows those characters on Home
+    and Compose; the browser requests nothing from the address in it. The listener is
+    reachable from the page (a fetch the test makes itself arrives), so the silence counts."""
+    from playwright.sync_api import expect
+
+    name = "zero-shot-sentiment-chat"
+    page.set_default_timeout(APP_TIMEOUT_MS)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    with request_listener() as (base, paths):
+        note = f"![x]({base}/track.png) [here]({base}/link) **bold**"
+        lib = served_library(server)
+        text = lib.get(name).file.canonical_text().replace("user:", "user:\nReview:", 1)
+        number = lib.save(text, note).version.number
+        for path, picker, shown in (
+            ("", "Preview a prompt", f"Note: {note}"),
+            ("/Compose", "Prompt", f"v{number} note: {note}"),
+        ):
+            open_page(page, f"{server}{path}")
+            choose(page, picker, name)
+            no_errors(page)
+            page.wait_for_timeout(1000)  # time for a request the page might still make
+            assert paths == [], paths
+            expect(page.get_by_text(shown, exact=True)).to_be_visible()
+            for markup in (f"img[src^='{base}']", f"a[href^='{base}']", "strong:text('bold')"):
+                assert page.locator(markup).count() == 0, markup
+        page.evaluate("url => fetch(url, {mode: 'no-cors'})", f"{base}/control")
+        deadline = time.monotonic() + 10
+        while not paths and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert paths == ["/control"], paths
+    # Everything else the pages asked for came from the workbench itself.
+    elsewhere = [u for u in requested if not u.startswith((server, f"{base}/control", "data:"))]
+    assert elsewhere == [], elsewhere

@@ -316,6 +316,36 @@ def test_export_then_import_elsewhere(
     assert out.splitlines()[0].startswith("imported: 0 new version(s), 5 already present")
 
 
+@pytest.mark.parametrize(
+    ("ref", "name"),
+    [(None, "prompt-library.zip"), ("greet", "greet.zip"), ("greet@1", "greet.prompty")],
+)
+def test_export_to_a_path_ending_in_a_slash_writes_into_that_folder(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ref: str | None, name: str
+) -> None:
+    """`-o new/` means a folder: it is created and the file goes in under its own name (it used
+    to become a file called `new`); an existing folder is written into with or without `/`."""
+    monkeypatch.chdir(tmp_path)
+    args = ["export", *([ref] if ref else [])]
+    out = ok(cli(*args, "-o", "new/nested/"))
+    target = Path("new") / "nested" / name
+    assert target.is_file() and out.startswith(f"wrote {target} (")
+    again = ok(cli(*args, "-o", "new/nested"))  # now it exists: into it, slash or not
+    assert again.startswith(f"wrote {target} (")
+    assert sorted(p.name for p in (tmp_path / "new" / "nested").iterdir()) == [name]
+
+
+def test_export_to_a_slash_path_that_is_a_file_is_one_error_line(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("not a folder")
+    code, out, err = cli("export", "greet@1", "-o", f"{tmp_path}/taken/")
+    assert code == 1 and out == ""
+    assert (
+        err.startswith(f"error: cannot create the folder {tmp_path}/taken/: ")
+        and err.count("\n") == 1
+    )
+    assert (tmp_path / "taken").read_text() == "not a folder"
+
+
 def test_import_loose_file(cli: Cli, tmp_path: Path, prompt_text: PromptText) -> None:
     path = edited(tmp_path / "solo.prompty", prompt_text("solo"))
     assert ok(cli("import", str(path))).splitlines() == [

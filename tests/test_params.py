@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from workbench.params import (
     ParameterError,
     option_values,
     parse_param_pairs,
+    typed_values,
 )
 
 PROMPTY_OPTIONS: dict[str, Any] = {
@@ -305,10 +307,45 @@ def test_as_dict_is_json_ready() -> None:
 # --- --param NAME=VALUE ----------------------------------------------------------------------
 
 
-def test_parse_param_pairs() -> None:
+def test_parse_param_pairs_types_every_value() -> None:
     assert parse_param_pairs(
         ["temperature=0.5", "max-new-tokens=3", "stop=END", "stop=###", " top_p = 0.9"]
-    ) == {"temperature": "0.5", "max_new_tokens": "3", "stop": ["END", "###"], "top_p": " 0.9"}
+    ) == {"temperature": 0.5, "max_new_tokens": 3, "stop": ["END", "###"], "top_p": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("values", "typed"),
+    [
+        ({"max_new_tokens": "16"}, {"max_new_tokens": 16}),
+        ({"max_new_tokens": 16.0}, {"max_new_tokens": 16}),
+        ({"seed": "7", "top_k": " 40 "}, {"seed": 7, "top_k": 40}),
+        (
+            {"temperature": "0", "repetition_penalty": 1},
+            {"temperature": 0.0, "repetition_penalty": 1.0},
+        ),
+        ({"do_sample": "auto"}, {"do_sample": None}),
+        ({"do_sample": "yes"}, {"do_sample": True}),
+        ({"stop": "END"}, {"stop": ["END"]}),
+        ({"stop": ("a", "b")}, {"stop": ["a", "b"]}),
+        ({}, {}),
+    ],
+)
+def test_typed_values_are_the_fields_types_and_json_ready(
+    values: dict[str, Any], typed: dict[str, Any]
+) -> None:
+    """The same typed values from the CLI's text, the app's text and a prompt's options."""
+    result = typed_values(values)
+    assert result == typed
+    assert {k: type(v) for k, v in result.items()} == {k: type(v) for k, v in typed.items()}
+    assert json.loads(json.dumps(result)) == result
+    assert typed_values(result) == result  # typing twice changes nothing
+
+
+def test_typed_values_refuse_unknown_names_and_bad_values() -> None:
+    with pytest.raises(ParameterError, match="unknown generation parameter 'colour'"):
+        typed_values({"colour": "red"})
+    with pytest.raises(ParameterError, match="max_new_tokens cannot be 'many'"):
+        parse_param_pairs(["max_new_tokens=many"])
 
 
 def test_parse_param_pairs_then_build() -> None:

@@ -191,6 +191,47 @@ def test_run_samples_prints_the_vote(cli: Cli, tiny_model_dir: Path) -> None:
     assert "run 1: done · 5/5 outputs" in out
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_runs_export_into_a_folder_uses_the_apps_file_name(
+    cli: Cli, tiny_model_dir: Path, tmp_path: Path, fmt: str
+) -> None:
+    ok(cli("run", "zero-shot-sentiment-chat", "--var", "text=hi", "--model", tiny_model_dir))
+    out, _ = ok(cli("runs", "export", "1", "--format", fmt, "-o", f"{tmp_path}/exports/"))
+    target = tmp_path / "exports" / f"run-1.{fmt}"
+    assert out.startswith(f"wrote {target} (") and target.stat().st_size > 0
+    out, _ = ok(cli("runs", "export", "1", "--format", fmt, "-o", tmp_path / "exports"))
+    assert out.startswith(f"wrote {target} (")
+
+
+def test_param_values_are_stored_as_numbers_not_text(cli: Cli, tiny_model_dir: Path) -> None:
+    """`--param max_new_tokens=3` is stored as 3 in the run's parameters, so History, `runs
+    show` and exports read a number, as they do for a run started in the app."""
+    args = ["run", "zero-shot-sentiment-chat", "--var", "text=hi", "--model", tiny_model_dir]
+    ok(cli(*args, "--param", "max_new_tokens=3", "--param", "temperature=0", "--param", "stop=!"))
+    (params,) = query("select params from run")
+    assert json.loads(params[0]) == {"max_new_tokens": 3, "temperature": 0.0, "stop": ["!"]}
+    out, _ = ok(cli("runs", "show", "1", "--json"))
+    assert json.loads(out)["run"]["params"]["max_new_tokens"] == 3
+
+
+def test_a_run_stored_with_text_params_still_shows_exports_and_resumes(
+    cli: Cli, tiny_model_dir: Path
+) -> None:
+    """Runs stored before parameters were typed hold {"max_new_tokens": "3"}: still fine."""
+    rows = ["--var", "text=hi", "--model", tiny_model_dir, "--param", "max_new_tokens=3"]
+    ok(cli("run", "zero-shot-sentiment-chat", *rows))
+    con = sqlite3.connect(db_path())
+    with con:
+        con.execute("""update run set params = '{"max_new_tokens": "3"}'""")
+        con.execute("delete from output")
+    con.close()
+    assert 'params {"max_new_tokens": "3"}' in ok(cli("runs", "show", "1"))[0]
+    ok(cli("runs", "export", "1"))
+    out, _ = ok(cli("runs", "resume", "1", "--model", tiny_model_dir))
+    assert "run 1: done · 1/1 outputs" in out
+    assert query("select completion_tokens <= 3 from output") == [(1,)]
+
+
 # --- mistakes ---------------------------------------------------------------------------------
 
 

@@ -187,6 +187,55 @@ def test_on_a_terminal_the_bar_redraws_in_place_and_stays_when_done() -> None:
     assert "12.3 tok/s" in last
 
 
+@pytest.mark.parametrize("reports", [0, 2], ids=["before-the-first-report", "mid-run"])
+def test_on_a_terminal_a_run_that_fails_leaves_the_cursor_on_a_new_line(reports: int) -> None:
+    """Whatever is printed next (the `error: …` line) starts a line of its own, under the bar,
+    which stays to say where the run stopped."""
+    out = terminal()
+    with pytest.raises(RuntimeError), ProgressDisplay("x@1", out=out) as display:
+        for done in range(reports):
+            display(progress(done))
+        raise RuntimeError("the server went away")
+    before, _, after = written(out).rpartition("\n")
+    assert visible(after) == "", repr(written(out)[-200:])  # only cursor codes after the newline
+    bar = visible(before).split("\r")[-1]
+    assert "x@1" in bar and ("stopped" if reports == 0 else f"{reports - 1}/40") in bar, bar
+
+
+def test_a_failed_dataset_run_on_a_terminal_prints_its_error_on_a_line_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """The CLI in a pseudo-terminal: the model cannot be loaded once the bar is up."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("text\nhello\n", encoding="utf-8")
+    env = {**os.environ, "WORKBENCH_PROMPTS_DIR": str(BUILTIN_PROMPTS_DIR), "COLUMNS": "100"}
+    command = [sys.executable, "-m", "workbench.cli", "run", "zero-shot-sentiment"]
+    command += ["--dataset", str(rows), "--model", str(tmp_path / "no-model")]
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 1
+    text = screen.decode("utf-8", errors="replace")
+    assert "━" in text, "the progress bar was drawn"
+    before, _, error = visible(text).partition("error: ")
+    assert "no-model" in error and before.endswith("\n"), repr(text[-300:])
+
+
 def test_on_a_terminal_one_bar_per_version() -> None:
     out = terminal()
     with ProgressDisplay(out=out) as display:

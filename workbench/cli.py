@@ -329,16 +329,34 @@ def prompts_restore(ref: str, note: str | None) -> None:
 # --- export / import ------------------------------------------------------------------------
 
 
+def _output_file(output: str, default_name: str) -> Path:
+    """Where `-o OUTPUT` writes: inside OUTPUT, under `default_name`, when OUTPUT is a folder —
+    one that exists, or a new one when OUTPUT ends in a slash (`-o exports/`, created here) —
+    else OUTPUT itself.
+
+    The slash is read from the text as typed: `Path("exports/")` forgets it, which made
+    `-o exports/` write a file called `exports`.
+    """
+    path = Path(output)
+    if output.endswith("/") or output.endswith(os.sep):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkbenchError(f"cannot create the folder {output}: {exc.strerror}") from None
+    return path / default_name if path.is_dir() else path
+
+
 @app.command("export")
 @click.argument("ref", required=False)
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path),
-    default=Path("."),
-    help="File or folder to write to (default: the current folder).",
+    type=click.Path(),
+    default=".",
+    help="File or folder to write to (default: the current folder). A folder that does not "
+    "exist yet is created when the path ends in /.",
 )
-def export(ref: str | None, output: Path) -> None:
+def export(ref: str | None, output: str) -> None:
     """Export prompt versions as .prompty files.
 
     REF is NAME@VERSION for one file, NAME for a zip of all its versions; without REF, a zip of
@@ -353,10 +371,11 @@ def export(ref: str | None, output: Path) -> None:
         exported = export_version(lib, ref)
     else:
         exported = export_prompt(lib, ref)
+    target = _output_file(output, exported.filename)
     try:
-        target = write_export(exported, output)
+        target = write_export(exported, target)
     except OSError as exc:
-        raise WorkbenchError(f"cannot write {output}: {exc.strerror}") from None
+        raise WorkbenchError(f"cannot write {target}: {exc.strerror}") from None
     click.echo(f"wrote {target} ({len(exported.data)} bytes)")
 
 
@@ -971,8 +990,14 @@ def runs_resume(
     show_default=True,
     help="CSV for spreadsheets, JSON Lines for scripts.",
 )
-@click.option("--output", "-o", type=click.Path(path_type=Path), help="File (default: stdout).")
-def runs_export(run_id: int, fmt: str, output: Path | None) -> None:
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(),
+    help="File or folder (default: stdout); in a folder the file is run-ID.FORMAT. A folder "
+    "that does not exist yet is created when the path ends in /.",
+)
+def runs_export(run_id: int, fmt: str, output: str | None) -> None:
     """Export a run's outputs with their exact model input and parameters."""
     from .exchange import export_outputs
     from .runs import get_run, run_outputs
@@ -983,11 +1008,12 @@ def runs_export(run_id: int, fmt: str, output: Path | None) -> None:
     if output is None:
         click.echo(data.decode("utf-8"), nl=False)
         return
+    target = _output_file(output, f"run-{run_id}.{fmt}")  # the app's download name
     try:
-        output.write_bytes(data)
+        target.write_bytes(data)
     except OSError as exc:
-        raise WorkbenchError(f"cannot write {output}: {exc.strerror}") from None
-    click.echo(f"wrote {output} ({len(data)} bytes)")
+        raise WorkbenchError(f"cannot write {target}: {exc.strerror}") from None
+    click.echo(f"wrote {target} ({len(data)} bytes)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

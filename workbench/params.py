@@ -196,19 +196,34 @@ class GenerationParams:
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> GenerationParams:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ParameterError(
-                f"unknown generation parameter {unknown[0]!r}; known: " + ", ".join(sorted(known))
-            )
-        typed: dict[str, Any] = {}
-        for name, value in values.items():
-            typed[name] = _coerce(name, value)
+        typed = typed_values(values)
+        if "stop" in typed:
+            typed["stop"] = tuple(typed["stop"])
         return cls(**typed).validate()
 
     def with_(self, **changes: Any) -> GenerationParams:
         return replace(self, **changes).validate()
+
+
+def typed_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter values as their fields' types, ready for JSON: `{"max_new_tokens": "16"}` →
+    `{"max_new_tokens": 16}`, `stop` as a list of strings, `do_sample` true, false or null.
+
+    The one place where text typed on a command line (`--param`), in the app's Parameters
+    fields or in a prompt file's options becomes a number. A run stores its overrides through
+    it, so History, `runs show` and exports read 16, not "16", however the run was started.
+    Names are checked (an unknown one is refused); ranges are `validate`'s job.
+    """
+    known = set(GenerationParams.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ParameterError(
+            f"unknown generation parameter {unknown[0]!r}; known: " + ", ".join(sorted(known))
+        )
+    typed = {name: _coerce(name, value) for name, value in values.items()}
+    if "stop" in typed:
+        typed["stop"] = list(typed["stop"])
+    return typed
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -246,7 +261,8 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def parse_param_pairs(pairs: list[str]) -> dict[str, Any]:
-    """`--param k=v` pairs; `stop` may repeat."""
+    """`--param k=v` pairs (and the app's comma-separated Parameters), typed by `typed_values`;
+    `stop` may repeat."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -257,7 +273,7 @@ def parse_param_pairs(pairs: list[str]) -> dict[str, Any]:
             out.setdefault("stop", []).append(_unescape(value))
         else:
             out[key] = value
-    return out
+    return typed_values(out)
 
 
 def _unescape(text: str) -> str:

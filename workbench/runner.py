@@ -29,7 +29,7 @@ from .db_faults import DatabaseFault
 from .errors import NotFoundError, WorkbenchError
 from .library import Library, VersionInfo
 from .ownership import check_not_busy, claim, executing, planned, take
-from .params import GenerationParams
+from .params import GenerationParams, typed_values
 from .runs import (
     OutputRecord,
     RunRecord,
@@ -197,7 +197,7 @@ class Runner:
                 backend=info.backend,
                 revision=info.revision,
                 dtype=info.dtype,
-                params=dict(overrides or {}),
+                params=typed_values(overrides or {}),  # 16, not "16", whoever called
                 samples=samples or 1,
                 use_cache=use_cache,
                 dataset=dataset.name if dataset else None,

@@ -7,6 +7,11 @@ person's own `~/.streamlit/config.toml`, so nothing there can turn usage statist
 
 The child runs in the working directory it was started from, like the CLI itself, so a relative
 `WORKBENCH_STORAGE_DIR` or `WORKBENCH_DATABASE_URL` means the same folder in both processes.
+
+The app makes no connection beyond this machine. The settings below keep Streamlit from
+opening a browser, fetching a metrics file and looking up this machine's addresses for its
+welcome banner; the one look-up no setting stops (when a page on another site tries to open a
+WebSocket to the app) is answered by `workbench.app.launch`, through which Streamlit is started.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ from pathlib import Path
 from types import FrameType
 
 APP_ENTRY = Path(__file__).resolve().parent / "app" / "Home.py"
+LAUNCHER = "workbench.app.launch"  # Streamlit's command line, minus its network look-ups
 
 STREAMLIT_OPTIONS: dict[str, str] = {
     "server.headless": "true",  # no browser opened, no e-mail prompt
     "server.enableXsrfProtection": "true",
+    # Refuse WebSockets from other sites' pages (the default, held against a person's config).
+    "server.enableCORS": "true",
     "server.maxUploadSize": "20",  # MB; prompt files are limited to 1 MB each, zips to 64 MB
     "server.fileWatcherType": "none",  # the code does not change under a running server
     "server.runOnSave": "false",
@@ -47,7 +55,7 @@ if hasattr(signal, "SIGHUP"):
 def streamlit_command(address: str, port: int) -> list[str]:
     """The command line that serves the app on `address`:`port` with the workbench's settings."""
     options = {**STREAMLIT_OPTIONS, "server.address": address, "server.port": str(port)}
-    command = [sys.executable, "-m", "streamlit", "run", str(APP_ENTRY)]
+    command = [sys.executable, "-m", LAUNCHER, "run", str(APP_ENTRY)]
     command += [f"--{name}={value}" for name, value in options.items()]
     return command
 

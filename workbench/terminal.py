@@ -171,8 +171,13 @@ class ProgressDisplay:
         tb: TracebackType | None,
     ) -> None:
         if self._bar is not None:
-            if self._waiting is not None:  # nothing was reported: leave no empty bar behind
-                self._bar.remove_task(self._waiting)
+            if self._waiting is not None and exc_type is None:
+                self._bar.remove_task(self._waiting)  # nothing to report: no empty bar left
+            elif self._waiting is not None:
+                # A run that failed before its first report keeps its bar, marked as stopped:
+                # rich ends a bar's line when it stops, but erases a removed one and leaves the
+                # cursor there, so the error printed next would share the bar's line.
+                self._bar.update(self._waiting, details="stopped")
             self._bar.stop()
             return
         for label, state in self._plain.items():  # a run that stopped early: where it stopped

@@ -50,7 +50,7 @@ if prompts:
         )
         version = next(v for v in versions if v.number == number)
         if version.note:
-            st.caption(f"Note: {version.note}")
+            st.caption("Note: " + ui.escape_markdown(version.note))
         rendered = version.file.render()
         st.markdown(f"**Rendered with its sample inputs** ({rendered.mode} mode)")
         if rendered.mode == "completion":
@@ -60,8 +60,8 @@ if prompts:
                 st.markdown(f"`{message.role}`")
                 st.code(message.content, language=None, wrap_lines=True)
         for issue in lint(version.file):
-            st.warning(str(issue))
+            st.warning(ui.escape_markdown(issue))
         with st.expander("Prompt file"):
             st.code(version.export_text(), language="yaml")
     except WorkbenchError as exc:
-        st.error(str(exc))
+        st.error(ui.escape_markdown(exc))

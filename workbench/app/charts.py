@@ -1,7 +1,13 @@
-"""Plotly figures for comparisons. Plain plotly, so the same figures can be saved from a script."""
+"""Plotly figures for comparisons. Plain plotly, so the same figures can be saved from a script.
+
+Plotly reads a few HTML tags in every label (`<b>`, `<a href>`, `<span style>`), so text the
+workbench did not write — column labels carry model ids a server reported, metric names come
+from prompt files — goes through `plain` first: its `<`, `>` and `&` show as themselves.
+"""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
@@ -13,10 +19,15 @@ from workbench.stability import StabilityReport
 LAYOUT = {"height": 320, "margin": {"l": 40, "r": 10, "t": 40, "b": 40}, "showlegend": False}
 
 
+def plain(text: str) -> str:
+    """`text` as plotly shows it literally (entities for the characters its labels read)."""
+    return html.escape(text, quote=False)
+
+
 def short_names(labels: Sequence[str]) -> list[str]:
     """Axis names that fit under a chart: the column's number and its version reference
     (the full label, with model and parameters, is in the hover text)."""
-    return [f"{i + 1}. {label.split(' · ')[0]}" for i, label in enumerate(labels)]
+    return [f"{i + 1}. {plain(label.split(' · ')[0])}" for i, label in enumerate(labels)]
 
 
 def latency_chart(comparison: Comparison) -> go.Figure:
@@ -26,7 +37,13 @@ def latency_chart(comparison: Comparison) -> go.Figure:
     for c, column in enumerate(comparison.columns):
         values = [o.latency_s for o in comparison.column(c) if o.latency_s is not None]
         fig.add_trace(
-            go.Box(y=values, name=names[c], boxpoints="all", jitter=0.3, hovertext=column.label)
+            go.Box(
+                y=values,
+                name=names[c],
+                boxpoints="all",
+                jitter=0.3,
+                hovertext=plain(column.label),
+            )
         )
     fig.update_layout(title="Latency per output (s)", yaxis_title="seconds", **LAYOUT)
     return fig
@@ -37,7 +54,7 @@ def throughput_chart(stats: Sequence[ColumnStats]) -> go.Figure:
         go.Bar(
             x=short_names([s.label for s in stats]),
             y=[s.tokens_per_s or 0 for s in stats],
-            hovertext=[s.label for s in stats],
+            hovertext=[plain(s.label) for s in stats],
             text=[f"{s.tokens_per_s:.1f}" if s.tokens_per_s else "–" for s in stats],
         )
     )
@@ -50,12 +67,12 @@ def agreement_chart(stats: Sequence[ColumnStats], baseline_label: str) -> go.Fig
         go.Bar(
             x=short_names([s.label for s in stats]),
             y=[100 * (s.agreement or 0) for s in stats],
-            hovertext=[s.label for s in stats],
+            hovertext=[plain(s.label) for s in stats],
             text=[f"{100 * s.agreement:.0f}%" if s.agreement is not None else "–" for s in stats],
         )
     )
     fig.update_layout(
-        title=f"Answers agreeing with {baseline_label.split(' · ')[0]}",
+        title=f"Answers agreeing with {plain(baseline_label.split(' · ')[0])}",
         yaxis_title="% of rows",
         yaxis_range=[0, 105],
         **LAYOUT,
@@ -69,7 +86,7 @@ def pass_rate_chart(totals: Sequence[ColumnScores]) -> go.Figure:
         go.Bar(
             x=short_names([t.label for t in totals]),
             y=[100 * (t.pass_rate or 0) for t in totals],
-            hovertext=[f"{t.label}: {t.passed}/{t.scored} outputs" for t in totals],
+            hovertext=[plain(f"{t.label}: {t.passed}/{t.scored} outputs") for t in totals],
             text=[f"{100 * t.pass_rate:.0f}%" if t.pass_rate is not None else "–" for t in totals],
         )
     )
@@ -95,7 +112,7 @@ def metric_chart(
         for output in comparison.column(c):
             for score in scores_by_output.get(output.id, ()):
                 if score.value is not None:
-                    metrics.append(score.metric)
+                    metrics.append(plain(score.metric))
                     values.append(score.value)
         fig.add_trace(
             go.Box(
@@ -104,7 +121,7 @@ def metric_chart(
                 name=names[c],
                 boxpoints="all",
                 jitter=0.3,
-                hovertext=column.label,
+                hovertext=plain(column.label),
             )
         )
     fig.update_layout(title="Score values per metric", yaxis_title="value", **LAYOUT)
@@ -130,7 +147,7 @@ def score_latency_chart(
                 y=[p[1] for p in points],
                 mode="markers",
                 name=names[c],
-                hovertext=[f"{column.label} · row {p[2]}" for p in points],
+                hovertext=[plain(f"{column.label} · row {p[2]}") for p in points],
             )
         )
     fig.update_layout(
@@ -158,7 +175,7 @@ def stability_chart(report: StabilityReport) -> go.Figure:
                 boxpoints="all",
                 jitter=0.3,
                 boxmean=True,
-                hovertext=[f"{version.ref} · row {r.row_index + 1}" for r in version.rows],
+                hovertext=[plain(f"{version.ref} · row {r.row_index + 1}") for r in version.rows],
             )
         )
     fig.update_layout(

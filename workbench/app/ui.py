@@ -2,7 +2,12 @@
 version pickers and how model text is shown.
 
 Model output is always shown as text (code blocks), never as Markdown or HTML, so an answer
-that contains `<script>` or `**` shows exactly those characters.
+that contains `<script>` or `**` shows exactly those characters. Every other text the workbench
+did not write itself — version notes, names, a server's error messages and model ids, file
+names, exception messages — goes through `escape_markdown` before it reaches an element that
+renders Markdown (st.markdown, st.caption, st.error/warning/info/success, st.subheader,
+st.progress text, st.metric, widget labels): a note such as `![x](http://host/t.png)` then
+shows those characters instead of making the browser fetch the address.
 """
 
 from __future__ import annotations
@@ -59,13 +64,15 @@ def guard(action: str = "") -> Iterator[None]:
     try:
         yield
     except WorkbenchError as exc:
-        st.error(f"{action}: {exc}" if action else str(exc))
+        st.error(escape_markdown(f"{action}: {exc}" if action else exc))
     except Exception as exc:  # Streamlit's own stop/rerun signals are BaseExceptions, not these
         log.exception("unexpected error%s", f" while {action}" if action else "")
         where = f" while {action.lower()}" if action else ""
         st.error(
-            f"Something unexpected went wrong{where}: {type(exc).__name__}: {exc}. "
-            "The details are in the server's log; nothing already stored was lost."
+            escape_markdown(
+                f"Something unexpected went wrong{where}: {type(exc).__name__}: {exc}. "
+                "The details are in the server's log; nothing already stored was lost."
+            )
         )
 
 
@@ -73,7 +80,7 @@ def load_library() -> Library:
     try:
         return state.library()
     except WorkbenchError as exc:
-        st.error(f"The library could not be opened: {exc}")
+        st.error(escape_markdown(f"The library could not be opened: {exc}"))
         st.stop()
         raise  # unreachable; st.stop raises
 
@@ -130,9 +137,11 @@ def model_sidebar() -> state.ModelChoice:
             )
         if state.is_loaded(choice):
             info = state.backend(choice).info
-            st.caption(
-                f"Model: {info.name} · {info.dtype} · context {info.context_window} tokens · "
-                f"revision {info.revision[:24]}"
+            st.caption(  # the name and revision carry the model id a server reported
+                escape_markdown(
+                    f"Model: {info.name} · {info.dtype} · context {info.context_window} tokens · "
+                    f"revision {info.revision[:24]}"
+                )
             )
         elif source == MODEL_SOURCES[0]:
             st.caption("Loads on the first run (once per server).")
@@ -164,7 +173,7 @@ def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
     try:
         base = GenerationParams.build(options, None)
     except WorkbenchError as exc:
-        st.sidebar.error(f"The prompt's options are invalid: {exc}")
+        st.sidebar.error(escape_markdown(f"The prompt's options are invalid: {exc}"))
         base = GenerationParams()
     with st.sidebar:
         st.subheader("Generation")
@@ -292,13 +301,63 @@ def version_picker(
     return lib.get(f"{name}@{number}")
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^])")
+# Every ASCII punctuation character Markdown (CommonMark, GitHub's extensions, Streamlit's
+# `:color[…]` directives, math and emoji short codes) gives a meaning to; `&` too, or `&lt;`
+# would show as `<`, and `/`, or Streamlit would read `:material/…` as an icon name.
+# CommonMark lets a backslash make any of them literal.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&/])")
+# What GitHub's autolink extension turns into a link (a superset of its patterns). Streamlit
+# finds these in the text *after* escapes are read, so a backslash cannot stop them. Backticks
+# right before one join its code span: an escaped backtick next to a fence is read unevenly.
+_LINKIFIED = re.compile(r"`*(?:(?:https?://|www\.)\S*|[-.\w+]+@[-\w]+(?:\.[-\w]+)+)", re.IGNORECASE)
 
 
-def escape_markdown(text: str) -> str:
-    """Text that st.markdown / st.write_stream show literally (every special character escaped,
-    line breaks kept). Escaping is per character, so streamed pieces can be escaped one by one."""
+def escape_markdown(text: object) -> str:
+    """Markdown that Streamlit shows as exactly `text`, line breaks kept.
+
+    The one way untrusted text (notes, names, server messages and model ids, file names,
+    exception messages) reaches an element that renders Markdown; without it an image in a
+    note makes the browser fetch its address, and links and emphasis render. Every special
+    character gets a backslash, except in web and e-mail addresses: Streamlit turns those into
+    links even when escaped, so they go in a code span, whose text is never interpreted (and
+    is copied exactly). The escaped colons also keep Streamlit from loading its emoji short
+    codes. What Streamlit still does to plain text — `->` drawn as an arrow, `:streamlit:` as
+    its logo — changes how it looks, never what it fetches or links to.
+    """
+    raw = str(text)
+    parts: list[str] = []
+    done = 0
+    for match in _LINKIFIED.finditer(raw):
+        parts += [_escape_characters(raw[done : match.start()]), _code_span(match.group())]
+        done = match.end()
+    parts.append(_escape_characters(raw[done:]))
+    return "".join(parts)
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?:_+[A-Za-z0-9]+)*")
+
+
+def widget_label(name: str) -> str:
+    """A widget's label for a name the workbench did not choose (a template variable).
+
+    A label is Markdown, but Streamlit also makes it the field's accessible name as typed, so
+    escaping `target_language` would make a screen reader say its backslash. A name of letters
+    and digits joined by underscores cannot start any Markdown (underscores inside a word are
+    literal) and stays as it is; any other name is escaped.
+    """
+    return name if _PLAIN_NAME.fullmatch(name) else escape_markdown(name)
+
+
+def _escape_characters(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+
+
+def _code_span(text: str) -> str:
+    """`text` as a CommonMark code span: fenced by more backticks than any run inside it,
+    padded with a space where it starts or ends with a backtick (one is stripped again)."""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def show_text(text: str | None, *, empty: str = "(empty answer)") -> None:
@@ -335,7 +394,10 @@ def variables_form(names: Sequence[str], defaults: Mapping[str, Any], key: str) 
             values[name] = default
             continue
         values[name] = st.text_area(
-            name, "" if default is None else str(default), key=f"{key}:{name}", height=80
+            widget_label(name),
+            "" if default is None else str(default),
+            key=f"{key}:{name}",
+            height=80,
         )
     return values
 
@@ -388,7 +450,7 @@ def map_columns(dataset: Dataset, variables: Sequence[str], key: str) -> Dataset
         options = [unmapped, *dataset.columns]
         with cols[i % len(cols)]:
             chosen = st.selectbox(
-                name,
+                widget_label(name),
                 options,
                 index=options.index(name) if name in dataset.columns else 0,
                 key=f"{key}:map:{name}",
@@ -465,4 +527,8 @@ def add_to_test_set(
             ]
             info, _ = testsets.add_rows(state.library().store, set_name.strip(), scalar, note)
             plural = "" if info.rows == 1 else "s"
-            st.success(f"Added {len(scalar)} row(s): {info.ref} has {info.rows} row{plural}.")
+            st.success(
+                escape_markdown(
+                    f"Added {len(scalar)} row(s): {info.ref} has {info.rows} row{plural}."
+                )
+            )

@@ -45,10 +45,12 @@ def show_model_view(rendered: Rendered, choice: state.ModelChoice) -> None:
     tokens = backend.count_tokens(model_input)
     window = backend.info.context_window
     about = "about " if backend.count_is_estimate(model_input) else ""
-    st.caption(
-        f"{about}{tokens} tokens of {backend.info.name}'s {window}-token context window "
-        f"({tokens / window:.1%}), after its chat template"
-        + (" (an estimate: the server does not count them for us)" if about else "")
+    st.caption(  # the name carries the model id a server reported
+        ui.escape_markdown(
+            f"{about}{tokens} tokens of {backend.info.name}'s {window}-token context window "
+            f"({tokens / window:.1%}), after its chat template"
+            + (" (an estimate: the server does not count them for us)" if about else "")
+        )
     )
     if tokens >= window:
         st.error("The prompt alone fills the context window: there is no room for an answer.")
@@ -69,7 +71,7 @@ if goto:  # set before the pickers exist, so they open on what was just saved
     st.session_state[f"{PICKER}:version:{goto[0]}"] = goto[1]
 flash = st.session_state.pop("compose_flash", None)
 if flash:
-    (st.success if flash[0] == "success" else st.info)(flash[1])
+    (st.success if flash[0] == "success" else st.info)(ui.escape_markdown(flash[1]))
 
 source = st.radio("Start from", (SAVED, NEW), key="compose_source", horizontal=True)
 info = None
@@ -82,7 +84,7 @@ if source == SAVED:
     name = info.prompt
     scope = info.ref
     if info.note:
-        st.caption(f"v{info.number} note: {info.note}")
+        st.caption(f"v{info.number} note: " + ui.escape_markdown(info.note))
 else:
     technique = st.selectbox(
         "Technique",
@@ -101,7 +103,7 @@ else:
     try:
         compose.check_name(name, (p.name for p in lib.list_prompts()))
     except compose.ComposeError as exc:
-        st.error(str(exc))
+        st.error(ui.escape_markdown(exc))
         name_problem = True
 
 start = compose.read_draft(base)
@@ -157,7 +159,10 @@ with edit:
 
     constraints = None
     if start.constraints is not None:
-        st.markdown(f"**Constraints** (`{start.constraints.input}`, one rule a row)")
+        # an input's name in a file is any YAML key, so it is escaped, not put in `code`
+        st.markdown(
+            f"**Constraints** ({ui.escape_markdown(start.constraints.input)}, one rule a row)"
+        )
         rules = st.data_editor(
             pd.DataFrame({"rule": list(start.constraints.items)}, dtype=str),
             num_rows="dynamic",
@@ -242,7 +247,7 @@ with preview:
     rendered: Rendered | None = None
     if pf is not None:
         for issue in lint(pf):
-            st.warning(str(issue))
+            st.warning(ui.escape_markdown(issue))
         with ui.guard("The prompt cannot be rendered"):
             rendered = pf.render()
     if rendered is not None:
@@ -306,7 +311,7 @@ if info is not None:
             st.caption("Only one version so far: nothing to compare.")
     with label_col:
         if info.labels:
-            st.caption("Labels on this version: " + ", ".join(info.labels))
+            st.caption("Labels on this version: " + ui.escape_markdown(", ".join(info.labels)))
         label = st.text_input("Label", key="compose_label", placeholder="e.g. production")
         if st.button(f"Set label on v{info.number}", key="compose_set_label"):
             with ui.guard("Setting the label"):

@@ -38,9 +38,11 @@ def show_output(output: OutputRecord, cached: bool) -> None:
     cols[2].metric("First token", f"{output.ttft_s:.2f} s" if output.ttft_s is not None else "–")
     cols[3].metric("Finish", output.finish_reason or "–")
     cols[4].metric("Latency", f"{latency:.2f} s")
-    st.caption(
-        f"Run {output.run_id} · {output.model} · seed {output.seed}"
-        + (" · answered from the cache (same request seen before)" if cached else "")
+    st.caption(  # the model may carry an id a server reported
+        ui.escape_markdown(
+            f"Run {output.run_id} · {output.model} · seed {output.seed}"
+            + (" · answered from the cache (same request seen before)" if cached else "")
+        )
     )
     with st.expander("Exact model input"):
         ui.show_text(output.model_input)
@@ -69,9 +71,10 @@ with single_tab:
             streamed = state.runner(choice).stream(
                 version, values, overrides=overrides, use_cache=use_cache
             )
-            box = st.empty()
-            with box.container():
-                st.write_stream(ui.escape_markdown(piece) for piece in streamed)
+            box, answer = st.empty(), ""
+            for piece in streamed:  # drawn as a code block, like the finished answer
+                answer += piece
+                box.code(answer, language=None, wrap_lines=True)
             box.empty()
             if streamed.output is not None:
                 st.session_state[last_key] = (streamed.output, streamed.cached)
@@ -124,7 +127,9 @@ def show_job(job: jobs.Job) -> None:
         return
     summary: RunSummary | None = job.result
     if job.error:
-        st.error(f"The run stopped: {job.error}. Rows already finished are stored.")
+        st.error(
+            ui.escape_markdown(f"The run stopped: {job.error}. Rows already finished are stored.")
+        )
     elif summary is not None and summary.run.status == "cancelled":
         st.warning(
             f"Cancelled after {summary.run.done} of {summary.run.total} rows. Finished rows are "
@@ -177,7 +182,7 @@ with dataset_tab, ui.guard("Reading the rows"):
         dataset = ui.map_columns(
             dataset, ui.text_variables(variables, defaults), key=f"play_ds:{version.ref}"
         )
-        st.caption(f"{len(dataset.rows)} rows from {dataset.name}")
+        st.caption(ui.escape_markdown(f"{len(dataset.rows)} rows from {dataset.name}"))
         job_key = f"play_job:{version.ref}"
         running = jobs.get_job(st.session_state.get(job_key))
         busy = running is not None and not running.done

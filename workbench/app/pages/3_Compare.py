@@ -58,7 +58,7 @@ def column_inputs(count: int) -> tuple[list[ColumnSpec], list[str]]:
                 overrides = parse_param_pairs(pairs)
                 GenerationParams.build(version.file.options, overrides)
             except WorkbenchError as exc:
-                st.error(str(exc))
+                st.error(ui.escape_markdown(exc))
                 problems.append(f"column {i + 1}: {exc}")
                 continue
             specs.append(ColumnSpec(version.ref, model or choice.spec, overrides, choice.dtype))
@@ -91,7 +91,11 @@ def watch(job: jobs.Job) -> None:
     st.progress(min(1.0, done / expected) if expected else 0.0, text=f"{done}/{expected} outputs")
     if job.done:
         if job.error:
-            st.error(f"The comparison stopped: {job.error}. Outputs already finished are stored.")
+            st.error(
+                ui.escape_markdown(
+                    f"The comparison stopped: {job.error}. Outputs already finished are stored."
+                )
+            )
         elif job.result is not None:
             st.session_state["cmp_result"] = job.result
             if job.cancelled:
@@ -342,12 +346,12 @@ def show_comparison(comparison: Comparison) -> None:
             for c, col in enumerate(st.columns(len(labels))):
                 output = comparison.cells[r][c]
                 with col:
-                    st.caption(labels[c])
+                    st.caption(ui.escape_markdown(labels[c]))  # model ids, parameters
                     if output is None:
                         st.info("no output for this row")
                         continue
                     if output.error:
-                        st.error(output.error)
+                        st.error(ui.escape_markdown(output.error))
                     if diff_on and c != baseline and base_output is not None:
                         st.html(
                             compare.diff_html(
@@ -357,8 +361,10 @@ def show_comparison(comparison: Comparison) -> None:
                     else:
                         ui.show_text(output.text)
                     st.caption(
-                        f"{output.completion_tokens} tokens · {output.latency_s or 0:.2f} s · "
-                        f"{output.finish_reason}" + (" · cached" if output.cached else "")
+                        ui.escape_markdown(
+                            f"{output.completion_tokens} tokens · {output.latency_s or 0:.2f} s · "
+                            f"{output.finish_reason}" + (" · cached" if output.cached else "")
+                        )
                     )
                     if scores.get(output.id):
                         # st.text: plain text, so nothing quoted from the output is interpreted

@@ -247,12 +247,16 @@ with ui.guard(f"Opening run {run_id}"):
     done_col.metric("Outputs", f"{record.done}/{record.total}")
     cached_col.metric("From the cache", record.cached)
     errors_col.metric("Errors", record.errors)
+    # A model id from a server may hold a backtick, which would end a `code` span early.
     st.markdown(
-        f"**Model** `{record.model}` · revision `{record.revision[:12]}` · `{record.dtype}` · "
-        f"started {record.created_at:%Y-%m-%d %H:%M:%S} UTC"
-        + (f" · finished {record.finished_at:%H:%M:%S}" if record.finished_at else "")
+        "**Model** "
+        + ui.escape_markdown(
+            f"{record.model} · revision {record.revision[:12]} · {record.dtype} · "
+            f"started {record.created_at:%Y-%m-%d %H:%M:%S} UTC"
+            + (f" · finished {record.finished_at:%H:%M:%S}" if record.finished_at else "")
+        )
     )
-    st.markdown("**Versions** " + ", ".join(f"`{v}`" for v in record.versions))
+    st.markdown("**Versions** " + ui.escape_markdown(", ".join(record.versions)))
     st.markdown("**Parameter overrides**" + ("" if record.params else " none"))
     if record.params:
         st.json(record.params)
@@ -290,12 +294,14 @@ with ui.guard(f"Opening run {run_id}"):
         )
         for o in outputs[:SHOWN_OUTPUTS]:
             st.caption(
-                f"{o.prompt}@{o.version} · row {o.row_index + 1}"
-                + (f" · sample {o.sample_index + 1}" if record.samples > 1 else "")
-                + (" · from the cache" if o.cached else "")
+                ui.escape_markdown(
+                    f"{o.prompt}@{o.version} · row {o.row_index + 1}"
+                    + (f" · sample {o.sample_index + 1}" if record.samples > 1 else "")
+                    + (" · from the cache" if o.cached else "")
+                )
             )
             if o.error:
-                st.error(f"This output failed: {o.error}")
+                st.error(ui.escape_markdown(f"This output failed: {o.error}"))
             else:
                 ui.show_text(o.text)
         if len(outputs) > SHOWN_OUTPUTS:
@@ -344,7 +350,8 @@ with ui.guard(f"Opening run {run_id}"):
     st.markdown("**Run it again**")
     st.caption(
         f"Same versions, {len(request.rows)} row(s) and parameter overrides, on the model in "
-        f"the sidebar ({choice.spec}). A new run is stored; this one is kept as it is."
+        f"the sidebar ({ui.escape_markdown(choice.spec)}). A new run is stored; this one is "
+        "kept as it is."
     )
     use_cache = st.checkbox(
         "Answer from stored outputs when the request is identical",
@@ -372,7 +379,8 @@ with ui.guard(f"Opening run {run_id}"):
         st.markdown("**Resume**")
         st.caption(
             f"{missing} output(s) are missing. Resuming generates only those, with the run's "
-            f"own model ({record.model}), which must be the one chosen in the sidebar."
+            f"own model ({ui.escape_markdown(record.model)}), which must be the one chosen in "
+            "the sidebar."
             + (
                 " If it is still running somewhere else, wait for it."
                 if record.status == "running"

@@ -105,14 +105,14 @@ def show_outcome(kinds: set[str]) -> None:
     kind, payload = st.session_state.pop(OUTCOME_KEY)
     if kind == "import":
         report: ImportReport = payload
-        st.success(f"Imported: {report.summary()}.")
+        st.success(ui.escape_markdown(f"Imported: {report.summary()}."))
         st.dataframe(report_table(report), hide_index=True, width="stretch")
         if report.labels:
-            st.caption("Labels set: " + ", ".join(report.labels))
+            st.caption("Labels set: " + ui.escape_markdown(", ".join(report.labels)))
         if report.skipped:  # names from inside uploaded zips: plain text, not Markdown
             st.text("Ignored (not .prompty): " + ", ".join(report.skipped))
     else:
-        st.success(str(payload))
+        st.success(ui.escape_markdown(payload))
 
 
 def show_rejection(exc: ImportRejected) -> None:
@@ -158,7 +158,7 @@ if prompts:
         numbers = [v.number for v in reversed(versions)]
         current_labels = next(p.labels for p in prompts if p.name == name)
 
-        st.subheader(f"{name}: versions")
+        st.subheader(ui.escape_markdown(f"{name}: versions"))
         st.dataframe(timeline_table(versions), hide_index=True, width="stretch")
 
         st.subheader("Labels")
@@ -198,7 +198,7 @@ if prompts:
                         move = lib.remove_label(name, to_remove)
                         remember("label", f"{name}: label {to_remove} {describe_move(move)}.")
             else:
-                st.caption(f"{name} has no labels.")
+                st.caption(ui.escape_markdown(f"{name} has no labels."))
 
         moves = lib.label_history(name)
         st.markdown("**Label history**")

@@ -56,7 +56,7 @@ with ui.guard("Reading the versions"):
                 defaults.setdefault(name, spec.default)
         written = evaluate.version_checks(version)
         if written:
-            st.caption(f"{ref} asserts: " + ", ".join(c.name for c in written))
+            st.caption(ui.escape_markdown(f"{ref} asserts: " + ", ".join(c.name for c in written)))
 
 PASS_RATE, STABILITY = "Pass rate (assertions)", "Stability across seeds"
 measure = st.radio(
@@ -151,9 +151,9 @@ with ui.guard("Reading the rows"):
             if right.button("Save test set", key="eval_save_set", disabled=not set_name.strip()):
                 info, created = testsets.save_test_set(lib.store, set_name.strip(), dataset)
                 if created:
-                    st.success(f"Saved as {info.ref} ({info.rows} rows).")
+                    st.success(ui.escape_markdown(f"Saved as {info.ref} ({info.rows} rows)."))
                 else:
-                    st.info(f"Unchanged: same rows as {info.ref}.")
+                    st.info(ui.escape_markdown(f"Unchanged: same rows as {info.ref}."))
 
 
 def start(rows: Dataset) -> jobs.Job:
@@ -206,10 +206,10 @@ if st.button("Evaluate", type="primary", key="eval_run", disabled=busy or datase
 
 def watch(job: jobs.Job) -> None:
     p = job.progress
-    st.progress(p.done / p.total if p and p.total else 0.0, text=job.title)
+    st.progress(p.done / p.total if p and p.total else 0.0, text=ui.escape_markdown(job.title))
     if job.done:
         if job.error:
-            st.error(f"The evaluation stopped: {job.error}")
+            st.error(ui.escape_markdown(f"The evaluation stopped: {job.error}"))
         elif job.result is not None:
             st.session_state["eval_report"] = job.result
 
@@ -219,7 +219,7 @@ ui.watch_job("eval_job", "eval_cancel", watch)
 
 def show(report: EvalReport) -> None:
     st.divider()
-    st.subheader(f"Report · {report.dataset}")
+    st.subheader("Report · " + ui.escape_markdown(report.dataset))
     metrics = sorted({m.metric for v in report.versions for m in v.metrics})
     json_column = any(v.expects_json for v in report.versions)
     summary = pd.DataFrame(
@@ -266,7 +266,10 @@ def show(report: EvalReport) -> None:
         ]
     )
     st.dataframe(detail, hide_index=True, width="stretch")
-    st.caption(f"Metrics: {', '.join(metrics)}. Scores are stored with the outputs (History).")
+    st.caption(
+        f"Metrics: {ui.escape_markdown(', '.join(metrics))}. Scores are stored with the outputs "
+        "(History)."
+    )
     cols = st.columns(3)
     for col, (label, fmt, mime) in zip(
         cols,
@@ -288,9 +291,11 @@ def show(report: EvalReport) -> None:
 
 def show_stability(report: StabilityReport) -> None:
     st.divider()
-    st.subheader(f"Stability · {report.dataset} · {report.seeds} seeds")
+    st.subheader(f"Stability · {ui.escape_markdown(report.dataset)} · {report.seeds} seeds")
     if report.answer_pattern:
-        st.caption(f"Answers picked out by the pattern `{report.answer_pattern}`.")
+        st.caption(
+            "Answers picked out by the pattern " + ui.escape_markdown(report.answer_pattern) + "."
+        )
     summary = pd.DataFrame(stability.summary_rows(report))
     percent = ui.share_columns("agreement", "unanimous", "one-sample accuracy", "majority accuracy")
     st.dataframe(summary, hide_index=True, width="stretch", column_config=percent)

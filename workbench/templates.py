@@ -31,6 +31,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from . import frontmatter
 from .errors import MissingVariablesError, PromptFileError, UnsafeTemplateError
 
 Mode = Literal["chat", "completion"]
@@ -214,7 +215,9 @@ class PromptFile:
 
     def line_of(self, *path: str) -> int | None:
         """File line of a front-matter key such as ('inputs', 'text'), when it can be found."""
-        return _front_line(self.front_text, path)
+        if "front_node" not in self._cache:
+            self._cache["front_node"] = frontmatter.compose(self.front_text or "{}")
+        return _front_line(self._cache["front_node"], path)
 
     # --- text forms -------------------------------------------------------------------------
     def canonical_text(self) -> str:
@@ -389,16 +392,7 @@ def parse_prompt(text: str, source: str = "prompt") -> PromptFile:
             "front matter is not closed: add a '---' line after the YAML", source=source, line=1
         )
     front_text = "\n".join(lines[1:end]) + "\n"
-    try:
-        front = yaml.safe_load(front_text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PromptFileError(
-            f"malformed front matter: {problem}",
-            source=source,
-            line=None if mark is None else mark.line + 2,
-        ) from None
+    front = frontmatter.load(front_text, source)
     if not isinstance(front, dict):
         raise PromptFileError(
             "malformed front matter: expected 'key: value' lines", source=source, line=2
@@ -648,12 +642,8 @@ def strip_volatile(front: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _front_line(front_text: str, path: tuple[str, ...]) -> int | None:
-    if not front_text or not path:
-        return None
-    try:
-        node = yaml.compose(front_text)
-    except yaml.YAMLError:
+def _front_line(node: yaml.Node | None, path: tuple[str, ...]) -> int | None:
+    if node is None or not path:
         return None
     line: int | None = None
     for key in path:

@@ -262,6 +262,16 @@ def test_a_deeply_nested_json_value_is_refused_by_name() -> None:
         pf.render({"x": "[" * 100_000 + "]" * 100_000})
 
 
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [("'{0}'.format()", "tuple index out of range"), ("'{a}'.format_map({})", "'a'")],
+)
+def test_a_format_without_its_field_is_one_clear_line(expression: str, problem: str) -> None:
+    with pytest.raises(PromptFileError) as caught:
+        prompt("user:\n{{ " + expression + " }}").render()
+    assert str(caught.value) == f"prompt, line 7: rendering failed: {problem}"
+
+
 def test_every_template_renders_through_the_bounded_sandbox() -> None:
     """Nothing but the sandbox makes a Jinja environment for prompts (the model's own chat
     template, from its model folder, has its own in backends/chat_template.py)."""

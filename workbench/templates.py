@@ -313,7 +313,7 @@ class PromptFile:
             raise PromptFileError(
                 str(exc), source=self.source, line=self._error_line(exc)
             ) from None
-        except (TypeError, ValueError, ArithmeticError) as exc:
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:  # e.g. "{0}".format()
             raise PromptFileError(
                 f"rendering failed: {exc}", source=self.source, line=self._error_line(exc)
             ) from None

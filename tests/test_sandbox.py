@@ -135,6 +135,11 @@ def small_text(monkeypatch: pytest.MonkeyPatch) -> int:
         ),
         ("{{ {'k': 'x' * 80} }}", "{{ {'k': 'x' * 95} }}", "a list or mapping written"),
         (
+            "{% set ns = namespace() %}{% set ns.a = 'x' * 30 %}{% set ns.b = 'x' * 30 %}",
+            "{% set ns = namespace() %}{% set ns.a = 'x' * 40 %}{% set ns.b = 'x' * 40 %}",
+            "namespace attribute 'b'",
+        ),
+        (
             "{% for i in range(2) %}{{ 'x' * 50 }}{% endfor %}",
             "{% for i in range(3) %}{{ 'x' * 50 }}{% endfor %}",
             "the output",

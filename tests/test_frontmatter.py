@@ -64,8 +64,9 @@ def test_an_alias_repeating_long_text_counts_its_characters() -> None:
 def test_an_alias_inside_its_own_anchor_is_refused() -> None:
     with pytest.raises(TemplateLimitError) as caught:
         parse_prompt(with_default("&loop [1, *loop]"))
-    assert "line 6: front matter the alias *loop is used inside its own anchor's value" in str(
-        caught.value
+    assert str(caught.value) == (
+        "prompt, line 6: front matter has the alias *loop inside its own anchor's value; a value "
+        "cannot contain itself"
     )
 
 

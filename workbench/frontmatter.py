@@ -46,35 +46,35 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event: Any = self.peek_event()  # type: ignore[no-untyped-call]
-        alias = isinstance(event, yaml.AliasEvent)  # (a bool, so `event` stays Any for mypy)
-        if alias:
+        mark: Any = event.start_mark  # typed as either PyYAML's or libyaml's mark; used alike
+        if isinstance(event, yaml.AliasEvent):
             node = super().compose_node(parent, index)
             weight = self._weights.get(id(node))
             if weight is None:
                 raise _LimitReached(
-                    problem=f"the alias *{event.anchor} is used inside its own anchor's value; "
+                    problem=f"has the alias *{event.anchor} inside its own anchor's value; "
                     "a value cannot contain itself",
-                    problem_mark=event.start_mark,
+                    problem_mark=mark,
                 )
-            self._count(*weight, event)
+            self._count(*weight, mark)
             return node
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise _LimitReached(
                 problem=f"nests more than {MAX_DEPTH} levels deep (the limit for front matter)",
-                problem_mark=event.start_mark,
+                problem_mark=mark,
             )
         values, chars = self._values, self._chars
         try:
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        self._count(1, len(node.value) if isinstance(node, yaml.ScalarNode) else 0, event)
+        self._count(1, len(node.value) if isinstance(node, yaml.ScalarNode) else 0, mark)
         if getattr(event, "anchor", None) is not None:
             self._weights[id(node)] = (self._values - values, self._chars - chars)
         return node
 
-    def _count(self, values: int, chars: int, event: Any) -> None:
+    def _count(self, values: int, chars: int, mark: Any) -> None:
         self._values += values
         self._chars += chars
         alias = "counting each alias (*name) as the values it stands for"
@@ -82,13 +82,13 @@ class _BoundedLoader(yaml.SafeLoader):
             raise _LimitReached(
                 problem=f"holds more than {MAX_VALUES:,} values, {alias} "
                 "(the limit for front matter)",
-                problem_mark=event.start_mark,
+                problem_mark=mark,
             )
         if self._chars > MAX_CHARS:
             raise _LimitReached(
                 problem=f"holds more than {MAX_CHARS:,} characters of text, {alias} "
                 "(the limit for front matter)",
-                problem_mark=event.start_mark,
+                problem_mark=mark,
             )
 
 

@@ -73,6 +73,12 @@ TEMPLATE_BOMBS = [
         "{{ range(100000)|map('center', 900000)|join }}",
         "more than 10,000,000 characters of values along the way",
     ),
+    ("wordwrap-long-word", "{{ ('x' * 999000)|wordwrap(1) }}", "more than 2 seconds to render"),
+    (
+        "pprint-deep",
+        "{% set a = 'x y ' * 200000 %}" + "{% set a = [a] %}" * 200 + "{{ a|pprint|length }}",
+        "more than 2 seconds to render",
+    ),
     (
         "slow-loop",  # each step is quick, but the list grows: only the clock stops it
         "{% set ns = namespace(l=[]) %}{% for i in range(99999) %}{% set ns.l = ns.l + [i] %}"

@@ -92,6 +92,11 @@ def test_normal_templates_render_as_in_jinjas_own_sandbox(source: str) -> None:
     assert render(source, **VARIABLES) == JINJA.from_string(source).render(**VARIABLES)
 
 
+def test_long_words_and_wide_values_still_wrap_and_print() -> None:
+    assert render("{{ ('x' * 200000)|wordwrap(80)|length }}") == str(200000 + 200000 // 80 - 1)
+    assert render("{{ range(60000)|list|pprint|length }}") == "468889"
+
+
 def test_lipsum_makes_the_paragraphs_asked_for() -> None:
     assert render("{{ lipsum(3, html=false).split('\n\n')|length }}") == "3"
     html = render("{{ lipsum(2, min=5, max=6) }}")

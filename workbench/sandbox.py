@@ -166,6 +166,17 @@ def _need(size: int, where: str) -> None:
         raise too_long(where)
 
 
+def _too_slow(copies: int, per_second: float, where: str) -> None:
+    """Refuse, before it starts, a filter that would copy text for longer than a render may take
+    (at `per_second` characters, a cautious rate): it runs inside one call, where no step is
+    counted and the clock is not read."""
+    if copies > MAX_SECONDS * per_second:
+        raise TemplateLimitError(
+            f"template takes more than {MAX_SECONDS:g} seconds to render (the limit for one "
+            f"render) in {where}"
+        )
+
+
 # --- sizes -----------------------------------------------------------------------------------
 
 
@@ -245,6 +256,22 @@ def _describe(value: Any) -> str:
     if isinstance(value, str):
         return repr(value) if len(value) <= 20 else f"<text of {len(value):,} characters>"
     return f"<{type(value).__name__}>"
+
+
+def _depth(value: Any) -> int:
+    """How deep lists, tuples, sets and mappings nest in `value` (0 for anything else).
+
+    Visits each item once per path to it: within the text limit that is a bounded number.
+    """
+    if isinstance(value, Namespace):
+        value = object.__getattribute__(value, "_Namespace__attrs")
+    if isinstance(value, Mapping):
+        children: Iterable[Any] = value.values()
+    elif isinstance(value, list | tuple | Set | KeysView | ValuesView | ItemsView):
+        children = value
+    else:
+        return 0
+    return 1 + max((_depth(child) for child in children), default=0)
 
 
 def _int(value: Any) -> int:
@@ -413,12 +440,20 @@ def _before_filter(name: str, a: Mapping[str, Any]) -> None:
         text = _as_text(a["s"])
         _need(len(text) + (text.count("\n") + 1) * step, f"|indent({_describe(width)})")
     elif name == "wordwrap":
+        text = _as_text(a["s"])
+        width = max(_int(a["width"]), 1)
         wrap = a["wrapstring"]
         if wrap is not None and len(_as_text(wrap)) > 1:
-            text = _as_text(a["s"])
-            breaks = len(text) // max(_int(a["width"]), 1) + 1
-            breaks += sum(1 for _ in _BREAKS.finditer(text))
+            breaks = len(text) // width + 1 + sum(1 for _ in _BREAKS.finditer(text))
             _need(len(text) + breaks * len(_as_text(wrap)), where)
+        if a["break_long_words"]:  # textwrap copies what is left of a word at each break
+            lengths = [m.end() - m.start() for m in _WORDS.finditer(text)]
+            copies = sum(n * n for n in lengths if n > width) // (2 * width)
+            _too_slow(
+                copies,
+                1e9,  # memmove: about ten times that here
+                f"|wordwrap({width}) of words of up to {max(lengths, default=0):,} characters",
+            )
     elif name == "format":
         if isinstance(a["value"], str):
             _need(_printf_size(a["value"], a["kwargs"] or a["args"]), where)
@@ -497,7 +532,11 @@ class _CountingWriter:
 
 def _pprint_filter(value: Any) -> str:
     """Jinja's `pprint` (`pprint.pformat`), written through a counting stream: a long text deep
-    inside a structure is printed as many lines, each indented by its depth."""
+    inside a structure is printed as many lines, each indented by its depth. At each level it
+    prints everything below again to see whether it fits on one line: time in the square of
+    the depth."""
+    depth = _depth(value)
+    _too_slow(measure(value) * (depth + 1) ** 2, 1e8, f"|pprint of a value nested {depth} deep")
     stream = _CountingWriter()
     pprint.PrettyPrinter(stream=stream).pprint(value)  # type: ignore[arg-type]
     return "".join(stream.parts).removesuffix("\n")

@@ -19,7 +19,9 @@ crossing it raises TemplateLimitError naming the limit. The limits sit far above
 
 Operations that expand (`*`, `**`, `+`, `%`, `center`, `indent`, `join`, `replace`, `format`,
 `lipsum`, `tojson(indent)`, …) are sized *before* they run, so nothing oversized is allocated; all
-other results are checked right after (they are at most a small multiple of their inputs).
+other results are checked right after (they are at most a small multiple of their inputs). The
+two filters whose time grows faster than their text (`wordwrap` breaking a long word, `pprint` of
+a deep value) are priced before they run too, since no step is counted inside one call.
 
 Where the checks sit: operators go through the sandbox's `call_binop` (all are intercepted),
 calls through `call`, filters through wrappers. Three constructs Jinja compiles to plain Python,

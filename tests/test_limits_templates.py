@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PromptText
-from limits import run_bounded
+from limits import Bounded, run_bounded
 
 from workbench.cli import main
 
@@ -125,17 +125,13 @@ except WorkbenchError as exc:
 """
 
 CLI = """
-import sys
 from workbench.cli import main
 code = main({argv!r})
 print(f"exit {{code}}")
 """
 
 
-def assert_refused(result: object, *phrases: str) -> None:
-    from limits import Bounded
-
-    assert isinstance(result, Bounded)
+def assert_refused(result: Bounded, *phrases: str) -> None:
     assert result.within_bounds, result
     for phrase in phrases:
         assert phrase in result.stdout + result.stderr, result

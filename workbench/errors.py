@@ -28,6 +28,12 @@ class UnsafeTemplateError(PromptFileError):
     """The template reaches for Python internals; it is refused before anything renders."""
 
 
+class TemplateLimitError(PromptFileError):
+    """A prompt file that would take more time or memory than any prompt needs: a template that
+    renders a gigabyte or loops for minutes, front matter whose aliases expand a billion-fold.
+    Refused with the limit it crossed, so one saved file cannot stall the app for everyone."""
+
+
 class MissingVariablesError(WorkbenchError):
     def __init__(self, names: list[str], prompt: str | None = None):
         self.names = sorted(names)

@@ -5,9 +5,11 @@ A prompt file is YAML front matter between `---` lines and a body that is one Ji
 Prompty's rendering exactly (the same Jinja settings, the same role-line grammar, the same
 default role and trimming) so a file renders to the same messages here and in any Prompty tool.
 
-Two things we do on top, both for safety:
+Three things we do on top, all for safety:
 - the template is compiled in a sandbox with `StrictUndefined`, and a static pass refuses any
   access to underscore attributes (`''.__class__`, `cycler.__init__`) before anything renders;
+- every render is bounded in time and memory (`sandbox`), and so is reading the front matter
+  (`frontmatter`): a file that would stall the app is refused, naming the limit it crossed;
 - role lines are recognised only in the template's own text, never inside a variable's value, so a
   dataset row that contains "system:" on a line cannot forge a message. Before compiling, each
   role line becomes a marker carrying a random token; after rendering only marker lines split
@@ -27,11 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import MissingVariablesError, PromptFileError, UnsafeTemplateError
+from . import frontmatter, sandbox
+from .errors import (
+    MissingVariablesError,
+    PromptFileError,
+    TemplateLimitError,
+    UnsafeTemplateError,
+)
+from .sandbox import ENV as _ENV
 
 Mode = Literal["chat", "completion"]
 MODES: tuple[Mode, ...] = ("chat", "completion")
@@ -177,7 +185,7 @@ class PromptFile:
     @property
     def ast(self) -> nodes.Template:
         if "ast" not in self._cache:
-            self._cache["ast"] = _ENV.parse(self.template_source)
+            self._cache["ast"] = sandbox.parse(self.template_source)
         return self._cache["ast"]  # type: ignore[no-any-return]
 
     def template_variables(self) -> dict[str, int]:
@@ -214,7 +222,9 @@ class PromptFile:
 
     def line_of(self, *path: str) -> int | None:
         """File line of a front-matter key such as ('inputs', 'text'), when it can be found."""
-        return _front_line(self.front_text, path)
+        if "front_node" not in self._cache:
+            self._cache["front_node"] = frontmatter.compose(self.front_text or "{}")
+        return _front_line(self._cache["front_node"], path)
 
     # --- text forms -------------------------------------------------------------------------
     def canonical_text(self) -> str:
@@ -239,8 +249,9 @@ class PromptFile:
 
     @property
     def compiled(self) -> Any:
+        """The template compiled for bounded rendering (see `sandbox`)."""
         if "compiled" not in self._cache:
-            self._cache["compiled"] = _ENV.from_string(self.ast)
+            self._cache["compiled"] = sandbox.compile_template(self.template_source)
         return self._cache["compiled"]
 
     # --- rendering ----------------------------------------------------------------------------
@@ -260,6 +271,7 @@ class PromptFile:
         for name, value in given.items():
             values.setdefault(name, value)
         for name, value in values.items():
+            _check_size(name, value, self.source)
             if _has_marker_chars(value):
                 raise PromptFileError(
                     f"variable {name!r} contains reserved characters U+E000/U+E001",
@@ -274,9 +286,19 @@ class PromptFile:
         return values
 
     def render(self, variables: Mapping[str, Any] | None = None) -> Rendered:
+        """Render to messages, within the limits of `sandbox`: every renderer comes here."""
         values = self.resolve_variables(variables)
         try:
-            text = self.compiled.render(**values)
+            with sandbox.budget():
+                text = self.compiled.render(**values)
+        except TemplateLimitError as exc:
+            raise TemplateLimitError(
+                exc.problem, source=self.source, line=self._error_line(exc)
+            ) from None
+        except RecursionError as exc:
+            raise TemplateLimitError(
+                sandbox.TOO_DEEP, source=self.source, line=self._error_line(exc)
+            ) from None
         except SecurityError as exc:
             raise UnsafeTemplateError(
                 f"refused: {exc}", source=self.source, line=self._error_line(exc)
@@ -291,7 +313,7 @@ class PromptFile:
             raise PromptFileError(
                 str(exc), source=self.source, line=self._error_line(exc)
             ) from None
-        except (TypeError, ValueError, ArithmeticError) as exc:
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:  # e.g. "{0}".format()
             raise PromptFileError(
                 f"rendering failed: {exc}", source=self.source, line=self._error_line(exc)
             ) from None
@@ -315,15 +337,25 @@ class PromptFile:
         return None if line is None else self.file_line(line)
 
 
-# --- Jinja environment -------------------------------------------------------------------
+# --- variables ----------------------------------------------------------------------------
 
-# Prompty's renderer: ImmutableSandboxedEnvironment with keep_trailing_newline and otherwise the
-# defaults (no trim_blocks), so whitespace comes out the same. StrictUndefined is ours.
-_ENV = ImmutableSandboxedEnvironment(
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
+
+def _check_size(name: str, value: Any, source: str) -> None:
+    """A variable's value within the limit for one prompt, before anything walks or renders it."""
+    try:
+        size = sandbox.measure(value)
+    except RecursionError:
+        raise TemplateLimitError(
+            f"variable {name!r} nests too deeply (values inside values past Python's recursion "
+            "limit)",
+            source=source,
+        ) from None
+    if size > sandbox.MAX_TEXT:
+        raise TemplateLimitError(
+            f"variable {name!r} is more than {sandbox.MAX_TEXT:,} characters (the limit for one "
+            "prompt)",
+            source=source,
+        )
 
 
 def _split_messages(text: str, marker: str) -> Iterator[Message]:
@@ -389,16 +421,7 @@ def parse_prompt(text: str, source: str = "prompt") -> PromptFile:
             "front matter is not closed: add a '---' line after the YAML", source=source, line=1
         )
     front_text = "\n".join(lines[1:end]) + "\n"
-    try:
-        front = yaml.safe_load(front_text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PromptFileError(
-            f"malformed front matter: {problem}",
-            source=source,
-            line=None if mark is None else mark.line + 2,
-        ) from None
+    front = frontmatter.load(front_text, source)
     if not isinstance(front, dict):
         raise PromptFileError(
             "malformed front matter: expected 'key: value' lines", source=source, line=2
@@ -462,6 +485,9 @@ def _check_front(pf: PromptFile) -> None:
 def _check_template(pf: PromptFile) -> None:
     try:
         ast = pf.ast
+    except sandbox.TemplateTooLarge as exc:
+        line = pf.file_line(exc.lineno) if exc.lineno else None
+        raise TemplateLimitError(exc.message or "", source=pf.source, line=line) from None
     except TemplateSyntaxError as exc:
         line = pf.file_line(exc.lineno or 1)
         hint = ""
@@ -511,6 +537,16 @@ def _check_template(pf: PromptFile) -> None:
             source=pf.source,
             line=pf.file_line(bad.lineno),
         )
+    try:
+        pf.compiled  # noqa: B018 - compiled now, so a file that cannot compile is never saved
+    except sandbox.TemplateTooLarge as exc:
+        raise TemplateLimitError(exc.message or "", source=pf.source) from None
+    except TemplateSyntaxError as exc:
+        raise PromptFileError(
+            f"template syntax error: {exc.message}",
+            source=pf.source,
+            line=pf.file_line(exc.lineno or 1),
+        ) from None
     if pf.mode == "chat":
         for offset, text in enumerate(pf.body.splitlines()):
             m = _HEADER_LIKE.match(text)
@@ -600,6 +636,11 @@ def coerce_value(name: str, kind: str, value: Any) -> Any:
             if not isinstance(parsed, list if kind == "array" else dict):
                 raise ValueError(value)
             return parsed
+    except RecursionError:
+        raise PromptFileError(
+            f"variable {name!r} nests too deeply (values inside values past Python's recursion "
+            "limit)"
+        ) from None
     except ValueError:
         raise PromptFileError(
             f"variable {name!r} should be {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
@@ -648,12 +689,8 @@ def strip_volatile(front: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _front_line(front_text: str, path: tuple[str, ...]) -> int | None:
-    if not front_text or not path:
-        return None
-    try:
-        node = yaml.compose(front_text)
-    except yaml.YAMLError:
+def _front_line(node: yaml.Node | None, path: tuple[str, ...]) -> int | None:
+    if node is None or not path:
         return None
     line: int | None = None
     for key in path:

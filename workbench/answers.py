@@ -15,6 +15,8 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from . import json_text
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.IGNORECASE)
 
 
@@ -63,7 +65,7 @@ def extract_answer(text: str, pattern: str | None = None, field: str | None = No
         if start < 0 or end <= start:
             return None
         try:
-            data = json.loads(text[start : end + 1])
+            data = json_text.loads(text[start : end + 1])
         except json.JSONDecodeError:
             return None
         value = data.get(field) if isinstance(data, dict) else None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from . import json_text
 from .config import Settings
 from .errors import WorkbenchError
 
@@ -226,7 +227,7 @@ def _parse_vars(pairs: list[str], vars_file: Path | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if vars_file is not None:
         try:
-            loaded = json.loads(vars_file.read_text(encoding="utf-8"))
+            loaded = json_text.loads(vars_file.read_text(encoding="utf-8"))
         except OSError as exc:
             raise WorkbenchError(f"cannot read vars file {vars_file}: {exc.strerror}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

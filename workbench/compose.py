@@ -23,6 +23,7 @@ from typing import Any
 
 from jinja2 import TemplateError, nodes
 
+from . import json_text
 from .errors import WorkbenchError
 from .techniques import TECHNIQUES
 from .templates import (
@@ -439,7 +440,7 @@ def template_variables(body: str) -> list[str]:
 def parse_schema(text: str) -> dict[str, Any]:
     """The schema block's text as a JSON object, or a SchemaError saying where it breaks."""
     try:
-        value = json.loads(text)
+        value = json_text.loads(text)
     except json.JSONDecodeError as exc:
         raise SchemaError(
             f"the JSON schema is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"

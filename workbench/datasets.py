@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import json_text
 from .errors import WorkbenchError
 
 MAX_DATASET_BYTES = 50 * 1024 * 1024
@@ -86,7 +87,7 @@ def _jsonl(text: str, name: str) -> Dataset:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json_text.loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{name}, line {number}: not JSON: {exc.msg}") from None
         if not isinstance(row, dict):

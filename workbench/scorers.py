@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import json_text
 from .answers import normalise
 from .errors import WorkbenchError
 
@@ -172,7 +173,7 @@ def parse_json_output(text: str) -> Any:
     if not body:
         raise ValueError("the output is empty")
     try:
-        return json.loads(body)
+        return json_text.loads(body)
     except json.JSONDecodeError as exc:
         raise ValueError(str(exc)) from None
 

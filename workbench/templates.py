@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import re
 import secrets
 import types
@@ -32,7 +31,7 @@ import yaml
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 
-from . import frontmatter, sandbox
+from . import frontmatter, json_text, sandbox
 from .errors import (
     MissingVariablesError,
     PromptFileError,
@@ -632,7 +631,7 @@ def coerce_value(name: str, kind: str, value: Any) -> Any:
                 return False
             raise ValueError(value)
         if kind in ("array", "object"):
-            parsed = json.loads(value)
+            parsed = json_text.loads(value)
             if not isinstance(parsed, list if kind == "array" else dict):
                 raise ValueError(value)
             return parsed

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .. import json_text
+
 R = TypeVar("R", bound=BaseModel)
 
 
@@ -105,7 +107,7 @@ def parse_models(body: bytes) -> list[dict[str, Any]]:
 
 def _json(raw: str | bytes, what: str) -> Any:
     try:
-        return json.loads(raw)
+        return json_text.loads(raw)
     except (ValueError, UnicodeDecodeError):
         text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
         raise WireError(f"{what} that is not JSON: {_show(text.strip())}") from None

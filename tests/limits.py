@@ -33,15 +33,19 @@ MEMORY_MB = 500  # … and under 500 MB
 # though little of them is resident. It only stops a runaway before it swaps the machine.
 ADDRESS_SPACE_MB = 4096
 
+# Peak memory is read from VmHWM in /proc/self/status, not getrusage's ru_maxrss: Linux carries
+# ru_maxrss over exec from the forking parent, so a child of a pytest worker that had loaded a
+# model reported that worker's 1.2 GB. VmHWM belongs to the new process image alone.
 _WRAPPER = """\
-import resource as _r, sys as _s, time as _t
+import sys as _s, time as _t
 _t0 = _t.perf_counter()
 try:
 {code}
 finally:
     _s.stdout.flush()
-    print("BOUNDED %.3f %.1f" % (_t.perf_counter() - _t0,
-          _r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024), file=_s.stderr)
+    with open("/proc/self/status") as _f:
+        _hwm = next(int(_l.split()[1]) for _l in _f if _l.startswith("VmHWM:"))
+    print("BOUNDED %.3f %.1f" % (_t.perf_counter() - _t0, _hwm / 1024), file=_s.stderr)
 """
 _REPORT = re.compile(r"^BOUNDED (\S+) (\S+)$", re.MULTILINE)
 

@@ -212,3 +212,13 @@ print("render", main(["prompts", "render", "bomb"]))
     result = run_bounded(code)
     assert_refused(result, "import 0", "render 1", "'hello' * 1000000000", TEXT)
     assert result.stderr.startswith("error: bomb@1, line ")
+
+
+def test_the_bounded_child_reports_its_own_memory_not_its_parents() -> None:
+    # Linux carries ru_maxrss from the forking parent over exec; a pytest worker holding a model
+    # made every child look 1.2 GB large. The child's report must not see this ballast.
+    ballast = bytearray(300 * 1024 * 1024)
+    ballast[::4096] = b"\1" * len(ballast[::4096])
+    result = run_bounded("print('ok')")
+    assert result.peak_mb is not None and result.peak_mb < 200, result
+    del ballast

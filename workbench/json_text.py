@@ -13,12 +13,17 @@ import json
 from typing import Any
 
 
+class TooDeepError(json.JSONDecodeError):
+    """JSON nested past the decoder's recursion limit; a JSONDecodeError for every caller that
+    only needs "bad JSON", and its own type for those that name the depth (template inputs)."""
+
+
 def loads(text: str | bytes) -> Any:
     """`json.loads`, with nesting too deep for the decoder reported as a JSONDecodeError."""
     try:
         return json.loads(text)
     except RecursionError:
         document = text.decode(errors="replace") if isinstance(text, bytes) else text
-        raise json.JSONDecodeError(
+        raise TooDeepError(
             "nested too deeply to read (arrays and objects within each other)", document, 0
         ) from None

@@ -635,7 +635,7 @@ def coerce_value(name: str, kind: str, value: Any) -> Any:
             if not isinstance(parsed, list if kind == "array" else dict):
                 raise ValueError(value)
             return parsed
-    except RecursionError:
+    except (RecursionError, json_text.TooDeepError):
         raise PromptFileError(
             f"variable {name!r} nests too deeply (values inside values past Python's recursion "
             "limit)"

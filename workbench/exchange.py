@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import posixpath
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
@@ -172,28 +173,48 @@ def _read_all(
 
 
 def _zip_entries(name: str, data: bytes, report: ImportReport) -> list[tuple[str, bytes]]:
+    """The `.prompty` members of a zip, each read through a bounded read.
+
+    Nothing a zip's headers declare is trusted to bound the work: a member is read with
+    `read(limit + 1)`, which makes zlib inflate at most that much, never with `read()`, which
+    inflates up to 2 GB in one step before cutting the result to the declared size (a 1 MB zip
+    whose header claims 500 bytes reached 2.1 GB that way). What is read is counted against the
+    per-file and per-zip limits as it comes. Only stored and deflate members are opened:
+    zipfile inflates bzip2 and LZMA without any bound (242 bytes of bzip2 took 300 MB even
+    through a bounded read). Every oddity of one member — an unsafe path, a name twice,
+    encryption, another compression, data that does not match its header — becomes a problem
+    naming the member, and the zip is refused whole.
+    """
+    # zipfile builds one ZipInfo per entry before any can be counted (the 250,000 empty entries
+    # a 20 MB upload can hold cost 1.2 s and 175 MB), so count the entries' signatures first.
+    # Each entry has one; stray copies inside compressed data are too rare to matter here.
+    if data.count(b"PK\x01\x02") > MAX_ZIP_ENTRIES:
+        raise _rejected(name, f"holds more than {MAX_ZIP_ENTRIES} entries (the limit)")
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise ImportRejected([(name, "not a valid zip file")]) from None
+    except UnicodeDecodeError as exc:  # a name flagged UTF-8 whose bytes are not UTF-8
+        raw = exc.object if isinstance(exc.object, bytes) else b""
+        member = raw.decode("utf-8", "backslashreplace")
+        raise _rejected(
+            f"{name}:{member}", "member name is marked UTF-8 but is not valid UTF-8"
+        ) from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError):
+        raise _rejected(name, "not a valid zip file") from None
+    with zf:
+        return _read_members(name, zf, report)
+
+
+def _read_members(name: str, zf: zipfile.ZipFile, report: ImportReport) -> list[tuple[str, bytes]]:
     infos = zf.infolist()
     if len(infos) > MAX_ZIP_ENTRIES:
-        raise ImportRejected(
-            [(name, f"holds {len(infos)} entries; the limit is {MAX_ZIP_ENTRIES}")]
-        )
-    total = sum(i.file_size for i in infos)
-    if total > MAX_ZIP_TOTAL_BYTES:
-        raise ImportRejected(
-            [
-                (
-                    name,
-                    f"unpacks to {total / 1024 / 1024:.0f} MB; the limit is "
-                    f"{MAX_ZIP_TOTAL_BYTES // 1024 // 1024} MB",
-                )
-            ]
-        )
+        raise _rejected(name, f"holds {len(infos)} entries; the limit is {MAX_ZIP_ENTRIES}")
+    declared = sum(i.file_size for i in infos)
+    if declared > MAX_ZIP_TOTAL_BYTES:
+        raise _rejected(name, _too_big_zip(declared))
     out: list[tuple[str, bytes]] = []
     problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    total = 0
     for info in infos:
         path = info.filename
         source = f"{name}:{path}"
@@ -206,24 +227,74 @@ def _zip_entries(name: str, data: bytes, report: ImportReport) -> list[tuple[str
         ):
             problems.append((source, "unsafe path in zip (absolute or leaving the archive)"))
             continue
+        if normalised in seen:
+            problems.append((source, "the zip holds more than one member of this name"))
+            continue
+        seen.add(normalised)
         if info.is_dir() or path.startswith("__MACOSX/") or path.endswith(".DS_Store"):
             continue
         if not path.endswith(".prompty"):
             report.skipped.append(source)
             continue
-        if info.file_size > MAX_FILE_BYTES:
+        if info.flag_bits & 0x1:
+            problems.append((source, "encrypted; export the zip again without a password"))
+            continue
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             problems.append(
                 (
                     source,
-                    f"file is {info.file_size / 1024 / 1024:.1f} MB; prompt files are "
-                    f"limited to {MAX_FILE_BYTES // 1024} KB",
+                    f"compressed with method {info.compress_type}; only stored and deflate "
+                    "members are read (the usual zip tools write deflate)",
                 )
             )
             continue
-        out.append((source, zf.read(info)))
+        if info.file_size > MAX_FILE_BYTES:
+            problems.append((source, _too_big_file(info.file_size)))
+            continue
+        try:
+            with zf.open(info) as member:
+                content = member.read(MAX_FILE_BYTES + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            problems.append(
+                (
+                    source,
+                    f"does not match its header ({exc}); reading stopped at the "
+                    f"{info.file_size} bytes it declares: the zip is damaged, or made to "
+                    "unpack to more than it says",
+                )
+            )
+            continue
+        except (OSError, RuntimeError, NotImplementedError, UnicodeDecodeError, ValueError) as exc:
+            problems.append((source, f"cannot be unpacked: {exc}"))
+            continue
+        if len(content) > MAX_FILE_BYTES:  # only if zipfile ever stopped honouring the header
+            problems.append((source, _too_big_file(len(content), more=True)))
+            continue
+        total += len(content)
+        if total > MAX_ZIP_TOTAL_BYTES:
+            raise _rejected(name, _too_big_zip(total, more=True))
+        out.append((source, content))
     if problems:
         raise ImportRejected(problems)
     return out
+
+
+def _rejected(source: str, problem: str) -> ImportRejected:
+    return ImportRejected([(source, problem)])
+
+
+def _too_big_file(size: int, more: bool = False) -> str:
+    return (
+        f"file is {'more than ' if more else ''}{size / 1024 / 1024:.1f} MB; prompt files are "
+        f"limited to {MAX_FILE_BYTES // 1024} KB"
+    )
+
+
+def _too_big_zip(size: int, more: bool = False) -> str:
+    return (
+        f"unpacks to {'more than ' if more else ''}{size / 1024 / 1024:.0f} MB; the limit is "
+        f"{MAX_ZIP_TOTAL_BYTES // 1024 // 1024} MB"
+    )
 
 
 def _incoming(source: str, data: bytes) -> _Incoming:

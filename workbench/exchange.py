@@ -11,6 +11,7 @@ rejects the whole import with a message naming it, and the database is left as i
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import posixpath
 import zipfile
@@ -25,12 +26,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .errors import ImportRejected, PromptFileError, WorkbenchError
-from .library import Library, Ref, VersionInfo, check_label, content_hash
+from .library import Library, PromptWriter, Ref, VersionInfo, check_label, content_hash
 from .lint import option_issues
-from .store import AppState, Prompt, PromptVersion, utcnow
+from .store import AppState, Prompt, utcnow
 from .templates import MAX_FILE_BYTES, PromptFile, parse_prompt_bytes
 
-MAX_ZIP_ENTRIES = 5000
+# One zip carries a whole library back in: 20,000 versions of the built-ins' size (about 1 KB)
+# are 20 MB unpacked and about 12 MB zipped, under the app's 20 MB upload limit. The bytes bound
+# is what holds memory; the count bounds the time spent listing and parsing entries. Export
+# refuses what import would refuse (see _zip).
+MAX_ZIP_ENTRIES = 20_000
 MAX_ZIP_TOTAL_BYTES = 64 * 1024 * 1024
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 BUILTINS_STATE_KEY = "builtins_loaded_at"
@@ -64,9 +69,7 @@ class ImportReport:
 
 def export_version(library: Library, ref: str | Ref) -> ExportFile:
     version = library.get(ref)
-    return ExportFile(
-        f"{version.prompt}.prompty", version.export_text().encode("utf-8"), "text/plain"
-    )
+    return ExportFile(f"{version.prompt}.prompty", _file_bytes(version), "text/plain")
 
 
 def export_prompt(library: Library, name: str) -> ExportFile:
@@ -101,14 +104,47 @@ def export_versions(
 
 
 def _zip(versions: Iterable[VersionInfo]) -> bytes:
+    """One deterministic zip, refused here when `import_files` would refuse it.
+
+    An export that cannot be imported back is a trap found only on the other machine, so the
+    import's limits — files per zip, bytes unpacked, bytes per file — are checked on the way
+    out, with a message saying what to export instead.
+    """
+    chosen = sorted(versions, key=lambda v: (v.prompt, v.number))
+    if len(chosen) > MAX_ZIP_ENTRIES:
+        raise WorkbenchError(
+            f"{len(chosen)} versions are more than an import takes ({MAX_ZIP_ENTRIES} files in "
+            "one zip): export fewer prompts or versions at a time"
+        )
     buf = io.BytesIO()
+    total = 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for v in sorted(versions, key=lambda v: (v.prompt, v.number)):
+        for v in chosen:
+            data = _file_bytes(v)
+            total += len(data)
+            if total > MAX_ZIP_TOTAL_BYTES:
+                raise WorkbenchError(
+                    "these versions unpack to more than an import takes "
+                    f"({MAX_ZIP_TOTAL_BYTES // 1024 // 1024} MB in one zip): export fewer "
+                    "prompts or versions at a time"
+                )
             info = zipfile.ZipInfo(f"{v.prompt}/v{v.number}.prompty", date_time=_ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            zf.writestr(info, v.export_text().encode("utf-8"))
+            zf.writestr(info, data)
     return buf.getvalue()
+
+
+def _file_bytes(version: VersionInfo) -> bytes:
+    """The version's file; its content passed the size limit when saved, but a long note or
+    many labels can push the file with its history past what an import reads."""
+    data = version.export_text().encode("utf-8")
+    if len(data) > MAX_FILE_BYTES:
+        raise WorkbenchError(
+            f"{version.ref} is {len(data) / 1024:.1f} KB as a file with its history; an import "
+            f"takes files up to {MAX_FILE_BYTES // 1024} KB: shorten its note"
+        )
+    return data
 
 
 def write_export(export: ExportFile, output: Path) -> Path:
@@ -128,6 +164,8 @@ class _Incoming:
     version: int | None
     note: str
     labels: tuple[str, ...]
+    content: str  # the canonical text, made once: dumping YAML is a third of an import's time
+    digest: str
 
 
 def import_files(library: Library, files: Sequence[tuple[str, bytes]]) -> ImportReport:
@@ -319,7 +357,8 @@ def _incoming(source: str, data: bytes) -> _Incoming:
             check_label(label)
         except WorkbenchError as exc:
             raise PromptFileError(str(exc)) from None
-    return _Incoming(source, pf, version, note, tuple(labels))
+    content = pf.canonical_text()
+    return _Incoming(source, pf, version, note, tuple(labels), content, content_hash(content))
 
 
 def _check_conflicts(incoming: list[_Incoming]) -> None:
@@ -330,7 +369,7 @@ def _check_conflicts(incoming: list[_Incoming]) -> None:
             continue
         key = (item.file.name, item.version)
         other = seen.get(key)
-        if other and other.file.canonical_text() != item.file.canonical_text():
+        if other and other.digest != item.digest:
             problems.append(
                 (
                     item.source,
@@ -344,49 +383,40 @@ def _check_conflicts(incoming: list[_Incoming]) -> None:
 
 
 def _write(library: Library, s: Session, incoming: list[_Incoming], report: ImportReport) -> None:
+    """Write what is new, in name then version order, through one PromptWriter per prompt."""
     order = sorted(
         range(len(incoming)),
         key=lambda i: (incoming[i].file.name, incoming[i].version or 1 << 30, i),
     )
-    before: dict[str, dict[str, PromptVersion]] = {}
+    writers: dict[str, PromptWriter] = {}
     for i in order:
         item = incoming[i]
         name = item.file.name
-        if name not in before:
+        writer = writers.get(name)
+        if writer is None:
             # Locked before reading, in name order, so concurrent imports neither miss each
-            # other's versions nor deadlock (see Library.save_in).
-            library.store.lock(s, "prompt", name)
-            before[name] = library.hashes_in(s, name)
-        digest = _hash(item.file)
-        existing = None
-        if item.version is not None:  # the very same version (same number, same content)
-            existing = s.scalar(
-                select(PromptVersion)
-                .join(Prompt, Prompt.id == PromptVersion.prompt_id)
-                .where(
-                    Prompt.name == name,
-                    PromptVersion.number == item.version,
-                    PromptVersion.content_hash == digest,
-                )
-            )
-        if existing is None:
-            existing = before[name].get(digest)
-        if existing is not None:
+            # other's versions nor deadlock.
+            writer = writers[name] = library.writer_in(s, name)
+        if item.version is not None and writer.has(item.version, item.digest):
+            number = item.version  # the very same version (same number, same content)
+            report.unchanged.append(f"{name}@{number}")
+        elif item.digest in writer.earliest:
             # Already here (an earlier import, or the same content under another number).
-            version_row = existing
-            report.unchanged.append(library.info_in(s, existing).ref)
+            number = writer.earliest[item.digest]
+            report.unchanged.append(f"{name}@{number}")
         else:
-            result = library.save_in(s, item.file, item.note, preferred_number=item.version)
-            (report.created if result.created else report.unchanged).append(result.version.ref)
-            version_row = library.resolve_in(s, result.version.ref)
+            number, created = writer.add(
+                item.file,
+                item.note,
+                content=item.content,
+                digest=item.digest,
+                preferred_number=item.version,
+            )
+            (report.created if created else report.unchanged).append(f"{name}@{number}")
         for label in item.labels:
-            move = library.set_label_in(s, version_row, label)
+            move = writer.set_label(number, label)
             if move.from_version != move.to_version:
                 report.labels.append(f"{name}@{label} → v{move.to_version}")
-
-
-def _hash(pf: PromptFile) -> str:
-    return content_hash(pf.canonical_text())
 
 
 # --- built-ins ------------------------------------------------------------------------------
@@ -418,10 +448,7 @@ def load_builtins(library: Library, prompts_dir: Traversable) -> ImportReport | 
             incoming, problems = _read_all([(f.name, f.read_bytes()) for f in files], report)
             if problems:
                 raise ImportRejected(problems)
-            incoming = [
-                _Incoming(i.source, i.file, i.version, i.note or "built-in", i.labels)
-                for i in incoming
-            ]
+            incoming = [dataclasses.replace(i, note=i.note or "built-in") for i in incoming]
             _write(library, s, incoming, report)
         s.add(AppState(key=BUILTINS_STATE_KEY, value=utcnow().isoformat()))
         return report

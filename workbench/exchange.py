@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import posixpath
 import zipfile
 import zlib
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 from .errors import ImportRejected, PromptFileError, WorkbenchError
 from .library import Library, PromptWriter, Ref, VersionInfo, check_label, content_hash
 from .lint import option_issues
+from .reports import csv_bytes
 from .store import AppState, Prompt, utcnow
 from .templates import MAX_FILE_BYTES, PromptFile, parse_prompt_bytes
 
@@ -487,25 +489,13 @@ RUN_EXPORT_FIELDS = (
 
 
 def export_outputs(outputs: Sequence[Any], fmt: str) -> bytes:
-    """Outputs as CSV or JSON Lines, with the exact model input and parameters of each."""
-    import csv
-    import json
-
+    """Outputs as CSV (spreadsheet-safe, see reports.csv_bytes) or JSON Lines (exact), with the
+    exact model input and parameters of each."""
     rows = [{f: getattr(o, f) for f in RUN_EXPORT_FIELDS} for o in outputs]
     if fmt == "jsonl":
         return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows).encode(
             "utf-8"
         )
     if fmt == "csv":
-        buf = io.StringIO(newline="")
-        writer = csv.DictWriter(buf, fieldnames=RUN_EXPORT_FIELDS)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(
-                {
-                    k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
-                    for k, v in r.items()
-                }
-            )
-        return buf.getvalue().encode("utf-8")
+        return csv_bytes(RUN_EXPORT_FIELDS, (list(r.values()) for r in rows))
     raise WorkbenchError(f"export format {fmt!r} is not supported: use csv or jsonl")

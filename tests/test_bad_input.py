@@ -6,6 +6,7 @@ and the CLI (`workbench import`: exit status 1, one `error:` line on stderr, no 
 
 from __future__ import annotations
 
+import bz2
 import io
 import os
 import zipfile
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PromptText, count_versions
+from zips import BZIP2, DEFLATED, ENCRYPTED, UTF8_NAME, Member, deflated, raw_zip
 
 from workbench.cli import main
 from workbench.errors import (
@@ -322,7 +324,10 @@ def test_every_bad_file_is_named(seeded: Library, prompt_text: PromptText) -> No
     assert [source for source, _ in info.value.problems] == ["a.prompty", "b.prompty"]
 
 
-def make_zip(entries: dict[str, bytes | str]) -> bytes:
+def make_zip(entries: dict[str, bytes | str] | bytes) -> bytes:
+    """A zip of these entries, written by zipfile; bytes are a zip built by hand (tests/zips.py)."""
+    if isinstance(entries, bytes):
+        return entries
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in entries.items():
@@ -355,6 +360,63 @@ BAD_ZIPS = [
         "bad.zip:big/v1.prompty",
         "file is 2.0 MB; prompt files are limited to 1024 KB",
     ),
+    (
+        "name-not-utf8",
+        raw_zip(Member(b"caf\xe9/v1.prompty", GOOD.encode(), flags=UTF8_NAME)),
+        "bad.zip:caf\\xe9/v1.prompty",
+        "member name is marked UTF-8 but is not valid UTF-8",
+    ),
+    (
+        "encrypted",
+        raw_zip(
+            Member("fine/v1.prompty", GOOD.encode()),
+            Member("secret/v1.prompty", b"\x8a" * 40, flags=ENCRYPTED),
+        ),
+        "bad.zip:secret/v1.prompty",
+        "encrypted; export the zip again without a password",
+    ),
+    (
+        "bzip2",
+        raw_zip(Member("fine/v1.prompty", bz2.compress(GOOD.encode()), len(GOOD), BZIP2)),
+        "bad.zip:fine/v1.prompty",
+        "compressed with method 12; only stored and deflate members are read",
+    ),
+    (
+        "duplicate-name",
+        raw_zip(Member("fine/v1.prompty", GOOD.encode()), Member("fine/v1.prompty", b"other")),
+        "bad.zip:fine/v1.prompty",
+        "the zip holds more than one member of this name",
+    ),
+    (
+        "duplicate-after-normalising",
+        {"fine/v1.prompty": GOOD, "fine/./v1.prompty": GOOD.replace("hi", "hello")},
+        "bad.zip:fine/./v1.prompty",
+        "the zip holds more than one member of this name",
+    ),
+    (
+        "zero-length-member",
+        {"fine/v1.prompty": GOOD, "empty/v1.prompty": ""},
+        "bad.zip:empty/v1.prompty",
+        "the file is empty",
+    ),
+    (
+        "crc-mismatch",
+        raw_zip(Member("fine/v1.prompty", GOOD.encode(), crc=1234)),
+        "bad.zip:fine/v1.prompty",
+        "does not match its header (Bad CRC-32",
+    ),
+    (
+        "size-understated",
+        raw_zip(Member("fine/v1.prompty", deflated(GOOD.encode() * 50), 20, DEFLATED, crc=0)),
+        "bad.zip:fine/v1.prompty",
+        "reading stopped at the 20 bytes it declares",
+    ),
+    (
+        "broken-deflate",
+        raw_zip(Member("fine/v1.prompty", b"\xff" * 30, len(GOOD), DEFLATED)),
+        "bad.zip:fine/v1.prompty",
+        "does not match its header (Error -3 while decompressing data",
+    ),
 ]
 
 
@@ -362,7 +424,11 @@ BAD_ZIPS = [
     ("case", "entries", "source", "problem"), BAD_ZIPS, ids=[c[0] for c in BAD_ZIPS]
 )
 def test_bad_zip_rejected_whole(
-    case: str, entries: dict[str, bytes | str], source: str, problem: str, seeded: Library
+    case: str,
+    entries: dict[str, bytes | str] | bytes,
+    source: str,
+    problem: str,
+    seeded: Library,
 ) -> None:
     before = count_versions(seeded.store)
     with pytest.raises(ImportRejected) as info:
@@ -443,7 +509,7 @@ def test_cli_import_bad_file(
 )
 def test_cli_import_bad_zip(
     case: str,
-    entries: dict[str, bytes | str],
+    entries: dict[str, bytes | str] | bytes,
     source: str,
     problem: str,
     tmp_path: Path,

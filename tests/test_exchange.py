@@ -6,25 +6,29 @@ import io
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import PromptText, count_versions
-from sqlalchemy import select
+from conftest import PromptText, build_prompt_text, count_versions
+from sqlalchemy import event, insert, select
+from sqlalchemy.orm import Session
 
-from workbench.errors import ImportRejected, NotFoundError
+from workbench import exchange
+from workbench.errors import ImportRejected, NotFoundError, WorkbenchError
 from workbench.exchange import (
     BUILTINS_STATE_KEY,
     ImportReport,
     export_library,
     export_prompt,
     export_version,
+    export_versions,
     import_files,
     load_builtins,
     write_export,
 )
-from workbench.library import Library
-from workbench.store import AppState, Store
-from workbench.templates import parse_prompt
+from workbench.library import Library, content_hash
+from workbench.store import AppState, Prompt, PromptVersion, Store, utcnow
+from workbench.templates import MAX_FILE_BYTES, parse_prompt
 
 
 def body(n: object) -> str:
@@ -469,3 +473,137 @@ def test_bad_builtin_file_loads_nothing_and_records_nothing(
     assert builtins_state(library.store) is None
     with library.store.read() as s:
         assert s.scalars(select(AppState)).all() == []
+
+
+# --- limits and large libraries ----------------------------------------------------------------
+
+
+def seed_versions(library: Library, prompts: int, versions: int) -> None:
+    """Many small versions written straight into the table: saving 5,000 one by one is slow.
+
+    Each version is the same front matter with its own body line (no parents: they do not
+    travel in the files).
+    """
+    rows = []
+    for p in range(prompts):
+        head = parse_prompt(build_prompt_text(f"p{p:03d}", body="")).canonical_text()
+        for v in range(1, versions + 1):
+            content = f"{head}user:\nv{v} {{{{ text }}}}\n"
+            rows.append(
+                {
+                    "prompt_id": p + 1,
+                    "number": v,
+                    "content": content,
+                    "content_hash": content_hash(content),
+                    "description": "A demo prompt.",
+                    "note": f"note {v}",
+                    "created_at": utcnow(),
+                }
+            )
+
+    def write(s: Session) -> None:
+        s.execute(
+            insert(Prompt),
+            [{"id": p + 1, "name": f"p{p:03d}", "created_at": utcnow()} for p in range(prompts)],
+        )
+        s.execute(insert(PromptVersion), rows)
+
+    library.store.transaction(write)
+
+
+def test_a_library_of_more_than_5000_versions_goes_through_export_and_import(
+    library: Library, fresh_library: Callable[[str], Library]
+) -> None:
+    seed_versions(library, 41, 122)  # 5,002 versions; the limit used to be 5,000
+    library.set_label("p000@3", "production")
+    first = export_library(library).data
+    other = fresh_library("other")
+    report = import_files(other, [("prompt-library.zip", first)])
+    assert len(report.created) == 5002
+    assert other.get("p040@122").export_text() == library.get("p040@122").export_text()
+    assert other.get("p000@production").number == 3
+
+
+@pytest.mark.parametrize("export", ["library", "prompt", "versions"])
+def test_export_refuses_more_versions_than_an_import_takes(
+    export: str, library: Library, prompt_text: PromptText, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(5):
+        library.save(prompt_text("alpha", body=body(n)))
+    monkeypatch.setattr(exchange, "MAX_ZIP_ENTRIES", 4)
+
+    def run() -> bytes:
+        if export == "library":
+            return export_library(library).data
+        if export == "prompt":
+            return export_prompt(library, "alpha").data
+        return export_versions(library, [f"alpha@{n}" for n in range(1, 6)]).data
+
+    with pytest.raises(WorkbenchError) as info:
+        run()
+    assert str(info.value) == (
+        "5 versions are more than an import takes (4 files in one zip): "
+        "export fewer prompts or versions at a time"
+    )
+    monkeypatch.setattr(exchange, "MAX_ZIP_ENTRIES", 5)
+    assert len(zip_entries(run())) == 5
+
+
+def test_export_refuses_more_bytes_than_an_import_takes(
+    full_library: Library, fresh_library: Callable[[str], Library], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = export_library(full_library).data
+    total = sum(map(len, zip_entries(data).values()))
+    monkeypatch.setattr(exchange, "MAX_ZIP_TOTAL_BYTES", total - 1)
+    with pytest.raises(
+        WorkbenchError, match=r"^these versions unpack to more than an import takes"
+    ):
+        export_library(full_library)
+    other = fresh_library("other")
+    with pytest.raises(ImportRejected, match=r"lib\.zip: unpacks to "):
+        import_files(other, [("lib.zip", data)])
+    monkeypatch.setattr(exchange, "MAX_ZIP_TOTAL_BYTES", total)
+    assert export_library(full_library).data == data
+    import_files(other, [("lib.zip", data)])
+
+
+def test_export_refuses_a_version_whose_file_an_import_would_refuse(
+    library: Library, prompt_text: PromptText
+) -> None:
+    """The content passed the 1 MB check when saved; its note can push the file past it."""
+    padding = "x" * (MAX_FILE_BYTES - 300)
+    library.save(prompt_text("huge", body=f"user:\n{padding}\n{{{{ text }}}}\n"), "n" * 500)
+    [version] = library.versions("huge")
+    assert len(version.export_text().encode()) > MAX_FILE_BYTES
+    message = (
+        r"^huge@1 is 1024\.\d KB as a file with its history; an import takes files up to "
+        r"1024 KB: shorten its note"
+    )
+    with pytest.raises(WorkbenchError, match=message):
+        export_version(library, "huge@1")
+    with pytest.raises(WorkbenchError, match=message):
+        export_library(library)
+
+
+def test_import_makes_a_few_queries_per_prompt_not_several_per_version(
+    library: Library, fresh_library: Callable[[str], Library]
+) -> None:
+    """An import of 4,000 versions took 20 s, mostly seven queries and a flush per version."""
+    seed_versions(library, 3, 40)
+    for p in range(3):
+        library.set_label(f"p{p:03d}@40", "production")
+    data = export_library(library).data
+    other = fresh_library("other")
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(other.store.engine, "before_cursor_execute", count)
+    report = import_files(other, [("lib.zip", data)])
+    event.remove(other.store.engine, "before_cursor_execute", count)
+    assert len(report.created) == 120
+    inserts = [s for s in statements if s.startswith("INSERT INTO prompt_version")]
+    assert len(inserts) == 120
+    assert len(statements) - len(inserts) <= 3 * 8, statements
+    assert export_library(other).data == data

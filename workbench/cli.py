@@ -892,9 +892,7 @@ def testsets_list(as_json: bool) -> None:
 )
 def testsets_show(ref: str, fmt: str) -> None:
     """Print test set REF (NAME or NAME@VERSION) as CSV or JSON Lines."""
-    import csv
-    import io
-
+    from .reports import csv_bytes
     from .testsets import get_test_set
 
     data = get_test_set(_library().store, ref)
@@ -902,11 +900,9 @@ def testsets_show(ref: str, fmt: str) -> None:
         for row in data.rows:
             click.echo(json.dumps(row, ensure_ascii=False))
         return
-    buf = io.StringIO(newline="")
-    writer = csv.DictWriter(buf, fieldnames=list(data.columns), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(data.rows)
-    click.echo(buf.getvalue(), nl=False)
+    columns = list(data.columns)
+    rows = ([row.get(c) for c in columns] for row in data.rows)
+    click.echo(csv_bytes(columns, rows).decode("utf-8"), nl=False)
 
 
 @app.group("runs")

@@ -25,6 +25,7 @@ from .errors import WorkbenchError
 from .library import Library, VersionInfo
 from .params import GenerationParams
 from .ratings import RatingRecord
+from .reports import csv_bytes
 from .runner import Progress, Runner, required_variables
 from .runs import OutputRecord, get_run, list_runs, run_outputs
 from .scorers import (
@@ -248,6 +249,18 @@ def _align(
 
 
 # --- reading a comparison -----------------------------------------------------------------
+def comparison_csv(comparison: Comparison) -> bytes:
+    """The comparison as CSV, as the page's download: each row's variables, then one column of
+    answers per column (headed by its label), through the one spreadsheet-safe CSV encoding."""
+    labels = [c.label for c in comparison.columns]
+    records = [
+        {**row, **{labels[c]: (o.text if o else None) for c, o in enumerate(cells)}}
+        for row, cells in zip(comparison.rows, comparison.cells, strict=True)
+    ]
+    header = list(dict.fromkeys([k for r in records for k in r] or labels))
+    return csv_bytes(header, ([r.get(k) for k in header] for r in records))
+
+
 def normalise_answer(output: OutputRecord) -> str:
     """What counts as "the same answer" in a comparison: the extracted answer if the prompt
     defines one, otherwise the text, compared as `answers.answer_key` compares them (the rule

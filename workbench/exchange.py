@@ -11,9 +11,12 @@ rejects the whole import with a message naming it, and the database is left as i
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import posixpath
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
@@ -24,12 +27,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .errors import ImportRejected, PromptFileError, WorkbenchError
-from .library import Library, Ref, VersionInfo, check_label, content_hash
+from .library import Library, PromptWriter, Ref, VersionInfo, check_label, content_hash
 from .lint import option_issues
-from .store import AppState, Prompt, PromptVersion, utcnow
+from .reports import csv_bytes
+from .store import AppState, Prompt, utcnow
 from .templates import MAX_FILE_BYTES, PromptFile, parse_prompt_bytes
 
-MAX_ZIP_ENTRIES = 5000
+# One zip carries a whole library back in: 20,000 versions of the built-ins' size (about 1 KB)
+# are 20 MB unpacked and about 12 MB zipped, under the app's 20 MB upload limit. The bytes bound
+# is what holds memory; the count bounds the time spent listing and parsing entries. Export
+# refuses what import would refuse (see _zip).
+MAX_ZIP_ENTRIES = 20_000
 MAX_ZIP_TOTAL_BYTES = 64 * 1024 * 1024
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 BUILTINS_STATE_KEY = "builtins_loaded_at"
@@ -63,9 +71,7 @@ class ImportReport:
 
 def export_version(library: Library, ref: str | Ref) -> ExportFile:
     version = library.get(ref)
-    return ExportFile(
-        f"{version.prompt}.prompty", version.export_text().encode("utf-8"), "text/plain"
-    )
+    return ExportFile(f"{version.prompt}.prompty", _file_bytes(version), "text/plain")
 
 
 def export_prompt(library: Library, name: str) -> ExportFile:
@@ -100,14 +106,47 @@ def export_versions(
 
 
 def _zip(versions: Iterable[VersionInfo]) -> bytes:
+    """One deterministic zip, refused here when `import_files` would refuse it.
+
+    An export that cannot be imported back is a trap found only on the other machine, so the
+    import's limits — files per zip, bytes unpacked, bytes per file — are checked on the way
+    out, with a message saying what to export instead.
+    """
+    chosen = sorted(versions, key=lambda v: (v.prompt, v.number))
+    if len(chosen) > MAX_ZIP_ENTRIES:
+        raise WorkbenchError(
+            f"{len(chosen)} versions are more than an import takes ({MAX_ZIP_ENTRIES} files in "
+            "one zip): export fewer prompts or versions at a time"
+        )
     buf = io.BytesIO()
+    total = 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for v in sorted(versions, key=lambda v: (v.prompt, v.number)):
+        for v in chosen:
+            data = _file_bytes(v)
+            total += len(data)
+            if total > MAX_ZIP_TOTAL_BYTES:
+                raise WorkbenchError(
+                    "these versions unpack to more than an import takes "
+                    f"({MAX_ZIP_TOTAL_BYTES // 1024 // 1024} MB in one zip): export fewer "
+                    "prompts or versions at a time"
+                )
             info = zipfile.ZipInfo(f"{v.prompt}/v{v.number}.prompty", date_time=_ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            zf.writestr(info, v.export_text().encode("utf-8"))
+            zf.writestr(info, data)
     return buf.getvalue()
+
+
+def _file_bytes(version: VersionInfo) -> bytes:
+    """The version's file; its content passed the size limit when saved, but a long note or
+    many labels can push the file with its history past what an import reads."""
+    data = version.export_text().encode("utf-8")
+    if len(data) > MAX_FILE_BYTES:
+        raise WorkbenchError(
+            f"{version.ref} is {len(data) / 1024:.1f} KB as a file with its history; an import "
+            f"takes files up to {MAX_FILE_BYTES // 1024} KB: shorten its note"
+        )
+    return data
 
 
 def write_export(export: ExportFile, output: Path) -> Path:
@@ -127,6 +166,8 @@ class _Incoming:
     version: int | None
     note: str
     labels: tuple[str, ...]
+    content: str  # the canonical text, made once: dumping YAML is a third of an import's time
+    digest: str
 
 
 def import_files(library: Library, files: Sequence[tuple[str, bytes]]) -> ImportReport:
@@ -172,28 +213,48 @@ def _read_all(
 
 
 def _zip_entries(name: str, data: bytes, report: ImportReport) -> list[tuple[str, bytes]]:
+    """The `.prompty` members of a zip, each read through a bounded read.
+
+    Nothing a zip's headers declare is trusted to bound the work: a member is read with
+    `read(limit + 1)`, which makes zlib inflate at most that much, never with `read()`, which
+    inflates up to 2 GB in one step before cutting the result to the declared size (a 1 MB zip
+    whose header claims 500 bytes reached 2.1 GB that way). What is read is counted against the
+    per-file and per-zip limits as it comes. Only stored and deflate members are opened:
+    zipfile inflates bzip2 and LZMA without any bound (242 bytes of bzip2 took 300 MB even
+    through a bounded read). Every oddity of one member — an unsafe path, a name twice,
+    encryption, another compression, data that does not match its header — becomes a problem
+    naming the member, and the zip is refused whole.
+    """
+    # zipfile builds one ZipInfo per entry before any can be counted (the 250,000 empty entries
+    # a 20 MB upload can hold cost 1.2 s and 175 MB), so count the entries' signatures first.
+    # Each entry has one; stray copies inside compressed data are too rare to matter here.
+    if data.count(b"PK\x01\x02") > MAX_ZIP_ENTRIES:
+        raise _rejected(name, f"holds more than {MAX_ZIP_ENTRIES} entries (the limit)")
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise ImportRejected([(name, "not a valid zip file")]) from None
+    except UnicodeDecodeError as exc:  # a name flagged UTF-8 whose bytes are not UTF-8
+        raw = exc.object if isinstance(exc.object, bytes) else b""
+        member = raw.decode("utf-8", "backslashreplace")
+        raise _rejected(
+            f"{name}:{member}", "member name is marked UTF-8 but is not valid UTF-8"
+        ) from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError):
+        raise _rejected(name, "not a valid zip file") from None
+    with zf:
+        return _read_members(name, zf, report)
+
+
+def _read_members(name: str, zf: zipfile.ZipFile, report: ImportReport) -> list[tuple[str, bytes]]:
     infos = zf.infolist()
     if len(infos) > MAX_ZIP_ENTRIES:
-        raise ImportRejected(
-            [(name, f"holds {len(infos)} entries; the limit is {MAX_ZIP_ENTRIES}")]
-        )
-    total = sum(i.file_size for i in infos)
-    if total > MAX_ZIP_TOTAL_BYTES:
-        raise ImportRejected(
-            [
-                (
-                    name,
-                    f"unpacks to {total / 1024 / 1024:.0f} MB; the limit is "
-                    f"{MAX_ZIP_TOTAL_BYTES // 1024 // 1024} MB",
-                )
-            ]
-        )
+        raise _rejected(name, f"holds {len(infos)} entries; the limit is {MAX_ZIP_ENTRIES}")
+    declared = sum(i.file_size for i in infos)
+    if declared > MAX_ZIP_TOTAL_BYTES:
+        raise _rejected(name, _too_big_zip(declared))
     out: list[tuple[str, bytes]] = []
     problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    total = 0
     for info in infos:
         path = info.filename
         source = f"{name}:{path}"
@@ -206,24 +267,74 @@ def _zip_entries(name: str, data: bytes, report: ImportReport) -> list[tuple[str
         ):
             problems.append((source, "unsafe path in zip (absolute or leaving the archive)"))
             continue
+        if normalised in seen:
+            problems.append((source, "the zip holds more than one member of this name"))
+            continue
+        seen.add(normalised)
         if info.is_dir() or path.startswith("__MACOSX/") or path.endswith(".DS_Store"):
             continue
         if not path.endswith(".prompty"):
             report.skipped.append(source)
             continue
-        if info.file_size > MAX_FILE_BYTES:
+        if info.flag_bits & 0x1:
+            problems.append((source, "encrypted; export the zip again without a password"))
+            continue
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             problems.append(
                 (
                     source,
-                    f"file is {info.file_size / 1024 / 1024:.1f} MB; prompt files are "
-                    f"limited to {MAX_FILE_BYTES // 1024} KB",
+                    f"compressed with method {info.compress_type}; only stored and deflate "
+                    "members are read (the usual zip tools write deflate)",
                 )
             )
             continue
-        out.append((source, zf.read(info)))
+        if info.file_size > MAX_FILE_BYTES:
+            problems.append((source, _too_big_file(info.file_size)))
+            continue
+        try:
+            with zf.open(info) as member:
+                content = member.read(MAX_FILE_BYTES + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            problems.append(
+                (
+                    source,
+                    f"does not match its header ({exc}); reading stopped at the "
+                    f"{info.file_size} bytes it declares: the zip is damaged, or made to "
+                    "unpack to more than it says",
+                )
+            )
+            continue
+        except (OSError, RuntimeError, NotImplementedError, UnicodeDecodeError, ValueError) as exc:
+            problems.append((source, f"cannot be unpacked: {exc}"))
+            continue
+        if len(content) > MAX_FILE_BYTES:  # only if zipfile ever stopped honouring the header
+            problems.append((source, _too_big_file(len(content), more=True)))
+            continue
+        total += len(content)
+        if total > MAX_ZIP_TOTAL_BYTES:
+            raise _rejected(name, _too_big_zip(total, more=True))
+        out.append((source, content))
     if problems:
         raise ImportRejected(problems)
     return out
+
+
+def _rejected(source: str, problem: str) -> ImportRejected:
+    return ImportRejected([(source, problem)])
+
+
+def _too_big_file(size: int, more: bool = False) -> str:
+    return (
+        f"file is {'more than ' if more else ''}{size / 1024 / 1024:.1f} MB; prompt files are "
+        f"limited to {MAX_FILE_BYTES // 1024} KB"
+    )
+
+
+def _too_big_zip(size: int, more: bool = False) -> str:
+    return (
+        f"unpacks to {'more than ' if more else ''}{size / 1024 / 1024:.0f} MB; the limit is "
+        f"{MAX_ZIP_TOTAL_BYTES // 1024 // 1024} MB"
+    )
 
 
 def _incoming(source: str, data: bytes) -> _Incoming:
@@ -248,7 +359,8 @@ def _incoming(source: str, data: bytes) -> _Incoming:
             check_label(label)
         except WorkbenchError as exc:
             raise PromptFileError(str(exc)) from None
-    return _Incoming(source, pf, version, note, tuple(labels))
+    content = pf.canonical_text()
+    return _Incoming(source, pf, version, note, tuple(labels), content, content_hash(content))
 
 
 def _check_conflicts(incoming: list[_Incoming]) -> None:
@@ -259,7 +371,7 @@ def _check_conflicts(incoming: list[_Incoming]) -> None:
             continue
         key = (item.file.name, item.version)
         other = seen.get(key)
-        if other and other.file.canonical_text() != item.file.canonical_text():
+        if other and other.digest != item.digest:
             problems.append(
                 (
                     item.source,
@@ -273,49 +385,40 @@ def _check_conflicts(incoming: list[_Incoming]) -> None:
 
 
 def _write(library: Library, s: Session, incoming: list[_Incoming], report: ImportReport) -> None:
+    """Write what is new, in name then version order, through one PromptWriter per prompt."""
     order = sorted(
         range(len(incoming)),
         key=lambda i: (incoming[i].file.name, incoming[i].version or 1 << 30, i),
     )
-    before: dict[str, dict[str, PromptVersion]] = {}
+    writers: dict[str, PromptWriter] = {}
     for i in order:
         item = incoming[i]
         name = item.file.name
-        if name not in before:
+        writer = writers.get(name)
+        if writer is None:
             # Locked before reading, in name order, so concurrent imports neither miss each
-            # other's versions nor deadlock (see Library.save_in).
-            library.store.lock(s, "prompt", name)
-            before[name] = library.hashes_in(s, name)
-        digest = _hash(item.file)
-        existing = None
-        if item.version is not None:  # the very same version (same number, same content)
-            existing = s.scalar(
-                select(PromptVersion)
-                .join(Prompt, Prompt.id == PromptVersion.prompt_id)
-                .where(
-                    Prompt.name == name,
-                    PromptVersion.number == item.version,
-                    PromptVersion.content_hash == digest,
-                )
-            )
-        if existing is None:
-            existing = before[name].get(digest)
-        if existing is not None:
+            # other's versions nor deadlock.
+            writer = writers[name] = library.writer_in(s, name)
+        if item.version is not None and writer.has(item.version, item.digest):
+            number = item.version  # the very same version (same number, same content)
+            report.unchanged.append(f"{name}@{number}")
+        elif item.digest in writer.earliest:
             # Already here (an earlier import, or the same content under another number).
-            version_row = existing
-            report.unchanged.append(library.info_in(s, existing).ref)
+            number = writer.earliest[item.digest]
+            report.unchanged.append(f"{name}@{number}")
         else:
-            result = library.save_in(s, item.file, item.note, preferred_number=item.version)
-            (report.created if result.created else report.unchanged).append(result.version.ref)
-            version_row = library.resolve_in(s, result.version.ref)
+            number, created = writer.add(
+                item.file,
+                item.note,
+                content=item.content,
+                digest=item.digest,
+                preferred_number=item.version,
+            )
+            (report.created if created else report.unchanged).append(f"{name}@{number}")
         for label in item.labels:
-            move = library.set_label_in(s, version_row, label)
+            move = writer.set_label(number, label)
             if move.from_version != move.to_version:
                 report.labels.append(f"{name}@{label} → v{move.to_version}")
-
-
-def _hash(pf: PromptFile) -> str:
-    return content_hash(pf.canonical_text())
 
 
 # --- built-ins ------------------------------------------------------------------------------
@@ -347,10 +450,7 @@ def load_builtins(library: Library, prompts_dir: Traversable) -> ImportReport | 
             incoming, problems = _read_all([(f.name, f.read_bytes()) for f in files], report)
             if problems:
                 raise ImportRejected(problems)
-            incoming = [
-                _Incoming(i.source, i.file, i.version, i.note or "built-in", i.labels)
-                for i in incoming
-            ]
+            incoming = [dataclasses.replace(i, note=i.note or "built-in") for i in incoming]
             _write(library, s, incoming, report)
         s.add(AppState(key=BUILTINS_STATE_KEY, value=utcnow().isoformat()))
         return report
@@ -389,25 +489,13 @@ RUN_EXPORT_FIELDS = (
 
 
 def export_outputs(outputs: Sequence[Any], fmt: str) -> bytes:
-    """Outputs as CSV or JSON Lines, with the exact model input and parameters of each."""
-    import csv
-    import json
-
+    """Outputs as CSV (spreadsheet-safe, see reports.csv_bytes) or JSON Lines (exact), with the
+    exact model input and parameters of each."""
     rows = [{f: getattr(o, f) for f in RUN_EXPORT_FIELDS} for o in outputs]
     if fmt == "jsonl":
         return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows).encode(
             "utf-8"
         )
     if fmt == "csv":
-        buf = io.StringIO(newline="")
-        writer = csv.DictWriter(buf, fieldnames=RUN_EXPORT_FIELDS)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(
-                {
-                    k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
-                    for k, v in r.items()
-                }
-            )
-        return buf.getvalue().encode("utf-8")
+        return csv_bytes(RUN_EXPORT_FIELDS, (list(r.values()) for r in rows))
     raise WorkbenchError(f"export format {fmt!r} is not supported: use csv or jsonl")

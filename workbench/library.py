@@ -14,9 +14,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from .errors import NotFoundError, WorkbenchError
@@ -255,6 +255,10 @@ class Library:
         return self._retrying(remove)
 
     # --- building blocks shared with import (one session = one transaction) -------------------
+    def writer_in(self, s: Session, name: str) -> PromptWriter:
+        """A writer of prompt `name`'s versions and labels; it takes the prompt's lock first."""
+        return PromptWriter(self.store, s, name)
+
     def save_in(
         self,
         s: Session,
@@ -263,87 +267,16 @@ class Library:
         *,
         preferred_number: int | None = None,
     ) -> SaveResult:
-        content = pf.canonical_text()
-        digest = content_hash(content)
-        # Two people saving the same prompt both read "latest is v3": the second waits here
-        # until the first commits v4, then reads v4 and writes v5.
-        self.store.lock(s, "prompt", pf.name)
-        prompt = s.scalar(select(Prompt).where(Prompt.name == pf.name))
-        if prompt is None:
-            prompt = Prompt(name=pf.name, created_at=utcnow())
-            s.add(prompt)
-            s.flush()
-        latest = s.scalar(
-            select(PromptVersion)
-            .where(PromptVersion.prompt_id == prompt.id)
-            .order_by(PromptVersion.number.desc())
-            .limit(1)
-        )
-        if latest is not None and latest.content_hash == digest:
-            return SaveResult(self._info(s, latest), created=False)
-        number = (latest.number if latest else 0) + 1
-        if preferred_number is not None and preferred_number > number:
-            number = preferred_number
-        row = PromptVersion(
-            prompt_id=prompt.id,
-            number=number,
-            content=content,
-            content_hash=digest,
-            technique=", ".join(pf.techniques),
-            mode=pf.mode,
-            description=pf.description,
-            parent_id=latest.id if latest else None,
-            note=note,
-            created_at=utcnow(),
-        )
-        s.add(row)
-        s.flush()
-        return SaveResult(self._info(s, row), created=True)
+        # Two people saving the same prompt both read "latest is v3": the second waits at the
+        # writer's lock until the first commits v4, then reads v4 and writes v5.
+        writer = self.writer_in(s, pf.name)
+        number, created = writer.add(pf, note, preferred_number=preferred_number)
+        return SaveResult(self._info(s, s.get_one(PromptVersion, writer.id_of(number))), created)
 
     def set_label_in(self, s: Session, version: PromptVersion, label: str) -> LabelMove:
+        # Every move is recorded from the label's real place: the writer locks, then reads it.
         name = s.get_one(Prompt, version.prompt_id).name
-        self.store.lock(s, "prompt", name)  # every move is recorded from the label's real place
-        row = s.scalar(
-            select(Label).where(Label.prompt_id == version.prompt_id, Label.name == label)
-        )
-        numbers = self._numbers(s, version.prompt_id)
-        previous = row.version_id if row else None
-        now = utcnow()
-        if previous != version.id:
-            if row is None:
-                s.add(
-                    Label(
-                        prompt_id=version.prompt_id,
-                        name=label,
-                        version_id=version.id,
-                        updated_at=now,
-                    )
-                )
-            else:
-                row.version_id, row.updated_at = version.id, now
-            s.add(
-                LabelEvent(
-                    prompt_id=version.prompt_id,
-                    label=label,
-                    from_version_id=previous,
-                    to_version_id=version.id,
-                    created_at=now,
-                )
-            )
-            s.flush()
-        return LabelMove(
-            name, label, numbers.get(previous) if previous else None, version.number, now
-        )
-
-    def hashes_in(self, s: Session, name: str) -> dict[str, PromptVersion]:
-        """Content hash → earliest version with it, for a prompt (empty if it does not exist)."""
-        rows = s.scalars(
-            select(PromptVersion)
-            .join(Prompt, Prompt.id == PromptVersion.prompt_id)
-            .where(Prompt.name == name)
-            .order_by(PromptVersion.number.desc())
-        )
-        return {v.content_hash: v for v in rows}
+        return self.writer_in(s, name).set_label(version.number, label)
 
     def resolve_in(self, s: Session, ref: str | Ref) -> PromptVersion:
         """The version row a reference names, inside the caller's transaction."""
@@ -440,6 +373,136 @@ class Library:
             )
             for r in rows
         ]
+
+
+# On the table, not the ORM class: the ORM's insert path costs 0.4 ms a row, this 0.1 ms.
+_VERSIONS = cast(Table, PromptVersion.__table__)
+_INSERT_VERSION = insert(_VERSIONS).returning(_VERSIONS.c.id)
+
+
+class PromptWriter:
+    """Adds versions to one prompt and moves its labels, inside the caller's transaction.
+
+    It takes the prompt's lock, reads the prompt's versions (number, id, content hash) and its
+    labels once, and keeps them current as it writes, so n new versions cost n INSERTs. Saved
+    one at a time, each version cost seven queries and a flush: half of the 20 s an import of
+    4,000 versions took. `Library.save_in` and `set_label_in` write through it too, so
+    there is one way a version is numbered and a label is moved.
+    """
+
+    def __init__(self, store: Store, s: Session, name: str):
+        store.lock(s, "prompt", name)
+        self.s, self.name = s, name
+        self.prompt_id: int | None = s.scalar(select(Prompt.id).where(Prompt.name == name))
+        rows = (
+            s.execute(
+                select(PromptVersion.number, PromptVersion.id, PromptVersion.content_hash)
+                .where(PromptVersion.prompt_id == self.prompt_id)
+                .order_by(PromptVersion.number)
+            ).all()
+            if self.prompt_id is not None
+            else []
+        )
+        self._versions: dict[int, tuple[int, str]] = {n: (i, h) for n, i, h in rows}
+        self._numbers: dict[int, int] = {i: n for n, i, _ in rows}
+        self._latest: int | None = rows[-1][0] if rows else None
+        self.earliest: dict[str, int] = {}
+        """Content hash → number of the earliest version with it, as it was when opened."""
+        for n, _, h in rows:
+            self.earliest.setdefault(h, n)
+        self._labels: dict[str, Label] = (
+            {
+                row.name: row
+                for row in s.scalars(select(Label).where(Label.prompt_id == self.prompt_id))
+            }
+            if self.prompt_id is not None
+            else {}
+        )
+
+    def has(self, number: int, digest: str) -> bool:
+        """Whether version `number` exists with exactly this content."""
+        found = self._versions.get(number)
+        return found is not None and found[1] == digest
+
+    def id_of(self, number: int) -> int:
+        return self._versions[number][0]
+
+    def add(
+        self,
+        pf: PromptFile,
+        note: str,
+        *,
+        content: str | None = None,
+        digest: str | None = None,
+        preferred_number: int | None = None,
+    ) -> tuple[int, bool]:
+        """Save content as the next version, or return the latest when it has the same content.
+
+        `content` and `digest` are the file's canonical text and its hash when the caller has
+        them already. A `preferred_number` above the next number is taken (an import keeps the
+        gaps in its history); one at or below it is not (numbers only grow).
+        """
+        content = pf.canonical_text() if content is None else content
+        digest = content_hash(content) if digest is None else digest
+        latest = self._latest
+        if latest is not None and self._versions[latest][1] == digest:
+            return latest, False
+        now = utcnow()
+        if self.prompt_id is None:
+            self.prompt_id = self.s.execute(
+                insert(Prompt).values(name=self.name, created_at=now).returning(Prompt.id)
+            ).scalar_one()
+        number = (latest or 0) + 1
+        if preferred_number is not None and preferred_number > number:
+            number = preferred_number
+        version_id = self.s.execute(
+            _INSERT_VERSION,
+            {
+                "prompt_id": self.prompt_id,
+                "number": number,
+                "content": content,
+                "content_hash": digest,
+                "technique": ", ".join(pf.techniques),
+                "mode": pf.mode,
+                "description": pf.description,
+                "parent_id": self._versions[latest][0] if latest is not None else None,
+                "note": note,
+                "created_at": now,
+            },
+        ).scalar_one()
+        self._versions[number] = (version_id, digest)
+        self._numbers[version_id] = number
+        self._latest = number
+        return number, True
+
+    def set_label(self, number: int, label: str) -> LabelMove:
+        """Point `label` at version `number`, recording the move (none when it is there)."""
+        assert self.prompt_id is not None, "a prompt with a version has a row"
+        version_id = self.id_of(number)
+        row = self._labels.get(label)
+        previous = row.version_id if row else None
+        now = utcnow()
+        if previous != version_id:
+            if row is None:
+                row = Label(
+                    prompt_id=self.prompt_id, name=label, version_id=version_id, updated_at=now
+                )
+                self.s.add(row)
+                self._labels[label] = row
+            else:
+                row.version_id, row.updated_at = version_id, now
+            self.s.add(
+                LabelEvent(
+                    prompt_id=self.prompt_id,
+                    label=label,
+                    from_version_id=previous,
+                    to_version_id=version_id,
+                    created_at=now,
+                )
+            )
+        return LabelMove(
+            self.name, label, self._numbers.get(previous) if previous else None, number, now
+        )
 
 
 def check_label(label: str) -> None:

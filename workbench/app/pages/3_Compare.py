@@ -371,15 +371,9 @@ def show_comparison(comparison: Comparison) -> None:
                         st.text(compare.score_badges(scores[output.id]))
     with ratings_tab:
         rating_editor(comparison)
-    wide = pd.DataFrame(
-        [
-            {**row, **{labels[c]: (o.text if o else None) for c, o in enumerate(cells)}}
-            for row, cells in zip(comparison.rows, comparison.cells, strict=True)
-        ]
-    )
     st.download_button(
         "Download the comparison (CSV)",
-        wide.to_csv(index=False).encode("utf-8"),
+        compare.comparison_csv(comparison),
         file_name="comparison.csv",
         mime="text/csv",
         key="cmp_download",

@@ -447,7 +447,7 @@ def test_a_read_only_postgres_database_lists_and_refuses_a_save_in_one_line(
 def test_the_app_names_a_broken_database_in_one_line(
     app_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conftest import app_test
+    from conftest import app_test, shown
 
     path = app_env / "broken.db"
     _random(path)
@@ -455,7 +455,7 @@ def test_the_app_names_a_broken_database_in_one_line(
     at = app_test("Home.py")
     at.run()
     assert not at.exception, at.exception
-    (message,) = [e.value for e in at.error]
+    (message,) = [shown(e.value) for e in at.error]
     assert message == (
         f"The library could not be opened: {path} is not a SQLite database (random bytes?): "
         "move it away or point WORKBENCH_DATABASE_URL elsewhere"

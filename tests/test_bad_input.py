@@ -90,7 +90,7 @@ BAD_FILES: list[tuple[str, bytes, str, int | None]] = [
     (
         "bad-yaml",
         b"---\nname: broken\ndescription: a: b\n---\nuser:\nhi\n",
-        "malformed front matter: mapping values are not allowed here",
+        "malformed front matter: mapping values are not allowed in this context",
         3,
     ),
     (

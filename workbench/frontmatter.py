@@ -151,7 +151,8 @@ def load(front_text: str, source: str) -> Any:
         problem = getattr(exc, "problem", None) or str(exc)
         if "maximum nesting depth" in problem:  # libyaml stops at 1,000 levels, before we count
             raise TemplateLimitError(
-                f"front matter nests more than {MAX_DEPTH} levels deep (the limit for front matter)",
+                f"front matter nests more than {MAX_DEPTH} levels deep "
+                "(the limit for front matter)",
                 source=source,
                 line=None if mark is None else mark.line + 2,
             ) from None

@@ -28,11 +28,23 @@ def _stored_outputs() -> list:
     return [o for r in list_runs(runner.store) for o in run_outputs(runner.store, r.id)]
 
 
+SINGLE, DATASET = "play_single_job", "play_dataset_job"
+
+
+def _run_single(at: object) -> jobs.Job:
+    """Click Run, wait for the background answer, redraw the page with it."""
+    at.button(key="play_run").click().run()  # type: ignore[attr-defined]
+    assert not at.exception, at.exception  # type: ignore[attr-defined]
+    job = _wait_for_job(at, SINGLE)
+    at.run()  # type: ignore[attr-defined]
+    return job
+
+
 def test_single_run_streams_stores_and_shows_stats(app_env: Path) -> None:
     at = _open()
     at.text_area(key="play_var:zero-shot-sentiment-chat@1:text").set_value("I love it").run()
     at.number_input(key="param:zero-shot-sentiment-chat@1:max_new_tokens").set_value(7).run()
-    at.button(key="play_run").click().run()
+    job = _run_single(at)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
 
@@ -45,12 +57,13 @@ def test_single_run_streams_stores_and_shows_stats(app_env: Path) -> None:
     assert "I love it" in output.model_input
     # The answer is shown as text (a code block), with its token counts and finish reason.
     assert output.text in [c.value for c in at.code]
+    assert job.text == output.text  # the text streamed while it was generated
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Tokens"] == f"{output.prompt_tokens} → {output.completion_tokens}"
     assert metrics["Finish"] == output.finish_reason
 
     # The same request again is answered from the stored output, marked as cached.
-    at.button(key="play_run").click().run()
+    _run_single(at)
     again = _stored_outputs()
     assert len(again) == 2 and sum(o.cached for o in again) == 1
     assert "answered from the cache" in " ".join(c.value for c in at.caption)
@@ -96,7 +109,7 @@ def test_dataset_rows_edited_in_a_table_run_with_progress(app_env: Path) -> None
     assert "3 rows" in " ".join(c.value for c in at.caption)
     at.button(key="play_run_dataset").click().run()
     assert not at.exception, at.exception
-    job = _wait_for_job(at, "play_job:zero-shot-sentiment-chat@1")
+    job = _wait_for_job(at, DATASET)
     assert job.error is None
     at.run()
     assert not at.exception, at.exception
@@ -149,7 +162,7 @@ def test_cancel_keeps_finished_rows(app_env: Path) -> None:
     }
     at.number_input(key="param:zero-shot-sentiment-chat@1:max_new_tokens").set_value(200).run()
     at.button(key="play_run_dataset").click().run()
-    job = jobs.get_job(at.session_state["play_job:zero-shot-sentiment-chat@1"])
+    job = jobs.get_job(at.session_state[DATASET])
     assert job is not None
     at.button(key="play_cancel").click().run()
     assert job.wait(120)
@@ -158,13 +171,15 @@ def test_cancel_keeps_finished_rows(app_env: Path) -> None:
     summary = job.result
     assert summary.run.status == "cancelled"
     assert summary.run.done < summary.run.total
-    assert at.warning and "resume run" in at.warning[0].value
+    kept = f"Stopped: {summary.run.done} of {summary.run.total} rows kept"
+    assert at.warning and shown(at.warning[0].value).startswith(kept)
+    assert "Resume run" in shown(at.warning[0].value)
 
 
 def test_a_model_that_is_not_there_is_a_message(app_env: Path) -> None:
     at = _open()
     at.text_input(key="model_spec").set_value(str(app_env / "no-such-model")).run()
-    at.button(key="play_run").click().run()
+    _run_single(at)
     assert not at.exception, at.exception
     assert at.error, "expected a message about the model"
     message = shown(at.error[0].value)
@@ -183,7 +198,7 @@ def test_self_consistency_dataset_shows_votes(app_env: Path) -> None:
     at.number_input(key="param:self-consistency-math@1:max_new_tokens").set_value(4).run()
     at.button(key="play_run_dataset").click().run()
     assert not at.exception, at.exception
-    job = _wait_for_job(at, "play_job:self-consistency-math@1")
+    job = _wait_for_job(at, DATASET)
     assert job.error is None, job.error
     at.run()
     assert job.result.run.total == 5  # the prompt asks for 5 samples
@@ -198,7 +213,7 @@ def test_single_output_input_goes_into_a_test_set_with_its_expected_answer(app_e
     at = _open()
     at.text_area(key="play_var:zero-shot-sentiment-chat@1:text").set_value("Great value").run()
     at.number_input(key="param:zero-shot-sentiment-chat@1:max_new_tokens").set_value(3).run()
-    at.button(key="play_run").click().run()
+    _run_single(at)
     (output,) = _stored_outputs()
     key = f"play_testset:{output.id}"
     # the expected answer starts as the output, and is corrected before adding

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -461,12 +462,62 @@ def map_columns(dataset: Dataset, variables: Sequence[str], key: str) -> Dataset
     return Dataset(dataset.name, tuple(mapping), rows)
 
 
-def watch_job(state_key: str, cancel_key: str, show: Callable[[jobs.Job], None]) -> None:
+def job_running(state_key: str) -> bool:
+    """Whether the job whose id is in `st.session_state[state_key]` is still working."""
+    job = jobs.get_job(st.session_state.get(state_key))
+    return job is not None and not job.done
+
+
+def run_button(
+    label: str,
+    *,
+    key: str,
+    state_key: str,
+    start: Callable[[], jobs.Job],
+    action: str = "Starting the run",
+    disabled: bool = False,
+    help: str | None = None,
+) -> jobs.Job | None:
+    """A Run button that starts a background job and is disabled while that job works.
+
+    The click is read from the session before the button is drawn, so the rerun the click
+    causes starts the job (a thread: it returns at once, the model loads inside it) and draws
+    this button already disabled, and `watch_job` below draws the running state in the same
+    rerun — the person sees it as fast as the page redraws, not after the model answered. A
+    second click (a double click, or a click that raced the redraw) finds the job working and
+    starts nothing. `start()` checks the request first and raises, so a mistake shows here as
+    one line. Returns the job started by this rerun, if any.
+    """
+    busy = job_running(state_key)
+    started = None
+    if st.session_state.get(key) and not busy and not disabled:
+        with guard(action):
+            started = start()
+            st.session_state[state_key] = started.id
+            st.session_state[f"{state_key}:clicked_at"] = time.monotonic()
+            busy = True
+    st.button(label, key=key, type="primary", disabled=disabled or busy, help=help)
+    return started
+
+
+POLL_S = 0.3  # how often a running job is redrawn: streamed text grows about this smoothly
+
+
+def watch_job(
+    state_key: str,
+    cancel_key: str,
+    show: Callable[[jobs.Job], None],
+    *,
+    stopped: Callable[[jobs.Job], str] | None = None,
+) -> None:
     """Draw the background job whose id is in `st.session_state[state_key]`.
 
-    While it runs, a fragment redraws it every second (only this part of the page reruns) with
-    a Cancel button; when it has ended, one full rerun draws the page without the timer.
-    `show(job)` draws the page's own view: progress, rows so far, results.
+    While it runs: a status line (what runs, for how long, rows done) and a Stop button, redrawn
+    every `POLL_S` by a fragment (only this part of the page reruns); when it has ended, one full
+    rerun draws the page without the timer. Stop sets the job's cancel, which the runner checks
+    between tokens; once the job has ended, `stopped(job)` says what was kept. `show(job)` draws
+    the page's own view: progress, text or rows so far, results. The job id lives in a
+    non-widget session key, so leaving the page and coming back finds the job as it is.
     """
     job = jobs.get_job(st.session_state.get(state_key))
     if job is None:
@@ -477,12 +528,29 @@ def watch_job(state_key: str, cancel_key: str, show: Callable[[jobs.Job], None])
         assert job is not None
         if live and job.done:
             st.rerun()
-        if not job.done and st.button("Cancel", key=cancel_key):
-            job.cancel.set()
-            st.info("Cancelling after the current tokens…")
+        if not job.done:
+            left, right = st.columns([5, 1], vertical_alignment="center")
+            left.info(escape_markdown(running_line(job)), icon=":material/progress_activity:")
+            if job.cancelled:
+                right.caption("Stopping after the current tokens…")
+            elif right.button("Stop", key=cancel_key):
+                job.cancel.set()
+                right.caption("Stopping after the current tokens…")
+        elif job.cancelled and stopped is not None and not job.error:
+            st.warning(escape_markdown(stopped(job)), icon=":material/stop_circle:")
         show(job)
 
-    st.fragment(run_every=1.0 if live else None)(frame)()
+    st.fragment(run_every=POLL_S if live else None)(frame)()
+
+
+def running_line(job: jobs.Job) -> str:
+    """The status of a working job in one line: "Running run 12: … · 3/10 rows · 4.2 s"."""
+    progress = job.progress
+    parts = [f"Running {job.title}"]
+    if progress is not None and progress.total:
+        parts.append(f"{progress.done}/{progress.total}")
+    parts.append(f"{job.elapsed_s:.1f} s")
+    return " · ".join(parts)
 
 
 def share_columns(*names: str) -> dict[str, Any]:

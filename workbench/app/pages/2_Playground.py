@@ -7,10 +7,11 @@ import streamlit as st
 
 from workbench import jobs
 from workbench.app import state, ui
-from workbench.datasets import Dataset
+from workbench.datasets import Dataset, check_columns
 from workbench.exchange import export_outputs
 from workbench.library import VersionInfo
-from workbench.runner import Runner, RunSummary
+from workbench.params import GenerationParams
+from workbench.runner import Runner, RunSummary, required_variables
 from workbench.runs import OutputRecord
 
 ui.page("Playground", "Run a prompt version on the model on this machine: one input, or a dataset.")
@@ -20,6 +21,7 @@ version = ui.version_picker(lib, "play_prompt", default=st.session_state.get("co
 if version is None:
     st.stop()
     raise SystemExit  # unreachable: st.stop raises; tells the type checker version is set
+picked: VersionInfo = version  # set, also inside the functions below
 overrides = ui.params_sidebar(version.file.options, version.ref)
 if overrides:
     st.sidebar.caption("Changed from the prompt's options: " + ", ".join(sorted(overrides)))
@@ -57,6 +59,35 @@ def show_output(output: OutputRecord, cached: bool) -> None:
 
 single_tab, dataset_tab = st.tabs(["One input", "Dataset"])
 
+SINGLE_JOB, DATASET_JOB = "play_single_job", "play_dataset_job"
+
+
+def start_answer() -> jobs.Job:
+    """Check the request here (a template or parameter mistake shows at once), then answer in
+    the background: the model loads inside the job."""
+    picked.file.render(values)
+    GenerationParams.build(picked.file.options, overrides)
+    return jobs.stream_answer(
+        state.runner(choice), picked, values, overrides=overrides, use_cache=use_cache
+    )
+
+
+def show_answer(job: jobs.Job) -> None:
+    if not job.done:
+        ui.show_text(job.text, empty="(waiting for the first words…)")
+        return
+    answer: jobs.Answer | None = job.result
+    if job.error:
+        st.error(ui.escape_markdown(f"The run stopped: {job.error}"))
+    if answer is not None and answer.output is not None:
+        show_output(answer.output, answer.cached)
+
+
+def answer_stopped(job: jobs.Job) -> str:
+    kept = len(job.text.split())
+    return f"Stopped: the answer so far ({kept} words) was kept in run {job.run_id}."
+
+
 with single_tab:
     values = ui.variables_form(variables, defaults, key=f"play_var:{version.ref}")
     use_cache = st.checkbox(
@@ -65,33 +96,38 @@ with single_tab:
         key="play_use_cache",
         help="Same model, revision, exact input, parameters and seed: answered at once.",
     )
-    last_key = f"play_last:{version.ref}"
-    if st.button("Run", type="primary", key="play_run"):
-        with ui.guard("Running"):
-            streamed = state.runner(choice).stream(
-                version, values, overrides=overrides, use_cache=use_cache
-            )
-            box, answer = st.empty(), ""
-            for piece in streamed:  # drawn as a code block, like the finished answer
-                answer += piece
-                box.code(answer, language=None, wrap_lines=True)
-            box.empty()
-            if streamed.output is not None:
-                st.session_state[last_key] = (streamed.output, streamed.cached)
-    if last_key in st.session_state:
-        show_output(*st.session_state[last_key])
+    ui.run_button("Run", key="play_run", state_key=SINGLE_JOB, start=start_answer, action="Running")
+    ui.watch_job(SINGLE_JOB, "play_stop", show_answer, stopped=answer_stopped)
 
 
 def start_dataset_job(runner: Runner, version: VersionInfo, rows: Dataset) -> jobs.Job:
-    """Check and record the run here (so mistakes show at once), generate in the background."""
-    run_id = runner.start([version], rows, overrides=overrides)
+    """Check the rows here (a missing column shows at once); record the run and generate in the
+    background, where the model loads, so the running state shows at once."""
+    check_columns(rows, {version.ref: required_variables(version)}, {version.ref: variables})
+    GenerationParams.build(version.file.options, overrides)
+    if rows.rows:  # the other rows render in the job; a mistake there stops it with its row
+        version.file.render(rows.rows[0])
 
     def work(job: jobs.Job) -> RunSummary:
+        run_id = runner.start([version], rows, overrides=overrides)
+        job.run_id = run_id
         return runner.execute(
             run_id, progress=job.report, cancel=job.cancel, on_output=job.add_output
         )
 
-    return jobs.start_job(f"run {run_id}: {version.ref} over {len(rows.rows)} rows", work)
+    return jobs.start_job(
+        f"{version.ref} over {len(rows.rows)} row{'' if len(rows.rows) == 1 else 's'}", work
+    )
+
+
+def dataset_stopped(job: jobs.Job) -> str:
+    summary: RunSummary | None = job.result
+    if summary is None:
+        return "Stopped before the first row."
+    return (
+        f"Stopped: {summary.run.done} of {summary.run.total} rows kept. Resume run "
+        f"{summary.run.id} from History to finish it."
+    )
 
 
 def outputs_frame(outputs: list[OutputRecord]) -> pd.DataFrame:
@@ -130,12 +166,7 @@ def show_job(job: jobs.Job) -> None:
         st.error(
             ui.escape_markdown(f"The run stopped: {job.error}. Rows already finished are stored.")
         )
-    elif summary is not None and summary.run.status == "cancelled":
-        st.warning(
-            f"Cancelled after {summary.run.done} of {summary.run.total} rows. Finished rows are "
-            f"stored; resume run {summary.run.id} from History to finish it."
-        )
-    elif summary is not None:
+    elif summary is not None and summary.run.status != "cancelled":
         st.success(
             f"Run {summary.run.id}: {summary.run.total} rows in {summary.wall_s:.1f} s "
             f"({summary.run.cached} from the cache, {summary.tokens_per_s:.1f} tokens/s)."
@@ -183,11 +214,11 @@ with dataset_tab, ui.guard("Reading the rows"):
             dataset, ui.text_variables(variables, defaults), key=f"play_ds:{version.ref}"
         )
         st.caption(ui.escape_markdown(f"{len(dataset.rows)} rows from {dataset.name}"))
-        job_key = f"play_job:{version.ref}"
-        running = jobs.get_job(st.session_state.get(job_key))
-        busy = running is not None and not running.done
-        if st.button("Run dataset", type="primary", key="play_run_dataset", disabled=busy):
-            with ui.guard("Starting the run"):
-                runner = Runner(lib, state.backend(choice))  # loaded here, not in the job
-                st.session_state[job_key] = start_dataset_job(runner, version, dataset).id
-        ui.watch_job(job_key, "play_cancel", show_job)
+        rows = dataset
+        ui.run_button(
+            "Run dataset",
+            key="play_run_dataset",
+            state_key=DATASET_JOB,
+            start=lambda: start_dataset_job(state.runner(choice), picked, rows),
+        )
+    ui.watch_job(DATASET_JOB, "play_cancel", show_job, stopped=dataset_stopped)

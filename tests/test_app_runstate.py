@@ -1,0 +1,174 @@
+"""Run state on the pages: a running state at once, Run disabled while its run works, Stop that
+says what was kept, and jobs that outlive a page switch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import app_test, shown
+
+from workbench import jobs
+from workbench.runner import Runner
+from workbench.runs import list_runs
+from workbench.workspace import open_library
+
+PLAY = "pages/2_Playground.py"
+REF = "zero-shot-sentiment-chat@1"
+SINGLE, DATASET = "play_single_job", "play_dataset_job"
+
+
+class _SlowStream:
+    """A backend's token stream, 20 ms a token: long enough to click Stop while it runs."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self._inner:
+            time.sleep(0.02)
+            yield piece
+
+    @property
+    def result(self) -> Any:
+        return self._inner.result
+
+
+class _SlowBackend:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def stream(self, *args: Any, **kwargs: Any) -> _SlowStream:
+        return _SlowStream(self._inner.stream(*args, **kwargs))
+
+
+@pytest.fixture
+def slow_model(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny model answers in a few milliseconds; these tests need an answer that is still
+    being written when the next click arrives."""
+    from workbench.app import state
+
+    real = state.backend
+    monkeypatch.setattr(state, "backend", lambda choice: _SlowBackend(real(choice)))
+
+
+def _playground(max_new_tokens: int) -> object:
+    at = app_test("Home.py").run()  # the entry script: pages switch relative to it
+    at.switch_page(PLAY).run()
+    at.selectbox(key="play_prompt").set_value("zero-shot-sentiment-chat").run()
+    at.number_input(key=f"param:{REF}:max_new_tokens").set_value(max_new_tokens).run()
+    at.checkbox(key="play_use_cache").uncheck().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _job(at: object, key: str) -> jobs.Job:
+    job = jobs.get_job(at.session_state[key])  # type: ignore[attr-defined]
+    assert job is not None
+    return job
+
+
+def _status(at: object) -> str:
+    return " ".join(shown(i.value) for i in at.info)  # type: ignore[attr-defined]
+
+
+def _stored_runs() -> int:
+    return len(list_runs(Runner(open_library()).store))
+
+
+def test_running_state_shows_in_the_rerun_the_click_causes(slow_model: None) -> None:
+    at = _playground(400)
+    began = time.perf_counter()
+    at.button(key="play_run").click().run()
+    took = time.perf_counter() - began
+    assert not at.exception, at.exception
+    assert "Running one answer from " + REF in _status(at)
+    assert at.button(key="play_stop")  # Stop is there while it runs
+    assert at.button(key="play_run").disabled
+    print(f"Run click -> running state (whole page rerun, AppTest): {took * 1000:.0f} ms")
+    assert took < 2.0  # loose: the machine is shared; recorded exactly in the report
+    job = _job(at, SINGLE)
+    job.cancel.set()
+    assert job.wait(60)
+
+
+def test_a_double_run_starts_one_job(slow_model: None) -> None:
+    at = _playground(400)
+    at.button(key="play_run").click().run()
+    first = _job(at, SINGLE)
+    assert not first.done, (first.error, first.result, first.elapsed_s)
+    # The second click of a double click reaches the server before the page shows the button
+    # disabled: a click on the button as it was drawn before the first click's rerun.
+    second = at.button(key="play_run")
+    assert second.disabled
+    second.proto.disabled = False
+    second.click().run()
+    assert _job(at, SINGLE) is first
+    first.cancel.set()
+    assert first.wait(60)
+    assert _stored_runs() == 1
+
+
+def test_stop_says_what_was_kept(slow_model: None) -> None:
+    at = _playground(400)
+    at.button(key="play_run").click().run()
+    job = _job(at, SINGLE)
+    while not job.text and not job.done:
+        time.sleep(0.05)
+    at.button(key="play_stop").click().run()
+    assert job.wait(60) and job.cancelled
+    at.run()
+    assert not at.exception, at.exception
+    answer = job.result
+    assert answer.output is not None and answer.output.finish_reason == "cancelled"
+    words = len(job.text.split())
+    assert at.warning and shown(at.warning[0].value) == (
+        f"Stopped: the answer so far ({words} words) was kept in run {job.run_id}."
+    )
+    assert answer.output.text in [c.value for c in at.code]
+    assert not at.button(key="play_run").disabled
+
+
+def test_a_dataset_run_stays_visible_after_leaving_and_returning(slow_model: None) -> None:
+    at = _playground(20)
+    at.session_state[f"play_ds:{REF}:rows"] = {
+        "edited_rows": {},
+        "added_rows": [{"text": f"row {i}"} for i in range(30)],
+        "deleted_rows": [],
+    }
+    at.run()
+    at.button(key="play_run_dataset").click().run()
+    job = _job(at, DATASET)
+    assert "Running " + REF in _status(at)
+    at.switch_page("pages/1_Compose.py").run()
+    assert not at.exception, at.exception
+    at.switch_page(PLAY).run()
+    assert not at.exception, at.exception
+    assert _job(at, DATASET) is job
+    assert not job.done  # 30 rows of 20 tokens at 20 ms a token
+    assert "Running " + REF in _status(at)
+    assert at.button(key="play_run_dataset").disabled
+    at.button(key="play_cancel").click().run()
+    assert job.wait(120)
+    at.run()
+    summary = job.result
+    assert shown(at.warning[0].value).startswith(
+        f"Stopped: {summary.run.done} of {summary.run.total} rows kept"
+    )
+
+
+def test_a_single_answer_keeps_running_while_the_person_is_away(app_env: Path) -> None:
+    at = _playground(30)
+    at.button(key="play_run").click().run()
+    job = _job(at, SINGLE)
+    at.switch_page("pages/5_Library.py").run()
+    assert job.wait(60) and not job.cancelled and job.error is None
+    at.switch_page(PLAY).run()
+    assert not at.exception, at.exception
+    assert job.result.output.text in [c.value for c in at.code]

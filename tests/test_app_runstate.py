@@ -172,3 +172,32 @@ def test_a_single_answer_keeps_running_while_the_person_is_away(app_env: Path) -
     at.switch_page(PLAY).run()
     assert not at.exception, at.exception
     assert job.result.output.text in [c.value for c in at.code]
+
+
+def test_evaluate_shows_its_run_at_once_and_stop_keeps_the_scored_rows(slow_model: None) -> None:
+    at = app_test("pages/6_Evaluate.py").run()
+    at.multiselect(key="eval_refs").set_value(["zero-shot-sentiment-chat@1"]).run()
+    at.session_state["eval_rows:rows"] = {
+        "edited_rows": {0: {"text": "row 0", "expected": "Positive"}},
+        "added_rows": [{"text": f"row {i}", "expected": "Negative"} for i in range(1, 20)],
+        "deleted_rows": [],
+    }
+    at.text_input(key="eval_params").set_value("max_new_tokens=20").run()
+    at.text_area(key="eval_asserts").set_value("exact-match").run()
+    began = time.perf_counter()
+    at.button(key="eval_run").click().run()
+    took = time.perf_counter() - began
+    assert not at.exception, at.exception
+    assert "Running evaluate zero-shot-sentiment-chat@1 on 20 rows" in _status(at)
+    assert at.button(key="eval_run").disabled
+    print(f"Evaluate click -> running state (AppTest): {took * 1000:.0f} ms")
+    assert took < 2.0
+    job = _job(at, "eval_job")
+    at.button(key="eval_cancel").click().run()
+    assert job.wait(60) and job.cancelled and job.error is None, job.error
+    at.run()
+    assert not at.exception, at.exception
+    kept = sum(len(v.rows) for v in job.result.versions)
+    assert kept < 20
+    assert shown(at.warning[0].value) == f"Stopped: {kept} of 20 rows kept and scored."
+    assert not at.button(key="eval_run").disabled

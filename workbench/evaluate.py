@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .backends.base import Backend
+from .backends.base import Backend, Cancel
 from .datasets import Dataset
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
@@ -221,11 +221,18 @@ def evaluate(
     overrides: Mapping[str, Any] | None = None,
     use_cache: bool = True,
     progress: Callable[[str, Progress], None] | None = None,
+    cancel: Cancel | None = None,
 ) -> EvalReport:
-    """Run each version over the dataset (one sample per row) and score every output."""
+    """Run each version over the dataset (one sample per row) and score every output.
+
+    After `cancel` the report holds what was finished: the versions done, and the rows the
+    cancelled version had generated (scored as usual); the versions after it are left out.
+    """
     plans = plan(library, refs, dataset, extra, runner.backend)
     reports = []
     for version, checks in plans:
+        if cancel is not None and cancel.is_set():
+            break
         summary = runner.run(
             [version],
             dataset,
@@ -233,6 +240,7 @@ def evaluate(
             samples=1,
             use_cache=use_cache,
             progress=(lambda p, ref=version.ref: progress(ref, p)) if progress else None,  # type: ignore[misc]
+            cancel=cancel,
         )
         needs_model = any(SCORERS[c.type].needs_model for c in checks)
         model = runner.backend if needs_model else None

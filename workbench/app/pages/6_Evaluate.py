@@ -13,7 +13,6 @@ from workbench.app import charts, state, ui
 from workbench.datasets import Dataset
 from workbench.evaluate import EvalReport
 from workbench.params import parse_param_pairs
-from workbench.runner import Runner
 from workbench.stability import StabilityReport
 
 MAX_VERSIONS = 4
@@ -157,8 +156,10 @@ with ui.guard("Reading the rows"):
 
 
 def start(rows: Dataset) -> jobs.Job:
+    """Check the request here (a bad assertion or parameter shows at once, before anything
+    runs); the model loads and the rows run in the job, so the running state shows at once."""
     overrides = parse_param_pairs([p.strip() for p in params_text.split(",") if p.strip()])
-    runner = Runner(lib, state.backend(choice))
+    runner = state.runner(choice)
     if measure == STABILITY:
         versions = [lib.get(ref) for ref in refs]
         stability.check_seeds(seeds)
@@ -179,7 +180,7 @@ def start(rows: Dataset) -> jobs.Job:
         title = f"stability of {', '.join(refs)} on {len(rows.rows)} rows × {seeds} seeds"
         return jobs.start_job(title, measure_stability)
     extra = scorers.parse_assertion_lines(assertions_text)
-    evaluate.plan(lib, refs, rows, extra, runner.backend)  # every mistake before a row runs
+    evaluate.plan(lib, refs, rows, extra)  # every mistake but the model's before a row runs
 
     def work(job: jobs.Job) -> EvalReport:
         return evaluate.evaluate(
@@ -190,18 +191,41 @@ def start(rows: Dataset) -> jobs.Job:
             extra,
             overrides=overrides,
             progress=lambda ref, p: job.report(p),
+            cancel=job.cancel,
         )
 
     return jobs.start_job(f"evaluate {', '.join(refs)} on {len(rows.rows)} rows", work)
 
 
-current = jobs.get_job(st.session_state.get("eval_job"))
-busy = current is not None and not current.done
-if st.button("Evaluate", type="primary", key="eval_run", disabled=busy or dataset is None):
-    with ui.guard("Starting the evaluation"):
-        assert dataset is not None
-        st.session_state["eval_job"] = start(dataset).id
-        st.session_state.pop("eval_report", None)
+def start_evaluation() -> jobs.Job:
+    assert dataset is not None
+    job = start(dataset)
+    st.session_state.pop("eval_report", None)
+    st.session_state["eval_total"] = len(refs) * len(dataset.rows)
+    return job
+
+
+ui.run_button(
+    "Evaluate",
+    key="eval_run",
+    state_key="eval_job",
+    start=start_evaluation,
+    action="Starting the evaluation",
+    disabled=dataset is None,
+)
+
+
+def stopped(job: jobs.Job) -> str:
+    """What a stopped evaluation or stability measure kept: its rows, scored and stored."""
+    result = job.result
+    if isinstance(result, EvalReport):
+        kept = sum(len(v.rows) for v in result.versions)
+        total = st.session_state.get("eval_total", kept)
+        return f"Stopped: {kept} of {total} rows kept and scored."
+    p = job.progress
+    if p is not None and p.total:
+        return f"Stopped: {p.done} of {p.total} answers kept."
+    return "Stopped before the first answer."
 
 
 def watch(job: jobs.Job) -> None:
@@ -214,7 +238,7 @@ def watch(job: jobs.Job) -> None:
             st.session_state["eval_report"] = job.result
 
 
-ui.watch_job("eval_job", "eval_cancel", watch)
+ui.watch_job("eval_job", "eval_cancel", watch, stopped=stopped)
 
 
 def show(report: EvalReport) -> None:

@@ -47,6 +47,17 @@ class _SlowBackend:
     def stream(self, *args: Any, **kwargs: Any) -> _SlowStream:
         return _SlowStream(self._inner.stream(*args, **kwargs))
 
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Rows one at a time, 0.2 s each (a dataset run or evaluation batches them)."""
+        on_batch = kwargs.get("on_batch")
+
+        def slowly(items: Any) -> None:
+            time.sleep(0.2)
+            if on_batch is not None:
+                on_batch(items)
+
+        return self._inner.generate(*args, **{**kwargs, "batch_size": 1, "on_batch": slowly})
+
 
 @pytest.fixture
 def slow_model(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -238,11 +238,22 @@ def test_a_servers_model_id_is_text_in_the_sidebar_and_the_token_count(
     assert_shown_as_text(at)
 
 
+def answer(at: Any) -> None:
+    """Click Run on the Playground and wait for its background answer."""
+    from workbench import jobs
+
+    at.button(key="play_run").click().run()
+    assert not at.exception, at.exception
+    job = jobs.get_job(at.session_state["play_single_job"])
+    assert job is not None and job.wait(60)
+    at.run()
+
+
 def test_a_servers_error_message_is_text(hostile_server: HostileServer) -> None:
     hostile_server.refuse = True
     at = app_test("pages/2_Playground.py").run()
     at.selectbox(key="play_prompt").set_value("zero-shot-translation").run()
-    at.button(key="play_run").click().run()
+    answer(at)
     assert not at.exception, at.exception
     assert at.error and "refused the request" in at.error[0].value
     assert_shown_as_text(at)
@@ -251,7 +262,7 @@ def test_a_servers_error_message_is_text(hostile_server: HostileServer) -> None:
 def test_the_playground_names_a_servers_model_as_text(hostile_server: HostileServer) -> None:
     at = app_test("pages/2_Playground.py").run()
     at.selectbox(key="play_prompt").set_value("zero-shot-translation").run()
-    at.button(key="play_run").click().run()
+    answer(at)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert "Bonjour" in [c.value for c in at.code]
@@ -332,7 +343,7 @@ def test_the_playground_names_an_uploaded_file_as_text(app_env: Path) -> None:
     at = app_test("pages/2_Playground.py").run()
     at.selectbox(key="play_prompt").set_value("zero-shot-sentiment").run()
     _upload(at, "play_ds:zero-shot-sentiment@1")
-    assert "1 rows from" in " ".join(c.value for c in at.caption)
+    assert "1 row from" in " ".join(c.value for c in at.caption)
     assert_shown_as_text(at, HOSTILE_FILE)
 
 

@@ -307,6 +307,7 @@ def test_the_playground_runs_on_a_server_it_contacts_only_then(
 ) -> None:
     from conftest import app_test
 
+    from workbench import jobs
     from workbench.runner import Runner
     from workbench.workspace import open_library
 
@@ -319,6 +320,8 @@ def test_the_playground_runs_on_a_server_it_contacts_only_then(
     assert behaviour.model_lists == 0 and not behaviour.requests  # nothing contacted yet
     at.button(key="play_run").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    job = jobs.get_job(at.session_state["play_single_job"])  # the answer is a background job
+    assert job is not None and job.wait(60) and job.error is None, job and job.error
     runner = Runner(open_library())
     [run] = list_runs(runner.store)
     [output] = run_outputs(runner.store, run.id)

@@ -232,10 +232,10 @@ def test_app_playground_dataset_download(
     }
     at.number_input(key="param:zero-shot-sentiment-chat@1:max_new_tokens").set_value(2).run()
     at.button(key="play_run_dataset").click().run()
-    finished(at, "play_job:zero-shot-sentiment-chat@1")
+    finished(at, "play_dataset_job")
     plant()
     at.button(key="play_run_dataset").click().run()
-    job = finished(at, "play_job:zero-shot-sentiment-chat@1")
+    job = finished(at, "play_dataset_job")
     assert all(o.cached for o in job.result.outputs)
     [row] = read_csv(downloads(at, "Download CSV"))
     assert row["text"] == SAFE

@@ -43,6 +43,7 @@ class Job:
     error: str | None = None
     run_id: int | None = None  # the stored run, once the job has recorded it
     text: str = ""  # a single answer's text so far
+    kind: str = "job"  # "answer" for a single streamed answer
     started_at: float = field(default_factory=time.monotonic)
     finished_at: float | None = None
     _thread: threading.Thread | None = None
@@ -86,13 +87,13 @@ _jobs: dict[str, Job] = {}
 _jobs_lock = threading.Lock()
 
 
-def start_job(title: str, work: Callable[[Job], Any]) -> Job:
+def start_job(title: str, work: Callable[[Job], Any], *, kind: str = "job") -> Job:
     """Run `work(job)` in a daemon thread; its return value becomes `job.result`.
 
     A WorkbenchError becomes `job.error` as written; anything else is logged with its traceback
     and summarised, so the page can show a message instead of a traceback.
     """
-    job = Job(id=uuid.uuid4().hex, title=title)
+    job = Job(id=uuid.uuid4().hex, title=title, kind=kind)
 
     def target() -> None:
         try:
@@ -160,7 +161,7 @@ def stream_answer(
             job.add_text(piece)
         return Answer(streamed.output, streamed.cached)
 
-    return start_job(f"one answer from {version.ref}", work)
+    return start_job(f"one answer from {version.ref}", work, kind="answer")
 
 
 def _forget_old() -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from workbench import jobs, testsets
-from workbench.app import state
+from workbench.app import memory, state
 from workbench.datasets import Dataset, parse_dataset
 from workbench.errors import WorkbenchError
 from workbench.library import Library, VersionInfo
@@ -32,25 +32,13 @@ from workbench.templates import Rendered
 
 log = logging.getLogger("workbench.app")
 
-# Widget values that follow the person from page to page (Streamlit forgets a widget's value
-# when a page without it runs, unless it is written back at the top of each page).
-SHARED_KEYS = (
-    "model_spec",
-    "model_dtype",
-    "model_trust_remote_code",
-    "model_source",
-    "model_server_url",
-    "model_server_model",
-    "model_server_key",
-)
 MODEL_SOURCES = ("Local model", "OpenAI-compatible server")
 
 
 def page(title: str, caption: str) -> None:
     st.set_page_config(page_title=f"{title} · Prompt Workbench", page_icon="🧪", layout="wide")
-    for key in SHARED_KEYS:
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+    memory.keep_choices()
+    st.session_state.pop(URL_PICKER, None)  # the first picker of this rerun takes the address
     st.title(title)
     st.caption(caption)
 
@@ -97,6 +85,9 @@ def model_sidebar() -> state.ModelChoice:
     st.session_state.setdefault("model_server_url", settings.openai.base_url)
     st.session_state.setdefault("model_server_model", settings.openai.model)
     st.session_state.setdefault("model_server_key", "")
+    asked = memory.requested("model_spec", "model")
+    if asked is not None and asked["model"]:
+        _select_model(asked["model"])
     with st.sidebar:
         st.subheader("Model")
         source = st.radio("Source", MODEL_SOURCES, key="model_source", horizontal=True)
@@ -148,7 +139,27 @@ def model_sidebar() -> state.ModelChoice:
             st.caption("Loads on the first run (once per server).")
         else:
             st.caption("The server is contacted on the first run.")
+    default = (
+        f"openai:{settings.openai.model}@{settings.openai.base_url}"
+        if remote_default
+        else settings.model
+    )
+    memory.show_in_url("model_spec", model=None if choice.spec == default else choice.spec)
     return choice
+
+
+def _select_model(spec: str) -> None:
+    """Fill the model fields from an address's `model=`: a local spec, or `openai:NAME@URL`
+    (the API key is never in an address)."""
+    if spec.startswith("openai:"):
+        name, _, url = spec.removeprefix("openai:").partition("@")
+        st.session_state["model_source"] = MODEL_SOURCES[1]
+        st.session_state["model_server_model"] = name
+        if url:
+            st.session_state["model_server_url"] = url
+    else:
+        st.session_state["model_source"] = MODEL_SOURCES[0]
+        st.session_state["model_spec"] = spec
 
 
 PARAM_HELP = {
@@ -262,6 +273,10 @@ def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
     }
 
 
+LAST_PICK = "wb:last-pick"  # (prompt, version) last picked on any page: where others start
+URL_PICKER = "wb:url-picker"  # the picker of this rerun that reads and writes the address
+
+
 def version_picker(
     lib: Library,
     key: str,
@@ -269,19 +284,41 @@ def version_picker(
     label: str = "Prompt",
     default: str | None = None,
     versions_back: int = 0,
+    url: bool | None = None,
 ) -> VersionInfo | None:
     """Pick a prompt and one of its versions (latest first, labels shown).
 
     `versions_back` preselects an earlier version (1 = the one before the latest), which is
     what a second Compare column usually wants.
+
+    The choice is remembered: through page switches (its widget values are kept, see
+    `memory`), across pages (a page opened for the first time starts on the prompt last picked
+    anywhere, unless `default` names one), and in the address as `?prompt=<name>&v=<number>`,
+    so a link or the back button reopens it. `url=None` gives the address to the first picker
+    drawn on the page; `url=False` keeps a picker out of it (a second Compare column).
     """
     prompts = lib.list_prompts()
     if not prompts:
         st.info("The library is empty: create a prompt on the Compose page or import one.")
         return None
     names = [p.name for p in prompts]
-    if default in names and key not in st.session_state:
-        st.session_state[key] = default
+    latest = {p.name: p.latest for p in prompts}
+    if url is None:
+        url = st.session_state.get(URL_PICKER, key) == key
+        if url:
+            st.session_state[URL_PICKER] = key
+    if url:
+        asked = memory.requested(key, "prompt", "v")
+        if asked is not None:
+            _apply_address(asked, key, latest)
+    if key not in st.session_state:
+        last = st.session_state.get(LAST_PICK)
+        if default in names:
+            st.session_state[key] = default
+        elif last is not None and last[0] in names:
+            st.session_state[key] = last[0]
+            if versions_back == 0 and 1 <= last[1] <= latest[last[0]]:
+                st.session_state.setdefault(f"{key}:version:{last[0]}", last[1])
     name = st.selectbox(label, names, key=key)
     summary = next(p for p in prompts if p.name == name)
     by_version: dict[int, list[str]] = {}
@@ -289,7 +326,7 @@ def version_picker(
         by_version.setdefault(number, []).append(label_name)
     numbers = list(range(summary.latest, 0, -1))
     version_key = f"{key}:version:{name}"
-    if version_key not in st.session_state:
+    if st.session_state.get(version_key) not in numbers:
         st.session_state[version_key] = numbers[min(versions_back, len(numbers) - 1)]
     number = st.selectbox(
         "Version",
@@ -299,7 +336,77 @@ def version_picker(
         ),
         key=version_key,
     )
+    st.session_state[LAST_PICK] = (name, number)
+    if url:
+        memory.show_in_url(key, prompt=name, v=number)
     return lib.get(f"{name}@{number}")
+
+
+def prompt_select(names: Sequence[str], key: str, label: str = "Prompt") -> str:
+    """A prompt chooser without versions (Library) that remembers like `version_picker`: it
+    opens on the address's `prompt=`, else on the prompt last picked on any page, and puts its
+    choice in the address."""
+    asked = memory.requested(key, "prompt")
+    if asked is not None and asked["prompt"] is not None:
+        if asked["prompt"] in names:
+            st.session_state[key] = asked["prompt"]
+        else:
+            st.warning(
+                escape_markdown(
+                    f"The address asks for prompt {asked['prompt']!r}, which is not in the "
+                    "library: showing the default prompt instead."
+                )
+            )
+    elif key not in st.session_state:
+        last = st.session_state.get(LAST_PICK)
+        if last is not None and last[0] in names:
+            st.session_state[key] = last[0]
+    name: str = st.selectbox(label, names, key=key)
+    last = st.session_state.get(LAST_PICK)
+    if last is None or last[0] != name:
+        st.session_state[LAST_PICK] = (name, 0)  # 0: no version chosen, the latest
+    memory.show_in_url(key, prompt=name, v=None)
+    return name
+
+
+def url_run(key: str) -> int | None:
+    """A run the address newly names (`run=42`) for the view `key`, or None; a value that is
+    not a run number is one line."""
+    asked = memory.requested(key, "run")
+    if asked is None or asked["run"] is None:
+        return None
+    if asked["run"].isdigit():
+        return int(asked["run"])
+    st.warning(escape_markdown(f"The address names run {asked['run']!r}, which is not a number."))
+    return None
+
+
+def _apply_address(asked: Mapping[str, str | None], key: str, latest: Mapping[str, int]) -> None:
+    """Select what the address asks for; a name or version the library does not have is one
+    line, and the picker keeps its default."""
+    name: str | None = asked.get("prompt") or st.session_state.get(key)
+    if name is None or name not in latest:
+        st.warning(
+            escape_markdown(
+                f"The address asks for prompt {asked.get('prompt')!r}, which is not in the "
+                "library: showing the default prompt instead."
+            )
+        )
+        return
+    st.session_state[key] = name
+    wanted = asked.get("v")
+    if wanted is None:
+        return
+    if wanted.isdigit() and 1 <= int(wanted) <= latest[name]:
+        st.session_state[f"{key}:version:{name}"] = int(wanted)
+        return
+    st.session_state[f"{key}:version:{name}"] = latest[name]
+    st.warning(
+        escape_markdown(
+            f"The address asks for version {wanted!r} of {name}, which has versions 1 to "
+            f"{latest[name]}: showing v{latest[name]} instead."
+        )
+    )
 
 
 # Every ASCII punctuation character Markdown (CommonMark, GitHub's extensions, Streamlit's
@@ -422,12 +529,19 @@ def rows_input(variables: Sequence[str], defaults: Mapping[str, Any], key: str) 
         name: (defaults.get(name) if isinstance(defaults.get(name), str) else "")
         for name in variables
     }
-    frame = st.data_editor(
-        pd.DataFrame([starter], columns=list(variables) or ["text"]),
-        num_rows="dynamic",
-        width="stretch",
-        key=f"{key}:rows",
-    )
+    # The table's edits are widget state, which a page switch drops: the rows as last edited
+    # are kept under a plain key and become the table's starting rows when it is drawn anew
+    # (with other variables, another prompt, it starts from the prompt's sample again).
+    columns = list(variables) or ["text"]
+    editor, base_key, last_key = f"{key}:rows", f"wb:rows-base:{key}", f"wb:rows-last:{key}"
+    base = st.session_state.get(base_key)
+    if editor not in st.session_state or base is None or list(base.columns) != columns:
+        last = st.session_state.get(last_key)
+        fits = last is not None and list(last.columns) == columns
+        base = last if fits else pd.DataFrame([starter], columns=columns)
+        st.session_state[base_key] = base
+    frame = st.data_editor(base, num_rows="dynamic", width="stretch", key=editor)
+    st.session_state[last_key] = frame
     rows = tuple(
         {k: ("" if pd.isna(v) else str(v)) for k, v in row.items()}
         for row in frame.to_dict("records")

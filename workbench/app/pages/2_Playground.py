@@ -6,18 +6,19 @@ import pandas as pd
 import streamlit as st
 
 from workbench import jobs
-from workbench.app import state, ui
+from workbench.app import memory, state, ui
 from workbench.datasets import Dataset, check_columns
+from workbench.errors import NotFoundError
 from workbench.exchange import export_outputs
 from workbench.library import VersionInfo
 from workbench.params import GenerationParams
 from workbench.runner import Runner, RunSummary, required_variables
-from workbench.runs import OutputRecord
+from workbench.runs import OutputRecord, get_run, run_outputs
 
 ui.page("Playground", "Run a prompt version on the model on this machine: one input, or a dataset.")
 lib = ui.load_library()
 choice = ui.model_sidebar()
-version = ui.version_picker(lib, "play_prompt", default=st.session_state.get("compose_prompt"))
+version = ui.version_picker(lib, "play_prompt")
 if version is None:
     st.stop()
     raise SystemExit  # unreachable: st.stop raises; tells the type checker version is set
@@ -60,6 +61,53 @@ def show_output(output: OutputRecord, cached: bool) -> None:
 single_tab, dataset_tab = st.tabs(["One input", "Dataset"])
 
 SINGLE_JOB, DATASET_JOB = "play_single_job", "play_dataset_job"
+OPENED = "play_opened_run"  # a stored run named in the address, shown when no job is
+
+
+def open_from_address() -> None:
+    """`?run=42`: watch that run's job if it still works in this server (a reload during a
+    run), else show its stored outputs."""
+    asked = memory.requested(OPENED, "run")
+    if asked is None or asked["run"] is None:
+        return
+    value = asked["run"]
+    job = jobs.find_run_job(int(value)) if value.isdigit() else None
+    if job is not None:
+        st.session_state[SINGLE_JOB if job.kind == "answer" else DATASET_JOB] = job.id
+        st.session_state.pop(OPENED, None)
+        return
+    try:
+        st.session_state[OPENED] = get_run(lib.store, int(value)).id if value.isdigit() else 0
+    except NotFoundError:
+        st.session_state[OPENED] = 0
+    if not st.session_state[OPENED]:
+        st.session_state.pop(OPENED)
+        st.warning(ui.escape_markdown(f"The address names run {value!r}, which is not stored."))
+
+
+def address_follows_the_newest_run() -> None:
+    """Put the newest run this page started in the address, so a reload or a link reopens it."""
+    started = [
+        j for j in (jobs.get_job(st.session_state.get(k)) for k in (SINGLE_JOB, DATASET_JOB))
+    ]
+    newest = max((j for j in started if j and j.run_id), key=lambda j: j.started_at, default=None)
+    if newest is not None and newest.run_id is not None:
+        if st.session_state.get(OPENED) not in (None, newest.run_id):
+            st.session_state.pop(OPENED)
+        memory.show_in_url(OPENED, run=newest.run_id)
+
+
+def opened_outputs(single: bool) -> list[OutputRecord]:
+    """The outputs of the run opened from the address, for the tab that shows its kind."""
+    run_id = st.session_state.get(OPENED)
+    if run_id is None:
+        return []
+    outputs = run_outputs(lib.store, run_id)
+    return outputs if (len(outputs) == 1) == single else []
+
+
+open_from_address()
+address_follows_the_newest_run()
 
 
 def start_answer() -> jobs.Job:
@@ -98,6 +146,9 @@ with single_tab:
     )
     ui.run_button("Run", key="play_run", state_key=SINGLE_JOB, start=start_answer, action="Running")
     ui.watch_job(SINGLE_JOB, "play_stop", show_answer, stopped=answer_stopped)
+    if jobs.get_job(st.session_state.get(SINGLE_JOB)) is None:
+        for opened in opened_outputs(single=True):
+            show_output(opened, opened.cached)
 
 
 def start_dataset_job(runner: Runner, version: VersionInfo, rows: Dataset) -> jobs.Job:
@@ -213,7 +264,8 @@ with dataset_tab, ui.guard("Reading the rows"):
         dataset = ui.map_columns(
             dataset, ui.text_variables(variables, defaults), key=f"play_ds:{version.ref}"
         )
-        st.caption(ui.escape_markdown(f"{len(dataset.rows)} rows from {dataset.name}"))
+        n = len(dataset.rows)
+        st.caption(ui.escape_markdown(f"{n} row{'' if n == 1 else 's'} from {dataset.name}"))
         rows = dataset
         ui.run_button(
             "Run dataset",
@@ -222,3 +274,8 @@ with dataset_tab, ui.guard("Reading the rows"):
             start=lambda: start_dataset_job(state.runner(choice), picked, rows),
         )
     ui.watch_job(DATASET_JOB, "play_cancel", show_job, stopped=dataset_stopped)
+    if jobs.get_job(st.session_state.get(DATASET_JOB)) is None:
+        outputs = opened_outputs(single=False)
+        if outputs:
+            st.caption(f"Run {outputs[0].run_id}, opened from the address")
+            st.dataframe(outputs_frame(outputs), hide_index=True, width="stretch")

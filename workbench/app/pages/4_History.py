@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from workbench import exchange, history
-from workbench.app import state, ui
+from workbench.app import memory, state, ui
 from workbench.history import HistoryFilter, HistoryPage
 from workbench.runner import Progress
 from workbench.runs import get_run, run_outputs, run_votes
@@ -200,7 +200,7 @@ with runs_tab, ui.guard("Listing the runs"):
 # --- one run ----------------------------------------------------------------------------------
 st.subheader("Open a run")
 run_ids = [r.id for r in runs_page.rows] if runs_page else []
-pending = st.session_state.pop("history:open_next", None)
+pending = st.session_state.pop("history:open_next", ui.url_run("history:open"))
 if pending is not None:
     if pending not in run_ids:
         run_ids.insert(0, pending)
@@ -211,6 +211,7 @@ if not run_ids:
 if st.session_state.get("history:open") not in run_ids:
     st.session_state.pop("history:open", None)
 run_id = st.selectbox("Run", run_ids, key="history:open", format_func=lambda i: f"Run {i}")
+memory.show_in_url("history:open", run=run_id)  # a reload or a link reopens this run
 for message in st.session_state.pop("history:flash", []):
     st.success(message)
 

@@ -151,7 +151,7 @@ else:
 # --- one prompt: timeline, labels, files ---------------------------------------------------------
 if prompts:
     names = [p.name for p in prompts]
-    name = st.selectbox("Prompt", names, key="library_prompt")
+    name = ui.prompt_select(names, key="library_prompt")
     with ui.guard(f"Showing {name}"):
         versions = lib.versions(name)
         by_number = {v.number: v for v in versions}

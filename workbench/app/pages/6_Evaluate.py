@@ -180,7 +180,10 @@ def start(rows: Dataset) -> jobs.Job:
         title = f"stability of {', '.join(refs)} on {len(rows.rows)} rows × {seeds} seeds"
         return jobs.start_job(title, measure_stability)
     extra = scorers.parse_assertion_lines(assertions_text)
-    evaluate.plan(lib, refs, rows, extra)  # every mistake but the model's before a row runs
+    # Every mistake before a row runs. A server's backend says what it cannot score without
+    # contacting it; a local model scores everything, and loads in the job.
+    remote = choice.spec.startswith("openai:")
+    evaluate.plan(lib, refs, rows, extra, state.backend(choice) if remote else None)
 
     def work(job: jobs.Job) -> EvalReport:
         return evaluate.evaluate(

@@ -208,3 +208,17 @@ def test_the_model_in_the_address(app_env: Path, tmp_path: Path) -> None:
     assert server.radio(key="model_source").value == "OpenAI-compatible server"
     assert server.text_input(key="model_server_model").value == "tiny"
     assert server.text_input(key="model_server_url").value == "http://127.0.0.1:9/v1"
+
+
+def test_a_compose_draft_survives_a_visit_to_another_page(app_env: Path) -> None:
+    at = _go(_home(), COMPOSE)
+    at.selectbox(key="compose_prompt").set_value(PROMPT).run()
+    key = f"compose:{PROMPT}@1:"
+    at.text_input(key=key + "description").set_value("a draft in progress").run()
+    at.text_area(key=key + "body").set_value("user:\n{{ text }} (draft)\n").run()
+    _go(at, PLAY)
+    assert at.selectbox(key="play_prompt").value == PROMPT
+    _go(at, COMPOSE)
+    assert at.selectbox(key="compose_prompt").value == PROMPT
+    assert at.text_input(key=key + "description").value == "a draft in progress"
+    assert at.text_area(key=key + "body").value == "user:\n{{ text }} (draft)\n"

@@ -24,11 +24,17 @@ import re
 import streamlit as st
 
 # Widget keys that are values (selectboxes, text, numbers, checkboxes, radios, multiselects),
-# matched from the start of the key: choices of prompt, version, model, parameters and inputs.
+# matched from the start of the key: choices of prompt, version, model, parameters and inputs,
+# and a Compose draft. A page that adds a value widget worth keeping adds its key here (every
+# page must know it: the page without the widget is the one that keeps it).
 KEPT = re.compile(
     r"^(?:"
     r"model_(?:spec|dtype|trust_remote_code|source|server_url|server_model|server_key)$"
     r"|play_prompt(?::version:.*)?$|compose_prompt(?::version:.*)?$|compose_source$"
+    r"|compose_technique$|compose_new_name$|compose:.*:(?:description|techniques|mode|body"
+    r"|persona_on|persona|schema|cot|trigger|sc|samples|answer_pattern|note|var:.*)$"
+    r"|cmp_prompt_\d+(?::version:.*)?$|cmp_(?:model|params)_\d+$|cmp_use_cache$"
+    r"|cmp_assertions$|cmp_rows:(?:source|map:.*)$"
     r"|param:.*|play_var:.*|play_use_cache$|play_ds:.*:(?:source|map:.*)$"
     r"|library_prompt$|library_file_version:.*"
     r"|history:(?:prompt|version:.*|model|status|search_in|open)$"

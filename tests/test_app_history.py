@@ -187,12 +187,23 @@ def download(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], bytes]:
     return data
 
 
+def generate(at: Any, button: str) -> None:
+    """Click Run again or Resume, wait for the background job, redraw the page."""
+    from workbench import jobs
+
+    at.button(key=button).click().run()
+    assert not at.exception, at.exception
+    job = jobs.get_job(at.session_state["history:job"])
+    assert job is not None and job.wait(120)
+    at.run()
+
+
 def test_run_again_stores_a_new_run_with_the_same_versions_rows_and_overrides(
     make_run: Any,
 ) -> None:
     run_id = make_run(REVIEWS[:2], max_new_tokens=2)
     at = open_page()
-    at.button(key="history:rerun").click().run()
+    generate(at, "history:rerun")
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert run_count() == 2
@@ -215,7 +226,7 @@ def test_resume_generates_only_the_missing_outputs(make_run: Any) -> None:
         s.execute(delete(Output).where(Output.id.in_([before[1].id, before[3].id])))
     at = open_page()
     assert "2 output(s) are missing" in " ".join(c.value for c in at.caption)
-    at.button(key="history:resume").click().run()
+    generate(at, "history:resume")
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
 
@@ -238,7 +249,7 @@ def test_resuming_with_another_model_shows_the_runners_message(make_run: Any) ->
         s.execute(update(Run).where(Run.id == run_id).values(model="someone-elses-model"))
         s.execute(delete(Output).where(Output.run_id == run_id, Output.row_index == 1))
     at = open_page()
-    at.button(key="history:resume").click().run()
+    generate(at, "history:resume")
     assert not at.exception, at.exception
     errors = " ".join(shown(e.value) for e in at.error)
     assert "used someone-elses-model" in errors and "load that model to resume it" in errors

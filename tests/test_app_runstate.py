@@ -212,3 +212,30 @@ def test_evaluate_shows_its_run_at_once_and_stop_keeps_the_scored_rows(slow_mode
     assert kept < 20
     assert shown(at.warning[0].value) == f"Stopped: {kept} of 20 rows kept and scored."
     assert not at.button(key="eval_run").disabled
+
+
+def test_history_runs_again_in_the_background_with_stop(
+    slow_model: None, tiny_backend: Any
+) -> None:
+    lib = open_library()
+    rows = [{"text": f"row {i}"} for i in range(20)]
+    first = Runner(lib, tiny_backend).run([lib.get(REF)], rows, overrides={"max_new_tokens": 2})
+    at = app_test("pages/4_History.py").run()
+    at.selectbox(key="history:open").set_value(first.run.id).run()
+    at.checkbox(key=f"history:rerun:cache:{first.run.id}").uncheck().run()
+    began = time.perf_counter()
+    at.button(key="history:rerun").click().run()
+    took = time.perf_counter() - began
+    assert not at.exception, at.exception
+    assert f"Running run {first.run.id} again" in _status(at)
+    assert at.button(key="history:rerun").disabled
+    print(f"History 'Run again' click -> running state (AppTest): {took * 1000:.0f} ms")
+    assert took < 2.0
+    job = _job(at, "history:job")
+    at.button(key="history:stop").click().run()
+    assert job.wait(60) and job.cancelled and job.error is None, job.error
+    at.run()
+    assert not at.exception, at.exception
+    warning = shown(at.warning[0].value)
+    assert warning.startswith("Stopped: ") and f"kept in run {job.run_id}" in warning
+    assert at.selectbox(key="history:open").value == job.run_id  # the new run is opened

@@ -14,10 +14,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import exchange, history
+from workbench import exchange, history, jobs
 from workbench.app import memory, state, ui
 from workbench.history import HistoryFilter, HistoryPage
-from workbench.runner import Progress
 from workbench.runs import get_run, run_outputs, run_votes
 
 ANY = "(any)"
@@ -218,17 +217,27 @@ for message in st.session_state.pop("history:flash", []):
 runner = state.runner(choice)  # the model loads only if this run is re-run or resumed
 
 
-def progress_bar() -> Any:
-    bar = st.progress(0.0, text="Starting…")
+JOB = "history:job"  # the run again / resume job of this session
 
-    def update(p: Progress) -> None:
-        eta = f", about {p.eta_s:.0f} s left" if p.eta_s else ""
-        bar.progress(
-            min(1.0, p.done / p.total) if p.total else 1.0,
-            text=f"{p.done}/{p.total} outputs ({p.cached} from the cache){eta}",
-        )
 
-    return update
+def show_job(job: jobs.Job) -> None:
+    """When the job has ended: its error as one line, or the run it made, opened once."""
+    p = job.progress
+    if not job.done:
+        st.progress(min(1.0, p.done / p.total) if p and p.total else 0.0)
+        return
+    if job.error:
+        st.error(ui.escape_markdown(f"The run stopped: {job.error}"))
+    elif job.result is not None and st.session_state.get(f"{JOB}:opened") != job.id:
+        st.session_state[f"{JOB}:opened"] = job.id
+        new_run_id, message = job.result
+        open_run(new_run_id, message)
+
+
+def job_stopped(job: jobs.Job) -> str:
+    p = job.progress
+    kept = f"{p.done} of {p.total} outputs" if p and p.total else "the outputs finished"
+    return f"Stopped: {kept} kept in run {job.run_id}; resume it to finish."
 
 
 def open_run(new_run_id: int, message: str) -> None:
@@ -359,21 +368,28 @@ with ui.guard(f"Opening run {run_id}"):
         value=request.use_cache,
         key=f"history:rerun:cache:{run_id}",
     )
-    if st.button("Run again", key="history:rerun", type="primary"):
+
+    def run_again() -> jobs.Job:
+        """A new run of the same request, generated in the background (the model loads there)."""
         versions = [lib.get(ref) for ref in request.versions]
-        summary = runner.run(
-            versions,
-            request.rows,
-            overrides=request.overrides,
-            samples=request.samples,
-            use_cache=use_cache,
-            progress=progress_bar(),
-        )
-        open_run(
-            summary.run.id,
-            f"Run {summary.run.id} ({summary.run.status}): {summary.run.done}/"
-            f"{summary.run.total} outputs, {summary.run.cached} from the cache.",
-        )
+
+        def work(job: jobs.Job) -> tuple[int, str]:
+            job.run_id = runner.start(
+                versions,
+                request.rows,
+                overrides=request.overrides,
+                samples=request.samples,
+                use_cache=use_cache,
+            )
+            run = runner.execute(job.run_id, progress=job.report, cancel=job.cancel).run
+            return run.id, (
+                f"Run {run.id} ({run.status}): {run.done}/{run.total} outputs, "
+                f"{run.cached} from the cache."
+            )
+
+        return jobs.start_job(f"run {run_id} again", work)
+
+    ui.run_button("Run again", key="history:rerun", state_key=JOB, start=run_again)
 
     if record.done < record.total:
         missing = record.total - record.done
@@ -388,10 +404,16 @@ with ui.guard(f"Opening run {run_id}"):
                 else ""
             )
         )
-        if st.button(f"Resume run {run_id}", key="history:resume"):
-            summary = runner.resume(run_id, progress=progress_bar())
-            open_run(
-                run_id,
-                f"Run {run_id} resumed ({summary.run.status}): {summary.run.done}/"
-                f"{summary.run.total} outputs.",
-            )
+
+        def resume() -> jobs.Job:
+            def work(job: jobs.Job) -> tuple[int, str]:
+                job.run_id = run_id
+                run = runner.resume(run_id, progress=job.report, cancel=job.cancel).run
+                return run_id, (
+                    f"Run {run_id} resumed ({run.status}): {run.done}/{run.total} outputs."
+                )
+
+            return jobs.start_job(f"resuming run {run_id}", work)
+
+        ui.run_button(f"Resume run {run_id}", key="history:resume", state_key=JOB, start=resume)
+    ui.watch_job(JOB, "history:stop", show_job, stopped=job_stopped)

@@ -33,6 +33,9 @@ STREAMLIT_OPTIONS: dict[str, str] = {
     "server.maxUploadSize": "20",  # MB; prompt files are limited to 1 MB each, zips to 64 MB
     "server.fileWatcherType": "none",  # the code does not change under a running server
     "server.runOnSave": "false",
+    # Pages keep their choices by writing widget values back each rerun (app/memory.py), which
+    # is what this warning is about: not a mistake here.
+    "global.disableWidgetStateDuplicationWarning": "true",
     # Otherwise the page fetches a metrics file from the internet.
     "browser.gatherUsageStats": "false",
     # We print the URL ourselves; Streamlit's welcome message looks up this machine's public IP

@@ -113,7 +113,7 @@ def test_run_one_input_streams_and_stores(
     assert out == text + "\n"
     status = err.strip().splitlines()[-1]
     assert re.fullmatch(
-        r"\[zero-shot-sentiment-chat@1 · length · \d+\+8 tokens · [\d.]+ tok/s"
+        r"\[zero-shot-sentiment-chat@1 · length · \d+\+8 tokens · [\d.]+ s · [\d.]+ tok/s"
         r"( · first token [\d.]+ s)? · run 1\]",
         status,
     ), status
@@ -166,12 +166,16 @@ def test_run_dataset_prints_a_summary(cli: Cli, tiny_model_dir: Path, tmp_path: 
     rows = write_csv(tmp_path / "rows.csv", REVIEWS[:4])
     out, err = ok(cli("run", "zero-shot-sentiment", "--dataset", rows, "--model", tiny_model_dir))
     lines = out.splitlines()
-    assert lines[0].split() == ["ROW", "SAMPLE", "FINISH", "TOKENS", "SECONDS", "CACHED", "OUTPUT"]
+    assert lines[0].split() == ["ROW", "SAMPLE", "FINISH", "TOKENS", "LATENCY", "OUTPUT"]
     assert [line.split()[0] for line in lines[2:6]] == ["1", "2", "3", "4"]
     assert re.match(r"run 1: done · 4/4 outputs · 0 cached · ", lines[-1]), lines[-1]
+    # greedy rows share a batch: each row names it rather than claiming the time as its own
+    assert all(re.search(r" batch of [2-4], [\d.]+ s ", line) for line in lines[2:6]), lines
     assert "4/4" in err  # the progress bar
     out2, _ = ok(cli("run", "zero-shot-sentiment", "--dataset", rows, "--model", tiny_model_dir))
     assert "run 2: done · 4/4 outputs · 4 cached" in out2
+    # a cached answer's time is its original generation's, and says so
+    assert [line.count("cached (original ") for line in out2.splitlines()[2:6]] == [1, 1, 1, 1]
 
 
 def test_run_samples_prints_the_vote(cli: Cli, tiny_model_dir: Path) -> None:

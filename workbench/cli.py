@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from . import json_text
+from . import json_text, wording
 from .config import Settings
 from .errors import WorkbenchError
 
@@ -516,9 +516,11 @@ def run_command(
         click.echo()
         out = streamed.output
         assert out is not None
-        rate = (out.completion_tokens or 0) / out.latency_s if out.latency_s else 0.0
         ttft = f" · first token {out.ttft_s:.2f} s" if out.ttft_s is not None else ""
-        origin = "cached" if out.cached else f"{rate:.1f} tok/s{ttft}"
+        if out.cached:  # the time is the original generation's, not this answer's
+            origin = wording.latency_text(out)
+        else:
+            origin = f"{wording.latency_text(out)} · {wording.tokens_per_s_text(out)} tok/s{ttft}"
         click.echo(
             f"[{out.prompt}@{out.version} · {out.finish_reason} · {out.prompt_tokens}+"
             f"{out.completion_tokens} tokens · {origin} · run {out.run_id}]",
@@ -549,15 +551,14 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
         )
         return
     _table(
-        ["ROW", "SAMPLE", "FINISH", "TOKENS", "SECONDS", "CACHED", "OUTPUT"],
+        ["ROW", "SAMPLE", "FINISH", "TOKENS", "LATENCY", "OUTPUT"],
         [
             [
                 o.row_index + 1,
                 o.sample_index,
                 o.finish_reason or "error",
                 f"{o.prompt_tokens}+{o.completion_tokens}",
-                f"{o.latency_s:.2f}" if o.latency_s is not None else "-",
-                "yes" if o.cached else "",
+                wording.latency_text(o),
                 (o.text or o.error or "").replace("\n", " ")[:70],
             ]
             for o in summary.outputs
@@ -861,7 +862,8 @@ def testsets_save(name: str, file: Path, note: str) -> None:
 
     info, created = save_test_set(_library().store, name, read_dataset(file), note)
     state = "saved as" if created else "unchanged: same rows as"
-    click.echo(f"{state} {info.ref} ({info.rows} rows; columns {', '.join(info.columns)})")
+    rows = wording.plural(info.rows, "row")
+    click.echo(f"{state} {info.ref} ({rows}; columns {', '.join(info.columns)})")
 
 
 @testsets_app.command("list")

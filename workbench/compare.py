@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import evaluate
+from . import evaluate, wording
 from .answers import answer_key
 from .backends.base import Cancel
 from .errors import WorkbenchError
@@ -303,8 +303,11 @@ def column_stats(
     for c, column in enumerate(comparison.columns):
         outs = comparison.column(c)
         ok = [o for o in outs if o.error is None]
-        latencies = [o.latency_s for o in ok if o.latency_s is not None]
+        # Cached answers carry their original generation's time: not this run's (wording).
+        timed = wording.generated(ok)
+        latencies = wording.timed_latencies(timed)
         tokens = [o.completion_tokens for o in ok if o.completion_tokens is not None]
+        timed_tokens = sum(o.completion_tokens or 0 for o in timed)
         rated = [ratings[o.id] for o in outs if o.id in ratings]
         stars = [r.stars for r in rated if r.stars is not None]
         stats.append(
@@ -316,7 +319,7 @@ def column_stats(
                 median_latency_s=statistics.median(latencies) if latencies else None,
                 mean_completion_tokens=statistics.fmean(tokens) if tokens else None,
                 tokens_per_s=(
-                    sum(tokens) / sum(latencies) if latencies and sum(latencies) > 0 else None
+                    timed_tokens / sum(latencies) if latencies and sum(latencies) > 0 else None
                 ),
                 agreement=agree[c],
                 thumbs_up=sum(r.verdict == 1 for r in rated),

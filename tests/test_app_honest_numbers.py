@@ -1,0 +1,34 @@
+"""Honest numbers on the pages other files test in depth: a cached answer in the Playground
+shows its original time as such, never as this answer's latency or rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import app_test
+
+from workbench.runner import Runner
+from workbench.runs import list_runs, run_outputs
+from workbench.workspace import open_library
+
+PLAYGROUND = "pages/2_Playground.py"
+
+
+def test_a_cached_playground_answer_shows_its_original_latency_as_such(app_env: Path) -> None:
+    at = app_test(PLAYGROUND).run()
+    at.selectbox(key="play_prompt").set_value("zero-shot-sentiment-chat").run()
+    at.text_area(key="play_var:zero-shot-sentiment-chat@1:text").set_value("I love it").run()
+    at.number_input(key="param:zero-shot-sentiment-chat@1:max_new_tokens").set_value(5).run()
+    at.button(key="play_run").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Latency"].endswith(" s") and "cached" not in metrics["Latency"]
+    assert metrics["Tokens/s"] != "cached"
+
+    at.button(key="play_run").click().run()  # the same request: answered from the cache
+    assert not at.exception, at.exception
+    store = Runner(open_library()).store
+    first = run_outputs(store, list_runs(store)[-1].id)[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Latency"] == f"cached (original {first.latency_s:.2f} s)"
+    assert metrics["Tokens/s"] == "cached"

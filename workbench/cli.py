@@ -398,6 +398,8 @@ def import_(paths: tuple[Path, ...]) -> None:
         click.echo(f"  new {ref}")
     for line in report.labels:
         click.echo(f"  label {line}")
+    for line in report.moved:  # an edited export can move `production`: say so
+        click.echo(f"  label moved {line}")
 
 
 # --- running ----------------------------------------------------------------------------------

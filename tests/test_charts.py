@@ -17,6 +17,7 @@ class Out:
     cached: bool = False
     completion_tokens: int | None = 4
     batch_size: int | None = 1
+    backend: str = "transformers"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from workbench import wording
+from workbench.backends.base import REMOTE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,7 @@ class Out:
     completion_tokens: int | None = 10
     cached: bool = False
     batch_size: int | None = 1
+    backend: str = "transformers"
 
 
 def test_a_generated_answer_shows_its_own_time_and_rate() -> None:
@@ -32,6 +34,12 @@ def test_a_batched_row_names_its_batch() -> None:
     out = Out(latency_s=2.1, batch_size=8)
     assert wording.latency_text(out) == "batch of 8, 2.10 s"
     assert wording.tokens_per_s_text(out) == "4.8 (batch of 8)"
+
+
+def test_a_server_row_names_the_requests_it_ran_beside() -> None:
+    out = Out(latency_s=2.1, batch_size=4, backend=REMOTE_PREFIX)
+    assert wording.latency_text(out) == "4 requests at once, 2.10 s"
+    assert wording.REMOTE_BACKEND == REMOTE_PREFIX
 
 
 def test_no_latency_is_a_dash() -> None:

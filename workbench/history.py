@@ -102,6 +102,7 @@ class HistoryRow:
     cached: bool
     error: str | None
     batch_size: int | None = None  # how many rows shared the generation's time (wording)
+    backend: str = "transformers"
     verdict: int | None = None
     stars: int | None = None
 
@@ -202,6 +203,7 @@ def search_outputs(
                 Output.cached,
                 Output.error,
                 Output.batch_size,
+                Output.backend,
                 Prompt.name,
                 PromptVersion.number,
                 Rating.verdict,
@@ -242,6 +244,7 @@ def search_outputs(
             cached=bool(r.cached),
             error=r.error,
             batch_size=r.batch_size,
+            backend=r.backend,
             verdict=r.verdict,
             stars=r.stars,
         )

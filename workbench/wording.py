@@ -15,6 +15,8 @@ import statistics
 from collections.abc import Iterable
 from typing import Protocol
 
+# backends.base.REMOTE_PREFIX (this module sits below the backends; a test keeps them equal)
+REMOTE_BACKEND = "openai"
 REVISION_DIGITS = 12  # hex digits of a revision shown: as many as git's own short hashes
 _HASH_TAIL = re.compile(r"^(?P<prefix>.*?)(?P<digits>[0-9a-f]{16,})$")
 
@@ -34,6 +36,9 @@ class Timed(Protocol):
     @property
     def batch_size(self) -> int | None: ...
 
+    @property
+    def backend(self) -> str: ...
+
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """`1 row`, `2 rows`, `0 rows`; `nouns` for an irregular plural (`1 was`, `2 were`)."""
@@ -48,6 +53,14 @@ def batched(output: Timed) -> bool:
     return (output.batch_size or 1) > 1
 
 
+def shared_with(output: Timed) -> str:
+    """What a row shared its time with: a local batch generates its rows together; a server
+    was sent that many requests at once (each timed on its own, while the others ran)."""
+    if output.backend == REMOTE_BACKEND:
+        return f"{output.batch_size} requests at once"
+    return f"batch of {output.batch_size}"
+
+
 def latency_text(output: Timed) -> str:
     """An output's latency as it should be read.
 
@@ -60,7 +73,7 @@ def latency_text(output: Timed) -> str:
     if output.cached:
         return f"cached (original {seconds(output.latency_s)})"
     if batched(output):
-        return f"batch of {output.batch_size}, {seconds(output.latency_s)}"
+        return f"{shared_with(output)}, {seconds(output.latency_s)}"
     return seconds(output.latency_s)
 
 
@@ -73,7 +86,7 @@ def tokens_per_s_text(output: Timed) -> str:
     if latency <= 0:
         return "–"
     rate = f"{tokens / latency:.1f}"
-    return f"{rate} (batch of {output.batch_size})" if batched(output) else rate
+    return f"{rate} ({shared_with(output)})" if batched(output) else rate
 
 
 def generated(outputs: Iterable[Timed]) -> list[Timed]:

@@ -76,3 +76,24 @@ def test_score_against_latency_keeps_points_inside_and_skips_cached() -> None:
     )
     assert figure["data"][0]["x"] == [3.0]
     assert figure["layout"]["xaxis"]["range"][1] > 3.0
+
+
+def test_column_means_count_only_the_outputs_generated_now() -> None:
+    from conftest import make_output
+
+    from workbench import compare
+    from workbench.compare import Column, Comparison
+
+    cells = [
+        [
+            make_output("a", id=1, latency_s=1.0),
+            make_output("a", id=2, latency_s=8.35, cached=True),
+        ],
+        [make_output("b", id=3, latency_s=3.0), make_output("b", id=4, latency_s=0.5)],
+    ]
+    columns = [Column(f"c{i}", f"p@{i + 1}", "m", {}, i) for i in range(2)]
+    comparison = Comparison(columns, [{"text": "a"}, {"text": "b"}], cells)
+    first, second = compare.column_stats(comparison, baseline=0)
+    assert first.mean_latency_s == 2.0 and first.tokens_per_s == 8 / 4.0
+    assert second.mean_latency_s == 0.5  # the cached 8.35 s is the original run's, not this one's
+    assert second.tokens_per_s == 4 / 0.5

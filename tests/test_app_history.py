@@ -322,3 +322,6 @@ def test_counts_are_worded_in_the_singular_for_one(make_run: Any) -> None:
     captions = [shown(c.value) for c in at.caption]
     assert any("Same versions, 1 row and parameter overrides" in c for c in captions), captions
     assert not any("row(s)" in c or "1 rows" in c for c in captions)
+    at.text_input(key="history:testset:name").set_value("one").run()
+    at.button(key="history:testset:add").click().run()
+    assert shown(at.success[-1].value) == "Added 1 row: one@1 has 1 row."

@@ -526,9 +526,6 @@ def add_to_test_set(
                 for row in rows
             ]
             info, _ = testsets.add_rows(state.library().store, set_name.strip(), scalar, note)
+            added = f"{len(scalar)} row" + ("" if len(scalar) == 1 else "s")
             plural = "" if info.rows == 1 else "s"
-            st.success(
-                escape_markdown(
-                    f"Added {len(scalar)} row(s): {info.ref} has {info.rows} row{plural}."
-                )
-            )
+            st.success(escape_markdown(f"Added {added}: {info.ref} has {info.rows} row{plural}."))

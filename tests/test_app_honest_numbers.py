@@ -7,6 +7,7 @@ from pathlib import Path
 
 from conftest import app_test
 
+from workbench import jobs
 from workbench.runner import Runner
 from workbench.runs import list_runs, run_outputs
 from workbench.workspace import open_library
@@ -32,3 +33,25 @@ def test_a_cached_playground_answer_shows_its_original_latency_as_such(app_env: 
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Latency"] == f"cached (original {first.latency_s:.2f} s)"
     assert metrics["Tokens/s"] == "cached"
+
+
+def test_a_playground_dataset_table_names_batched_and_cached_rows(app_env: Path) -> None:
+    at = app_test(PLAYGROUND).run()
+    at.selectbox(key="play_prompt").set_value("zero-shot-sentiment-chat").run()
+    rows = {"edited_rows": {0: {"text": "great"}}, "added_rows": [{"text": "awful"}]}
+    at.number_input(key="param:zero-shot-sentiment-chat@1:max_new_tokens").set_value(3).run()
+    store = Runner(open_library()).store
+    for expected in ("batch of 2, ", "cached (original "):  # generated, then from the cache
+        at.session_state["play_ds:zero-shot-sentiment-chat@1:rows"] = {
+            **rows,
+            "deleted_rows": [],
+        }
+        at.button(key="play_run_dataset").click().run()
+        assert not at.exception, at.exception
+        job = jobs.get_job(at.session_state["play_job:zero-shot-sentiment-chat@1"])
+        assert job is not None and job.wait(120) and job.error is None
+        at.run()
+        frame = at.dataframe[-1].value
+        assert all(text.startswith(expected) for text in frame["latency"]), list(frame["latency"])
+    first, second = (run_outputs(store, r.id) for r in reversed(list_runs(store)))
+    assert [o.latency_s for o in first] == [o.latency_s for o in second]  # the original times

@@ -101,9 +101,8 @@ def outputs_frame(outputs: list[OutputRecord]) -> pd.DataFrame:
                 **{k: str(v) for k, v in o.variables.items() if k in variables},
                 "output": o.text,
                 "tokens": o.completion_tokens,
-                "latency (s)": round(o.latency_s or 0.0, 3),
+                "latency": wording.latency_text(o),  # cached and batched rows say so
                 "finish": o.finish_reason,
-                "cached": o.cached,
             }
             for o in sorted(outputs, key=lambda o: (o.row_index, o.sample_index))
         ]

@@ -380,6 +380,8 @@ def test_runs_show(cli: Cli, finished_run: int, tiny_backend: Any) -> None:
     assert first.startswith(f"run {finished_run} · done · zero-shot-sentiment@1 · ")
     assert tiny_backend.info.revision in first and "float32" in first
     assert f"run {finished_run}: done · 3/3 outputs" in out
+    # read back, not executed now: the stored outputs' mean latency, not "0.0 s · 0.0 tok/s"
+    assert re.search(r"· mean latency [\d.]+ s over 3 generated outputs$", out.splitlines()[-1])
     data = json.loads(ok(cli("runs", "show", str(finished_run), "--json"))[0])
     assert len(data["outputs"]) == 3
 

@@ -14,11 +14,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import exchange, history, wording
+from workbench import exchange, history
 from workbench.app import state, ui
 from workbench.history import HistoryFilter, HistoryPage
 from workbench.runner import Progress
 from workbench.runs import get_run, run_outputs, run_votes
+from workbench.wording import latency_text, plural, short_revision
 
 ANY = "(any)"
 SHOWN_OUTPUTS = 20  # outputs of an opened run shown in full; the rest are in the table
@@ -153,7 +154,7 @@ with outputs_tab, ui.guard("Searching the outputs"):
                         "text": (r.text or "") + ("…" if r.truncated else ""),
                         "finish": r.finish_reason,
                         "tokens": r.completion_tokens,
-                        "latency": wording.latency_text(r),
+                        "latency": latency_text(r),
                         "error": r.error,
                         "rating": {1: "👍", -1: "👎"}.get(r.verdict or 0, "")
                         + ("★" * r.stars if r.stars else ""),
@@ -250,7 +251,7 @@ with ui.guard(f"Opening run {run_id}"):
     st.markdown(
         "**Model** "
         + ui.escape_markdown(
-            f"{record.model} · revision {wording.short_revision(record.revision)} · "
+            f"{record.model} · revision {short_revision(record.revision)} · "
             f"{record.dtype} · started {record.created_at:%Y-%m-%d %H:%M:%S} UTC"
             + (f" · finished {record.finished_at:%H:%M:%S}" if record.finished_at else "")
         ),
@@ -282,7 +283,7 @@ with ui.guard(f"Opening run {run_id}"):
                         "text": o.text,
                         "finish": o.finish_reason,
                         "tokens": o.completion_tokens,
-                        "latency": wording.latency_text(o),
+                        "latency": latency_text(o),
                         "error": o.error,
                     }
                     for o in outputs
@@ -296,7 +297,7 @@ with ui.guard(f"Opening run {run_id}"):
                 ui.escape_markdown(
                     f"{o.prompt}@{o.version} · row {o.row_index + 1}"
                     + (f" · sample {o.sample_index + 1}" if record.samples > 1 else "")
-                    + (f" · {wording.latency_text(o)}" if o.latency_s is not None else "")
+                    + (f" · {latency_text(o)}" if o.latency_s is not None else "")
                 )
             )
             if o.error:
@@ -304,9 +305,7 @@ with ui.guard(f"Opening run {run_id}"):
             else:
                 ui.show_text(o.text)
         if len(outputs) > SHOWN_OUTPUTS:
-            st.caption(
-                f"{wording.plural(len(outputs) - SHOWN_OUTPUTS, 'more output')} in the table above."
-            )
+            st.caption(f"{plural(len(outputs) - SHOWN_OUTPUTS, 'more output')} in the table above.")
     else:
         st.info("This run has no outputs yet.")
 
@@ -350,7 +349,7 @@ with ui.guard(f"Opening run {run_id}"):
 
     st.markdown("**Run it again**")
     st.caption(
-        f"Same versions, {wording.plural(len(request.rows), 'row')} and parameter overrides, on "
+        f"Same versions, {plural(len(request.rows), 'row')} and parameter overrides, on "
         f"the model in the sidebar ({ui.escape_markdown(choice.spec)}). A new run is stored; "
         "this one is kept as it is."
     )
@@ -379,7 +378,7 @@ with ui.guard(f"Opening run {run_id}"):
         missing = record.total - record.done
         st.markdown("**Resume**")
         st.caption(
-            f"{wording.plural(missing, 'output is', 'outputs are')} missing. Resuming generates "
+            f"{plural(missing, 'output is', 'outputs are')} missing. Resuming generates "
             "only those, with the run's "
             f"own model ({ui.escape_markdown(record.model)}), which must be the one chosen in "
             "the sidebar."

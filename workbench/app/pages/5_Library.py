@@ -9,7 +9,6 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import wording
 from workbench.app import ui
 from workbench.errors import ImportRejected
 from workbench.exchange import (
@@ -21,6 +20,7 @@ from workbench.exchange import (
     import_files,
 )
 from workbench.library import LabelMove, Library, PromptSummary, VersionInfo
+from workbench.wording import plural
 
 # A message that survives the rerun after a change, so it shows next to fresh tables.
 OUTCOME_KEY = "library_outcome"
@@ -100,7 +100,7 @@ def problems_list(problems: Sequence[tuple[str, str]]) -> str:
         for source, problem in problems[:SHOWN_PROBLEMS]
     ]
     if len(problems) > SHOWN_PROBLEMS:
-        lines.append(f"- … and {wording.plural(len(problems) - SHOWN_PROBLEMS, 'more problem')}")
+        lines.append(f"- … and {plural(len(problems) - SHOWN_PROBLEMS, 'more problem')}")
     return "\n".join(lines)
 
 
@@ -121,7 +121,7 @@ def show_outcome(kinds: set[str]) -> None:
         if report.moved:  # an edited export can move `production`: never without a word
             st.warning(
                 ui.escape_markdown(
-                    f"{wording.plural(len(report.moved), 'label')} moved by this import: "
+                    f"{plural(len(report.moved), 'label')} moved by this import: "
                     + ", ".join(report.moved)
                 )
             )
@@ -136,8 +136,8 @@ def show_outcome(kinds: set[str]) -> None:
 def show_rejection(exc: ImportRejected) -> None:
     files = {source for source, _ in exc.problems}
     st.error(
-        f"Import rejected, nothing was written: {wording.plural(len(exc.problems), 'problem')} "
-        f"in {wording.plural(len(files), 'file')}. Fix them and upload again."
+        f"Import rejected, nothing was written: {plural(len(exc.problems), 'problem')} "
+        f"in {plural(len(files), 'file')}. Fix them and upload again."
     )
     st.markdown(problems_list(exc.problems))
 
@@ -260,13 +260,13 @@ with ui.guard("Preparing the export"):
         refs = [v.ref for v in every_version if v.prompt in wanted or v.ref in chosen_refs]
         download(
             export_versions(lib, refs),
-            f"Download {wording.plural(len(refs), 'version')} (.zip)",
+            f"Download {plural(len(refs), 'version')} (.zip)",
             key="library_download_zip",
         )
     elif prompts:
         download(
             export_library(lib),
-            f"Download the whole library: {wording.plural(len(every_version), 'version')} (.zip)",
+            f"Download the whole library: {plural(len(every_version), 'version')} (.zip)",
             key="library_download_zip",
         )
 

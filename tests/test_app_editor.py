@@ -60,9 +60,10 @@ def test_a_variable_typed_without_a_value_is_a_warning_at_its_line(app_env: Path
     at.text_area(key=SCOPE + "body").input(body).run()
     assert not at.exception, at.exception
     assert len(at.warning) == 1
-    warning = texts(at.warning)[0]
-    assert warning.startswith("template line 3: variable 'tone' is used but not declared")
-    assert "type a sample value for it under Sample inputs" in warning
+    assert texts(at.warning) == [
+        "template line 3: variable 'tone' is used but not declared in inputs: type a sample "
+        "value for it under Sample inputs (it is saved as its default)"
+    ]
     assert texts(at.error) == [
         "template line 3: nothing to preview: 'tone' has no value; type a sample value under "
         "Sample inputs (a run without one is refused)"

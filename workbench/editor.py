@@ -21,10 +21,11 @@ from .templates import PromptFile, Rendered
 
 Severity = Literal["error", "warning", "info"]
 
-# What to do about a lint finding when the front matter is written by the page, not typed.
+# What to do about a lint finding when the front matter is written by the page, not typed:
+# it replaces the advice after the finding's first clause (which names the variable).
 _IN_THE_EDITOR = {
-    "undeclared-variable": "type a sample value for it under Sample inputs: it is saved as "
-    "its default",
+    "undeclared-variable": "type a sample value for it under Sample inputs (it is saved as "
+    "its default)",
 }
 
 
@@ -108,7 +109,7 @@ def lint_findings(pf: PromptFile, box: str) -> list[Finding]:
 def _located(issue: LintIssue, pf: PromptFile, box: str) -> Finding:
     message = issue.message
     if issue.code in _IN_THE_EDITOR:
-        message = f"{message.split(';')[0]}; {_IN_THE_EDITOR[issue.code]}"
+        message = f"{message.split(',')[0]}: {_IN_THE_EDITOR[issue.code]}"
     line = compose.box_line(pf.body, box, pf.template_line(issue.line))
     if line is not None:
         return Finding(issue.severity, message, line=_within(line, box))

@@ -8,8 +8,11 @@ import pytest
 from conftest import PromptText
 
 from workbench import compose, editor
-from workbench.errors import PromptFileError
+from workbench.datasets import Dataset, DatasetError, check_columns
+from workbench.errors import MissingVariablesError, PromptFileError
+from workbench.library import Library
 from workbench.lint import lint
+from workbench.runner import required_variables
 from workbench.templates import parse_prompt
 
 
@@ -134,14 +137,40 @@ IMPORTED = {
     "example shorthand": "inputs:\n  text: an example\n",
     "list of inputs": "inputs:\n  - name: text\n    default: hi\n",
     "undeclared": "",
+    "examples with number labels": "inputs:\n  text:\n    default: hi\n  examples:\n"
+    "    kind: array\n    default:\n    - {input: good, output: 1}\n"
+    "    - {input: bad, output: 0}\n",
 }
 
 
 @pytest.mark.parametrize("front", IMPORTED.values(), ids=IMPORTED.keys())
 def test_an_untouched_draft_builds_the_saved_file(front: str) -> None:
     """What the page gives back for an untouched form: every value as the text it showed."""
-    base = parse_prompt(f"---\nname: imp\ndescription: d\n{front}---\nuser:\n{{{{ text }}}}\n")
+    body = (
+        "{% for e in examples %}{{ e.input }}: {{ e.output }}\n{% endfor %}"
+        if "examples" in front
+        else ""
+    )
+    base = parse_prompt(
+        f"---\nname: imp\ndescription: d\n{front}---\nuser:\n{body}{{{{ text }}}}\n"
+    )
     draft = compose.read_draft(base)
     shown = {k: compose.form_text(v) for k, v in draft.values.items()}
     built = compose.build(base, draft.edit(values=shown))
     assert compose.changes(base, built) == ""
+
+
+def test_every_runner_refuses_a_saved_variable_without_a_value(
+    library: Library, prompt_text: PromptText
+) -> None:
+    """Saved from the editor with nothing typed for `{{ tone }}`: a dataset (Compare, the
+    CLI's --dataset) needs a tone column, a single render (Playground, CLI) names it missing."""
+    base = parse_prompt(prompt_text(name="t", body="user:\n{{ text }}\n"))
+    draft = compose.read_draft(base).edit(body="user:\n{{ text }} {{ tone }}\n")
+    version = library.save(compose.apply_draft(base, draft)).version
+    assert required_variables(version) == ["tone"]
+    rows = Dataset("reviews.csv", ("text",), ({"text": "fine"},))
+    with pytest.raises(DatasetError, match="needs column tone"):
+        check_columns(rows, {version.ref: required_variables(version)}, {})
+    with pytest.raises(MissingVariablesError, match="missing variable: tone"):
+        version.file.render({"text": "fine"})

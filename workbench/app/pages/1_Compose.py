@@ -266,7 +266,7 @@ with preview:
     rendered: Rendered | None = checked.rendered
     if rendered is None:
         st.caption("Nothing to preview until the problem named under the template is fixed.")
-    if rendered is not None:
+    else:
         ui.show_messages(rendered)
         st.markdown("**What the model reads**")
         if state.is_loaded(choice) or st.button(

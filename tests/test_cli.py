@@ -254,8 +254,9 @@ def test_lint_warnings_exit_1(cli: Cli, tmp_path: Path) -> None:
     assert out.splitlines() == [
         f"{path}: line 4: warning: a chat prompt without a user: section sends only a system "
         "message; most chat templates expect a user turn",
-        f"{path}: line 5: warning: variable 'who' is used but not declared in inputs; declare "
-        "it (with a default) so forms and other Prompty tools know it",
+        f"{path}: line 5: warning: variable 'who' is used but not declared in inputs, so it "
+        "has no default and a run without a value for it is refused; declare it with a default "
+        "so forms and other Prompty tools know it",
     ]
 
 

@@ -55,7 +55,9 @@ TEMPLATE_BOMBS = [
     (
         "macro-calling-itself-twice",
         "{% macro m(n) %}{% if n %}{{ m(n-1) }}{{ m(n-1) }}{% endif %}{% endmacro %}{{ m(40) }}",
-        STEPS,
+        # 100,000 macro calls take about 2 s on an idle core, so on a busy machine the clock
+        # can stop it first: either limit is a clear refusal.
+        (STEPS, "more than 2 seconds to render"),
     ),
     ("macro-without-end", "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "nests too deeply"),
     (
@@ -131,17 +133,19 @@ print(f"exit {{code}}")
 """
 
 
-def assert_refused(result: Bounded, *phrases: str) -> None:
+def assert_refused(result: Bounded, *phrases: str | tuple[str, ...]) -> None:
+    """Refused within bounds, naming every phrase (a tuple: any one of its alternatives)."""
     assert result.within_bounds, result
     for phrase in phrases:
-        assert phrase in result.stdout + result.stderr, result
+        alternatives = phrase if isinstance(phrase, tuple) else (phrase,)
+        assert any(a in result.stdout + result.stderr for a in alternatives), result
 
 
 @pytest.mark.parametrize(
     ("case", "body", "limit"), TEMPLATE_BOMBS, ids=[c[0] for c in TEMPLATE_BOMBS]
 )
 def test_template_bombs_are_refused_at_render_within_bounds(
-    case: str, body: str, limit: str, tmp_path: Path
+    case: str, body: str, limit: str | tuple[str, ...], tmp_path: Path
 ) -> None:
     path = tmp_path / "bomb.prompty"
     path.write_text(bomb_file(body), encoding="utf-8")

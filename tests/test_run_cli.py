@@ -256,6 +256,28 @@ def test_bad_param_is_reported_before_loading_anything(cli: Cli) -> None:
     assert query("select count(*) from run") == [(0,)]
 
 
+def test_a_variable_used_but_not_declared_is_a_warning_and_a_refusal_not_empty_text(
+    cli: Cli, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`{{ tone }}` typed into a template and never given a value: lint names the file line,
+    a run without a value is refused by name, a run with one goes through."""
+    path = tmp_path / "toned.prompty"
+    path.write_text(
+        "---\nname: toned\ninputs:\n  text:\n    default: hi\n---\nuser:\n{{ text }}\n"
+        "Tone: {{ tone }}\n",
+        encoding="utf-8",
+    )
+    ok(cli("prompts", "save", path))
+    code, out, _ = cli("prompts", "lint", "toned")
+    assert code == 1
+    assert out.startswith("toned@1: line 9: warning: variable 'tone' is used but not declared")
+    line = failed(cli("run", "toned", "--model", tiny_model_dir))
+    assert "missing variable: tone" in line
+    assert query("select count(*) from output") == [(0,)]
+    ok(cli("run", "toned", "--var", "tone=formal", "--model", tiny_model_dir))
+    assert query("select variables from output") == [('{"tone": "formal"}',)]
+
+
 @pytest.mark.parametrize(
     "param", ["temperature", "top_p=2", "max_new_tokens=0", "colour=red", "max_new_tokens=many"]
 )

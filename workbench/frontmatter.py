@@ -70,7 +70,7 @@ class _BoundedLoader(Composer, _Events, SafeConstructor, Resolver):
         self._weights: dict[int, tuple[int, int]] = {}
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        event: Any = self.peek_event()
         mark: Any = event.start_mark  # typed as either PyYAML's or libyaml's mark; used alike
         if isinstance(event, yaml.AliasEvent):
             node = super().compose_node(parent, index)
@@ -129,7 +129,8 @@ def _construct_int(loader: _BoundedLoader, node: yaml.ScalarNode) -> Any:
     return loader.construct_yaml_int(node)
 
 
-_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+# The stubs accept only PyYAML's own loader classes here; ours is one in all but name.
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)  # type: ignore[type-var]
 
 
 def load(front_text: str, source: str) -> Any:
@@ -137,8 +138,9 @@ def load(front_text: str, source: str) -> Any:
 
     The front matter starts on the file's second line, after the opening `---`.
     """
+    loader = _BoundedLoader(front_text)
     try:
-        return yaml.load(front_text, Loader=_BoundedLoader)
+        return loader.get_single_data()
     except _LimitReached as exc:
         mark = exc.problem_mark
         raise TemplateLimitError(
@@ -163,11 +165,16 @@ def load(front_text: str, source: str) -> Any:
         ) from None
     except ValueError as exc:  # a date that does not exist: `2024-13-45`
         raise PromptFileError(f"malformed front matter: {exc}", source=source) from None
+    finally:
+        loader.dispose()
 
 
 def compose(front_text: str) -> yaml.Node | None:
     """The front matter's node tree (for file lines of keys), or None if it does not load."""
+    loader = _BoundedLoader(front_text)
     try:
-        return yaml.compose(front_text, Loader=_BoundedLoader)
+        return loader.get_single_node()
     except yaml.YAMLError:
         return None
+    finally:
+        loader.dispose()

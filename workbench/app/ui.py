@@ -383,21 +383,42 @@ def text_variables(names: Sequence[str], defaults: Mapping[str, Any]) -> list[st
     ]
 
 
-def variables_form(names: Sequence[str], defaults: Mapping[str, Any], key: str) -> dict[str, Any]:
+def variables_form(
+    names: Sequence[str], defaults: Mapping[str, Any], key: str, *, warn_missing: bool = True
+) -> dict[str, Any]:
     """A text area per typed variable, prefilled with the prompt's sample inputs; structured
-    variables keep their default."""
+    variables keep their default.
+
+    `defaults` holds only the variables that have one. An empty box for a variable without a
+    default is no value at all, so rendering refuses it by name, as the CLI and Compare do,
+    instead of filling in empty text (`{{ tone }}` used but never declared); `warn_missing`
+    says so under the form, before anyone presses Run.
+    """
     values: dict[str, Any] = {}
+    missing: list[str] = []
     typed = text_variables(names, defaults)
     for name in names:
-        default = defaults.get(name, "")
+        default = defaults.get(name)
         if name not in typed:
             values[name] = default
             continue
-        values[name] = st.text_area(
+        text = st.text_area(
             widget_label(name),
             "" if default is None else str(default),
             key=f"{key}:{name}",
             height=80,
+        )
+        if text == "" and name not in defaults:
+            missing.append(name)
+        else:
+            values[name] = text
+    if missing and warn_missing:
+        listed = ", ".join(repr(n) for n in missing)
+        st.warning(
+            escape_markdown(
+                f"No value for {listed}: the prompt has no default for "
+                f"{'them' if len(missing) > 1 else 'it'}, so a run is refused until you type one."
+            )
         )
     return values
 

@@ -224,23 +224,22 @@ def test_rows_that_fit_no_variable_are_refused_naming_their_columns(app_env: Pat
     assert list_runs(open_library().store) == []
 
 
-def test_an_uploaded_csv_that_fits_no_variable_is_refused(
-    app_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from workbench.app import ui
-    from workbench.datasets import parse_dataset
-
-    def upload(*args: Any, **kwargs: Any) -> Dataset:  # AppTest cannot upload: the same bytes
-        return parse_dataset(b"review,label\ngood,positive\nbad,negative\n", "reviews.csv")
-
-    monkeypatch.setattr(ui, "rows_input", upload)
+def test_an_uploaded_csv_that_fits_no_variable_is_refused(app_env: Path) -> None:
     _save_v2()
     at = _open_previous()
     at.radio(key="cmp_source").set_value("Type or upload rows").run()
+    at.radio(key="cmp_rows:source").set_value("Upload a file").run()
+    at.file_uploader(key="cmp_rows:file").set_value(
+        [("reviews.csv", b"review,label\ngood,positive\nbad,negative\n", "text/csv")]
+    ).run()
     assert not at.exception, at.exception
     message = shown(at.error[0].value)
     assert "reviews.csv does not fit" in message and "(its columns: review, label)" in message
     assert at.button(key="cmp_run").disabled
+    # Mapping a column to the variable makes it fit.
+    at.selectbox(key="cmp_rows:map:text").set_value("review").run()
+    assert not at.error, [e.value for e in at.error]
+    assert not at.button(key="cmp_run").disabled
 
 
 def test_compare_stored_runs_without_a_model(app_env: Path, tiny_backend: Any) -> None:

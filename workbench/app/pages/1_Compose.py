@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from workbench import compose
-from workbench.app import state, ui
+from workbench.app import links, state, ui
 from workbench.backends import Backend
 from workbench.lint import lint
 from workbench.techniques import TECHNIQUES
@@ -287,6 +287,8 @@ if st.button("Save version", key="compose_save", type="primary", disabled=cannot
             finish(f"Saved as v{number}", goto=(pf.name, number))
         else:
             finish(f"Unchanged — same as v{number}", "info", goto=(pf.name, number))
+if info is not None:
+    links.compare_previous_button(info.prompt, info.number)
 
 if info is not None:
     st.divider()

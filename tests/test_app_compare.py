@@ -203,6 +203,7 @@ def test_inline_rating_saves_in_one_click_and_the_summary_updates_at_once(
     at.button(key=f"cmp_bad:{second.id}").click().run()
     assert "good 1 · bad 1" in [shown(c.value) for c in at.caption]
     # Stars and a comment, saved with one click, keep the verdict.
+    at.button(key=f"cmp_more:{first.id}").click().run()
     at.radio(key=f"cmp_stars:{first.id}").set_value(4)
     at.text_input(key=f"cmp_comment:{first.id}").set_value("crisp")
     at.button(key=f"cmp_rate_save:{first.id}").click().run()

@@ -150,6 +150,16 @@ def build_grid(
     )
 
 
+def signature(comparison: Comparison, stored: Mapping[int, Sequence[Score]]) -> int:
+    """What a grid model depends on that can change between redraws: the outputs and their
+    stored scores. The same signature means the same model, so a page keeps it instead of
+    judging 4,000 cells again on every click (ratings only change the summary)."""
+    scores = tuple(
+        (oid, tuple((s.metric, s.passed, s.weight) for s in stored[oid])) for oid in sorted(stored)
+    )
+    return hash((tuple(comparison.output_ids), tuple(c.ref for c in comparison.columns), scores))
+
+
 def _got_worse(base: Cell, cell: Cell) -> bool:
     if base.output is None or cell.output is None:
         return False

@@ -329,18 +329,28 @@ def rate_form(output_id: int) -> None:
     old = ratings.ratings(lib.store, [output_id]).get(output_id)
     stars = st.session_state.get(f"cmp_stars:{output_id}")
     comment = str(st.session_state.get(f"cmp_comment:{output_id}") or "")
-    save_rating(
-        output_id, old.verdict if old else None, stars if isinstance(stars, int) else None, comment
-    )
+    stars = stars if isinstance(stars, int) else None
+    save_rating(output_id, old.verdict if old else None, stars, comment)
+    st.session_state.pop("cmp_rating_open", None)
+
+
+def open_rating(output_id: int) -> None:
+    st.session_state["cmp_rating_open"] = output_id
 
 
 def rating_controls(output: OutputRecord, rating: ratings.RatingRecord | None) -> None:
-    """Good/bad in one click; stars and a comment in a small form, saved with one click."""
+    """Good/bad in one click each; stars and a comment in a small form under the output,
+    saved with one click. The form is drawn for one output at a time: text fields and radios
+    cost Streamlit time in proportion to everything in the session, and a page of 80 forms
+    took over a second to draw."""
     st.caption(f"Rating: {ui.escape_markdown(grid.verdict_label(rating))}")
     good, bad, more = st.columns(3)
     good.button("Good", key=f"cmp_good:{output.id}", on_click=rate_verdict, args=(output.id, 1))
     bad.button("Bad", key=f"cmp_bad:{output.id}", on_click=rate_verdict, args=(output.id, -1))
-    with more.popover("Stars"), st.form(f"cmp_rate:{output.id}", border=False):
+    more.button("Stars…", key=f"cmp_more:{output.id}", on_click=open_rating, args=(output.id,))
+    if st.session_state.get("cmp_rating_open") != output.id:
+        return
+    with st.form(f"cmp_rate:{output.id}"):
         st.radio(
             "Stars",
             ["none", 1, 2, 3, 4, 5],
@@ -433,11 +443,22 @@ def draw_cell(
     rating_controls(output, current.get(output.id))
 
 
+def grid_model(comparison: Comparison, scores: dict[int, list[scorers.Score]]) -> grid.GridModel:
+    """The grid's model, kept while the outputs and their stored scores stay the same."""
+    key = grid.signature(comparison, scores)
+    kept = st.session_state.get("cmp_grid")
+    if kept is not None and kept[0] == key:
+        return kept[1]  # type: ignore[no-any-return]
+    model = grid.build_grid(comparison, 0, grid.column_checks(lib, comparison), scores)
+    st.session_state["cmp_grid"] = (key, model)
+    return model
+
+
 def show_grid(comparison: Comparison) -> None:
     st.divider()
     score_panel(comparison)  # first: what it stores shows in this same run
     scores = evaluate.stored_scores(lib.store, comparison.output_ids)
-    model = grid.build_grid(comparison, 0, grid.column_checks(lib, comparison), scores)
+    model = grid_model(comparison, scores)
     current = ratings.ratings(lib.store, comparison.output_ids)
     problem = st.session_state.pop("cmp_rating_problem", None)
     if problem:
@@ -452,7 +473,8 @@ def show_grid(comparison: Comparison) -> None:
     )
     worse_first = filters[2].toggle("Got worse than baseline first", key="cmp_worse_first")
     timing = filters[3].toggle("Latency and tokens", key="cmp_timing")
-    diff_on = filters[4].toggle("Word diff against the baseline", True, key="cmp_diff")
+    st.session_state.setdefault("cmp_diff", True)
+    diff_on = filters[4].toggle("Word diff against the baseline", key="cmp_diff")
     rows = grid.select_rows(
         model, only_differing=only_diff, only_failing=only_fail, worse_first=worse_first
     )

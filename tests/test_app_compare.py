@@ -223,6 +223,16 @@ def test_rows_that_fit_no_variable_are_refused_naming_their_columns(app_env: Pat
     assert "reviews@1 does not fit" in message and "(its columns: review, label)" in message
     assert at.button(key="cmp_run").disabled
     assert list_runs(open_library().store) == []
+    assert "1 row from reviews@1" in [shown(c.value) for c in at.caption]  # not "1 rows"
+
+
+def test_a_link_to_what_is_not_there_says_so_and_opens_what_is(app_env: Path) -> None:
+    at = _open_previous(prompt="no-such-prompt")
+    assert any("no-such-prompt" in shown(w.value) for w in at.warning)
+    _save_v2()
+    at = _open_previous(v="9", base="7")  # versions past the latest: the latest and the one before
+    assert at.selectbox(key=f"cmp_v0:{PROMPT}").value == 1
+    assert at.selectbox(key=f"cmp_v1:{PROMPT}").value == 2
 
 
 def test_an_uploaded_csv_that_fits_no_variable_is_refused(app_env: Path) -> None:

@@ -12,6 +12,8 @@ times, as medians in milliseconds:
 
 - the grid's model: lining the stored outputs up (`compare.compare_runs`), judging every cell
   (`grid.column_checks`, `grid.build_grid` with the stored scores) and the summary strip;
+- the same rows in one AgGrid (streamlit-aggrid, when it is installed: the workbench does
+  not depend on it) — every row sent to the browser at once, the page's filter rerun;
 - the page script run through Streamlit's AppTest: the run that opens the stored comparison
   (a click) and a rerun with it open (a filter switched), for this page and for the Compare
   page before the grid (read from git at BASELINE_COMMIT), in the same process and database.
@@ -193,6 +195,60 @@ def page_times(page: Path, run_ids: list[int], repeats: int, rerun: str) -> tupl
     return statistics.median(opened) * 1000, statistics.median(again) * 1000
 
 
+AGGRID_SCRIPT = """
+import os
+import pandas as pd
+import streamlit as st
+from st_aggrid import AgGrid, GridOptionsBuilder
+from workbench import compare, evaluate, grid
+from workbench.workspace import open_library
+
+lib = open_library()
+if "model" not in st.session_state:
+    ids = [int(i) for i in os.environ["COMPARE_GRID_RUNS"].split(",")]
+    comparison = compare.compare_runs(lib.store, compare.stored_columns(lib.store, ids))
+    scores = evaluate.stored_scores(lib.store, comparison.output_ids)
+    st.session_state["model"] = grid.build_grid(
+        comparison, 0, grid.column_checks(lib, comparison), scores
+    )
+model = st.session_state["model"]
+records = []
+for row in grid.select_rows(model, worse_first=st.toggle("worse first", key="worse")):
+    record = {"row": row.index + 1, **row.variables, "expected": row.expected}
+    for label, cell in zip(model.labels, row.cells):
+        record[label] = cell.output.text if cell.output else None
+        record[label + " pass"] = cell.passed
+    records.append(record)
+options = GridOptionsBuilder.from_dataframe(pd.DataFrame(records))
+options.configure_default_column(wrapText=True, autoHeight=True)
+AgGrid(pd.DataFrame(records), gridOptions=options.build(), height=700, key="grid")
+"""
+
+
+def aggrid_times(folder: Path, run_ids: list[int], repeats: int) -> tuple[float, float] | None:
+    """The same rows in one AgGrid (streamlit-aggrid, every row sent at once), if installed."""
+    try:
+        import st_aggrid  # noqa: F401
+    except ImportError:
+        return None
+    from streamlit.testing.v1 import AppTest
+
+    script = folder / "aggrid_page.py"
+    script.write_text(AGGRID_SCRIPT, encoding="utf-8")
+    os.environ["COMPARE_GRID_RUNS"] = ",".join(map(str, run_ids))
+    opened, again = [], []
+    for _ in range(repeats):
+        at = AppTest.from_file(str(script), default_timeout=300)
+        started = time.perf_counter()
+        at.run()
+        opened.append(time.perf_counter() - started)
+        assert not at.exception, at.exception
+        started = time.perf_counter()
+        at.toggle(key="worse").set_value(True).run()
+        again.append(time.perf_counter() - started)
+    return statistics.median(opened) * 1000, statistics.median(again) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1000)
@@ -213,6 +269,11 @@ def main() -> None:
 
     opened, rerun = page_times(PAGE, run_ids, args.repeats, "cmp_timing")
     print(f"grid page via AppTest:   open {opened:8.1f} ms   rerun {rerun:8.1f} ms")
+    aggrid = aggrid_times(folder, run_ids, args.repeats)
+    if aggrid is None:
+        print("streamlit-aggrid is not installed: no AgGrid figures")
+    else:
+        print(f"all rows in AgGrid:      open {aggrid[0]:8.1f} ms   rerun {aggrid[1]:8.1f} ms")
     before = baseline_page(folder)
     if before is None:
         print("the page before the grid is not in this checkout's git history: no baseline")

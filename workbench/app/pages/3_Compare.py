@@ -344,10 +344,17 @@ def rating_controls(output: OutputRecord, rating: ratings.RatingRecord | None) -
     cost Streamlit time in proportion to everything in the session, and a page of 80 forms
     took over a second to draw."""
     st.caption(f"Rating: {ui.escape_markdown(grid.verdict_label(rating))}")
-    good, bad, more = st.columns(3)
-    good.button("Good", key=f"cmp_good:{output.id}", on_click=rate_verdict, args=(output.id, 1))
-    bad.button("Bad", key=f"cmp_bad:{output.id}", on_click=rate_verdict, args=(output.id, -1))
-    more.button("Stars…", key=f"cmp_more:{output.id}", on_click=open_rating, args=(output.id,))
+    verdict = rating.verdict if rating else None
+    buttons = st.container(horizontal=True, gap="small")  # wraps when the column is narrow
+    for label, value in (("Good", 1), ("Bad", -1)):
+        buttons.button(
+            label,
+            key=f"cmp_{label.lower()}:{output.id}",
+            type="primary" if verdict == value else "secondary",
+            on_click=rate_verdict,
+            args=(output.id, value),
+        )
+    buttons.button("Stars…", key=f"cmp_more:{output.id}", on_click=open_rating, args=(output.id,))
     if st.session_state.get("cmp_rating_open") != output.id:
         return
     with st.form(f"cmp_rate:{output.id}"):

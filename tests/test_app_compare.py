@@ -434,3 +434,21 @@ def test_bad_assertions_are_reported_and_nothing_is_stored(
     assert not at.success
     comparison = at.session_state["cmp_result"]
     assert evaluate.stored_scores(open_library().store, comparison.output_ids) == {}
+
+
+def test_large_comparisons_are_paged_and_a_filter_keeps_the_page_in_range(app_env: Path) -> None:
+    _save_v2()
+    _testset("many", [{"text": f"review {i}"} for i in range(25)])
+    at = _open_previous(testset="many")
+    at.text_input(key="cmp_params_0").set_value("max_new_tokens=1").run()
+    at.text_input(key="cmp_params_1").set_value("max_new_tokens=1").run()
+    comparison = _run_comparison(at).result
+    assert _row_captions(at) == [f"row {i}" for i in range(1, 21)]
+    at.number_input(key="cmp_page").set_value(2).run()
+    assert _row_captions(at) == [f"row {i}" for i in range(21, 26)]
+    # Only rows 1-3 fail: one page is left, and the page shown is that one.
+    passing = {(r, c) for r in range(3, 25) for c in range(2)}
+    _scored(at, comparison, passing)
+    at.toggle(key="cmp_only_fail").set_value(True).run()
+    assert not at.exception, at.exception
+    assert _row_captions(at) == ["row 1", "row 2", "row 3"]

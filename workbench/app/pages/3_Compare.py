@@ -488,7 +488,9 @@ def show_grid(comparison: Comparison) -> None:
     pages = grid.page_count(len(rows), PER_PAGE)
     page = 1
     if pages > 1:
-        page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key="cmp_page"))
+        if st.session_state.get("cmp_page", 1) > pages:  # a filter left fewer pages
+            st.session_state["cmp_page"] = pages
+        page = int(st.number_input(f"Page (of {pages})", 1, pages, key="cmp_page"))
     st.caption(f"{grid.plural(len(rows), 'row')} of {len(model.rows)} · baseline: column 1")
 
     shown_vars = model.variables[:MAX_INPUT_COLUMNS]

@@ -95,6 +95,13 @@ def test_a_link_reopens_the_same_view_and_changes_go_back_into_the_url(app_env: 
     at.selectbox(key=f"cmp_v1:{PROMPT}").set_value(1).run()
     params = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
     assert params == {"prompt": PROMPT, "v": "1", "base": "1", "testset": "mini"}
+    # Back from another page (the address loses its parameters): the same view again.
+    at.query_params.clear()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=f"cmp_v1:{PROMPT}").value == 1
+    assert at.selectbox(key="cmp_testset").value == "mini"
+    assert {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()} == params
     # Opening a link without rows uses the test set this prompt last ran on.
     fresh = _open_previous()
     assert (
@@ -452,3 +459,22 @@ def test_large_comparisons_are_paged_and_a_filter_keeps_the_page_in_range(app_en
     at.toggle(key="cmp_only_fail").set_value(True).run()
     assert not at.exception, at.exception
     assert _row_captions(at) == ["row 1", "row 2", "row 3"]
+
+
+def test_coming_back_from_another_page_reopens_the_same_view(app_env: Path) -> None:
+    _save_v2()
+    _testset("mini", MINI)
+    at = app_test("Home.py").run()
+    for key, value in {"prompt": PROMPT, "v": "1", "base": "1", "testset": "mini"}.items():
+        at.query_params[key] = value
+    at.switch_page("pages/3_Compare.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=f"cmp_v1:{PROMPT}").value == 1
+    at.switch_page("pages/5_Library.py").run()
+    at.query_params.clear()  # the sidebar's links carry no parameters
+    at.switch_page("pages/3_Compare.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="cmp_prompt").value == PROMPT
+    assert at.selectbox(key=f"cmp_v0:{PROMPT}").value == 1
+    assert at.selectbox(key=f"cmp_v1:{PROMPT}").value == 1
+    assert at.selectbox(key="cmp_testset").value == "mini"

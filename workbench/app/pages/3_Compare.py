@@ -60,10 +60,15 @@ def use_source(selection: grid.Selection) -> None:
 
 def open_from_url() -> None:
     """Apply the URL's selection when it is new to this session (a link was opened, or the
-    browser went back); the page's own writes are remembered and not applied again."""
+    browser went back); the page's own writes are remembered and not applied again. Coming
+    back from another page (which drops the address's parameters) opens the last view."""
     params = st.query_params.to_dict()
-    if params == st.session_state.get("cmp_url"):
+    remembered = st.session_state.get("cmp_url")
+    if params == remembered:
         return
+    if not params and remembered:
+        params = remembered
+        st.query_params.from_dict(params)
     st.session_state["cmp_url"] = params
     selection = grid.parse_selection(params)
     if selection.prompt is None:

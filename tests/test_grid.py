@@ -232,3 +232,18 @@ def test_column_checks(two_versions: Library) -> None:
     assert grid.column_checks(two_versions, with_expected) == [[grid.DEFAULT_CHECK]] * 2
     plain = Comparison(with_expected.columns, [{"text": "a"}], with_expected.cells)
     assert grid.column_checks(two_versions, plain) == [[], []]
+
+
+def test_the_prompts_own_assertions_judge_without_a_model(library: Library) -> None:
+    text = PROMPT.replace(
+        "    default: hi\n",
+        "    default: hi\nmetadata:\n  assert:\n  - not-contains:zzz\n  - type: perplexity\n"
+        "    threshold: 50\n  - exact-match\n",
+    )
+    library.save(text, "with assertions")
+    columns = [Column("a", "echo@1", "m", {}, 1)]
+    plain = Comparison(columns, [{"text": "a"}], [[_out("x")]])
+    # No model is loaded to draw the grid, and exact-match waits for an expected answer.
+    assert [c.type for c in grid.column_checks(library, plain)[0]] == ["contains"]
+    labelled = Comparison(columns, [{"text": "a", "expected": "x"}], [[_out("x")]])
+    assert [c.type for c in grid.column_checks(library, labelled)[0]] == ["contains", "exact-match"]

@@ -91,9 +91,7 @@ def _verdict(
 def column_checks(library: Library, comparison: Comparison) -> list[list[Check]]:
     """Per column, what its cells are scored with when no score is stored: the prompt file's
     assertions that need no model, else exact-match when some row has an expected answer."""
-    has_expected = any(
-        row.get(EXPECTED) not in (None, "") for row in comparison.rows if isinstance(row, dict)
-    )
+    has_expected = any(row.get(EXPECTED) not in (None, "") for row in comparison.rows)
     plans = []
     for column in comparison.columns:
         try:

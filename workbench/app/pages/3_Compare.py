@@ -59,17 +59,19 @@ def use_source(selection: grid.Selection) -> None:
 
 
 def open_from_url() -> None:
-    """Apply the URL's selection when it is new to this session (a link was opened, or the
-    browser went back); the page's own writes are remembered and not applied again. Coming
-    back from another page (which drops the address's parameters) opens the last view."""
+    """Apply the address's selection when it is new to this session (a link was opened, or
+    the browser went back). Coming back from another page, whose links drop the parameters,
+    shows the last view. Either way the address is left as it came: Streamlit adds a browser
+    history entry for every change of the parameters, and rewriting an address the person
+    just went back to would keep the back button on this page; `write_url` writes only the
+    person's own changes."""
     params = st.query_params.to_dict()
-    remembered = st.session_state.get("cmp_url")
-    if params == remembered:
+    if params == st.session_state.get("cmp_url"):
         return
-    if not params and remembered:
-        params = remembered
-        st.query_params.from_dict(params)
     st.session_state["cmp_url"] = params
+    st.session_state["cmp_hold"] = True
+    if not params:
+        params = st.session_state.get("cmp_view") or {}
     selection = grid.parse_selection(params)
     if selection.prompt is None:
         return
@@ -202,10 +204,15 @@ def pick_rows(name: str, specs: list[ColumnSpec]) -> Dataset | None:
 
 
 def write_url(selection: grid.Selection) -> None:
+    """Put the view in the address when the person changed it (see `open_from_url`)."""
     params = selection.params()
-    if params != st.query_params.to_dict():
-        st.query_params.from_dict(params)
-    st.session_state["cmp_url"] = params
+    if st.session_state.pop("cmp_hold", False):  # the view the address (or memory) opened
+        st.session_state["cmp_view"] = params
+        return
+    if params == st.session_state.get("cmp_view"):
+        return
+    st.session_state["cmp_view"] = st.session_state["cmp_url"] = params
+    st.query_params.from_dict(params)
 
 
 def start_comparison(specs: list[ColumnSpec], dataset: Dataset) -> jobs.Job:
@@ -291,6 +298,7 @@ if mode == RUN_COLUMNS:
             st.session_state["cmp_job"] = start_comparison(specs, dataset).id
     ui.watch_job("cmp_job", "cmp_cancel", watch)
 else:
+    st.session_state.pop("cmp_hold", None)  # the next change of columns is the person's
     runs = list_runs(lib.store, limit=200)
     if not runs:
         st.info("No stored runs yet: run something in the Playground or with Run columns.")

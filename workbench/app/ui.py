@@ -478,6 +478,8 @@ def map_columns(dataset: Dataset, variables: Sequence[str], key: str) -> Dataset
             )
         if chosen != unmapped:
             mapping[name] = chosen
+    if not mapping:  # nothing fills a variable: a run refuses it, naming the file's columns
+        return dataset
     rows = tuple({var: row.get(col, "") for var, col in mapping.items()} for row in dataset.rows)
     return Dataset(dataset.name, tuple(mapping), rows)
 

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from workbench import compose, editor
-from workbench.app import state, ui
+from workbench.app import links, state, ui
 from workbench.backends import Backend
 from workbench.techniques import TECHNIQUES
 from workbench.templates import MODES, PromptFile, Rendered, parse_prompt
@@ -303,6 +303,8 @@ if st.button("Save version", key="compose_save", type="primary", disabled=cannot
             finish(f"Saved as v{number}", goto=(pf.name, number))
         else:
             finish(f"Unchanged — same as v{number}", "info", goto=(pf.name, number))
+if info is not None:
+    links.compare_previous_button(info.prompt, info.number)
 
 if info is not None:
     st.divider()

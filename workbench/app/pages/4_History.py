@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from workbench import exchange, history
-from workbench.app import state, ui
+from workbench.app import links, state, ui
 from workbench.history import HistoryFilter, HistoryPage
 from workbench.runner import Progress
 from workbench.runs import get_run, run_outputs, run_votes
@@ -258,6 +258,8 @@ with ui.guard(f"Opening run {run_id}"):
         help=ui.escape_markdown(f"Full revision: {record.revision}"),
     )
     st.markdown("**Versions** " + ui.escape_markdown(", ".join(record.versions)))
+    if record.versions:
+        links.compare_previous_of(record.versions[0], run=run_id)
     st.markdown("**Parameter overrides**" + ("" if record.params else " none"))
     if record.params:
         st.json(record.params)

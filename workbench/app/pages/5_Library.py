@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench.app import ui
+from workbench.app import links, ui
 from workbench.errors import ImportRejected
 from workbench.exchange import (
     ExportFile,
@@ -178,6 +178,7 @@ if prompts:
 
         st.subheader(ui.escape_markdown(f"{name}: versions"))
         st.dataframe(timeline_table(versions), hide_index=True, width="stretch")
+        links.compare_previous_button(name, numbers[0])
 
         st.subheader("Labels")
         show_outcome({"label"})

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import app_test, shown
 
-from workbench import evaluate, jobs, ratings
+from workbench import evaluate, jobs, ratings, testsets
+from workbench.datasets import Dataset
 from workbench.runner import Runner, RunSummary
 from workbench.runs import list_runs
 from workbench.scorers import Score, parse_checks
@@ -39,68 +41,228 @@ def _run_comparison(at: Any) -> jobs.Job:
     return job
 
 
-def test_v2_against_v1_side_by_side_with_diff_charts_and_ratings(app_env: Path) -> None:
+def _testset(name: str, rows: list[dict[str, str]]) -> None:
+    columns = tuple(dict.fromkeys(k for r in rows for k in r))
+    testsets.save_test_set(open_library().store, name, Dataset(name, columns, tuple(rows)))
+
+
+MINI = [
+    {"text": "I love it", "expected": "Positive"},
+    {"text": "I hate it", "expected": "Negative"},
+]
+
+
+def _open_previous(**params: str) -> Any:
+    """The page as a "compare with previous version" link opens it."""
+    at = app_test(PAGE)
+    for key, value in {"prompt": PROMPT, "v": "2", "base": "1", **params}.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _small(at: Any) -> None:
+    at.text_input(key="cmp_params_0").set_value("max_new_tokens=4").run()
+    at.text_input(key="cmp_params_1").set_value("max_new_tokens=4").run()
+
+
+def test_columns_default_to_the_new_version_against_the_previous_one(app_env: Path) -> None:
     _save_v2()
     at = app_test(PAGE).run()
     assert not at.exception, at.exception
-    at.selectbox(key="cmp_prompt_0").set_value(PROMPT).run()
-    at.selectbox(key="cmp_prompt_1").set_value(PROMPT).run()
-    # Column 1 starts at the latest version, column 2 at the one before it.
-    assert at.selectbox(key=f"cmp_prompt_0:version:{PROMPT}").value == 2
-    assert at.selectbox(key=f"cmp_prompt_1:version:{PROMPT}").value == 1
-    at.text_input(key="cmp_params_0").set_value("max_new_tokens=6").run()
-    at.text_input(key="cmp_params_1").set_value("max_new_tokens=6").run()
-    at.session_state["cmp_rows:rows"] = {
-        "edited_rows": {0: {"text": "I love it"}},
-        "added_rows": [{"text": "I hate it"}],
-        "deleted_rows": [],
-    }
+    at.selectbox(key="cmp_prompt").set_value(PROMPT).run()
+    # The prompt is picked once; column 1 (the baseline) is the previous version.
+    assert at.selectbox(key=f"cmp_v0:{PROMPT}").value == 1
+    assert at.selectbox(key=f"cmp_v1:{PROMPT}").value == 2
+    assert "(baseline)" in at.selectbox(key=f"cmp_v0:{PROMPT}").label
+    # ... and the selection is written into the URL.
+    assert at.query_params["prompt"] == [PROMPT] or at.query_params["prompt"] == PROMPT
+    params = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert params["v"] == "2" and params["base"] == "1"
+
+
+def test_a_link_reopens_the_same_view_and_changes_go_back_into_the_url(app_env: Path) -> None:
+    _save_v2()
+    _testset("mini", MINI)
+    at = _open_previous(testset="mini")
+    assert at.selectbox(key="cmp_prompt").value == PROMPT
+    assert at.selectbox(key=f"cmp_v0:{PROMPT}").value == 1
+    assert at.selectbox(key=f"cmp_v1:{PROMPT}").value == 2
+    assert at.radio(key="cmp_source").value == "A test set"
+    assert at.selectbox(key="cmp_testset").value == "mini"
+    assert any("2 rows from mini@1" in shown(c.value) for c in at.caption)
+    at.selectbox(key=f"cmp_v1:{PROMPT}").set_value(1).run()
+    params = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert params == {"prompt": PROMPT, "v": "1", "base": "1", "testset": "mini"}
+    # Back from another page (the address loses its parameters): the same view again.
+    at.query_params.clear()
     at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=f"cmp_v1:{PROMPT}").value == 1
+    assert at.selectbox(key="cmp_testset").value == "mini"
+    # The address is left as it came (rewriting it would add a history entry the back button
+    # lands on); the next change writes it.
+    assert not dict(at.query_params)
+    at.selectbox(key=f"cmp_v1:{PROMPT}").set_value(2).run()
+    params = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert params == {"prompt": PROMPT, "v": "2", "base": "1", "testset": "mini"}
+    # Opening a link without rows uses the test set this prompt last ran on.
+    fresh = _open_previous()
+    assert (
+        fresh.radio(key="cmp_source").value == "A test set"
+        or "cmp_testset" not in fresh.session_state
+    )
+
+
+def test_the_grid_shows_variables_expected_pass_fail_and_keeps_the_dataset_name(
+    app_env: Path,
+) -> None:
+    _save_v2()
+    _testset("mini", MINI)
+    at = _open_previous(testset="mini")
+    _small(at)
     job = _run_comparison(at)
     comparison = job.result
-    assert [c.ref for c in comparison.columns] == [f"{PROMPT}@2", f"{PROMPT}@1"]
-    assert [r["text"] for r in comparison.rows] == ["I love it", "I hate it"]
-    assert all(cell is not None for row in comparison.cells for cell in row)
-
-    # Each column is an ordinary stored run.
-    runner = Runner(open_library())
-    runs = list_runs(runner.store)
-    assert {tuple(r.versions) for r in runs} == {(f"{PROMPT}@2",), (f"{PROMPT}@1",)}
-
-    # Side by side: the baseline as text, the other column as an escaped word diff.
-    texts = [c.value for c in at.code]
-    base_text = comparison.cells[0][0].text
-    assert base_text in texts
-    diffs = at.get("html")
-    assert len(diffs) == 2  # one per row for the non-baseline column
-    assert all("wb-diff" in d.proto.body for d in diffs)
-
-    # Charts: latency, tokens/s, agreement with the baseline.
-    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    titles = [f["layout"]["title"]["text"] for f in figures]
-    assert titles[0].startswith("Latency") and "tokens per second" in titles[1]
-    assert "agreeing with" in titles[2]
-    assert len(figures[0]["data"]) == 2
-
-    # Rate the first output 👍 with 4 stars; it is stored against that output.
-    key = "cmp_ratings:" + ",".join(map(str, comparison.output_ids))
-    at.session_state[key] = {
-        "edited_rows": {0: {"verdict": "👍", "stars": 4, "comment": "crisp"}},
-        "added_rows": [],
-        "deleted_rows": [],
-    }
-    at.run()
-    at.button(key="cmp_save_ratings").click().run()
-    assert not at.exception, at.exception
-    assert at.success and "Saved 1 rating" in at.success[-1].value
-    first = comparison.cells[0][0]
-    stored = ratings.ratings(open_library().store, [first.id])
-    assert stored[first.id].verdict == 1
-    assert stored[first.id].stars == 4 and stored[first.id].comment == "crisp"
-
-    # Running the same comparison again generates nothing: every cell comes from the cache.
+    assert [c.ref for c in comparison.columns] == [f"{PROMPT}@1", f"{PROMPT}@2"]
+    # Each column is an ordinary stored run that keeps the test set's name.
+    runs = list_runs(open_library().store)
+    assert {r.dataset for r in runs} == {"mini@1"}
+    texts = [t.value for t in at.text]
+    # Variables and the expected answer in their own columns, not JSON.
+    assert "I love it" in texts and "Positive" in texts and "Negative" in texts
+    assert not any('{"text"' in t for t in texts)
+    headers = [m.value for m in at.markdown]
+    assert "**text**" in headers and "**expected**" in headers
+    # Scored against the expected answer without typing anything: pass or fail per cell.
+    badges = [m.value for m in at.markdown if "-badge[" in m.value]
+    assert len(badges) == 4
+    # The new column as a word diff against the baseline.
+    assert len(at.get("html")) == 2 and all("wb-diff" in h.proto.body for h in at.get("html"))
+    # Summary strip: pass rate and agreement per column.
+    captions = [shown(c.value) for c in at.caption]
+    assert any(c.startswith("pass ") for c in captions)
+    assert any(c.startswith("agrees with baseline") for c in captions)
+    # Latency and tokens on demand.
+    timed = re.compile(r"^\d+ tokens · [\d.]+ s · ")
+    assert not any(timed.match(c) for c in captions)
+    at.toggle(key="cmp_timing").set_value(True).run()
+    assert sum(bool(timed.match(shown(c.value))) for c in at.caption) == 4
+    # Running it again takes every answer from the store: marked, and left out of the timing.
     job = _run_comparison(at)
     assert all(o.cached for o in job.outputs)
+    captions = [shown(c.value) for c in at.caption]
+    assert sum(c.startswith("cached (original") for c in captions) == 4, "|".join(captions)
+    assert sum(c == "2 cached (not timed)" for c in captions) == 2
+    assert not any(c.startswith("mean latency") for c in captions)
+
+
+def _scored(at: Any, comparison: Any, passing: set[tuple[int, int]]) -> None:
+    """Store a pass or a fail for every cell: (row, column) in `passing` pass."""
+    checks = parse_checks(["not-contains:zzzz"])
+    items = [
+        (o.id, [Score("not-contains", 1.0 if (r, c) in passing else 0.0, (r, c) in passing, "")])
+        for r, row in enumerate(comparison.cells)
+        for c, o in enumerate(row)
+    ]
+    evaluate.store_scores(open_library().store, items, checks)
+    at.run()
+    assert not at.exception, at.exception
+
+
+def _row_captions(at: Any) -> list[str]:
+    return [c.value for c in at.caption if c.value.startswith("row ")]
+
+
+def test_filters_and_worse_first(app_env: Path) -> None:
+    _save_v2()
+    _testset("three", [{"text": "good"}, {"text": "bad"}, {"text": "meh"}])
+    at = _open_previous(testset="three")
+    _small(at)
+    comparison = _run_comparison(at).result
+    # Row 1 passes in both columns, row 2 got worse, row 3 got better.
+    _scored(at, comparison, {(0, 0), (0, 1), (1, 0), (2, 1)})
+    assert _row_captions(at) == ["row 1", "row 2", "row 3"]
+    at.toggle(key="cmp_only_fail").set_value(True).run()
+    assert _row_captions(at) == ["row 2", "row 3"]
+    at.toggle(key="cmp_only_fail").set_value(False).run()
+    at.toggle(key="cmp_worse_first").set_value(True).run()
+    assert _row_captions(at) == ["row 2", "row 1", "row 3"]
+    differs = [r for r, row in enumerate(comparison.cells) if len({o.text for o in row}) > 1]
+    at.toggle(key="cmp_worse_first").set_value(False).run()
+    at.toggle(key="cmp_only_diff").set_value(True).run()
+    assert _row_captions(at) == [f"row {r + 1}" for r in differs]
+    captions = [shown(c.value) for c in at.caption]
+    assert "pass 2/3 (67%)" in captions
+
+
+def test_inline_rating_saves_in_one_click_and_the_summary_updates_at_once(
+    app_env: Path,
+) -> None:
+    _save_v2()
+    _testset("mini", MINI)
+    at = _open_previous(testset="mini")
+    _small(at)
+    comparison = _run_comparison(at).result
+    first, second = comparison.cells[0][1], comparison.cells[1][1]
+    assert "good 0 · bad 0" in [shown(c.value) for c in at.caption]
+    at.button(key=f"cmp_good:{first.id}").click().run()
+    assert not at.exception, at.exception
+    assert ratings.ratings(open_library().store, [first.id])[first.id].verdict == 1
+    captions = [shown(c.value) for c in at.caption]
+    assert "good 1 · bad 0" in captions  # the same rerun, no second one needed
+    assert "Rating: good" in captions
+    at.button(key=f"cmp_bad:{second.id}").click().run()
+    assert "good 1 · bad 1" in [shown(c.value) for c in at.caption]
+    # Stars and a comment, saved with one click, keep the verdict.
+    at.button(key=f"cmp_more:{first.id}").click().run()
+    at.radio(key=f"cmp_stars:{first.id}").set_value(4)
+    at.text_input(key=f"cmp_comment:{first.id}").set_value("crisp")
+    at.button(key=f"cmp_rate_save:{first.id}").click().run()
+    assert not at.exception, at.exception
+    stored = ratings.ratings(open_library().store, [first.id])[first.id]
+    assert (stored.verdict, stored.stars, stored.comment) == (1, 4, "crisp")
+    assert "good 1 · bad 1 · stars 4.0" in [shown(c.value) for c in at.caption]
+    assert "Rating: good, 4/5 stars, commented" in [shown(c.value) for c in at.caption]
+
+
+def test_rows_that_fit_no_variable_are_refused_naming_their_columns(app_env: Path) -> None:
+    _save_v2()
+    _testset("reviews", [{"review": "good", "label": "positive"}])
+    at = _open_previous(testset="reviews")
+    assert at.error, "refused before anything runs"
+    message = shown(at.error[0].value)
+    assert "reviews@1 does not fit" in message and "(its columns: review, label)" in message
+    assert at.button(key="cmp_run").disabled
+    assert list_runs(open_library().store) == []
+    assert "1 row from reviews@1" in [shown(c.value) for c in at.caption]  # not "1 rows"
+
+
+def test_a_link_to_what_is_not_there_says_so_and_opens_what_is(app_env: Path) -> None:
+    at = _open_previous(prompt="no-such-prompt")
+    assert any("no-such-prompt" in shown(w.value) for w in at.warning)
+    _save_v2()
+    at = _open_previous(v="9", base="7")  # versions past the latest: the latest and the one before
+    assert at.selectbox(key=f"cmp_v0:{PROMPT}").value == 1
+    assert at.selectbox(key=f"cmp_v1:{PROMPT}").value == 2
+
+
+def test_an_uploaded_csv_that_fits_no_variable_is_refused(app_env: Path) -> None:
+    _save_v2()
+    at = _open_previous()
+    at.radio(key="cmp_source").set_value("Type or upload rows").run()
+    at.radio(key="cmp_rows:source").set_value("Upload a file").run()
+    at.file_uploader(key="cmp_rows:file").set_value(
+        [("reviews.csv", b"review,label\ngood,positive\nbad,negative\n", "text/csv")]
+    ).run()
+    assert not at.exception, at.exception
+    message = shown(at.error[0].value)
+    assert "reviews.csv does not fit" in message and "(its columns: review, label)" in message
+    assert at.button(key="cmp_run").disabled
+    # Mapping a column to the variable makes it fit.
+    at.selectbox(key="cmp_rows:map:text").set_value("review").run()
+    assert not at.error, [e.value for e in at.error]
+    assert not at.button(key="cmp_run").disabled
 
 
 def test_compare_stored_runs_without_a_model(app_env: Path, tiny_backend: Any) -> None:
@@ -123,6 +285,8 @@ def test_compare_stored_runs_without_a_model(app_env: Path, tiny_backend: Any) -
     for r, row in enumerate(comparison.cells):
         assert [o.variables["text"] for o in row] == [rows[r]["text"]] * 2
     assert len(list_runs(runner.store)) == before  # nothing was generated
+    assert not at.get("plotly_chart")  # charts on demand
+    at.toggle(key="cmp_charts").set_value(True).run()
     assert len(at.get("plotly_chart")) == 3
 
 
@@ -131,7 +295,7 @@ def test_bad_parameter_is_refused_under_its_column_before_anything_runs(
     app_env: Path, text: str
 ) -> None:
     at = app_test(PAGE).run()
-    at.selectbox(key="cmp_prompt_0").set_value(PROMPT).run()
+    at.selectbox(key="cmp_prompt").set_value(PROMPT).run()
     at.text_input(key="cmp_params_1").set_value(text).run()
     assert not at.exception, at.exception
     assert at.error, "the column shows its problem as soon as it is typed"
@@ -174,8 +338,14 @@ def _figures(at: Any) -> list[dict[str, Any]]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-def _stats_table(at: Any) -> Any:
-    return at.dataframe[0].value
+def _summary(at: Any) -> list[str]:
+    """The summary strip's pass lines, column by column."""
+    return [shown(c.value) for c in at.caption if shown(c.value).startswith("pass ")]
+
+
+def _charts(at: Any) -> list[dict[str, Any]]:
+    at.toggle(key="cmp_charts").set_value(True).run()
+    return _figures(at)
 
 
 def test_score_stored_outputs_with_typed_assertions(app_env: Path, tiny_backend: Any) -> None:
@@ -184,8 +354,9 @@ def test_score_stored_outputs_with_typed_assertions(app_env: Path, tiny_backend:
     comparison = at.session_state["cmp_result"]
     ids = comparison.output_ids
     assert len(ids) == 4
-    assert "pass rate" not in _stats_table(at).columns  # nothing scored yet
-    assert len(at.get("plotly_chart")) == 3
+    # Scored against the rows' expected answers before anything is typed.
+    assert _summary(at) == ["pass 0/2 (0%)"] * 2
+    assert len(_charts(at)) == 3  # the score charts show stored scores
 
     at.text_area(key="cmp_assertions").set_value("not-contains:zzzz\n\nis-json\n").run()
     at.button(key="cmp_score").click().run()
@@ -205,12 +376,8 @@ def test_score_stored_outputs_with_typed_assertions(app_env: Path, tiny_backend:
     assert len(badges) == 4
     assert all(b.startswith("✓ not-contains 1.00 · ✗ is-json 0.00 (not JSON") for b in badges)
 
-    # The stats table gains the totals.
-    table = _stats_table(at)
-    assert list(table["pass rate"]) == [0.0, 0.0]
-    assert list(table["mean score"]) == [0.5, 0.5]
-    assert list(table["not-contains (mean)"]) == [1.0, 1.0]
-    assert list(table["is-json (mean)"]) == [0.0, 0.0]
+    # The summary strip counts the stored scores.
+    assert _summary(at) == ["pass 0/2 (0%)"] * 2
 
     # The three score charts join the other three.
     figures = _figures(at)
@@ -241,9 +408,9 @@ def test_stored_scores_are_shown_without_scoring(app_env: Path, tiny_backend: An
     at = _open_stored(first, second)
     badges = [t.value for t in at.text if "not-contains" in t.value]
     assert badges == ["✓ not-contains 1.00"] * 2  # only the first column was scored
-    table = _stats_table(at)
-    assert table["pass rate"][0] == 1.0 and table["pass rate"].isna()[1]
-    assert len(at.get("plotly_chart")) == 6
+    # Stored scores decide the first column; the second is judged against `expected`.
+    assert _summary(at) == ["pass 2/2 (100%)", "pass 0/2 (0%)"]
+    assert len(_charts(at)) == 6
 
 
 def test_assertions_in_the_prompt_file_are_used_too(app_env: Path, tiny_backend: Any) -> None:
@@ -279,4 +446,40 @@ def test_bad_assertions_are_reported_and_nothing_is_stored(
     assert not at.success
     comparison = at.session_state["cmp_result"]
     assert evaluate.stored_scores(open_library().store, comparison.output_ids) == {}
-    assert len(at.get("plotly_chart")) == 3
+
+
+def test_large_comparisons_are_paged_and_a_filter_keeps_the_page_in_range(app_env: Path) -> None:
+    _save_v2()
+    _testset("many", [{"text": f"review {i}"} for i in range(25)])
+    at = _open_previous(testset="many")
+    at.text_input(key="cmp_params_0").set_value("max_new_tokens=1").run()
+    at.text_input(key="cmp_params_1").set_value("max_new_tokens=1").run()
+    comparison = _run_comparison(at).result
+    assert _row_captions(at) == [f"row {i}" for i in range(1, 21)]
+    at.number_input(key="cmp_page").set_value(2).run()
+    assert _row_captions(at) == [f"row {i}" for i in range(21, 26)]
+    # Only rows 1-3 fail: one page is left, and the page shown is that one.
+    passing = {(r, c) for r in range(3, 25) for c in range(2)}
+    _scored(at, comparison, passing)
+    at.toggle(key="cmp_only_fail").set_value(True).run()
+    assert not at.exception, at.exception
+    assert _row_captions(at) == ["row 1", "row 2", "row 3"]
+
+
+def test_coming_back_from_another_page_reopens_the_same_view(app_env: Path) -> None:
+    _save_v2()
+    _testset("mini", MINI)
+    at = app_test("Home.py").run()
+    for key, value in {"prompt": PROMPT, "v": "1", "base": "1", "testset": "mini"}.items():
+        at.query_params[key] = value
+    at.switch_page("pages/3_Compare.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=f"cmp_v1:{PROMPT}").value == 1
+    at.switch_page("pages/5_Library.py").run()
+    at.query_params.clear()  # the sidebar's links carry no parameters
+    at.switch_page("pages/3_Compare.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="cmp_prompt").value == PROMPT
+    assert at.selectbox(key=f"cmp_v0:{PROMPT}").value == 1
+    assert at.selectbox(key=f"cmp_v1:{PROMPT}").value == 1
+    assert at.selectbox(key="cmp_testset").value == "mini"

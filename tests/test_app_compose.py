@@ -155,7 +155,7 @@ def test_new_prompt_from_a_technique(app_env: Path) -> None:
             "zero-shot-translation",
             "body",
             "user:\nTranslate {{ text }\n",
-            "line 25: template syntax error: unexpected '}'",
+            "template line 2: template syntax error: unexpected '}'",
         ),
         ("json-answer", "schema", '{"type": "object",', "the JSON schema is not valid JSON"),
         ("json-answer", "schema", "[1, 2]", "must be a JSON object"),

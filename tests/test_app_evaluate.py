@@ -55,6 +55,12 @@ def test_two_versions_report_and_stored_scores(app_env: Path) -> None:
     ids = [r.output_id for v in report.versions for r in v.rows]
     assert all(len(s) == 2 for s in stored_scores(open_library().store, ids).values())
     assert len(at.get("download_button")) == 3
+    # The pass-rate chart is on a 0–100% axis whatever the rates are (here 0%).
+    (chart,) = at.get("plotly_chart")
+    figure = json.loads(chart.proto.spec)
+    assert figure["layout"]["yaxis"]["range"] == [0, 105]
+    assert figure["layout"]["yaxis"]["ticksuffix"] == "%"
+    assert figure["data"][0]["y"] == [0.0, 0.0]
 
 
 def test_bad_assertion_is_refused_before_anything_runs(app_env: Path) -> None:

@@ -225,7 +225,7 @@ def test_resume_generates_only_the_missing_outputs(make_run: Any) -> None:
     with lib.store.write() as s:
         s.execute(delete(Output).where(Output.id.in_([before[1].id, before[3].id])))
     at = open_page()
-    assert "2 output(s) are missing" in " ".join(c.value for c in at.caption)
+    assert "2 outputs are missing" in " ".join(c.value for c in at.caption)
     generate(at, "history:resume")
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -290,3 +290,49 @@ def test_a_runs_inputs_go_into_a_test_set(make_run: Any) -> None:
     assert [r["text"] for r in stored.rows] == REVIEWS[:2]
     at.button(key="history:testset:add").click().run()  # again: a new version, rows appended
     assert "regressions@2 has 4 rows" in at.success[-1].value
+
+
+def test_cached_and_batched_outputs_say_so_instead_of_a_bare_latency(make_run: Any) -> None:
+    first = make_run(REVIEWS[:3])
+    second = make_run(REVIEWS[:3])  # the same requests: every answer comes from the cache
+    generated, cached = outputs_of(first), outputs_of(second)
+    assert all(o.cached for o in cached) and not any(o.cached for o in generated)
+    assert all((o.batch_size or 1) > 1 for o in generated), "the tiny model batches greedy rows"
+    at = open_page()
+
+    outputs = table(at, "variables")
+    latencies = dict(zip(outputs["id"], outputs["latency"], strict=True))
+    for o in cached:  # the original time, named as such
+        assert latencies[o.id] == f"cached (original {o.latency_s:.2f} s)"
+    for o in generated:
+        assert latencies[o.id] == f"batch of {o.batch_size}, {o.latency_s:.2f} s"
+
+    at.selectbox(key="history:open").set_value(second).run()
+    run_table = next(  # the opened run's table: the outputs table has an id column too
+        d.value for d in at.dataframe if "latency" in d.value.columns and "id" not in d.value
+    )
+    assert all(text.startswith("cached (original ") for text in run_table["latency"])
+    captions = [shown(c.value) for c in at.caption]
+    assert any("row 1 · cached (original " in c for c in captions), captions
+
+
+def test_a_gguf_revision_shows_its_hash_not_only_its_prefix(make_run: Any) -> None:
+    run_id = make_run(["I love it"])
+    digest = "0123456789abcdef" * 4
+    with open_library().store.write() as s:
+        s.execute(update(Run).where(Run.id == run_id).values(revision=f"gguf-sha256-{digest}"))
+    at = open_page()
+    model_line = next(m for m in at.markdown if m.value.startswith("**Model**"))
+    assert "revision gguf-sha256-0123456789ab ·" in shown(model_line.value)
+    assert digest in shown(model_line.proto.help)  # the whole revision on hover
+
+
+def test_counts_are_worded_in_the_singular_for_one(make_run: Any) -> None:
+    make_run(["I love it"])
+    at = open_page()
+    captions = [shown(c.value) for c in at.caption]
+    assert any("Same versions, 1 row and parameter overrides" in c for c in captions), captions
+    assert not any("row(s)" in c or "1 rows" in c for c in captions)
+    at.text_input(key="history:testset:name").set_value("one").run()
+    at.button(key="history:testset:add").click().run()
+    assert shown(at.success[-1].value) == "Added 1 row: one@1 has 1 row."

@@ -305,6 +305,7 @@ def test_compare_shows_a_stored_columns_model_and_error_as_text(hostile_run: int
     assert not at.exception, at.exception
     assert any(escape_markdown(HOSTILE) in e.value for e in at.error)
     assert_shown_as_text(at)
+    at.toggle(key="cmp_charts").set_value(True).run()  # charts on demand
     # Plotly reads <b> and <a href> in labels: the charts' labels carry the model as entities.
     labels = [
         text for chart in at.get("plotly_chart") for text in strings(json.loads(chart.proto.spec))

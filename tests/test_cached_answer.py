@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -300,7 +301,7 @@ def test_cached_cli_answer_imports_no_torch(tiny_model_dir: Path, tmp_path: Path
     }
     assert "cached" not in status1
     assert out2 == out1
-    assert "· cached ·" in status2
+    assert re.search(r"· cached \(original [\d.]+ s\) ·", status2), status2
     assert probe2 == {
         "code": 0,
         "torch": False,

@@ -254,8 +254,9 @@ def test_lint_warnings_exit_1(cli: Cli, tmp_path: Path) -> None:
     assert out.splitlines() == [
         f"{path}: line 4: warning: a chat prompt without a user: section sends only a system "
         "message; most chat templates expect a user turn",
-        f"{path}: line 5: warning: variable 'who' is used but not declared in inputs; declare "
-        "it (with a default) so forms and other Prompty tools know it",
+        f"{path}: line 5: warning: variable 'who' is used but not declared in inputs, so it "
+        "has no default and a run without a value for it is refused; declare it with a default "
+        "so forms and other Prompty tools know it",
     ]
 
 
@@ -296,7 +297,7 @@ def test_export_then_import_elsewhere(
     assert json.loads(ok(cli("prompts", "list", "--json"))) == []
     out = ok(cli("import", str(zip_path)))
     lines = out.splitlines()
-    assert lines[0] == "imported: 4 new version(s), 0 already present, 1 label(s) set"
+    assert lines[0] == "imported: 4 new versions, 0 already present, 1 label set"
     assert sorted(lines[1:]) == sorted(
         ["  new count@1", "  new greet@1", "  new greet@2", "  new story@1",
          "  label greet@production → v2"]
@@ -313,7 +314,7 @@ def test_export_then_import_elsewhere(
     assert (again_dir / "prompt-library.zip").read_bytes() == zip_path.read_bytes()
 
     out = ok(cli("import", str(zip_path), str(out_dir / "greet.prompty")))
-    assert out.splitlines()[0].startswith("imported: 0 new version(s), 5 already present")
+    assert out.splitlines()[0].startswith("imported: 0 new versions, 5 already present")
 
 
 @pytest.mark.parametrize(
@@ -349,7 +350,7 @@ def test_export_to_a_slash_path_that_is_a_file_is_one_error_line(cli: Cli, tmp_p
 def test_import_loose_file(cli: Cli, tmp_path: Path, prompt_text: PromptText) -> None:
     path = edited(tmp_path / "solo.prompty", prompt_text("solo"))
     assert ok(cli("import", str(path))).splitlines() == [
-        "imported: 1 new version(s), 0 already present",
+        "imported: 1 new version, 0 already present",
         "  new solo@1",
     ]
 
@@ -437,3 +438,17 @@ def test_unexpected_error_is_one_line(cli: Cli, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("WORKBENCH_DEBUG", "1")
     with pytest.raises(RuntimeError, match="disk on fire"):
         main(["prompts", "list"])
+
+
+def test_import_says_which_labels_an_edited_export_moved(cli: Cli, tmp_path: Path) -> None:
+    ok(cli("export", "greet@1", "-o", str(tmp_path)))
+    exported = (tmp_path / "greet.prompty").read_text(encoding="utf-8")
+    warmer = edited(tmp_path / "warmer.prompty", exported.replace("Greets", "Warmly greets"))
+    ok(cli("import", str(warmer)))
+    ok(cli("prompts", "label", "greet@2", "production"))
+    moved = exported.replace("metadata:\n", "metadata:\n  labels: [production]\n", 1)
+    out = ok(cli("import", str(edited(tmp_path / "greet.prompty", moved))))
+    assert out.splitlines() == [
+        "imported: 0 new versions, 1 already present, 1 label moved: greet@production v2 → v1",
+        "  label moved greet@production v2 → v1",
+    ]

@@ -436,7 +436,7 @@ ERRORS: list[tuple[str, Callable[[Draft], Draft], type[Exception], str]] = [
             trigger=None, body=d.body.replace("{{ question }}", "{{ question }} {{ trigger }}")
         ),
         ComposeError,
-        r"chain-of-thought is off but line \d+ still uses",
+        r"chain-of-thought is off but template line 10 still uses",
     ),
     (
         "zero-shot-translation",

@@ -238,7 +238,7 @@ def test_import_report(full_library: Library, fresh_library: Callable[[str], Lib
         "beta@production → v1",
     ]
     assert report.skipped == []
-    assert report.summary() == "6 new version(s), 0 already present, 3 label(s) set"
+    assert report.summary() == "6 new versions, 0 already present, 3 labels set"
 
 
 def test_importing_the_same_zip_twice_changes_nothing(
@@ -316,7 +316,7 @@ def test_import_skips_non_prompt_files_in_zip(library: Library, prompt_text: Pro
     report = import_files(library, [("x.zip", buf.getvalue())])
     assert report.created == ["demo@1"]
     assert report.skipped == ["x.zip:README.md"]
-    assert "1 non-prompt file(s) ignored" in report.summary()
+    assert "1 non-prompt file ignored" in report.summary()
 
 
 def test_import_of_nothing_is_rejected(library: Library) -> None:
@@ -607,3 +607,20 @@ def test_import_makes_a_few_queries_per_prompt_not_several_per_version(
     assert len(inserts) == 120
     assert len(statements) - len(inserts) <= 3 * 8, statements
     assert export_library(other).data == data
+
+
+def test_an_edited_export_that_moves_a_label_says_so(
+    library: Library, prompt_text: PromptText
+) -> None:
+    library.save(prompt_text("moving", body=body(1)))
+    library.save(prompt_text("moving", body=body(2)))
+    library.set_label("moving@2", "production")
+    edited = library.get("moving@1").export_text()
+    edited = edited.replace("metadata:\n", "metadata:\n  labels: [production, beta]\n", 1)
+    report = import_files(library, [("moving.prompty", edited.encode())])
+    assert report.unchanged == ["moving@1"]
+    assert report.moved == ["moving@production v2 → v1"]
+    assert report.labels == ["moving@beta → v1"]
+    assert report.summary() == (
+        "0 new versions, 1 already present, 1 label set, 1 label moved: moving@production v2 → v1"
+    )

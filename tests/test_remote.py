@@ -372,6 +372,11 @@ def test_runs_resume_finds_the_server_a_run_named(
     outputs = run_outputs(runner.store, run_id)
     assert [o.text for o in outputs] == ["Hello from the stub"] * 2
     assert {o.model for o in outputs} == {f"openai:stub@{url}"}
+    # two requests sent at once: each row's time is its own request's, beside the other
+    from workbench import wording
+
+    assert [o.backend for o in outputs] == ["openai", "openai"]
+    assert all(wording.latency_text(o).startswith("2 requests at once, ") for o in outputs)
 
 
 # --- options sent --------------------------------------------------------------------------------

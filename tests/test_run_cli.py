@@ -113,7 +113,7 @@ def test_run_one_input_streams_and_stores(
     assert out == text + "\n"
     status = err.strip().splitlines()[-1]
     assert re.fullmatch(
-        r"\[zero-shot-sentiment-chat@1 · length · \d+\+8 tokens · [\d.]+ tok/s"
+        r"\[zero-shot-sentiment-chat@1 · length · \d+\+8 tokens · [\d.]+ s · [\d.]+ tok/s"
         r"( · first token [\d.]+ s)? · run 1\]",
         status,
     ), status
@@ -166,12 +166,16 @@ def test_run_dataset_prints_a_summary(cli: Cli, tiny_model_dir: Path, tmp_path: 
     rows = write_csv(tmp_path / "rows.csv", REVIEWS[:4])
     out, err = ok(cli("run", "zero-shot-sentiment", "--dataset", rows, "--model", tiny_model_dir))
     lines = out.splitlines()
-    assert lines[0].split() == ["ROW", "SAMPLE", "FINISH", "TOKENS", "SECONDS", "CACHED", "OUTPUT"]
+    assert lines[0].split() == ["ROW", "SAMPLE", "FINISH", "TOKENS", "LATENCY", "OUTPUT"]
     assert [line.split()[0] for line in lines[2:6]] == ["1", "2", "3", "4"]
     assert re.match(r"run 1: done · 4/4 outputs · 0 cached · ", lines[-1]), lines[-1]
+    # greedy rows share a batch: each row names it rather than claiming the time as its own
+    assert all(re.search(r" batch of [2-4], [\d.]+ s ", line) for line in lines[2:6]), lines
     assert "4/4" in err  # the progress bar
     out2, _ = ok(cli("run", "zero-shot-sentiment", "--dataset", rows, "--model", tiny_model_dir))
     assert "run 2: done · 4/4 outputs · 4 cached" in out2
+    # a cached answer's time is its original generation's, and says so
+    assert [line.count("cached (original ") for line in out2.splitlines()[2:6]] == [1, 1, 1, 1]
 
 
 def test_run_samples_prints_the_vote(cli: Cli, tiny_model_dir: Path) -> None:
@@ -250,6 +254,28 @@ def test_bad_param_is_reported_before_loading_anything(cli: Cli) -> None:
     )
     assert "temperature" in line and "nonexistent" not in line
     assert query("select count(*) from run") == [(0,)]
+
+
+def test_a_variable_used_but_not_declared_is_a_warning_and_a_refusal_not_empty_text(
+    cli: Cli, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`{{ tone }}` typed into a template and never given a value: lint names the file line,
+    a run without a value is refused by name, a run with one goes through."""
+    path = tmp_path / "toned.prompty"
+    path.write_text(
+        "---\nname: toned\ninputs:\n  text:\n    default: hi\n---\nuser:\n{{ text }}\n"
+        "Tone: {{ tone }}\n",
+        encoding="utf-8",
+    )
+    ok(cli("prompts", "save", path))
+    code, out, _ = cli("prompts", "lint", "toned")
+    assert code == 1
+    assert out.startswith("toned@1: line 9: warning: variable 'tone' is used but not declared")
+    line = failed(cli("run", "toned", "--model", tiny_model_dir))
+    assert "missing variable: tone" in line
+    assert query("select count(*) from output") == [(0,)]
+    ok(cli("run", "toned", "--var", "tone=formal", "--model", tiny_model_dir))
+    assert query("select variables from output") == [('{"tone": "formal"}',)]
 
 
 @pytest.mark.parametrize(
@@ -376,6 +402,8 @@ def test_runs_show(cli: Cli, finished_run: int, tiny_backend: Any) -> None:
     assert first.startswith(f"run {finished_run} · done · zero-shot-sentiment@1 · ")
     assert tiny_backend.info.revision in first and "float32" in first
     assert f"run {finished_run}: done · 3/3 outputs" in out
+    # read back, not executed now: the stored outputs' mean latency, not "0.0 s · 0.0 tok/s"
+    assert re.search(r"· mean latency [\d.]+ s over 3 generated outputs$", out.splitlines()[-1])
     data = json.loads(ok(cli("runs", "show", str(finished_run), "--json"))[0])
     assert len(data["outputs"]) == 3
 

@@ -625,3 +625,26 @@ def test_export_csv(finished: list[OutputRecord]) -> None:
 def test_export_unknown_format(finished: list[OutputRecord]) -> None:
     with pytest.raises(WorkbenchError, match="xml"):
         export_outputs(finished, "xml")
+
+
+def test_each_output_records_the_batch_it_was_generated_in(runner: Runner) -> None:
+    """A batched row's latency is its batch's time up to its end: the batch size is stored with
+    it, so every screen can say "batch of 2, 0.31 s"; a cached copy says it is cached."""
+    from workbench import wording
+
+    version = runner.library.get("zero-shot-sentiment")
+    rows = [{"text": review(i)} for i in range(4)]
+    batched = runner.run([version], rows, batch_size=2, overrides={"max_new_tokens": 3}).outputs
+    assert [o.batch_size for o in batched] == [2, 2, 2, 2]
+    assert all(wording.latency_text(o).startswith("batch of 2, ") for o in batched)
+    single = runner.run(
+        [version], [{"text": "only"}], overrides={"max_new_tokens": 3}, batch_size=1
+    ).outputs
+    assert single[0].batch_size == 1
+    assert wording.latency_text(single[0]) == f"{single[0].latency_s:.2f} s"
+    again = runner.run([version], rows, overrides={"max_new_tokens": 3}).outputs
+    assert all(o.cached for o in again)
+    assert [wording.latency_text(o) for o in again] == [
+        f"cached (original {o.latency_s:.2f} s)" for o in batched
+    ]
+    assert wording.mean_latency(again) is None  # nothing was generated: no time to average

@@ -18,9 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import evaluate
+from . import evaluate, wording
 from .answers import answer_key
 from .backends.base import Cancel
+from .datasets import Dataset
+from .datasets import check_columns as check_dataset_columns
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
 from .params import GenerationParams
@@ -124,25 +126,35 @@ def column_label(ref: str, model: str, overrides: Mapping[str, Any]) -> str:
 
 # --- running columns ----------------------------------------------------------------------------
 def check_columns(
-    library: Library, specs: Sequence[ColumnSpec], rows: Sequence[Mapping[str, Any]]
+    library: Library,
+    specs: Sequence[ColumnSpec],
+    rows: Dataset | Sequence[Mapping[str, Any]],
 ) -> list[VersionInfo]:
-    """Everything that can be wrong with a comparison, found before the first token."""
+    """Everything that can be wrong with a comparison, found before the first token.
+
+    Rows given as a Dataset (a file, a test set, a run's rows) must fit every column's
+    variables, as a dataset run must: a file whose columns fill none of them would otherwise
+    render the defaults on every row."""
     if not 1 <= len(specs) <= MAX_COLUMNS:
         raise WorkbenchError(f"compare 1 to {MAX_COLUMNS} columns, got {len(specs)}")
-    if not rows:
+    dataset = rows if isinstance(rows, Dataset) else None
+    row_list: Sequence[Mapping[str, Any]] = dataset.rows if dataset is not None else rows  # type: ignore[assignment]
+    if not row_list:
         raise WorkbenchError("nothing to compare: add at least one input row")
+    if dataset is not None:
+        check_fit(library, specs, dataset)
     versions = []
     for number, spec in enumerate(specs, 1):
         where = f"column {number} ({spec.label})"
         try:
             version = library.get(spec.ref)
             GenerationParams.build(version.file.options, spec.overrides)
-            missing = [v for v in required_variables(version) if any(v not in r for r in rows)]
+            missing = [v for v in required_variables(version) if any(v not in r for r in row_list)]
             if missing:
                 raise WorkbenchError(
                     "the input has no value for " + ", ".join(repr(m) for m in missing)
                 )
-            for index, row in enumerate(rows):
+            for index, row in enumerate(row_list):
                 try:
                     version.file.render(row)
                 except WorkbenchError as exc:
@@ -153,10 +165,22 @@ def check_columns(
     return versions
 
 
+def check_fit(library: Library, specs: Sequence[ColumnSpec], dataset: Dataset) -> None:
+    """The dataset's columns against each column's variables (no row is rendered: quick
+    enough to run on every redraw of a page)."""
+    refs = list(dict.fromkeys(spec.ref for spec in specs))
+    versions = [library.get(ref) for ref in refs]
+    check_dataset_columns(
+        dataset,
+        {v.ref: required_variables(v) for v in versions},
+        {v.ref: list(v.file.template_variables()) for v in versions},
+    )
+
+
 def run_columns(
     library: Library,
     specs: Sequence[ColumnSpec],
-    rows: Sequence[Mapping[str, Any]],
+    rows: Dataset | Sequence[Mapping[str, Any]],
     runner_for: Callable[[ColumnSpec], Runner],
     *,
     use_cache: bool = True,
@@ -164,9 +188,13 @@ def run_columns(
     cancel: Cancel | None = None,
     on_output: Callable[[OutputRecord], None] | None = None,
 ) -> Comparison:
-    """Run each column over the rows (answers already stored come from the cache at once)."""
+    """Run each column over the rows (answers already stored come from the cache at once).
+    A Dataset's name is recorded with each column's run, as a dataset run records it."""
     versions = check_columns(library, specs, rows)
-    row_list = [dict(r) for r in rows]
+    row_list = [dict(r) for r in (rows.rows if isinstance(rows, Dataset) else rows)]
+    given: Dataset | list[dict[str, Any]] = (
+        Dataset(rows.name, rows.columns, tuple(row_list)) if isinstance(rows, Dataset) else row_list
+    )
     columns: list[Column] = []
     outputs: list[list[OutputRecord]] = []
     for index, (spec, version) in enumerate(zip(specs, versions, strict=True)):
@@ -174,7 +202,7 @@ def run_columns(
             break
         summary = runner_for(spec).run(
             [version],
-            row_list,
+            given,
             overrides=spec.overrides,
             samples=1,
             use_cache=use_cache,
@@ -303,8 +331,11 @@ def column_stats(
     for c, column in enumerate(comparison.columns):
         outs = comparison.column(c)
         ok = [o for o in outs if o.error is None]
-        latencies = [o.latency_s for o in ok if o.latency_s is not None]
+        # Cached answers carry their original generation's time: not this run's (wording).
+        timed = wording.generated(ok)
+        latencies = wording.timed_latencies(timed)
         tokens = [o.completion_tokens for o in ok if o.completion_tokens is not None]
+        timed_tokens = sum(o.completion_tokens or 0 for o in timed)
         rated = [ratings[o.id] for o in outs if o.id in ratings]
         stars = [r.stars for r in rated if r.stars is not None]
         stats.append(
@@ -316,7 +347,7 @@ def column_stats(
                 median_latency_s=statistics.median(latencies) if latencies else None,
                 mean_completion_tokens=statistics.fmean(tokens) if tokens else None,
                 tokens_per_s=(
-                    sum(tokens) / sum(latencies) if latencies and sum(latencies) > 0 else None
+                    timed_tokens / sum(latencies) if latencies and sum(latencies) > 0 else None
                 ),
                 agreement=agree[c],
                 thumbs_up=sum(r.verdict == 1 for r in rated),

@@ -24,7 +24,7 @@ from typing import Any
 from jinja2 import TemplateError, nodes
 
 from . import json_text
-from .errors import WorkbenchError
+from .errors import PromptFileError, WorkbenchError
 from .techniques import TECHNIQUES
 from .templates import (
     NAME_PATTERN,
@@ -92,7 +92,9 @@ class Draft:
 
     `values` are the sample inputs of the template's other variables (the form under the
     template); they become the inputs' defaults, so a new variable typed into the template is
-    declared with the value given for it.
+    declared with the value given for it. A variable with no value here and no default stays
+    as it is: lint flags it where it is used and a run without a value for it is refused,
+    rather than it quietly becoming empty text.
     """
 
     name: str
@@ -347,9 +349,9 @@ def read_draft(pf: PromptFile) -> Draft:
     )
     managed = draft.block_inputs
     values = {
-        name: specs[name].default if name in specs and specs[name].has_default else ""
+        name: specs[name].default
         for name in pf.template_variables()
-        if name not in managed
+        if name not in managed and name in specs and specs[name].has_default
     }
     return draft.edit(values=values)
 
@@ -509,15 +511,43 @@ def build(base: PromptFile, draft: Draft) -> PromptFile:
     if techniques != list(base.techniques):
         _set_techniques(front, techniques)
 
-    first = parse_prompt(dump_prompt(front, body), draft.name)
-    used = first.template_variables()
-    if draft.trigger is None and old.trigger is not None and TRIGGER_INPUT in used:
-        raise ComposeError(
-            f"chain-of-thought is off but line {used[TRIGGER_INPUT]} still uses "
-            "{{ trigger }}: remove it there, or switch chain-of-thought back on"
-        )
-    _apply_values(front, first, base, draft.values, protected=draft.block_inputs)
-    return parse_prompt(dump_prompt(front, body), draft.name)
+    box = draft.body.replace("\r\n", "\n")
+    try:
+        first = parse_prompt(dump_prompt(front, body), draft.name)
+        used = first.template_variables()
+        if draft.trigger is None and old.trigger is not None and TRIGGER_INPUT in used:
+            line = box_line(body, box, first.template_line(used[TRIGGER_INPUT]))
+            raise ComposeError(
+                f"chain-of-thought is off but template line {line} still uses "
+                "{{ trigger }}: remove it there, or switch chain-of-thought back on"
+            )
+        _apply_values(front, first, base, draft.values, protected=draft.block_inputs)
+        return parse_prompt(dump_prompt(front, body), draft.name)
+    except PromptFileError as exc:  # the line in the box the person typed, not the one built
+        exc.template_line = box_line(body, box, exc.template_line)
+        raise
+
+
+def box_line(built: str, box: str, line: int | None) -> int | None:
+    """The line of the template box that line `line` of the built template stands for.
+
+    Building adds lines nobody typed (a `{{ persona }}` line when the persona is switched on)
+    and drops some (switching a block off), so the two texts can differ until the page shows
+    the saved version. Lines both have map to each other; a line only the build has maps to
+    the box line it follows (the first line, at the top).
+    """
+    if line is None or built == box:
+        return line
+    ours, theirs = built.split("\n"), box.split("\n")
+    matcher = difflib.SequenceMatcher(None, ours, theirs, autojunk=False)
+    follows = 1
+    for i, j, size in matcher.get_matching_blocks():
+        if line - 1 < i:
+            break
+        if line - 1 < i + size:
+            return j + (line - 1 - i) + 1
+        follows = j + size
+    return max(1, min(follows, len(theirs)))
 
 
 def apply_draft(base: PromptFile, draft: Draft) -> str:
@@ -703,8 +733,15 @@ def _apply_values(
     values: Mapping[str, Any],
     protected: set[str],
 ) -> None:
-    """Sample inputs become defaults; variables new to the template are declared; inputs whose
-    last use the edit removed from the template go with it (lint would flag them as unused)."""
+    """Sample inputs become defaults; variables new to the template are declared with the
+    value typed for them; inputs whose last use the edit removed from the template go with it
+    (lint would flag them as unused).
+
+    A value equal to the text the form showed for the default is no edit, even when the
+    default is not text (`5` under `kind: string`): an untouched form builds the saved file.
+    A new variable with nothing typed is left undeclared, never given an empty default that
+    would render as nothing without a word.
+    """
     used = first.template_variables()
     specs = first.inputs
     was_used = base.template_variables()
@@ -712,19 +749,24 @@ def _apply_values(
         if name in was_used and name not in used and name not in protected:
             _drop_input(front, name)
     for name, value in values.items():
-        if name not in used:
+        if name not in used or value is None:
             continue
         spec = specs.get(name)
         if spec is None:
-            _add_input(front, name, {"kind": "string", "default": "" if value is None else value})
+            if value != "":
+                _add_input(front, name, {"kind": "string", "default": value})
+            continue
+        if spec.has_default and value == form_text(spec.default):
             continue
         new = coerce_value(name, spec.kind, value)
         current = spec.default if spec.has_default else ""
         if new != current:
             _set_default(front, name, new)
-    for name in used:
-        if name not in specs and name not in values:
-            _add_input(front, name, {"kind": "string", "default": ""})
+
+
+def form_text(value: Any) -> str:
+    """The text a form box shows for a value (the Sample inputs, the Playground's inputs)."""
+    return "" if value is None else str(value)
 
 
 # --- raw input entries (Prompty allows a mapping or a list of specs) -------------------------

@@ -12,12 +12,20 @@ class WorkbenchError(Exception):
 
 
 class PromptFileError(WorkbenchError):
-    """A prompt file or template that cannot be used, with its source and line when known."""
+    """A prompt file or template that cannot be used, with its source and line when known.
+
+    `line` is the file's line, front matter included: what a person with the file open in an
+    editor, or on a command line, looks for. `template_line` is the same place counted in the
+    template alone (1 = the line after the closing `---`): what the app's template box shows.
+    The template code that knows where the body starts sets it; None means the problem is not
+    in the template (or its line is unknown).
+    """
 
     def __init__(self, problem: str, *, source: str | None = None, line: int | None = None):
         self.problem = problem
         self.source = source
         self.line = line
+        self.template_line: int | None = None
         where = source or "prompt"
         if line is not None:
             where = f"{where}, line {line}"

@@ -32,6 +32,7 @@ from .lint import option_issues
 from .reports import csv_bytes
 from .store import AppState, Prompt, utcnow
 from .templates import MAX_FILE_BYTES, PromptFile, parse_prompt_bytes
+from .wording import plural
 
 # One zip carries a whole library back in: 20,000 versions of the built-ins' size (about 1 KB)
 # are 20 MB unpacked and about 12 MB zipped, under the app's 20 MB upload limit. The bytes bound
@@ -54,15 +55,23 @@ class ExportFile:
 class ImportReport:
     created: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # set where there was none: `a@prod → v3`
+    # Labels that pointed at another version before this import (`a@production v2 → v3`): an
+    # edited export can move `production`, and that must never happen without a word.
+    moved: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        parts = [f"{len(self.created)} new version(s)", f"{len(self.unchanged)} already present"]
+        parts = [
+            plural(len(self.created), "new version"),
+            f"{len(self.unchanged):,} already present",
+        ]
         if self.labels:
-            parts.append(f"{len(self.labels)} label(s) set")
+            parts.append(plural(len(self.labels), "label") + " set")
+        if self.moved:
+            parts.append(plural(len(self.moved), "label") + " moved: " + ", ".join(self.moved))
         if self.skipped:
-            parts.append(f"{len(self.skipped)} non-prompt file(s) ignored")
+            parts.append(plural(len(self.skipped), "non-prompt file") + " ignored")
         return ", ".join(parts)
 
 
@@ -417,8 +426,10 @@ def _write(library: Library, s: Session, incoming: list[_Incoming], report: Impo
             (report.created if created else report.unchanged).append(f"{name}@{number}")
         for label in item.labels:
             move = writer.set_label(number, label)
-            if move.from_version != move.to_version:
+            if move.from_version is None:
                 report.labels.append(f"{name}@{label} → v{move.to_version}")
+            elif move.from_version != move.to_version:
+                report.moved.append(f"{name}@{label} v{move.from_version} → v{move.to_version}")
 
 
 # --- built-ins ------------------------------------------------------------------------------

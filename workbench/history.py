@@ -101,6 +101,8 @@ class HistoryRow:
     latency_s: float | None
     cached: bool
     error: str | None
+    batch_size: int | None = None  # how many rows shared the generation's time (wording)
+    backend: str = "transformers"
     verdict: int | None = None
     stars: int | None = None
 
@@ -200,6 +202,8 @@ def search_outputs(
                 Output.latency_s,
                 Output.cached,
                 Output.error,
+                Output.batch_size,
+                Output.backend,
                 Prompt.name,
                 PromptVersion.number,
                 Rating.verdict,
@@ -239,6 +243,8 @@ def search_outputs(
             latency_s=r.latency_s,
             cached=bool(r.cached),
             error=r.error,
+            batch_size=r.batch_size,
+            backend=r.backend,
             verdict=r.verdict,
             stars=r.stars,
         )

@@ -62,8 +62,9 @@ def _variables(pf: PromptFile) -> list[LintIssue]:
             out.append(
                 LintIssue(
                     "undeclared-variable",
-                    f"variable {name!r} is used but not declared in inputs; declare it "
-                    "(with a default) so forms and other Prompty tools know it",
+                    f"variable {name!r} is used but not declared in inputs, so it has no "
+                    "default and a run without a value for it is refused; declare it with a "
+                    "default so forms and other Prompty tools know it",
                     line,
                 )
             )

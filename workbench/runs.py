@@ -47,6 +47,7 @@ class OutputRecord:
     model_input: str
     messages: list[dict[str, str]]
     created_at: datetime
+    backend: str = "transformers"  # which backend generated it (a batch means different things)
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ def output_record(row: Output, prompt: str, version: int) -> OutputRecord:
         model_input=row.model_input,
         messages=list(row.messages),
         created_at=row.created_at,
+        backend=row.backend,
     )
 
 

@@ -162,6 +162,17 @@ class PromptFile:
         """File line of a line of the compiled template."""
         return template_line + self.body_line - 1 + self._lead_lines
 
+    def template_line(self, file_line: int | None) -> int | None:
+        """The line of the body as written (1 = the line after the closing `---`) that a file
+        line falls on; None for the front matter. File lines are what the CLI and lint report
+        (a person has the file open); the app's template box shows the body alone."""
+        if file_line is None or file_line < self.body_line:
+            return None
+        return file_line - self.body_line + 1
+
+    def _locate(self, exc: PromptFileError) -> None:
+        exc.template_line = self.template_line(exc.line)
+
     @property
     def _marker(self) -> str:
         if "marker" not in self._cache:
@@ -286,6 +297,13 @@ class PromptFile:
 
     def render(self, variables: Mapping[str, Any] | None = None) -> Rendered:
         """Render to messages, within the limits of `sandbox`: every renderer comes here."""
+        try:
+            return self._render(variables)
+        except PromptFileError as exc:
+            self._locate(exc)
+            raise
+
+    def _render(self, variables: Mapping[str, Any] | None) -> Rendered:
         values = self.resolve_variables(variables)
         try:
             with sandbox.budget():
@@ -427,8 +445,12 @@ def parse_prompt(text: str, source: str = "prompt") -> PromptFile:
         )
     body = "\n".join(lines[end + 1 :])
     pf = PromptFile(front=front, body=body, source=source, body_line=end + 2, front_text=front_text)
-    _check_front(pf)
-    _check_template(pf)
+    try:
+        _check_front(pf)
+        _check_template(pf)
+    except PromptFileError as exc:
+        pf._locate(exc)
+        raise
     return pf
 
 

@@ -491,21 +491,42 @@ def text_variables(names: Sequence[str], defaults: Mapping[str, Any]) -> list[st
     ]
 
 
-def variables_form(names: Sequence[str], defaults: Mapping[str, Any], key: str) -> dict[str, Any]:
+def variables_form(
+    names: Sequence[str], defaults: Mapping[str, Any], key: str, *, warn_missing: bool = True
+) -> dict[str, Any]:
     """A text area per typed variable, prefilled with the prompt's sample inputs; structured
-    variables keep their default."""
+    variables keep their default.
+
+    `defaults` holds only the variables that have one. An empty box for a variable without a
+    default is no value at all, so rendering refuses it by name, as the CLI and Compare do,
+    instead of filling in empty text (`{{ tone }}` used but never declared); `warn_missing`
+    says so under the form, before anyone presses Run.
+    """
     values: dict[str, Any] = {}
+    missing: list[str] = []
     typed = text_variables(names, defaults)
     for name in names:
-        default = defaults.get(name, "")
+        default = defaults.get(name)
         if name not in typed:
             values[name] = default
             continue
-        values[name] = st.text_area(
+        text = st.text_area(
             widget_label(name),
             "" if default is None else str(default),
             key=f"{key}:{name}",
             height=80,
+        )
+        if text == "" and name not in defaults:
+            missing.append(name)
+        else:
+            values[name] = text
+    if missing and warn_missing:
+        listed = ", ".join(repr(n) for n in missing)
+        st.warning(
+            escape_markdown(
+                f"No value for {listed}: the prompt has no default for "
+                f"{'them' if len(missing) > 1 else 'it'}, so a run is refused until you type one."
+            )
         )
     return values
 
@@ -572,6 +593,8 @@ def map_columns(dataset: Dataset, variables: Sequence[str], key: str) -> Dataset
             )
         if chosen != unmapped:
             mapping[name] = chosen
+    if not mapping:  # nothing fills a variable: a run refuses it, naming the file's columns
+        return dataset
     rows = tuple({var: row.get(col, "") for var, col in mapping.items()} for row in dataset.rows)
     return Dataset(dataset.name, tuple(mapping), rows)
 
@@ -708,9 +731,6 @@ def add_to_test_set(
                 for row in rows
             ]
             info, _ = testsets.add_rows(state.library().store, set_name.strip(), scalar, note)
+            added = f"{len(scalar)} row" + ("" if len(scalar) == 1 else "s")
             plural = "" if info.rows == 1 else "s"
-            st.success(
-                escape_markdown(
-                    f"Added {len(scalar)} row(s): {info.ref} has {info.rows} row{plural}."
-                )
-            )
+            st.success(escape_markdown(f"Added {added}: {info.ref} has {info.rows} row{plural}."))

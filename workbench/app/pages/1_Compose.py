@@ -8,10 +8,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import compose
-from workbench.app import state, ui
+from workbench import compose, editor
+from workbench.app import links, state, ui
 from workbench.backends import Backend
-from workbench.lint import lint
 from workbench.techniques import TECHNIQUES
 from workbench.templates import MODES, PromptFile, Rendered, parse_prompt
 
@@ -32,11 +31,29 @@ def records(frame: pd.DataFrame) -> list[dict[str, str]]:
 
 
 def finish(message: str, kind: str = "success", goto: tuple[str, int] | None = None) -> None:
-    """End an action: rerun so the pickers show the new state, and say what happened after it."""
+    """End an action: rerun so the pickers show the new state, and say what happened after it.
+
+    `goto` opens the version just saved, in the pickers and in the URL (`?prompt=&v=`, the
+    scheme every page reads), so the page stays on it and a reload or a link reopens it."""
     st.session_state["compose_flash"] = (kind, message)
     if goto:
         st.session_state["compose_goto"] = goto
+        st.query_params.update(prompt=goto[0], v=str(goto[1]))
     st.rerun()
+
+
+def show_findings(checked: editor.Checked, box: str) -> None:
+    """Problems under the template box, each naming its line in the box; the box's text
+    numbered beside them, the lines they name marked."""
+    for finding in checked.findings:
+        show = {"error": st.error, "warning": st.warning, "info": st.info}[finding.severity]
+        show(ui.escape_markdown(finding))
+    if any(f.line is not None for f in checked.findings):
+        st.caption("The template, numbered: `<--` marks the lines named above.")
+        st.code(editor.numbered(box, checked.findings), language=None, line_numbers=True)
+    elif box.strip():
+        with st.expander("Template with line numbers"):
+            st.code(editor.numbered(box, ()), language=None, line_numbers=True)
 
 
 def show_model_view(rendered: Rendered, choice: state.ModelChoice) -> None:
@@ -130,8 +147,9 @@ with edit:
         key=k + "body",
         height=260,
         help="Jinja. Lines `system:`, `user:`, `assistant:` start messages; {{ name }} inserts "
-        "a variable.",
+        "a variable. Problems name their line in this box (line 1 is its first line).",
     )
+    findings_here = st.container()  # filled once the whole draft is checked, below
 
     examples = None
     if start.examples is not None:
@@ -236,21 +254,19 @@ with edit:
     values: dict[str, Any] = {}
     if names:
         st.markdown("**Sample inputs** (saved as the inputs' defaults)")
-        values = ui.variables_form(names, start.values, key=k + "var")
+        values = ui.variables_form(names, start.values, key=k + "var", warn_missing=False)
     draft = draft.edit(values=values)
+    checked = editor.check(base, draft)
+    with findings_here:
+        show_findings(checked, body)
 
-pf: PromptFile | None = None
+pf: PromptFile | None = checked.file
 with preview:
     st.subheader("Preview")
-    with ui.guard("The prompt cannot be built"):
-        pf = compose.build(base, draft)
-    rendered: Rendered | None = None
-    if pf is not None:
-        for issue in lint(pf):
-            st.warning(ui.escape_markdown(issue))
-        with ui.guard("The prompt cannot be rendered"):
-            rendered = pf.render()
-    if rendered is not None:
+    rendered: Rendered | None = checked.rendered
+    if rendered is None:
+        st.caption("Nothing to preview until the problem named under the template is fixed.")
+    else:
         ui.show_messages(rendered)
         st.markdown("**What the model reads**")
         if state.is_loaded(choice) or st.button(
@@ -265,7 +281,7 @@ with preview:
             )
     if pf is not None:
         with st.expander("Prompt file"):
-            st.code(pf.canonical_text(), language="yaml")
+            st.code(pf.canonical_text(), language="yaml", line_numbers=True)
 
 st.divider()
 st.subheader("Save")
@@ -287,6 +303,8 @@ if st.button("Save version", key="compose_save", type="primary", disabled=cannot
             finish(f"Saved as v{number}", goto=(pf.name, number))
         else:
             finish(f"Unchanged — same as v{number}", "info", goto=(pf.name, number))
+if info is not None:
+    links.compare_previous_button(info.prompt, info.number)
 
 if info is not None:
     st.divider()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from workbench import jobs
+from workbench import jobs, wording
 from workbench.app import memory, state, ui
 from workbench.datasets import Dataset, check_columns
 from workbench.errors import NotFoundError
@@ -34,13 +34,12 @@ defaults = {n: spec.default for n, spec in version.file.inputs.items() if spec.h
 def show_output(output: OutputRecord, cached: bool) -> None:
     ui.show_text(output.text)
     tokens = output.completion_tokens or 0
-    latency = output.latency_s or 0.0
     cols = st.columns(5)
     cols[0].metric("Tokens", f"{output.prompt_tokens} → {tokens}")
-    cols[1].metric("Tokens/s", f"{tokens / latency:.1f}" if latency > 0 else "–")
+    cols[1].metric("Tokens/s", wording.tokens_per_s_text(output))  # none for a cached answer
     cols[2].metric("First token", f"{output.ttft_s:.2f} s" if output.ttft_s is not None else "–")
     cols[3].metric("Finish", output.finish_reason or "–")
-    cols[4].metric("Latency", f"{latency:.2f} s")
+    cols[4].metric("Latency", wording.latency_text(output))
     st.caption(  # the model may carry an id a server reported
         ui.escape_markdown(
             f"Run {output.run_id} · {output.model} · seed {output.seed}"
@@ -189,9 +188,8 @@ def outputs_frame(outputs: list[OutputRecord]) -> pd.DataFrame:
                 **{k: str(v) for k, v in o.variables.items() if k in variables},
                 "output": o.text,
                 "tokens": o.completion_tokens,
-                "latency (s)": round(o.latency_s or 0.0, 3),
+                "latency": wording.latency_text(o),  # cached and batched rows say so
                 "finish": o.finish_reason,
-                "cached": o.cached,
             }
             for o in sorted(outputs, key=lambda o: (o.row_index, o.sample_index))
         ]

@@ -1,51 +1,131 @@
-"""Compare: outputs side by side per row — versions × models × parameters, or stored runs."""
+"""Compare: a grid you work in — rows of inputs, one column per (version, model, parameters).
+
+The selection lives in the URL (`?prompt=<name>&v=<new>&base=<old>` plus `&testset=<name>` or
+`&run=<id>`), so a link opens the same view. The grid's logic (what a row shows, pass/fail,
+filters, the summary) is `workbench.grid`; this page draws it and saves ratings.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 
-import pandas as pd
 import streamlit as st
 
-from workbench import compare, evaluate, jobs, ratings, scorers
+from workbench import compare, evaluate, grid, jobs, ratings, scorers
 from workbench.app import charts, state, ui
 from workbench.compare import ColumnSpec, Comparison
+from workbench.datasets import Dataset
 from workbench.errors import WorkbenchError
 from workbench.params import GenerationParams, parse_param_pairs
 from workbench.runner import Runner
-from workbench.runs import list_runs
+from workbench.runs import OutputRecord, list_runs
+from workbench.testsets import list_test_sets
 
-ROWS_PER_PAGE = 10
+PER_PAGE = 20
+MAX_INPUT_COLUMNS = 3  # variables beyond these share one column
+RUN_COLUMNS, STORED_RUNS = "Run columns", "Stored runs"
+TESTSET, RUN_ROWS, TYPED = "A test set", "Rows of an earlier run", "Type or upload rows"
+
+# The grid's switches outlive a run in which the grid is not drawn (while a comparison runs).
+GRID_KEYS = ("cmp_only_diff", "cmp_only_fail", "cmp_worse_first", "cmp_timing", "cmp_diff")
 
 ui.page("Compare", "Outputs side by side: prompt versions, models and parameters on the same rows.")
+for kept in GRID_KEYS:
+    if kept in st.session_state:
+        st.session_state[kept] = st.session_state[kept]
 lib = ui.load_library()
 choice = ui.model_sidebar()
+prompts = lib.list_prompts()
+if not prompts:
+    st.info("The library is empty: create a prompt on the Compose page or import one.")
+    st.stop()
+latest = {p.name: p.latest for p in prompts}
 
+
+def version_key(i: int, prompt: str) -> str:
+    return f"cmp_v{i}:{prompt}"
+
+
+def use_source(selection: grid.Selection) -> None:
+    """Point the rows picker at the selection's test set or run (nothing: typed rows)."""
+    if selection.testset:
+        st.session_state["cmp_source"] = TESTSET
+        st.session_state["cmp_testset"] = selection.testset
+    elif selection.run is not None:
+        st.session_state["cmp_source"] = RUN_ROWS
+        st.session_state["cmp_source_run"] = selection.run
+    else:
+        st.session_state["cmp_source"] = TYPED
+
+
+def open_from_url() -> None:
+    """Apply the address's selection when it is new to this session (a link was opened, or
+    the browser went back). Coming back from another page, whose links drop the parameters,
+    shows the last view. Either way the address is left as it came: Streamlit adds a browser
+    history entry for every change of the parameters, and rewriting an address the person
+    just went back to would keep the back button on this page; `write_url` writes only the
+    person's own changes."""
+    params = st.query_params.to_dict()
+    if params == st.session_state.get("cmp_url"):
+        return
+    st.session_state["cmp_url"] = params
+    st.session_state["cmp_hold"] = True
+    if not params:
+        params = st.session_state.get("cmp_view") or {}
+    selection = grid.parse_selection(params)
+    if selection.prompt is None:
+        return
+    if selection.prompt not in latest:
+        st.warning(
+            ui.escape_markdown(
+                f"The link names a prompt {selection.prompt!r} that is not in the library."
+            )
+        )
+        return
+    name, top = selection.prompt, latest[selection.prompt]
+    new = selection.new if selection.new is not None and selection.new <= top else top
+    base = (
+        selection.base if selection.base is not None and selection.base <= top else max(1, new - 1)
+    )
+    st.session_state["cmp_mode"] = RUN_COLUMNS
+    st.session_state["cmp_prompt"] = name
+    st.session_state[version_key(0, name)] = base
+    st.session_state[version_key(1, name)] = new
+    if selection.testset or selection.run is not None:
+        use_source(selection)
+    else:
+        use_source(grid.suggest_source(lib.store, name))
+    st.session_state["cmp_suggested"] = name
+
+
+open_from_url()
 mode = st.radio(
     "Compare",
-    ["Run columns", "Stored runs"],
+    [RUN_COLUMNS, STORED_RUNS],
     horizontal=True,
     key="cmp_mode",
     help="Run columns generates what is not stored yet; stored runs generate nothing.",
 )
 
 
-def column_inputs(count: int) -> tuple[list[ColumnSpec], list[str]]:
-    """The columns as typed, and a line per column whose parameters cannot be used (each is
+def column_inputs(name: str, count: int) -> tuple[list[ColumnSpec], list[str]]:
+    """The columns as chosen, and a line per column whose parameters cannot be used (each is
     also shown under its column): such a comparison is refused before anything runs."""
     specs: list[ColumnSpec] = []
     problems: list[str] = []
-    first_prompt = st.session_state.get("cmp_prompt_0", st.session_state.get("compose_prompt"))
+    numbers = list(range(latest[name], 0, -1))
     for i, col in enumerate(st.columns(count)):
         with col:
-            st.markdown(f"**Column {i + 1}**" + (" (baseline)" if i == 0 else ""))
-            version = ui.version_picker(
-                lib, f"cmp_prompt_{i}", default=first_prompt, versions_back=i
+            key = version_key(i, name)
+            if st.session_state.get(key) not in numbers:  # new, or a version that is gone
+                new = latest[name]
+                st.session_state[key] = max(1, new - 1) if i == 0 else new
+            number = st.selectbox(
+                f"Column {i + 1}" + (" (baseline)" if i == 0 else ""),
+                numbers,
+                format_func=lambda n: f"v{n}",
+                key=key,
             )
-            if version is None:
-                st.stop()
-            assert version is not None
             model = st.text_input("Model", value=choice.spec, key=f"cmp_model_{i}").strip()
             params_text = st.text_input(
                 "Parameters",
@@ -56,17 +136,87 @@ def column_inputs(count: int) -> tuple[list[ColumnSpec], list[str]]:
             pairs = [p.strip() for p in params_text.split(",") if p.strip()]
             try:
                 overrides = parse_param_pairs(pairs)
-                GenerationParams.build(version.file.options, overrides)
+                GenerationParams.build(lib.get(f"{name}@{number}").file.options, overrides)
             except WorkbenchError as exc:
                 st.error(ui.escape_markdown(exc))
                 problems.append(f"column {i + 1}: {exc}")
                 continue
-            specs.append(ColumnSpec(version.ref, model or choice.spec, overrides, choice.dtype))
+            specs.append(
+                ColumnSpec(f"{name}@{number}", model or choice.spec, overrides, choice.dtype)
+            )
     return specs, problems
 
 
-def start_comparison(specs: list[ColumnSpec], rows: list[dict[str, object]]) -> jobs.Job:
-    compare.check_columns(lib, specs, rows)  # every mistake before any model loads
+def pick_rows(name: str, specs: list[ColumnSpec]) -> Dataset | None:
+    """The rows: a stored test set, an earlier run's rows, or rows typed or uploaded here."""
+    if st.session_state.get("cmp_suggested") != name:  # a prompt picked here: its usual rows
+        st.session_state["cmp_suggested"] = name
+        use_source(grid.suggest_source(lib.store, name))
+    source = st.radio("Rows", [TESTSET, RUN_ROWS, TYPED], horizontal=True, key="cmp_source")
+    if source == TESTSET:
+        names = [t.name for t in list_test_sets(lib.store)]
+        chosen = st.session_state.get("cmp_testset")
+        if chosen and chosen not in names:
+            names.append(chosen)
+        if not names:
+            st.info("No test set is stored yet: add rows to one from the Playground or History.")
+            return None
+        ref = st.selectbox("Test set", names, key="cmp_testset")
+        return grid.testset_rows(lib.store, ref)
+    if source == RUN_ROWS:
+        runs = {r.id: r for r in list_runs(lib.store, limit=200)}
+        ids = list(runs)
+        chosen_run = st.session_state.get("cmp_source_run")
+        if isinstance(chosen_run, int) and chosen_run not in runs:
+            ids.insert(0, chosen_run)
+        if not ids:
+            st.info("No run is stored yet.")
+            return None
+        run_id = st.selectbox(
+            "Run",
+            ids,
+            format_func=lambda i: (
+                f"run {i} · {runs[i].dataset or 'typed input'} · {', '.join(runs[i].versions)}"
+                if i in runs
+                else f"run {i}"
+            ),
+            key="cmp_source_run",
+        )
+        return grid.run_dataset(lib.store, run_id)
+    variables: list[str] = []
+    defaults: dict[str, object] = {}
+    for spec in specs:
+        version = lib.get(spec.ref)
+        for var in version.file.template_variables():
+            if var not in variables:
+                variables.append(var)
+        for var, input_spec in version.file.inputs.items():
+            if input_spec.has_default:
+                defaults.setdefault(var, input_spec.default)
+    st.caption("One row per comparison row; empty cells use the prompt's default.")
+    typed = ui.text_variables(variables, defaults)
+    dataset = ui.rows_input([*typed, grid.EXPECTED], defaults, key="cmp_rows")
+    if dataset is None:
+        return None
+    dataset = ui.map_columns(dataset, typed, key="cmp_rows")
+    rows = tuple({k: v for k, v in r.items() if v != ""} for r in dataset.rows)
+    return Dataset(dataset.name, dataset.columns, rows)
+
+
+def write_url(selection: grid.Selection) -> None:
+    """Put the view in the address when the person changed it (see `open_from_url`)."""
+    params = selection.params()
+    if st.session_state.pop("cmp_hold", False):  # the view the address (or memory) opened
+        st.session_state["cmp_view"] = params
+        return
+    if params == st.session_state.get("cmp_view"):
+        return
+    st.session_state["cmp_view"] = st.session_state["cmp_url"] = params
+    st.query_params.from_dict(params)
+
+
+def start_comparison(specs: list[ColumnSpec], dataset: Dataset) -> jobs.Job:
+    compare.check_columns(lib, specs, dataset)  # every mistake before any model loads
     backends = {
         spec.model: state.backend(dataclasses.replace(choice, spec=spec.model)) for spec in specs
     }
@@ -75,14 +225,15 @@ def start_comparison(specs: list[ColumnSpec], rows: list[dict[str, object]]) -> 
         return compare.run_columns(
             lib,
             specs,
-            rows,
+            dataset,
             lambda spec: Runner(lib, backends[spec.model]),
             progress=lambda column, p: job.report(p),
             cancel=job.cancel,
             on_output=job.add_output,
         )
 
-    return jobs.start_job(f"compare {len(specs)} columns × {len(rows)} rows", work)
+    what = f"{grid.plural(len(specs), 'column')} × {grid.plural(len(dataset.rows), 'row')}"
+    return jobs.start_job(f"compare {what}", work)
 
 
 def watch(job: jobs.Job) -> None:
@@ -102,27 +253,35 @@ def watch(job: jobs.Job) -> None:
                 st.warning("Cancelled: the columns finished so far are shown.")
 
 
-if mode == "Run columns":
+if mode == RUN_COLUMNS:
+    names = list(latest)
+    if st.session_state.get("cmp_prompt") not in names:
+        compose_prompt = st.session_state.get("compose_prompt")
+        st.session_state["cmp_prompt"] = compose_prompt if compose_prompt in names else names[0]
+    prompt = st.selectbox("Prompt", names, key="cmp_prompt")
     count = int(st.number_input("Columns", 2, compare.MAX_COLUMNS, 2, key="cmp_count"))
-    specs, problems = column_inputs(count)
-    variables: list[str] = []
-    defaults: dict[str, object] = {}
-    for spec in specs:
-        version = lib.get(spec.ref)
-        for name in version.file.template_variables():
-            if name not in variables:
-                variables.append(name)
-        for name, input_spec in version.file.inputs.items():
-            if input_spec.has_default:
-                defaults.setdefault(name, input_spec.default)
-    st.markdown("**Inputs** — one row per comparison row; empty cells use the prompt's default.")
+    specs, problems = column_inputs(prompt, count)
+    dataset: Dataset | None = None
+    fits = False
     with ui.guard("Reading the rows"):
-        dataset = ui.rows_input(variables, defaults, key="cmp_rows")
+        dataset = pick_rows(prompt, specs)
         if dataset is not None:
-            dataset = ui.map_columns(
-                dataset, ui.text_variables(variables, defaults), key="cmp_rows"
+            st.caption(
+                ui.escape_markdown(f"{grid.plural(len(dataset.rows), 'row')} from {dataset.name}")
             )
-    rows = [{k: v for k, v in r.items() if v != ""} for r in dataset.rows] if dataset else []
+            compare.check_fit(lib, specs, dataset)  # a file that fits no variable: refused now
+            fits = True
+    source = st.session_state.get("cmp_source")
+    versions = [int(s.ref.rsplit("@", 1)[1]) for s in specs]
+    write_url(
+        grid.Selection(
+            prompt,
+            versions[1] if len(versions) > 1 else None,
+            versions[0] if versions else None,
+            testset=st.session_state.get("cmp_testset") if source == TESTSET else None,
+            run=st.session_state.get("cmp_source_run") if source == RUN_ROWS else None,
+        )
+    )
     use_cache = st.checkbox(
         "Reuse stored answers for identical requests", True, key="cmp_use_cache"
     )
@@ -130,13 +289,16 @@ if mode == "Run columns":
     busy = current is not None and not current.done
     if problems:
         st.warning("Fix the parameters marked above to run this comparison.")
-    if st.button("Run comparison", type="primary", key="cmp_run", disabled=busy or bool(problems)):
+    blocked = busy or bool(problems) or not fits or dataset is None
+    if st.button("Run comparison", type="primary", key="cmp_run", disabled=blocked):
         with ui.guard("Starting the comparison"):
-            st.session_state["cmp_expected"] = len(specs) * len(rows)
+            assert dataset is not None
+            st.session_state["cmp_expected"] = len(specs) * len(dataset.rows)
             st.session_state.pop("cmp_result", None)
-            st.session_state["cmp_job"] = start_comparison(specs, rows).id
+            st.session_state["cmp_job"] = start_comparison(specs, dataset).id
     ui.watch_job("cmp_job", "cmp_cancel", watch)
 else:
+    st.session_state.pop("cmp_hold", None)  # the next change of columns is the person's
     runs = list_runs(lib.store, limit=200)
     if not runs:
         st.info("No stored runs yet: run something in the Playground or with Run columns.")
@@ -163,56 +325,68 @@ else:
             st.session_state["cmp_result"] = compare.compare_runs(lib.store, picked)
 
 
-def rating_editor(comparison: Comparison) -> None:
-    """One table row per shown output: 👍/👎, stars and a comment, saved on demand."""
-    current = ratings.ratings(lib.store, comparison.output_ids)
-    records = []
-    for r, row in enumerate(comparison.cells):
-        for c, output in enumerate(row):
-            if output is None:
-                continue
-            rating = current.get(output.id)
-            records.append(
-                {
-                    "output": output.id,
-                    "row": r + 1,
-                    "column": comparison.columns[c].label,
-                    "verdict": rating.thumbs if rating else "",
-                    "stars": rating.stars if rating else None,
-                    "comment": rating.comment if rating else "",
-                }
-            )
-    frame = pd.DataFrame(records)
-    edited = st.data_editor(
-        frame,
-        hide_index=True,
-        width="stretch",
-        disabled=["output", "row", "column"],
-        column_config={
-            "verdict": st.column_config.SelectboxColumn("verdict", options=["", "👍", "👎"]),
-            "stars": st.column_config.NumberColumn("stars", min_value=1, max_value=5, step=1),
-            "comment": st.column_config.TextColumn("comment", max_chars=ratings.MAX_COMMENT),
-        },
-        key=f"cmp_ratings:{','.join(str(i) for i in comparison.output_ids)}",
-    )
-    if st.button("Save ratings", key="cmp_save_ratings"):
-        with ui.guard("Saving ratings"):
-            saved = 0
-            for before, after in zip(records, edited.to_dict("records"), strict=True):
-                new = (after["verdict"] or "", after["stars"], after["comment"] or "")
-                old = (before["verdict"], before["stars"], before["comment"])
-                stars = None if pd.isna(new[1]) else int(new[1])
-                if (new[0], stars, new[2]) == (old[0], old[1], old[2]):
-                    continue
-                ratings.rate(
-                    lib.store,
-                    int(after["output"]),
-                    verdict={"👍": 1, "👎": -1}.get(new[0]),
-                    stars=stars,
-                    comment=str(new[2]),
-                )
-                saved += 1
-            st.success(f"Saved {saved} rating{'s' if saved != 1 else ''}.")
+# --- ratings: saved by the buttons' callbacks, before the page is drawn again ----------------
+def save_rating(output_id: int, verdict: int | None, stars: int | None, comment: str) -> None:
+    try:
+        ratings.rate(lib.store, output_id, verdict=verdict, stars=stars, comment=comment)
+    except WorkbenchError as exc:
+        st.session_state["cmp_rating_problem"] = f"Saving the rating: {exc}"
+
+
+def rate_verdict(output_id: int, verdict: int) -> None:
+    old = ratings.ratings(lib.store, [output_id]).get(output_id)
+    save_rating(output_id, verdict, old.stars if old else None, old.comment if old else "")
+
+
+def rate_form(output_id: int) -> None:
+    old = ratings.ratings(lib.store, [output_id]).get(output_id)
+    stars = st.session_state.get(f"cmp_stars:{output_id}")
+    comment = str(st.session_state.get(f"cmp_comment:{output_id}") or "")
+    stars = stars if isinstance(stars, int) else None
+    save_rating(output_id, old.verdict if old else None, stars, comment)
+    st.session_state.pop("cmp_rating_open", None)
+
+
+def open_rating(output_id: int) -> None:
+    st.session_state["cmp_rating_open"] = output_id
+
+
+def rating_controls(output: OutputRecord, rating: ratings.RatingRecord | None) -> None:
+    """Good/bad in one click each; stars and a comment in a small form under the output,
+    saved with one click. The form is drawn for one output at a time: text fields and radios
+    cost Streamlit time in proportion to everything in the session, and a page of 80 forms
+    took over a second to draw."""
+    st.caption(f"Rating: {ui.escape_markdown(grid.verdict_label(rating))}")
+    verdict = rating.verdict if rating else None
+    buttons = st.container(horizontal=True, gap="small")  # wraps when the column is narrow
+    for label, value in (("Good", 1), ("Bad", -1)):
+        buttons.button(
+            label,
+            key=f"cmp_{label.lower()}:{output.id}",
+            type="primary" if verdict == value else "secondary",
+            on_click=rate_verdict,
+            args=(output.id, value),
+        )
+    buttons.button("Stars…", key=f"cmp_more:{output.id}", on_click=open_rating, args=(output.id,))
+    if st.session_state.get("cmp_rating_open") != output.id:
+        return
+    with st.form(f"cmp_rate:{output.id}"):
+        st.radio(
+            "Stars",
+            ["none", 1, 2, 3, 4, 5],
+            index=rating.stars if rating and rating.stars else 0,
+            horizontal=True,
+            key=f"cmp_stars:{output.id}",
+        )
+        st.text_input(
+            "Comment",
+            value=rating.comment if rating else "",
+            max_chars=ratings.MAX_COMMENT,
+            key=f"cmp_comment:{output.id}",
+        )
+        st.form_submit_button(
+            "Save rating", key=f"cmp_rate_save:{output.id}", on_click=rate_form, args=(output.id,)
+        )
 
 
 ASSERTION_HELP = (
@@ -225,7 +399,7 @@ ASSERTION_HELP = (
 
 def score_panel(comparison: Comparison) -> None:
     """Assertions typed here (plus those in the prompt files) scored on every output, stored."""
-    with st.expander("Score the outputs", expanded=True):
+    with st.expander("Score with assertions"):
         text = st.text_area(
             "Assertions",
             key="cmp_assertions",
@@ -250,127 +424,125 @@ def score_panel(comparison: Comparison) -> None:
                 )
 
 
-def score_columns(totals: list[compare.ColumnScores]) -> dict[str, list[object]]:
-    """Stats-table columns from the stored scores: pass rate, mean score, each metric's mean."""
-    if not any(t.scored for t in totals):
-        return {}
-    out: dict[str, list[object]] = {
-        "scored": [t.scored for t in totals],
-        "pass rate": [t.pass_rate for t in totals],
-        "mean score": [t.mean_score for t in totals],
-    }
-    for metric in compare.score_metrics(totals):
-        found = [t.metric(metric) for t in totals]
-        out[f"{metric} (mean)"] = [m.mean if m else None for m in found]
-    return out
+def timing_line(output: OutputRecord) -> str:
+    if output.cached:
+        return f"cached (original {output.latency_s or 0:.2f} s, {output.completion_tokens} tokens)"
+    return (
+        f"{output.completion_tokens} tokens · {output.latency_s or 0:.2f} s · "
+        f"{output.finish_reason}"
+    )
 
 
-def show_comparison(comparison: Comparison) -> None:
+def draw_cell(
+    model: grid.GridModel,
+    row: grid.GridRow,
+    c: int,
+    current: dict[int, ratings.RatingRecord],
+    *,
+    diff_on: bool,
+    timing: bool,
+) -> None:
+    cell = row.cells[c]
+    output = cell.output
+    if output is None:
+        st.caption("no output for this row")
+        return
+    if cell.passed is not None:
+        st.markdown(":green-badge[pass]" if cell.passed else ":red-badge[fail]")
+    base = row.cells[model.baseline].output
+    if output.error:
+        st.error(ui.escape_markdown(output.error))
+    elif diff_on and c != model.baseline and base is not None and base.error is None:
+        st.html(compare.diff_html(compare.word_diff(base.text or "", output.text or "")))
+    else:
+        ui.show_text(output.text)
+    if cell.scores:
+        st.text(compare.score_badges(cell.scores))  # plain text: nothing quoted is interpreted
+    if timing:
+        st.caption(ui.escape_markdown(timing_line(output)))
+    rating_controls(output, current.get(output.id))
+
+
+def grid_model(comparison: Comparison, scores: dict[int, list[scorers.Score]]) -> grid.GridModel:
+    """The grid's model, kept while the outputs and their stored scores stay the same."""
+    key = grid.signature(comparison, scores)
+    kept = st.session_state.get("cmp_grid")
+    if kept is not None and kept[0] == key:
+        return kept[1]  # type: ignore[no-any-return]
+    model = grid.build_grid(comparison, 0, grid.column_checks(lib, comparison), scores)
+    st.session_state["cmp_grid"] = (key, model)
+    return model
+
+
+def show_grid(comparison: Comparison) -> None:
     st.divider()
-    labels = [c.label for c in comparison.columns]
-    score_panel(comparison)
+    score_panel(comparison)  # first: what it stores shows in this same run
     scores = evaluate.stored_scores(lib.store, comparison.output_ids)
-    totals = compare.column_scores(comparison, scores)
-    extra = score_columns(totals)
-    baseline = st.selectbox(
-        "Baseline column (diffs and agreement are against it)",
-        range(len(labels)),
-        format_func=labels.__getitem__,
-        key="cmp_baseline",
+    model = grid_model(comparison, scores)
+    current = ratings.ratings(lib.store, comparison.output_ids)
+    problem = st.session_state.pop("cmp_rating_problem", None)
+    if problem:
+        st.error(ui.escape_markdown(problem))
+    filters = st.columns(5)
+    only_diff = filters[0].toggle("Only rows that differ", key="cmp_only_diff")
+    only_fail = filters[1].toggle(
+        "Only failing rows",
+        key="cmp_only_fail",
+        disabled=not model.scored,
+        help="Pass/fail comes from the rows' expected answers or the prompt's assertions.",
     )
-    stats = compare.column_stats(
-        comparison, baseline, ratings.ratings(lib.store, comparison.output_ids)
+    worse_first = filters[2].toggle("Got worse than baseline first", key="cmp_worse_first")
+    timing = filters[3].toggle("Latency and tokens", key="cmp_timing")
+    st.session_state.setdefault("cmp_diff", True)
+    diff_on = filters[4].toggle("Word diff against the baseline", key="cmp_diff")
+    rows = grid.select_rows(
+        model, only_differing=only_diff, only_failing=only_fail, worse_first=worse_first
     )
-    table = pd.DataFrame(
-        [
-            {
-                "column": s.label,
-                "outputs": s.outputs,
-                "errors": s.errors,
-                "mean latency (s)": s.mean_latency_s,
-                "tokens/s": s.tokens_per_s,
-                "mean tokens": s.mean_completion_tokens,
-                "agreement with baseline": s.agreement,
-                "liked": s.thumbs_up,
-                "disliked": s.thumbs_down,
-                "stars": s.mean_stars,
-            }
-            for s in stats
-        ]
-    )
-    for name, values in extra.items():
-        table[name] = values
-    st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        column_config=ui.share_columns(
-            *(
-                n
-                for n in ("agreement with baseline", "pass rate", "mean score")
-                if n in table.columns
-            )
-        ),
-    )
-    charts_tab, rows_tab, ratings_tab = st.tabs(["Charts", "Rows side by side", "Ratings"])
-    with charts_tab:
-        left, middle, right = st.columns(3)
-        left.plotly_chart(charts.latency_chart(comparison), key="cmp_chart_latency")
-        middle.plotly_chart(charts.throughput_chart(stats), key="cmp_chart_tps")
-        right.plotly_chart(
-            charts.agreement_chart(stats, labels[baseline]), key="cmp_chart_agreement"
-        )
-        if extra:
-            left, middle, right = st.columns(3)
-            left.plotly_chart(charts.pass_rate_chart(totals), key="cmp_chart_pass_rate")
-            middle.plotly_chart(charts.metric_chart(comparison, scores), key="cmp_chart_metrics")
-            right.plotly_chart(
-                charts.score_latency_chart(comparison, scores), key="cmp_chart_score_latency"
-            )
-    with rows_tab:
-        diff_on = st.toggle("Highlight words that differ from the baseline", True, key="cmp_diff")
-        pages = max(1, -(-len(comparison.rows) // ROWS_PER_PAGE))
-        page = (
-            int(st.number_input(f"Page (of {pages})", 1, pages, 1, key="cmp_page"))
-            if pages > 1
-            else 1
-        )
-        agree = compare.row_agreement(comparison)
-        for r in range((page - 1) * ROWS_PER_PAGE, min(len(comparison.rows), page * ROWS_PER_PAGE)):
-            share = f" · {agree[r]:.0%} of columns agree" if agree[r] is not None else ""
-            st.markdown(f"**Row {r + 1}**{share}")
-            st.code(
-                json.dumps(comparison.rows[r], ensure_ascii=False), language="json", wrap_lines=True
-            )
-            base_output = comparison.cells[r][baseline]
-            for c, col in enumerate(st.columns(len(labels))):
-                output = comparison.cells[r][c]
-                with col:
-                    st.caption(ui.escape_markdown(labels[c]))  # model ids, parameters
-                    if output is None:
-                        st.info("no output for this row")
-                        continue
-                    if output.error:
-                        st.error(ui.escape_markdown(output.error))
-                    if diff_on and c != baseline and base_output is not None:
-                        st.html(
-                            compare.diff_html(
-                                compare.word_diff(base_output.text or "", output.text or "")
-                            )
-                        )
-                    else:
-                        ui.show_text(output.text)
-                    st.caption(
-                        ui.escape_markdown(
-                            f"{output.completion_tokens} tokens · {output.latency_s or 0:.2f} s · "
-                            f"{output.finish_reason}" + (" · cached" if output.cached else "")
-                        )
-                    )
-                    if scores.get(output.id):
-                        # st.text: plain text, so nothing quoted from the output is interpreted
-                        st.text(compare.score_badges(scores[output.id]))
-    with ratings_tab:
-        rating_editor(comparison)
+    pages = grid.page_count(len(rows), PER_PAGE)
+    page = 1
+    if pages > 1:
+        if st.session_state.get("cmp_page", 1) > pages:  # a filter left fewer pages
+            st.session_state["cmp_page"] = pages
+        page = int(st.number_input(f"Page (of {pages})", 1, pages, key="cmp_page"))
+    st.caption(f"{grid.plural(len(rows), 'row')} of {len(model.rows)} · baseline: column 1")
+
+    shown_vars = model.variables[:MAX_INPUT_COLUMNS]
+    rest = model.variables[MAX_INPUT_COLUMNS:]
+    inputs = len(shown_vars) + bool(rest) + model.has_expected
+    widths = [1.0] * inputs + [2.0] * len(model.labels)
+    header = st.columns(widths)
+    titles = [
+        *shown_vars,
+        *(["other inputs"] if rest else []),
+        *(["expected"] if model.has_expected else []),
+    ]
+    for col, title in zip(header, titles, strict=False):
+        col.markdown(f"**{ui.escape_markdown(title)}**")
+    for c, summary in enumerate(grid.summarise(model, current)):
+        with header[inputs + c]:
+            st.markdown(f"**{ui.escape_markdown(summary.label)}**")
+            for line in grid.summary_lines(summary, baseline=c == model.baseline):
+                st.caption(ui.escape_markdown(line))
+    for row in grid.page_of(rows, page, PER_PAGE):
+        with st.container(border=True):
+            cols = st.columns(widths)
+            k = 0
+            for k, name in enumerate(shown_vars):
+                with cols[k]:
+                    if k == 0:
+                        st.caption(f"row {row.index + 1}")
+                    st.text(str(row.variables.get(name, "")))
+            k = len(shown_vars)
+            if rest:
+                cols[k].text("\n".join(f"{n}: {row.variables.get(n, '')}" for n in rest))
+                k += 1
+            if model.has_expected:
+                cols[k].text(row.expected if row.expected is not None else "")
+            for c in range(len(model.labels)):
+                with cols[inputs + c]:
+                    draw_cell(model, row, c, current, diff_on=diff_on, timing=timing)
+    if st.toggle("Charts", key="cmp_charts"):
+        show_charts(comparison, scores)
     st.download_button(
         "Download the comparison (CSV)",
         compare.comparison_csv(comparison),
@@ -380,7 +552,24 @@ def show_comparison(comparison: Comparison) -> None:
     )
 
 
+def show_charts(comparison: Comparison, scores: dict[int, list[scorers.Score]]) -> None:
+    labels = [c.label for c in comparison.columns]
+    stats = compare.column_stats(comparison, 0, ratings.ratings(lib.store, comparison.output_ids))
+    totals = compare.column_scores(comparison, scores)
+    left, middle, right = st.columns(3)
+    left.plotly_chart(charts.latency_chart(comparison), key="cmp_chart_latency")
+    middle.plotly_chart(charts.throughput_chart(stats), key="cmp_chart_tps")
+    right.plotly_chart(charts.agreement_chart(stats, labels[0]), key="cmp_chart_agreement")
+    if any(t.scored for t in totals):
+        left, middle, right = st.columns(3)
+        left.plotly_chart(charts.pass_rate_chart(totals), key="cmp_chart_pass_rate")
+        middle.plotly_chart(charts.metric_chart(comparison, scores), key="cmp_chart_metrics")
+        right.plotly_chart(
+            charts.score_latency_chart(comparison, scores), key="cmp_chart_score_latency"
+        )
+
+
 result = st.session_state.get("cmp_result")
 if result is not None:
     with ui.guard("Showing the comparison"):
-        show_comparison(result)
+        show_grid(result)

@@ -15,9 +15,10 @@ import pandas as pd
 import streamlit as st
 
 from workbench import exchange, history, jobs
-from workbench.app import memory, state, ui
+from workbench.app import links, memory, state, ui
 from workbench.history import HistoryFilter, HistoryPage
 from workbench.runs import get_run, run_outputs, run_votes
+from workbench.wording import latency_text, plural, short_revision
 
 ANY = "(any)"
 SHOWN_OUTPUTS = 20  # outputs of an opened run shown in full; the rest are in the table
@@ -152,8 +153,7 @@ with outputs_tab, ui.guard("Searching the outputs"):
                         "text": (r.text or "") + ("…" if r.truncated else ""),
                         "finish": r.finish_reason,
                         "tokens": r.completion_tokens,
-                        "latency s": r.latency_s,
-                        "cached": r.cached,
+                        "latency": latency_text(r),
                         "error": r.error,
                         "rating": {1: "👍", -1: "👎"}.get(r.verdict or 0, "")
                         + ("★" * r.stars if r.stars else ""),
@@ -261,12 +261,15 @@ with ui.guard(f"Opening run {run_id}"):
     st.markdown(
         "**Model** "
         + ui.escape_markdown(
-            f"{record.model} · revision {record.revision[:12]} · {record.dtype} · "
-            f"started {record.created_at:%Y-%m-%d %H:%M:%S} UTC"
+            f"{record.model} · revision {short_revision(record.revision)} · "
+            f"{record.dtype} · started {record.created_at:%Y-%m-%d %H:%M:%S} UTC"
             + (f" · finished {record.finished_at:%H:%M:%S}" if record.finished_at else "")
-        )
+        ),
+        help=ui.escape_markdown(f"Full revision: {record.revision}"),
     )
     st.markdown("**Versions** " + ui.escape_markdown(", ".join(record.versions)))
+    if record.versions:
+        links.compare_previous_of(record.versions[0], run=run_id)
     st.markdown("**Parameter overrides**" + ("" if record.params else " none"))
     if record.params:
         st.json(record.params)
@@ -292,8 +295,7 @@ with ui.guard(f"Opening run {run_id}"):
                         "text": o.text,
                         "finish": o.finish_reason,
                         "tokens": o.completion_tokens,
-                        "latency s": o.latency_s,
-                        "cached": o.cached,
+                        "latency": latency_text(o),
                         "error": o.error,
                     }
                     for o in outputs
@@ -307,7 +309,7 @@ with ui.guard(f"Opening run {run_id}"):
                 ui.escape_markdown(
                     f"{o.prompt}@{o.version} · row {o.row_index + 1}"
                     + (f" · sample {o.sample_index + 1}" if record.samples > 1 else "")
-                    + (" · from the cache" if o.cached else "")
+                    + (f" · {latency_text(o)}" if o.latency_s is not None else "")
                 )
             )
             if o.error:
@@ -315,7 +317,7 @@ with ui.guard(f"Opening run {run_id}"):
             else:
                 ui.show_text(o.text)
         if len(outputs) > SHOWN_OUTPUTS:
-            st.caption(f"{len(outputs) - SHOWN_OUTPUTS} more outputs are in the table above.")
+            st.caption(f"{plural(len(outputs) - SHOWN_OUTPUTS, 'more output')} in the table above.")
     else:
         st.info("This run has no outputs yet.")
 
@@ -359,9 +361,9 @@ with ui.guard(f"Opening run {run_id}"):
 
     st.markdown("**Run it again**")
     st.caption(
-        f"Same versions, {len(request.rows)} row(s) and parameter overrides, on the model in "
-        f"the sidebar ({ui.escape_markdown(choice.spec)}). A new run is stored; this one is "
-        "kept as it is."
+        f"Same versions, {plural(len(request.rows), 'row')} and parameter overrides, on "
+        f"the model in the sidebar ({ui.escape_markdown(choice.spec)}). A new run is stored; "
+        "this one is kept as it is."
     )
     use_cache = st.checkbox(
         "Answer from stored outputs when the request is identical",
@@ -395,7 +397,8 @@ with ui.guard(f"Opening run {run_id}"):
         missing = record.total - record.done
         st.markdown("**Resume**")
         st.caption(
-            f"{missing} output(s) are missing. Resuming generates only those, with the run's "
+            f"{plural(missing, 'output is', 'outputs are')} missing. Resuming generates "
+            "only those, with the run's "
             f"own model ({ui.escape_markdown(record.model)}), which must be the one chosen in "
             "the sidebar."
             + (

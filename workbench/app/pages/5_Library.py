@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench.app import ui
+from workbench.app import links, ui
 from workbench.errors import ImportRejected
 from workbench.exchange import (
     ExportFile,
@@ -20,6 +20,7 @@ from workbench.exchange import (
     import_files,
 )
 from workbench.library import LabelMove, Library, PromptSummary, VersionInfo
+from workbench.wording import plural
 
 # A message that survives the rerun after a change, so it shows next to fresh tables.
 OUTCOME_KEY = "library_outcome"
@@ -88,9 +89,19 @@ def report_table(report: ImportReport) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["version", "result"])
 
 
-def problems_table(problems: Sequence[tuple[str, str]]) -> pd.DataFrame:
-    """Problems as table cells: file names and messages are shown as plain text."""
-    return pd.DataFrame(problems, columns=["file", "problem"])
+SHOWN_PROBLEMS = 50  # an import refused for 5,000 files lists the first ones and counts the rest
+
+
+def problems_list(problems: Sequence[tuple[str, str]]) -> str:
+    """Problems as a Markdown list, each whole: a table cell cut a long message mid-word at the
+    column's width. File names and messages are escaped: they are shown as plain text."""
+    lines = [
+        "- " + ui.escape_markdown(f"{source}: {problem}").replace("\n", "\n  ")
+        for source, problem in problems[:SHOWN_PROBLEMS]
+    ]
+    if len(problems) > SHOWN_PROBLEMS:
+        lines.append(f"- … and {plural(len(problems) - SHOWN_PROBLEMS, 'more problem')}")
+    return "\n".join(lines)
 
 
 def remember(kind: str, payload: Any) -> None:
@@ -107,6 +118,13 @@ def show_outcome(kinds: set[str]) -> None:
         report: ImportReport = payload
         st.success(ui.escape_markdown(f"Imported: {report.summary()}."))
         st.dataframe(report_table(report), hide_index=True, width="stretch")
+        if report.moved:  # an edited export can move `production`: never without a word
+            st.warning(
+                ui.escape_markdown(
+                    f"{plural(len(report.moved), 'label')} moved by this import: "
+                    + ", ".join(report.moved)
+                )
+            )
         if report.labels:
             st.caption("Labels set: " + ui.escape_markdown(", ".join(report.labels)))
         if report.skipped:  # names from inside uploaded zips: plain text, not Markdown
@@ -118,10 +136,10 @@ def show_outcome(kinds: set[str]) -> None:
 def show_rejection(exc: ImportRejected) -> None:
     files = {source for source, _ in exc.problems}
     st.error(
-        f"Import rejected, nothing was written: {len(exc.problems)} problem(s) in "
-        f"{len(files)} file(s). Fix them and upload again."
+        f"Import rejected, nothing was written: {plural(len(exc.problems), 'problem')} "
+        f"in {plural(len(files), 'file')}. Fix them and upload again."
     )
-    st.dataframe(problems_table(exc.problems), hide_index=True, width="stretch")
+    st.markdown(problems_list(exc.problems))
 
 
 def download(export: ExportFile, label: str, key: str) -> None:
@@ -160,6 +178,7 @@ if prompts:
 
         st.subheader(ui.escape_markdown(f"{name}: versions"))
         st.dataframe(timeline_table(versions), hide_index=True, width="stretch")
+        links.compare_previous_button(name, numbers[0])
 
         st.subheader("Labels")
         show_outcome({"label"})
@@ -187,11 +206,14 @@ if prompts:
                         remember("label", f"{name}: label {label} {describe_move(move)}.")
         with remove_col:
             if current_labels:
+                # Keyed by the labels as they are now: after a move or a removal this is a new
+                # box with the new choices, not the old one still showing "production (v1)".
+                now = ",".join(f"{k}=v{v}" for k, v in sorted(current_labels.items()))
                 to_remove = st.selectbox(
                     "Label to remove",
                     list(current_labels),
                     format_func=lambda k: f"{k} (v{current_labels[k]})",
-                    key=f"library_remove_label:{name}",
+                    key=f"library_remove_label:{name}:{now}",
                 )
                 if st.button("Remove label", key="library_remove"):
                     with ui.guard("Removing the label"):
@@ -239,13 +261,13 @@ with ui.guard("Preparing the export"):
         refs = [v.ref for v in every_version if v.prompt in wanted or v.ref in chosen_refs]
         download(
             export_versions(lib, refs),
-            f"Download {len(refs)} version(s) (.zip)",
+            f"Download {plural(len(refs), 'version')} (.zip)",
             key="library_download_zip",
         )
     elif prompts:
         download(
             export_library(lib),
-            f"Download the whole library: {len(every_version)} version(s) (.zip)",
+            f"Download the whole library: {plural(len(every_version), 'version')} (.zip)",
             key="library_download_zip",
         )
 

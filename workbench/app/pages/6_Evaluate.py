@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import evaluate, jobs, scorers, stability, testsets
+from workbench import evaluate, jobs, scorers, stability, testsets, wording
 from workbench.app import charts, state, ui
 from workbench.datasets import Dataset
 from workbench.evaluate import EvalReport
@@ -126,7 +126,7 @@ with ui.guard("Reading the rows"):
             "Test set",
             [s.ref for s in stored_sets],
             format_func=lambda ref: next(
-                f"{s.ref} · {s.rows} rows" + (f" · {s.note}" if s.note else "")
+                f"{s.ref} · {wording.plural(s.rows, 'row')}" + (f" · {s.note}" if s.note else "")
                 for s in stored_sets
                 if s.ref == ref
             ),
@@ -150,7 +150,11 @@ with ui.guard("Reading the rows"):
             if right.button("Save test set", key="eval_save_set", disabled=not set_name.strip()):
                 info, created = testsets.save_test_set(lib.store, set_name.strip(), dataset)
                 if created:
-                    st.success(ui.escape_markdown(f"Saved as {info.ref} ({info.rows} rows)."))
+                    st.success(
+                        ui.escape_markdown(
+                            f"Saved as {info.ref} ({wording.plural(info.rows, 'row')})."
+                        )
+                    )
                 else:
                     st.info(ui.escape_markdown(f"Unchanged: same rows as {info.ref}."))
 
@@ -177,7 +181,10 @@ def start(rows: Dataset) -> jobs.Job:
                 answer_pattern=answer_pattern,
             )
 
-        title = f"stability of {', '.join(refs)} on {len(rows.rows)} rows × {seeds} seeds"
+        title = (
+            f"stability of {', '.join(refs)} on {wording.plural(len(rows.rows), 'row')} × "
+            f"{seeds} seeds"
+        )
         return jobs.start_job(title, measure_stability)
     extra = scorers.parse_assertion_lines(assertions_text)
     # Every mistake before a row runs. A server's backend says what it cannot score without
@@ -197,7 +204,9 @@ def start(rows: Dataset) -> jobs.Job:
             cancel=job.cancel,
         )
 
-    return jobs.start_job(f"evaluate {', '.join(refs)} on {len(rows.rows)} rows", work)
+    return jobs.start_job(
+        f"evaluate {', '.join(refs)} on {wording.plural(len(rows.rows), 'row')}", work
+    )
 
 
 def start_evaluation() -> jobs.Job:
@@ -277,7 +286,14 @@ def show(report: EvalReport) -> None:
         width="stretch",
         column_config=ui.share_columns("pass rate", "JSON parsed"),
     )
-    st.bar_chart(summary.set_index("version")["pass rate"], y_label="pass rate", height=220)
+    st.plotly_chart(
+        charts.rate_chart(
+            [v.ref for v in report.versions],
+            [v.pass_rate for v in report.versions],
+            "Rows passing every assertion",
+        ),
+        key="eval_pass_rate_chart",
+    )
     detail = pd.DataFrame(
         [
             {

@@ -165,9 +165,7 @@ def start_dataset_job(runner: Runner, version: VersionInfo, rows: Dataset) -> jo
             run_id, progress=job.report, cancel=job.cancel, on_output=job.add_output
         )
 
-    return jobs.start_job(
-        f"{version.ref} over {len(rows.rows)} row{'' if len(rows.rows) == 1 else 's'}", work
-    )
+    return jobs.start_job(f"{version.ref} over {wording.plural(len(rows.rows), 'row')}", work)
 
 
 def dataset_stopped(job: jobs.Job) -> str:
@@ -175,7 +173,8 @@ def dataset_stopped(job: jobs.Job) -> str:
     if summary is None:
         return "Stopped before the first row."
     return (
-        f"Stopped: {summary.run.done} of {summary.run.total} rows kept. Resume run "
+        f"Stopped: {summary.run.done} of {wording.plural(summary.run.total, 'row')} kept. "
+        f"Resume run "
         f"{summary.run.id} from History to finish it."
     )
 
@@ -263,7 +262,7 @@ with dataset_tab, ui.guard("Reading the rows"):
             dataset, ui.text_variables(variables, defaults), key=f"play_ds:{version.ref}"
         )
         n = len(dataset.rows)
-        st.caption(ui.escape_markdown(f"{n} row{'' if n == 1 else 's'} from {dataset.name}"))
+        st.caption(ui.escape_markdown(f"{wording.plural(n, 'row')} from {dataset.name}"))
         rows = dataset
         ui.run_button(
             "Run dataset",

@@ -236,7 +236,7 @@ def show_job(job: jobs.Job) -> None:
 
 def job_stopped(job: jobs.Job) -> str:
     p = job.progress
-    kept = f"{p.done} of {p.total} outputs" if p and p.total else "the outputs finished"
+    kept = f"{p.done} of {plural(p.total, 'output')}" if p and p.total else "what was finished"
     return f"Stopped: {kept} kept in run {job.run_id}; resume it to finish."
 
 
@@ -385,7 +385,7 @@ with ui.guard(f"Opening run {run_id}"):
             )
             run = runner.execute(job.run_id, progress=job.report, cancel=job.cancel).run
             return run.id, (
-                f"Run {run.id} ({run.status}): {run.done}/{run.total} outputs, "
+                f"Run {run.id} ({run.status}): {run.done}/{plural(run.total, 'output')}, "
                 f"{run.cached} from the cache."
             )
 
@@ -413,7 +413,8 @@ with ui.guard(f"Opening run {run_id}"):
                 job.run_id = run_id
                 run = runner.resume(run_id, progress=job.report, cancel=job.cancel).run
                 return run_id, (
-                    f"Run {run_id} resumed ({run.status}): {run.done}/{run.total} outputs."
+                    f"Run {run_id} resumed ({run.status}): "
+                    f"{run.done}/{plural(run.total, 'output')}."
                 )
 
             return jobs.start_job(f"resuming run {run_id}", work)

@@ -233,10 +233,10 @@ def stopped(job: jobs.Job) -> str:
     if isinstance(result, EvalReport):
         kept = sum(len(v.rows) for v in result.versions)
         total = st.session_state.get("eval_total", kept)
-        return f"Stopped: {kept} of {total} rows kept and scored."
+        return f"Stopped: {kept} of {wording.plural(total, 'row')} kept and scored."
     p = job.progress
     if p is not None and p.total:
-        return f"Stopped: {p.done} of {p.total} answers kept."
+        return f"Stopped: {p.done} of {wording.plural(p.total, 'answer')} kept."
     return "Stopped before the first answer."
 
 

@@ -73,11 +73,14 @@ def show_in_url(key: str, **values: str | int | None) -> None:
     """Put widget `key`'s current choice in the address (None removes a parameter). Unchanged
     values are not written again, so a rerun adds no browser history entry; what the page
     wrote itself is marked as applied, so it is not read back as a new request."""
+    address = st.query_params.to_dict()
+    wanted = dict(address)
     for param, value in values.items():
-        current = st.query_params.get(param)
         if value is None:
-            if current is not None:
-                del st.query_params[param]
-        elif current != str(value):
-            st.query_params[param] = str(value)
+            wanted.pop(param, None)
+        else:
+            wanted[param] = str(value)
+    if wanted != address:  # one change of the address: one browser history entry
+        st.query_params.from_dict(wanted)
+    for param, value in values.items():
         st.session_state[f"{SEEN}{key}:{param}"] = None if value is None else str(value)

@@ -239,3 +239,22 @@ def test_history_runs_again_in_the_background_with_stop(
     warning = shown(at.warning[0].value)
     assert warning.startswith("Stopped: ") and f"kept in run {job.run_id}" in warning
     assert at.selectbox(key="history:open").value == job.run_id  # the new run is opened
+
+
+def test_a_reload_during_an_answer_shows_it_running(slow_model: None) -> None:
+    at = _playground(400)
+    at.button(key="play_run").click().run()
+    job = _job(at, SINGLE)
+    while job.run_id is None and not job.done:
+        time.sleep(0.05)
+    at.run()  # the fragment's next poll: the run is recorded, the address names it
+    assert at.query_params["run"] == str(job.run_id)
+    reload = app_test(PLAY)  # a reload: a new session with the same address
+    reload.query_params.update(dict(at.query_params.items()))
+    reload.run()
+    assert not reload.exception, reload.exception
+    assert not job.done
+    assert reload.session_state[SINGLE] == job.id
+    assert "Running one answer from " + REF in _status(reload)
+    reload.button(key="play_stop").click().run()
+    assert job.wait(60) and job.cancelled

@@ -673,6 +673,12 @@ def watch_job(
             elif right.button("Stop", key=cancel_key):
                 job.cancel.set()
                 right.caption("Stopping after the current tokens…")
+            if job.run_id is not None and st.session_state.get(f"{state_key}:run") != job.run_id:
+                # The run is recorded: one full rerun lets the page put it in the address (a
+                # fragment's rerun cannot change the address), so a reload finds this job.
+                # After Stop is read, so a click in this rerun is not lost.
+                st.session_state[f"{state_key}:run"] = job.run_id
+                st.rerun()
         elif job.cancelled and stopped is not None and not job.error:
             st.warning(escape_markdown(stopped(job)), icon=":material/stop_circle:")
         show(job)

@@ -258,3 +258,32 @@ def test_a_reload_during_an_answer_shows_it_running(slow_model: None) -> None:
     assert "Running one answer from " + REF in _status(reload)
     reload.button(key="play_stop").click().run()
     assert job.wait(60) and job.cancelled
+
+
+def test_compare_runs_at_once_once_and_stops(slow_model: None) -> None:
+    from workbench import testsets
+    from workbench.datasets import Dataset
+
+    rows = tuple({"text": f"row {i}"} for i in range(20))
+    testsets.save_test_set(open_library().store, "many", Dataset("many", ("text",), rows))
+    at = app_test("pages/3_Compare.py")
+    at.query_params.update(prompt="zero-shot-sentiment-chat", v="1", base="1", testset="many")
+    at.run()
+    assert not at.exception, at.exception
+    at.text_input(key="cmp_params_0").set_value("max_new_tokens=4").run()
+    at.text_input(key="cmp_params_1").set_value("max_new_tokens=5").run()
+    at.checkbox(key="cmp_use_cache").uncheck().run()
+    began = time.perf_counter()
+    at.button(key="cmp_run").click().run()
+    took = time.perf_counter() - began
+    assert not at.exception, at.exception
+    assert "Running compare 2 columns × 20 rows" in _status(at)
+    print(f"Compare click -> running state (AppTest): {took * 1000:.0f} ms")
+    first = _job(at, "cmp_job")
+    second = at.button(key="cmp_run")  # the second click of a double click
+    assert second.disabled
+    second.proto.disabled = False
+    second.click().run()
+    assert _job(at, "cmp_job") is first
+    at.button(key="cmp_cancel").click().run()
+    assert first.wait(60) and first.cancelled

@@ -17,7 +17,6 @@ from workbench.compare import ColumnSpec, Comparison
 from workbench.datasets import Dataset
 from workbench.errors import WorkbenchError
 from workbench.params import GenerationParams, parse_param_pairs
-from workbench.runner import Runner
 from workbench.runs import OutputRecord, list_runs
 from workbench.testsets import list_test_sets
 
@@ -217,16 +216,13 @@ def write_url(selection: grid.Selection) -> None:
 
 def start_comparison(specs: list[ColumnSpec], dataset: Dataset) -> jobs.Job:
     compare.check_columns(lib, specs, dataset)  # every mistake before any model loads
-    backends = {
-        spec.model: state.backend(dataclasses.replace(choice, spec=spec.model)) for spec in specs
-    }
 
-    def work(job: jobs.Job) -> Comparison:
+    def work(job: jobs.Job) -> Comparison:  # the models load here: the page shows it running
         return compare.run_columns(
             lib,
             specs,
             dataset,
-            lambda spec: Runner(lib, backends[spec.model]),
+            lambda spec: state.runner(dataclasses.replace(choice, spec=spec.model)),
             progress=lambda column, p: job.report(p),
             cancel=job.cancel,
             on_output=job.add_output,
@@ -285,17 +281,24 @@ if mode == RUN_COLUMNS:
     use_cache = st.checkbox(
         "Reuse stored answers for identical requests", True, key="cmp_use_cache"
     )
-    current = jobs.get_job(st.session_state.get("cmp_job"))
-    busy = current is not None and not current.done
     if problems:
         st.warning("Fix the parameters marked above to run this comparison.")
-    blocked = busy or bool(problems) or not fits or dataset is None
-    if st.button("Run comparison", type="primary", key="cmp_run", disabled=blocked):
-        with ui.guard("Starting the comparison"):
-            assert dataset is not None
-            st.session_state["cmp_expected"] = len(specs) * len(dataset.rows)
-            st.session_state.pop("cmp_result", None)
-            st.session_state["cmp_job"] = start_comparison(specs, dataset).id
+
+    def start() -> jobs.Job:
+        assert dataset is not None
+        job = start_comparison(specs, dataset)
+        st.session_state["cmp_expected"] = len(specs) * len(dataset.rows)
+        st.session_state.pop("cmp_result", None)
+        return job
+
+    ui.run_button(  # the running state and Stop at once; disabled while the comparison runs
+        "Run comparison",
+        key="cmp_run",
+        state_key="cmp_job",
+        start=start,
+        action="Starting the comparison",
+        disabled=bool(problems) or not fits or dataset is None,
+    )
     ui.watch_job("cmp_job", "cmp_cancel", watch)
 else:
     st.session_state.pop("cmp_hold", None)  # the next change of columns is the person's

@@ -28,6 +28,7 @@ from .datasets import Dataset, check_columns
 from .db_faults import DatabaseFault
 from .errors import NotFoundError, WorkbenchError
 from .library import Library, VersionInfo
+from .logprobs import LogprobsFormatError, TokenLogprobs
 from .ownership import check_not_busy, claim, executing, planned, take
 from .params import GenerationParams, typed_values
 from .runs import (
@@ -504,6 +505,7 @@ class Runner:
                         Output.latency_s,
                         Output.ttft_s,
                         Output.batch_size,
+                        Output.token_logprobs,
                     )
                     .where(
                         Output.cache_key.in_(unique[start : start + 500]),
@@ -513,7 +515,7 @@ class Runner:
                     )
                     .order_by(Output.id.desc())
                 )
-                for key, text, reason, p_tok, c_tok, latency, ttft, batch in rows:
+                for key, text, reason, p_tok, c_tok, latency, ttft, batch, blob in rows:
                     found[key] = Generation(
                         text or "",
                         cast(FinishReason, reason),
@@ -522,6 +524,7 @@ class Runner:
                         latency or 0.0,
                         ttft,
                         batch or 1,
+                        logprobs=_stored_logprobs(blob),
                     )
         return found
 
@@ -576,6 +579,7 @@ class Runner:
             cache_key=cell.cache_key,
             cached=cached,
             created_at=utcnow(),
+            token_logprobs=g.logprobs.to_bytes() if g.logprobs is not None else None,
         )
 
     def _drop_incomplete(self, run_id: int) -> None:
@@ -671,6 +675,17 @@ class StreamedRun:
         self.output = runner._write_outputs(self.run_id, [(cell, generation, self.cached)])[0]
         status = "cancelled" if generation.finish_reason == "cancelled" else "done"
         runner._finish_run(self.run_id, status, None)
+
+
+def _stored_logprobs(blob: bytes | None) -> TokenLogprobs | None:
+    """A cached answer's stored token log-probabilities, kept with the answer that reuses it
+    (None when there are none, or in a format this version cannot read)."""
+    if blob is None:
+        return None
+    try:
+        return TokenLogprobs.from_bytes(blob)
+    except LogprobsFormatError:
+        return None
 
 
 def _error_text(exc: BaseException) -> str:

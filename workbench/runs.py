@@ -7,6 +7,7 @@ and none of them needs a model or a runner to do it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +17,11 @@ from sqlalchemy import ColumnElement, Integer, func, or_, select
 from sqlalchemy.orm import Session
 
 from .errors import NotFoundError
+from .logprobs import LogprobsFormatError, TokenLogprobs
 from .ownership import settle_runs
 from .store import Output, Prompt, PromptVersion, Run, RunRow, RunVersion, Store, Vote
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -264,3 +268,29 @@ def run_votes(store: Store, run_id: int) -> list[VoteRecord]:
             )
             for vote in found
         ]
+
+
+def token_logprobs(store: Store, output_ids: Collection[int]) -> dict[int, TokenLogprobs]:
+    """The token log-probabilities stored with these outputs, by output id.
+
+    A separate query, not a field of OutputRecord: at 48 bytes a token they are most of an
+    output's size, and listings (History, Compare's grid) do not need them. Outputs without
+    any (a server that gave none, a failed output, one stored before migration 0009) are
+    absent from the answer; so is a blob this version cannot read, which is logged.
+    """
+    found: dict[int, TokenLogprobs] = {}
+    ids = sorted(set(output_ids))
+    with store.read() as s:
+        for start in range(0, len(ids), 500):
+            rows = s.execute(
+                select(Output.id, Output.token_logprobs).where(
+                    Output.id.in_(ids[start : start + 500]),
+                    Output.token_logprobs.is_not(None),
+                )
+            )
+            for output_id, blob in rows:
+                try:
+                    found[output_id] = TokenLogprobs.from_bytes(blob or b"")
+                except LogprobsFormatError as exc:
+                    log.warning("output %s: token log-probabilities unreadable: %s", output_id, exc)
+    return found

@@ -39,6 +39,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -286,6 +287,10 @@ class Output(Base):
     cache_key: Mapped[str] = mapped_column(String(64))
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Each generated token's log-probability and top alternatives (`workbench.logprobs`'s
+    # format; migration 0009), NULL when the backend gave none. Deferred: listings never load
+    # it; `runs.token_logprobs` reads it for one output.
+    token_logprobs: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class Vote(Base):

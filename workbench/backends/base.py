@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol
 
 from ..errors import WorkbenchError
+from ..logprobs import TokenLogprobs
 from ..params import GenerationParams
 from ..templates import Rendered
 
@@ -117,6 +118,9 @@ class Generation:
     latency_s: float
     ttft_s: float | None = None
     batch_size: int = 1
+    # Each counted token's log-probability and top alternatives, when the backend gives them
+    # (`capabilities.logprobs`); None for a backend or a stored answer without them.
+    logprobs: TokenLogprobs | None = None
 
 
 class Cancel:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..logprobs import DEFAULT_TOP_K
 from ..params import GenerationParams
 from ..templates import Rendered
 from .base import (
@@ -46,7 +47,7 @@ from .chat_template import (
     template_hash,
 )
 from .model_files import ResolvedModel, resolve_model
-from .processors import FrequencyPresencePenalty, RepetitionPenalty
+from .processors import FrequencyPresencePenalty, LogprobRecorder, RepetitionPenalty, chosen_by
 
 if TYPE_CHECKING:
     import torch
@@ -128,8 +129,10 @@ class TransformersBackend:
     once this model's tokenizer has been seen to render it the same way (see chat_template).
     """
 
-    # The tokenizer and the logits are here: exact token counts and cuts, and text scoring.
-    capabilities = Capabilities(token_ids=True, logits=True)
+    # The tokenizer and the logits are here: exact token counts and cuts, text scoring, and
+    # every generated token's log-probability with its top alternatives (`Generation.logprobs`).
+    capabilities = Capabilities(token_ids=True, logits=True, logprobs=True)
+    top_k_logprobs = DEFAULT_TOP_K  # alternatives recorded per generated token
 
     def __init__(
         self,
@@ -473,22 +476,27 @@ class TransformersBackend:
             input_ids[r, p + width - len(suffix) :] = torch.tensor(suffix)
             mask[r, p + width - len(suffix) :] = 1
         cache = self._batch_cache(prefix_cache, len(rows))
+        recorder = LogprobRecorder(len(rows), self.top_k_logprobs, chosen_by(params))
         started = time.perf_counter()
         early: dict[int, Generation] = {}
 
         def ended(r: int, tokens: list[int]) -> None:
             latency = time.perf_counter() - started
-            early[r] = self._finish(tokens, len(rows[r]), params, latency, None, len(rows))
+            early[r] = self._finish(
+                tokens, len(rows[r]), params, latency, None, len(rows), recorder=(recorder, r)
+            )
             if on_row is not None:
                 on_row(r, early[r])
 
         with self._generate_lock, torch.inference_mode():
             if cache is not None and not params.sampling:
                 generated = self._greedy(
-                    input_ids, mask, cache, p, params, cancel, ended if on_row else None
+                    input_ids, mask, cache, p, params, cancel, recorder, ended if on_row else None
                 )
             else:
-                kwargs = self._generate_kwargs(params, [cancel] if cancel else [], p + width)
+                kwargs = self._generate_kwargs(
+                    params, [cancel] if cancel else [], p + width, recorder
+                )
                 kwargs["cache"] = cache
                 if params.sampling:
                     torch.manual_seed(seed)
@@ -498,7 +506,16 @@ class TransformersBackend:
         cancelled = cancel is not None and cancel.is_set()
         return [
             early.get(r)
-            or self._finish(generated[r], len(rows[r]), params, latency, None, len(rows), cancelled)
+            or self._finish(
+                generated[r],
+                len(rows[r]),
+                params,
+                latency,
+                None,
+                len(rows),
+                cancelled,
+                recorder=(recorder, r),
+            )
             for r in range(len(rows))
         ]
 
@@ -510,6 +527,7 @@ class TransformersBackend:
         cached: int,
         params: GenerationParams,
         cancel: Cancel | None,
+        recorder: LogprobRecorder,
         on_end: Callable[[int, list[int]], None] | None = None,
     ) -> list[list[int]]:
         """Greedy decoding that lets finished rows leave the batch.
@@ -522,7 +540,8 @@ class TransformersBackend:
         tokens are the same as generate's greedy tokens. Frequency and presence penalties are
         the same processor generate is given, fed this loop's generated tokens; a repetition
         penalty reads each row's own prompt tokens and answer, never its padding (see
-        RepetitionPenalty), so a padded row answers as it does alone.
+        RepetitionPenalty), so a padded row answers as it does alone. `recorder` hears each step's
+        final logits (after the penalties) and the tokens chosen from them.
         """
         import torch
 
@@ -559,7 +578,10 @@ class TransformersBackend:
                     logits = repetition(torch.cat([prompt_ids, history], dim=1), logits)
                 if penalty is not None:
                     logits = penalty(history, logits)
-            next_ids = logits.argmax(-1).tolist()
+            chosen = logits.argmax(-1)
+            recorder.observe(logits)
+            recorder.took(chosen, slots)
+            next_ids = chosen.tolist()
             for slot, token in enumerate(next_ids):
                 row = slots[slot]
                 if finished[row]:
@@ -621,11 +643,26 @@ class TransformersBackend:
         return cache
 
     def _generate_kwargs(
-        self, params: GenerationParams, cancels: list[Cancel], prompt_len: int
+        self,
+        params: GenerationParams,
+        cancels: list[Cancel],
+        prompt_len: int,
+        recorder: LogprobRecorder,
     ) -> dict[str, Any]:
         """Keyword arguments for transformers' generate; `prompt_len` is the width of the
-        input_ids it is given (prompt and padding), after which its answer tokens start."""
+        input_ids it is given (prompt and padding), after which its answer tokens start.
+
+        The sampling warpers (temperature, top-k, top-p) are given as processors here, in
+        transformers' own order and after our penalties, rather than as generate's options:
+        generate appends its warpers after any processor it is given, and `recorder` must see
+        the scores the token is drawn from, so it goes last, after them. Generate's own
+        repetition penalty still runs first, as before. The tokens drawn are the same."""
         from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+        from transformers.generation.logits_process import (
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
 
         class StopWhenCancelled(StoppingCriteria):
             def __call__(self, input_ids: torch.Tensor, scores: Any, **kw: Any) -> torch.Tensor:
@@ -634,6 +671,15 @@ class TransformersBackend:
                 stop = any(c.is_set() for c in cancels)
                 return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
 
+        class RecordChosen(StoppingCriteria):
+            """Called right after each step's tokens are chosen: hands them to the recorder."""
+
+            def __call__(self, input_ids: torch.Tensor, scores: Any, **kw: Any) -> torch.Tensor:
+                import torch
+
+                recorder.took(input_ids[:, -1])
+                return torch.zeros((input_ids.shape[0],), dtype=torch.bool)
+
         kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_new_tokens,
             "pad_token_id": self.pad_id,
@@ -641,19 +687,24 @@ class TransformersBackend:
             "repetition_penalty": params.repetition_penalty,
             "do_sample": params.sampling,
         }
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+        processors: list[Any] = []
+        if params.penalised:
+            processors.append(FrequencyPresencePenalty.for_params(params, prompt_len))
         if params.sampling:
-            kwargs.update(
-                temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None
-            )
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+            if params.temperature != 1.0:
+                processors.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_k:
+                processors.append(TopKLogitsWarper(top_k=params.top_k))
+            if params.top_p < 1.0:
+                processors.append(TopPLogitsWarper(top_p=params.top_p))
+        kwargs["logits_processor"] = LogitsProcessorList([*processors, recorder])
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        criteria: list[StoppingCriteria] = [RecordChosen()]
         if cancels:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([StopWhenCancelled()])
-        if params.penalised:
-            penalty = FrequencyPresencePenalty.for_params(params, prompt_len)
-            kwargs["logits_processor"] = LogitsProcessorList([penalty])
+            criteria.append(StopWhenCancelled())
+        kwargs["stopping_criteria"] = StoppingCriteriaList(criteria)
         return kwargs
 
     def _finish(
@@ -665,8 +716,11 @@ class TransformersBackend:
         ttft: float | None,
         batch_size: int,
         cancelled: bool = False,
+        *,
+        recorder: tuple[LogprobRecorder, int] | None = None,
     ) -> Generation:
-        """Cut a row at its end (EOS, padding after it finished, a stop string) and say why."""
+        """Cut a row at its end (EOS, padding after it finished, a stop string) and say why;
+        `recorder` (the batch's, and the row) gives the counted tokens' log-probabilities."""
         end = next(
             (i for i, t in enumerate(generated) if t in self.eos_ids or t == self.pad_id), None
         )
@@ -688,7 +742,10 @@ class TransformersBackend:
             # Ended early with no EOS: a stop string that began in the prompt's last characters
             # (transformers matches stop strings across the prompt/answer boundary).
             reason = "stop" if params.stop else "eos"
-        return Generation(text, reason, prompt_tokens, count, latency, ttft, batch_size)
+        logprobs = recorder[0].result(recorder[1], count) if recorder is not None else None
+        return Generation(
+            text, reason, prompt_tokens, count, latency, ttft, batch_size, logprobs=logprobs
+        )
 
     # --- streaming ------------------------------------------------------------------------------
     def stream(
@@ -781,7 +838,8 @@ class TokenStream:
         streamer = TextIteratorStreamer(
             backend.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
         )
-        kwargs = backend._generate_kwargs(params, self._cancels, len(self.ids))
+        recorder = LogprobRecorder(1, backend.top_k_logprobs, chosen_by(params))
+        kwargs = backend._generate_kwargs(params, self._cancels, len(self.ids), recorder)
         kwargs["cache"] = backend._batch_cache(None, 1)
         output: dict[str, Any] = {}
 
@@ -836,7 +894,16 @@ class TokenStream:
             raise ModelError(f"generation failed: {self.error}") from self.error
         latency = time.perf_counter() - started
         generated = output["ids"][0, len(self.ids) :].tolist()
-        result = backend._finish(generated, len(self.ids), params, latency, ttft, 1, self.cancelled)
+        result = backend._finish(
+            generated,
+            len(self.ids),
+            params,
+            latency,
+            ttft,
+            1,
+            self.cancelled,
+            recorder=(recorder, 0),
+        )
         tail = result.text[len(emitted) :] if result.text.startswith(emitted) else ""
         if tail:
             yield tail

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..logprobs import TokenLogprobs
 from ..params import GenerationParams
 
 if TYPE_CHECKING:
@@ -72,3 +73,74 @@ class RepetitionPenalty:
         seen = torch.zeros_like(scores).scatter_add_(1, input_ids, own) > 0
         penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
         return torch.where(seen, penalised, scores)
+
+
+def chosen_by(params: GenerationParams) -> tuple[str, ...]:
+    """The processors that shape the distribution a token is chosen from, in the order they
+    run (transformers' order: its repetition penalty, then ours, then the sampling warpers)."""
+    names: list[str] = []
+    if params.repetition_penalty != 1.0:
+        names.append("repetition_penalty")
+    if params.penalised:
+        names.append("frequency_presence_penalty")
+    if params.sampling:
+        if params.temperature != 1.0:
+            names.append("temperature")
+        if params.top_k:
+            names.append("top_k")
+        if params.top_p < 1.0:
+            names.append("top_p")
+    return tuple(names)
+
+
+class LogprobRecorder:
+    """Records each step's log-probabilities: the chosen token's and the k best.
+
+    `observe(scores)` takes the final scores of a step — the logits after every processor, the
+    very tensor the token is chosen from — and `took(tokens, rows)` the tokens chosen from them,
+    for which batch rows. As a logits processor (`__call__`) it must come last in the list, so
+    that what it sees is what the sampler sees; it returns the scores unchanged. Only one step's
+    log-softmax is held at a time, so memory does not grow with the vocabulary × answer length.
+    """
+
+    def __init__(self, rows: int, k: int, processors: tuple[str, ...]):
+        self.k, self.processors = k, processors
+        self.tokens: list[list[int]] = [[] for _ in range(rows)]
+        self.logprobs: list[list[float]] = [[] for _ in range(rows)]
+        self.top_ids: list[list[tuple[int, ...]]] = [[] for _ in range(rows)]
+        self.top_logprobs: list[list[tuple[float, ...]]] = [[] for _ in range(rows)]
+        self._step: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.observe(scores)
+        return scores
+
+    def observe(self, scores: torch.Tensor) -> None:
+        self._step = scores.float().log_softmax(-1)
+
+    def took(self, tokens: torch.Tensor, rows: list[int] | None = None) -> None:
+        """Record the tokens chosen at the step last observed; `rows[i]` is batch position
+        i's row (default: position i is row i)."""
+        step = self._step
+        assert step is not None, "took() before observe()"
+        self._step = None
+        chosen = step.gather(1, tokens[:, None].to(step.device))[:, 0].tolist()
+        values, ids = step.topk(min(self.k, step.shape[-1]), dim=-1)
+        values_l, ids_l, tokens_l = values.tolist(), ids.tolist(), tokens.tolist()
+        for i, row in enumerate(rows if rows is not None else range(len(tokens_l))):
+            self.tokens[row].append(int(tokens_l[i]))
+            self.logprobs[row].append(float(chosen[i]))
+            self.top_ids[row].append(tuple(ids_l[i]))
+            self.top_logprobs[row].append(tuple(values_l[i]))
+
+    def result(self, row: int, steps: int) -> TokenLogprobs:
+        """Row `row`'s first `steps` steps (the tokens its answer counts)."""
+        return TokenLogprobs(
+            tuple(self.tokens[row][:steps]),
+            tuple(self.logprobs[row][:steps]),
+            tuple(self.top_ids[row][:steps]),
+            tuple(self.top_logprobs[row][:steps]),
+            self.k,
+            "processors",
+            self.processors,
+        )

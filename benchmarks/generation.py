@@ -15,7 +15,10 @@ For each: (a) the loop a user writes by hand, one `model.generate` per row; (b) 
 `pipeline("text-generation", batch_size=8)`; (c) our runner; (d) our runner again, answered
 from the cache; (e) llama.cpp on the same GGUF, one request at a time, when `llama_cpp` is
 importable. Printed: wall time, rows/s, generated tokens/s, the ratios c/a, c/b, c/e and d/c,
-and how many outputs differ from (a).
+and how many outputs differ from (a). Then the cost of recording token log-probabilities: (c)
+against the same runner with a recorder that records nothing, alternated three times each on
+the loaded model, best of each; printed as "logprobs overhead" (target: at most 5%).
+`--overhead-only` measures just that.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=32)
     parser.add_argument("--workload", choices=["W1", "W2", "both"], default="both")
+    parser.add_argument("--overhead-only", action="store_true", help="only the logprobs overhead")
     args = parser.parse_args()
 
     import torch
@@ -114,7 +118,9 @@ def main() -> None:
     for name, (prompt, rows, max_new) in workloads.items():
         if args.workload in (name, "both"):
             rows = (rows * ((args.rows + len(rows) - 1) // len(rows)))[: args.rows]
-            workload(name, library, backend, prompt, rows, max_new)
+            if not args.overhead_only:
+                workload(name, library, backend, prompt, rows, max_new)
+            logprobs_overhead(name, library, backend, prompt, rows, max_new)
 
 
 def workload(
@@ -207,6 +213,84 @@ def workload(
         ratios.append(f"c/e {rate(c) / rate(e):.2f}")
     ratios.append(f"d/c time {d.wall_s / c.wall_s:.1%}")
     print(f"ratios ({unit}): " + ", ".join(ratios))
+
+
+def logprobs_overhead(
+    name: str,
+    library: Any,
+    backend: Any,
+    prompt: str,
+    rows: list[dict[str, str]],
+    max_new: int,
+    rounds: int = 3,
+) -> None:
+    """What recording token log-probabilities costs the runner, measured two ways.
+
+    Direct: the time spent inside the recorder (each step's log-softmax, top-k and lists, and
+    each row's record) as a share of the run's wall time — robust to a shared machine's load,
+    since both are taken in the same run. End to end: the runner with the recorder against one
+    that keeps nothing (swapped in for this measurement only), alternated so the machine's load
+    falls on both, best of each; on a busy machine this one is noisier than the effect."""
+    from unittest import mock
+
+    from workbench.backends import local
+    from workbench.backends.processors import LogprobRecorder
+    from workbench.runner import Runner
+
+    spent = [0.0]
+
+    class Timing(LogprobRecorder):
+        def observe(self, scores: Any) -> None:
+            started = time.perf_counter()
+            super().observe(scores)
+            spent[0] += time.perf_counter() - started
+
+        def took(self, tokens: Any, rows: list[int] | None = None) -> None:
+            started = time.perf_counter()
+            super().took(tokens, rows)
+            spent[0] += time.perf_counter() - started
+
+        def result(self, row: int, steps: int) -> Any:
+            started = time.perf_counter()
+            found = super().result(row, steps)
+            spent[0] += time.perf_counter() - started
+            return found
+
+    class Nothing(LogprobRecorder):
+        def observe(self, scores: Any) -> None:
+            pass
+
+        def took(self, tokens: Any, rows: list[int] | None = None) -> None:
+            pass
+
+    version = library.get(prompt)
+    overrides = {"max_new_tokens": max_new, "temperature": 0, "stop": []}
+
+    def run() -> float:
+        started = time.perf_counter()
+        Runner(library, backend).run([version], rows, overrides=overrides, use_cache=False)
+        return time.perf_counter() - started
+
+    run()  # warm up
+    with mock.patch.object(local, "LogprobRecorder", Timing):
+        wall = run()
+    print(
+        f"{name} logprobs overhead, direct: {spent[0]:.3f} s of {wall:.2f} s in the recorder "
+        f"= {spent[0] / (wall - spent[0]):+.1%} (target ≤ +5%)"
+    )
+    with_lp: list[float] = []
+    without: list[float] = []
+    for _ in range(rounds):
+        with mock.patch.object(local, "LogprobRecorder", Nothing):
+            without.append(run())
+        with_lp.append(run())
+    best_with, best_without = min(with_lp), min(without)
+    print(
+        f"{name} logprobs overhead, end to end: runner {best_with:.2f} s with token "
+        f"log-probabilities, "
+        f"{best_without:.2f} s without (best of {rounds} each, alternated): "
+        f"{best_with / best_without - 1:+.1%} (target ≤ +5%)"
+    )
 
 
 def backend_params(overrides: dict[str, object]) -> object:

@@ -254,3 +254,26 @@ def test_streamed_output_is_stored_and_cached_with_them(runner: Runner) -> None:
     "".join(again)
     assert again.cached and again.output is not None
     assert token_logprobs(runner.store, [again.output.id])[again.output.id] == record
+
+
+def test_outputs_without_them_or_unreadable_are_absent(
+    runner: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Outputs stored before migration 0009 (NULL) have none; a blob this version cannot read
+    is left out and logged, not an error for the page that asked."""
+    from sqlalchemy import update
+
+    from workbench.store import Output
+
+    version = runner.library.get("zero-shot-sentiment")
+    summary = runner.run(
+        [version], [{"text": r} for r in REVIEWS[:3]], overrides={"max_new_tokens": 4}
+    )
+    old, odd, fine = (o.id for o in summary.outputs)
+    with runner.store.write() as s:
+        s.execute(update(Output).where(Output.id == old).values(token_logprobs=None))
+        s.execute(update(Output).where(Output.id == odd).values(token_logprobs=b"WLP9 from later"))
+    with caplog.at_level("WARNING"):
+        found = token_logprobs(runner.store, [old, odd, fine])
+    assert set(found) == {fine}
+    assert f"output {odd}: token log-probabilities unreadable" in caplog.text

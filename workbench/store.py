@@ -216,6 +216,9 @@ class Run(Base):
     owner_host: Mapped[str | None] = mapped_column(String(255))
     owner_since: Mapped[datetime | None] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Contextual calibration used by the run (migration 0010): content-free inputs and, per
+    # version, the distribution they gave. NULL when the run was not calibrated.
+    calibration: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class RunVersion(Base):
@@ -291,6 +294,12 @@ class Output(Base):
     # format; migration 0009), NULL when the backend gave none. Deferred: listings never load
     # it; `runs.token_logprobs` reads it for one output.
     token_logprobs: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # "Continue from here with this token" (migration 0010): the output this one branched from,
+    # and where: {"position": N, "token_id": T, "token": "text"}. NULL for ordinary outputs.
+    parent_output_id: Mapped[int | None]
+    branch: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Scored answer choices (migration 0010): {"choices", "logprobs", "probs", "calibrated"}.
+    choices: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Vote(Base):

@@ -7,6 +7,7 @@ command with one line on stderr (`error: …`) and exit status 1; usage mistakes
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import sys
@@ -1082,10 +1083,9 @@ def run() -> NoReturn:
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        # A closed pipe (`workbench … | head`) or stream: nothing more can be written.
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`workbench … | head`): nothing to add
-            pass
     os._exit(code)
 
 

@@ -7,11 +7,23 @@ The same against a real server (llama-cpp-python) is in test_remote_llama.py.
 
 from __future__ import annotations
 
+import math
 import struct
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from openai_stub import StubBehaviour, stub_logprob, stub_server
 
+from workbench.backends.base import Generation, ModelInput
+from workbench.backends.openai_wire import TokenStep, WireError, token_steps
+from workbench.backends.remote import RemoteBackend, ServerSpec
+from workbench.config import OpenAISettings
 from workbench.logprobs import UNKNOWN_ID, LogprobsFormatError, TokenLogprobs
+from workbench.params import GenerationParams
+from workbench.templates import Message, Rendered
+
+GREEDY = GenerationParams(max_new_tokens=16)
 
 # --- the stored format ----------------------------------------------------------------------------
 
@@ -131,3 +143,215 @@ def test_a_text_index_out_of_range_is_refused() -> None:
     blob[-4] = 7  # the high byte of the alternative's text index: 1792, of 1 text
     with pytest.raises(LogprobsFormatError):
         TokenLogprobs.from_bytes(bytes(blob))
+
+
+# --- asked of a server, read from both shapes, streamed and whole ---------------------------------
+
+ANSWER = "Hello from the stub"
+PIECES = ["Hello", " from", " the", " stub"]
+
+
+def backend_for(url: str) -> RemoteBackend:
+    return RemoteBackend(ServerSpec(url, ""), OpenAISettings(base_url=url), backoff_s=0.01)
+
+
+def chat_input(backend: RemoteBackend) -> ModelInput:
+    return backend.model_input(Rendered("p", "chat", (Message("user", "hi"),), {}))
+
+
+def completion_input(backend: RemoteBackend) -> ModelInput:
+    return backend.model_input(Rendered("p", "completion", (Message("user", "Q:"),), {}))
+
+
+def as_stub_sent(record: TokenLogprobs | None, pieces: list[str] = PIECES) -> None:
+    """The record holds what the stub sent: each token's text and log-probability, and its k
+    alternatives best first, whichever shape they came in."""
+    assert record is not None and record.after == "server" and record.k == 5
+    assert record.texts == tuple(pieces)
+    assert record.logprobs == tuple(stub_logprob(i) for i in range(len(pieces)))
+    assert record.tokens == (UNKNOWN_ID,) * len(pieces)
+    assert record.top_texts == tuple((p, "alt1", "alt2", "alt3", "alt4") for p in pieces)
+    assert record.top_logprobs == tuple(
+        tuple(stub_logprob(i) - j for j in range(5)) for i in range(len(pieces))
+    )
+
+
+def answer(backend: RemoteBackend, mi: ModelInput, how: str) -> Generation:
+    """One answer by `how`: the Playground's stream, a streamed row of `generate`, or a whole
+    (non-streamed) row, as `generate` asks of a server whose streams carry no usage."""
+    if how == "stream":
+        stream = backend.stream(mi, GREEDY)
+        assert "".join(stream) == stream.result.text  # type: ignore[union-attr]
+        result = stream.result
+    else:
+        if how == "whole":
+            backend._streams_usage = False
+        [result] = backend.generate([mi], GREEDY)
+    assert result is not None
+    return result
+
+
+@pytest.mark.parametrize("how", ["stream", "streamed", "whole"])
+@pytest.mark.parametrize("endpoint", ["chat", "completion"])
+def test_a_server_is_asked_and_its_logprobs_kept(
+    stub: tuple[StubBehaviour, str], endpoint: str, how: str
+) -> None:
+    behaviour, url = stub
+    backend = backend_for(url)
+    mi = chat_input(backend) if endpoint == "chat" else completion_input(backend)
+    g = answer(backend, mi, how)
+    sent = behaviour.requests[-1]
+    assert sent["stream"] is (how != "whole")
+    if endpoint == "chat":
+        assert (sent["logprobs"], sent["top_logprobs"]) == (True, 5)
+    else:
+        assert sent["logprobs"] == 5 and "top_logprobs" not in sent
+    assert g.text == ANSWER and g.notice is None
+    as_stub_sent(g.logprobs)
+    assert TokenLogprobs.from_bytes(g.logprobs.to_bytes()) == g.logprobs  # type: ignore[union-attr]
+    assert backend.capabilities.has("logprobs")
+
+
+@pytest.mark.parametrize("how", ["stream", "whole"])
+def test_a_stop_string_cut_by_the_workbench_keeps_the_tokens_of_the_text_kept(
+    stub: tuple[StubBehaviour, str], how: str
+) -> None:
+    """The stub ignores stop strings; the workbench cuts "Hello from " and keeps the tokens
+    that begin in it (" the" brings the space)."""
+    _, url = stub
+    backend = backend_for(url)
+    mi = chat_input(backend)
+    if how == "stream":
+        stream = backend.stream(mi, GREEDY.with_(stop=("the",)))
+        "".join(stream)
+        g = stream.result
+    else:
+        backend._streams_usage = False
+        [g] = backend.generate([mi], GREEDY.with_(stop=("the",)))
+    assert g is not None and g.text == "Hello from "
+    as_stub_sent(g.logprobs, PIECES[:3])
+
+
+# --- servers that give none -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["streamed", "whole"])
+@pytest.mark.parametrize("endpoint", ["chat", "completion"])
+def test_a_server_that_refuses_them_is_asked_again_without_once_and_remembered(
+    stub: tuple[StubBehaviour, str],
+    caplog: pytest.LogCaptureFixture,
+    endpoint: str,
+    how: str,
+) -> None:
+    behaviour, url = stub
+    behaviour.logprobs = "refuse"
+    backend = backend_for(url)
+    mi = chat_input(backend) if endpoint == "chat" else completion_input(backend)
+    with caplog.at_level("WARNING", logger="workbench.backends.remote"):
+        first = answer(backend, mi, how)
+        second = answer(backend, mi, how)
+    assert first.text == second.text == ANSWER
+    assert first.logprobs is None and second.logprobs is None
+    asked = ["logprobs" in r for r in behaviour.requests]
+    assert asked == [True, False, False]  # refused, retried without, then never asked again
+    assert first.notice == second.notice
+    assert first.notice == (
+        f"the server at {url} refused token log-probabilities (HTTP 400: logprobs and "
+        "top_logprobs are not supported by this server); its answers are stored without them"
+    )
+    assert caplog.text.count("refused token log-probabilities") == 1
+    assert not backend.capabilities.has("logprobs")
+
+
+@pytest.mark.parametrize("how", ["stream", "streamed", "whole"])
+def test_a_server_that_omits_them_is_said_once(
+    stub: tuple[StubBehaviour, str], caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    behaviour, url = stub
+    behaviour.logprobs = "omit"
+    backend = backend_for(url)
+    mi = completion_input(backend)
+    with caplog.at_level("WARNING", logger="workbench.backends.remote"):
+        answers = [answer(backend, mi, how) for _ in range(3)]
+        [*rows] = backend.generate([mi] * 4, GREEDY)
+    assert all(g is not None and g.text == ANSWER and g.logprobs is None for g in answers + rows)
+    notices = {g.notice for g in answers + rows if g is not None}
+    assert notices == {
+        f"the server at {url} answers without token log-probabilities (it ignores `logprobs`); "
+        "its answers are stored without them"
+    }
+    assert caplog.text.count("answers without token log-probabilities") == 1
+    assert "logprobs" in behaviour.requests[0]
+    assert all("logprobs" not in r for r in behaviour.requests[1:])  # not asked again
+    assert not backend.capabilities.has("logprobs")
+
+
+def test_an_empty_answer_does_not_say_the_server_omits_them(
+    stub: tuple[StubBehaviour, str],
+) -> None:
+    behaviour, url = stub
+    behaviour.answer, behaviour.logprobs = "", "omit"
+    backend = backend_for(url)
+    [g] = backend.generate([chat_input(backend)], GREEDY)
+    assert g is not None and g.notice is None and backend.capabilities.has("logprobs")
+
+
+@pytest.mark.parametrize("how", ["streamed", "whole"])
+@pytest.mark.parametrize("endpoint", ["chat", "completion"])
+def test_unreadable_logprobs_cost_only_themselves(
+    stub: tuple[StubBehaviour, str], endpoint: str, how: str
+) -> None:
+    behaviour, url = stub
+    behaviour.logprobs = "garbled"
+    backend = backend_for(url)
+    mi = chat_input(backend) if endpoint == "chat" else completion_input(backend)
+    g = answer(backend, mi, how)
+    assert g.text == ANSWER and g.logprobs is None
+    assert g.notice is not None and g.notice.startswith(f"the server at {url} sent log-probabil")
+    assert g.notice.endswith("its answers are stored without token log-probabilities")
+    assert not backend.capabilities.has("logprobs")
+
+
+@pytest.mark.parametrize(
+    ("raw", "steps"),
+    [
+        (None, []),
+        ({"content": None, "refusal": None}, []),
+        (
+            {"content": [{"token": "bytes:\\xe2\\x80", "logprob": -1.0, "bytes": [226, 128]}]},
+            [TokenStep("\ufffd", -1.0, ())],
+        ),
+        (
+            {"tokens": ["a"], "token_logprobs": [None], "top_logprobs": [{"b": -2.0, "a": -1}]},
+            [TokenStep("a", math.nan, (("a", -1.0), ("b", -2.0)))],
+        ),
+        ({"tokens": ["a"], "token_logprobs": [-0.5], "top_logprobs": None}, None),
+    ],
+    ids=["null", "no-content", "part-of-a-character", "null-logprob", "no-alternatives"],
+)
+def test_what_servers_send_is_read(raw: Any, steps: list[TokenStep] | None) -> None:
+    got = token_steps(raw)
+    if steps is None:
+        assert got == [TokenStep("a", -0.5, ())]
+        return
+    assert len(got) == len(steps)
+    for a, b in zip(got, steps, strict=True):
+        assert a.text == b.text and a.top == b.top
+        assert a.logprob == b.logprob or (math.isnan(a.logprob) and math.isnan(b.logprob))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [[1], {"content": [{"logprob": -1}]}, {"tokens": ["a", "b"], "token_logprobs": [-1.0]}],
+    ids=["not-an-object", "no-token", "lengths-differ"],
+)
+def test_what_cannot_be_read_is_a_wire_error(raw: Any) -> None:
+    with pytest.raises(WireError):
+        token_steps(raw)
+
+
+@pytest.fixture
+def stub() -> Iterator[tuple[StubBehaviour, str]]:
+    behaviour = StubBehaviour()
+    with stub_server(behaviour) as url:
+        yield behaviour, url

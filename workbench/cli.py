@@ -531,6 +531,7 @@ def run_command(
             f"{out.completion_tokens} tokens · {origin} · run {out.run_id}]",
             err=True,
         )
+        _print_notices([streamed.notice] if streamed.notice else [])
         return
     with _progress(as_json, version.ref) as progress:
         summary = runner.run(
@@ -552,6 +553,7 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
                 "run": summary.run.__dict__,
                 "outputs": [o.__dict__ for o in summary.outputs],
                 "votes": [v.__dict__ for v in summary.votes],
+                "notices": list(summary.notices),
             }
         )
         return
@@ -579,6 +581,16 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
         f"run {run.id}: {run.status} · {run.done}/{run.total} outputs · {run.cached} cached · "
         + _timing(summary)
     )
+    _print_notices(summary.notices)
+
+
+def _print_notices(notices: Sequence[str]) -> None:
+    """What the backend said about its answers, once each, on stderr (a server's words, made
+    printable)."""
+    from .terminal import plain
+
+    for notice in notices:
+        click.echo(f"note: {plain(notice)}", err=True)
 
 
 def _timing(summary: RunSummary) -> str:

@@ -121,6 +121,9 @@ class Generation:
     # Each counted token's log-probability and top alternatives, when the backend gives them
     # (`capabilities.logprobs`); None for a backend or a stored answer without them.
     logprobs: TokenLogprobs | None = None
+    # Something the person should hear once per run, not once per row: a server that gives no
+    # log-probabilities says so here on each of its answers, and the runner reports it once.
+    notice: str | None = None
 
 
 class Cancel:

@@ -7,6 +7,7 @@ The same against a real server (llama-cpp-python) is in test_remote_llama.py.
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from collections.abc import Iterator
@@ -348,6 +349,69 @@ def test_what_servers_send_is_read(raw: Any, steps: list[TokenStep] | None) -> N
 def test_what_cannot_be_read_is_a_wire_error(raw: Any) -> None:
     with pytest.raises(WireError):
         token_steps(raw)
+
+
+# --- through the runner and the CLI: stored with texts, said once per run ------------------------
+
+
+def test_a_servers_logprobs_are_stored_with_texts_and_kept_by_the_cache(
+    stub: tuple[StubBehaviour, str], prompt_text: Any
+) -> None:
+    from workbench.runner import Runner
+    from workbench.runs import token_logprobs
+    from workbench.workspace import open_library
+
+    behaviour, url = stub
+    library = open_library()
+    version = library.save(prompt_text("greet")).version
+    runner = Runner(library, backend_for(url))
+    first = runner.run([version], [{"text": "a"}, {"text": "b"}])
+    stored = token_logprobs(runner.store, [o.id for o in first.outputs])
+    assert set(stored) == {o.id for o in first.outputs} and first.notices == ()
+    for record in stored.values():
+        as_stub_sent(record)
+    again = runner.run([version], [{"text": "a"}, {"text": "b"}])
+    assert all(o.cached for o in again.outputs) and len(behaviour.requests) == 2
+    kept = token_logprobs(runner.store, [o.id for o in again.outputs])
+    assert set(kept) == {o.id for o in again.outputs}
+    assert all(record.texts == tuple(PIECES) for record in kept.values())
+
+
+def test_a_run_on_a_server_that_omits_them_says_so_once(
+    stub: tuple[StubBehaviour, str],
+    prompt_text: Any,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from workbench.cli import main
+    from workbench.workspace import open_library
+
+    behaviour, url = stub
+    behaviour.logprobs = "omit"
+    library = open_library()
+    library.save(prompt_text("greet"))
+    rows = tmp_path / "rows.csv"
+    rows.write_text("text\n" + "".join(f"row {i}\n" for i in range(5)))
+    model = f"openai:stub@{url}"
+    assert main(["run", "greet", "--dataset", str(rows), "--model", model]) == 0
+    first = capsys.readouterr().err
+    assert first.count("answers without token log-probabilities") == 1, first
+    assert first.count("note: the server at") == 1
+    # the next run on the same backend (reused in this process) says it again, once
+    assert main(["run", "greet", "--dataset", str(rows), "--model", model, "--no-cache"]) == 0
+    assert capsys.readouterr().err.count("answers without token log-probabilities") == 1
+    # one streamed answer, and a JSON summary
+    assert main(["run", "greet", "--var", "text=hi", "--model", model, "--no-cache"]) == 0
+    assert capsys.readouterr().err.count("note: the server at") == 1
+    assert main(["run", "greet", "--dataset", str(rows), "--model", model, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["notices"] == []  # every answer cached: nothing was asked of the server
+    assert (
+        main(["run", "greet", "--dataset", str(rows), "--model", model, "--no-cache", "--json"])
+        == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["notices"]) == 1 and "without token log-probabilities" in data["notices"][0]
 
 
 @pytest.fixture

@@ -233,6 +233,38 @@ def test_a_stop_string_cut_by_the_workbench_keeps_the_tokens_of_the_text_kept(
     as_stub_sent(g.logprobs, PIECES[:3])
 
 
+@pytest.mark.parametrize("endpoint", ["chat", "completion"])
+def test_how_many_alternatives_is_a_setting_and_0_asks_for_none(
+    stub: tuple[StubBehaviour, str], endpoint: str
+) -> None:
+    behaviour, url = stub
+    three = RemoteBackend(ServerSpec(url, ""), OpenAISettings(base_url=url, top_logprobs=3))
+    mi = chat_input(three) if endpoint == "chat" else completion_input(three)
+    [g] = three.generate([mi], GREEDY)
+    assert g is not None and g.logprobs is not None and g.logprobs.k == 3
+    assert g.logprobs.top_texts is not None and g.logprobs.top_texts[0] == ("Hello", "alt1", "alt2")
+    off = RemoteBackend(ServerSpec(url, ""), OpenAISettings(base_url=url, top_logprobs=0))
+    [g] = off.generate([mi], GREEDY)
+    assert g is not None and g.text == ANSWER and g.logprobs is None and g.notice is None
+    assert not {"logprobs", "top_logprobs"} & set(behaviour.requests[-1])  # as it always was
+    assert not off.capabilities.has("logprobs")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("", 5), ("0", 0), ("20", 20), ("21", None), ("-1", None)]
+)
+def test_the_top_logprobs_setting(value: str, expected: int | None) -> None:
+    from workbench.config import Settings
+    from workbench.errors import WorkbenchError
+
+    env = {"WORKBENCH_OPENAI_TOP_LOGPROBS": value}
+    if expected is None:
+        with pytest.raises(WorkbenchError, match="WORKBENCH_OPENAI_TOP_LOGPROBS must be"):
+            Settings.from_env(env)
+    else:
+        assert Settings.from_env(env).openai.top_logprobs == expected
+
+
 # --- servers that give none -----------------------------------------------------------------------
 
 

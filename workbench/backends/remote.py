@@ -32,7 +32,10 @@ naming the server and what was wrong.
 Every request asks for the log-probability of each generated token and its top
 `top_k_logprobs` alternatives (/chat/completions: `logprobs: true, top_logprobs: k`;
 /completions: `logprobs: k`), which llama.cpp, llama-cpp-python, vLLM and TGI give; they are
-stored with the answer as `TokenLogprobs` named by token text (`after` = "server"). A server
+stored with the answer as `TokenLogprobs` named by token text (`after` = "server");
+WORKBENCH_OPENAI_TOP_LOGPROBS sets k (default 5, as a local model records), and 0 asks for
+none: llama-cpp-python computes them in Python, sorting the whole vocabulary for every token,
+which makes its answers several times slower (see benchmarks/remote.py). A server
 that refuses those fields (HTTP 400 or 422 naming them) is asked once more without them and never
 again; one that answers without them, or with some the workbench cannot read, is not asked
 again either. Either way it is logged once, `capabilities.logprobs` turns False, and every
@@ -59,7 +62,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ..config import OpenAISettings, Settings
-from ..logprobs import DEFAULT_TOP_K, TokenLogprobs
+from ..logprobs import TokenLogprobs
 from ..params import GenerationParams
 from ..templates import Rendered
 from .base import (
@@ -186,13 +189,16 @@ class RemoteBackend:
     of the tokens it generates are asked for and kept when the server gives them.
     """
 
-    top_k_logprobs = DEFAULT_TOP_K  # alternatives asked for per generated token
-
     @property
     def capabilities(self) -> Capabilities:
         """`logprobs` until the server has refused them, answered without them or sent some
         that cannot be read: only its answers tell, and nobody else asks it."""
         return Capabilities(logprobs=self._logprobs_state == "asking")
+
+    @property
+    def top_k_logprobs(self) -> int:
+        """Alternatives asked for per generated token (WORKBENCH_OPENAI_TOP_LOGPROBS)."""
+        return self.settings.top_logprobs
 
     @property
     def logprobs_notice(self) -> str | None:
@@ -227,7 +233,8 @@ class RemoteBackend:
         self._probes_timed_out = False
         # "asking" until the server refuses log-probabilities, omits them or sends them
         # unreadable; then they are no longer asked for and `_logprobs_notice` says why.
-        self._logprobs_state = "asking"
+        # "off": WORKBENCH_OPENAI_TOP_LOGPROBS=0, nothing asked and nothing to say.
+        self._logprobs_state = "asking" if settings.top_logprobs > 0 else "off"
         self._logprobs_notice: str | None = None
         self._logprobs_lock = threading.Lock()
         model_id, window, revision = self._describe()

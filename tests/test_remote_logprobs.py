@@ -265,6 +265,35 @@ def test_the_top_logprobs_setting(value: str, expected: int | None) -> None:
         assert Settings.from_env(env).openai.top_logprobs == expected
 
 
+def test_tokens_of_a_stop_string_the_server_cut_are_left_out(
+    stub: tuple[StubBehaviour, str],
+) -> None:
+    """llama-cpp-python cuts a stop string from the text and still reports its tokens."""
+    behaviour, url = stub
+    steps = [("Positive", -0.5), ("\n", -0.25), ("Text", -1.0), (":", -0.125)]
+    behaviour.raw = json.dumps(
+        {
+            "choices": [
+                {
+                    "text": "Positive\n",
+                    "finish_reason": "stop",
+                    "logprobs": {
+                        "tokens": [t for t, _ in steps],
+                        "token_logprobs": [v for _, v in steps],
+                        "top_logprobs": [{t: v} for t, v in steps],
+                    },
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+        }
+    )
+    backend = backend_for(url)
+    backend._streams_usage = False
+    [g] = backend.generate([completion_input(backend)], GREEDY.with_(stop=("Text:",)))
+    assert g is not None and g.logprobs is not None and g.text == "Positive\n"
+    assert g.logprobs.texts == ("Positive", "\n") and g.logprobs.logprobs == (-0.5, -0.25)
+
+
 # --- servers that give none -----------------------------------------------------------------------
 
 
@@ -444,6 +473,48 @@ def test_a_run_on_a_server_that_omits_them_says_so_once(
     )
     data = json.loads(capsys.readouterr().out)
     assert len(data["notices"]) == 1 and "without token log-probabilities" in data["notices"][0]
+
+
+def shown_info(at: Any) -> list[str]:
+    """The info boxes' text as a reader sees it (the server's words are escaped Markdown)."""
+    return [i.value.replace("\\", "") for i in at.info]
+
+
+def test_the_playground_says_once_that_a_server_gives_none(
+    stub: tuple[StubBehaviour, str], app_env: Any
+) -> None:
+    """One answer, then three rows: each shows the notice once (as text), never per row."""
+    from conftest import app_test
+
+    from workbench import jobs
+
+    behaviour, url = stub
+    behaviour.logprobs = "omit"
+    at = app_test("pages/2_Playground.py").run()
+    at.radio(key="model_source").set_value("OpenAI-compatible server").run()
+    at.text_input(key="model_server_url").set_value(url).run()
+    at.selectbox(key="play_prompt").set_value("zero-shot-sentiment-chat").run()
+    at.button(key="play_run").click().run()
+    job = jobs.get_job(at.session_state["play_single_job"])
+    assert job is not None and job.wait(60) and job.error is None, job and job.error
+    at.run()
+    assert not at.exception, at.exception
+    said = [i for i in shown_info(at) if "without token log-probabilities" in i]
+    assert len(said) == 1 and f"the server at `{url}`" in said[0]
+    at.session_state["play_ds:zero-shot-sentiment-chat@1:rows"] = {
+        "edited_rows": {0: {"text": "great"}},
+        "added_rows": [{"text": "awful"}, {"text": "fine"}],
+        "deleted_rows": [],
+    }
+    at.run()
+    at.button(key="play_run_dataset").click().run()
+    job = jobs.get_job(at.session_state["play_dataset_job"])
+    assert job is not None and job.wait(60) and job.error is None, job and job.error
+    at.run()
+    assert not at.exception, at.exception
+    said = [i for i in shown_info(at) if "without token log-probabilities" in i]
+    assert len(said) == 2  # the answer's, still shown, and the run's: one for three rows
+    assert len(behaviour.requests) == 4
 
 
 @pytest.fixture

@@ -422,8 +422,14 @@ class RemoteBackend:
     # --- log-probabilities ------------------------------------------------------------------------
     def _token_record(self, steps: list[TokenStep] | None, text: str) -> TokenLogprobs | None:
         """An answer's log-probabilities; an answer with text and none means the server does
-        not give them (an empty answer tells nothing)."""
+        not give them (an empty answer tells nothing).
+
+        A server that ends an answer at a stop string cuts the string from the text but may
+        report its tokens (llama-cpp-python does): tokens past the end of the text are left out."""
         if steps:
+            joined = "".join(s.text for s in steps)
+            if len(joined) > len(text) and joined.startswith(text):
+                steps = _steps_within(steps, len(text))
             return TokenLogprobs.from_texts(
                 [s.text for s in steps],
                 [s.logprob for s in steps],

@@ -128,6 +128,8 @@ def show_answer(job: jobs.Job) -> None:
         st.error(ui.escape_markdown(f"The run stopped: {job.error}"))
     if answer is not None and answer.output is not None:
         show_output(answer.output, answer.cached)
+    if answer is not None and answer.notice:
+        st.info(ui.escape_markdown(answer.notice))
 
 
 def answer_stopped(job: jobs.Job) -> str:
@@ -219,6 +221,8 @@ def show_job(job: jobs.Job) -> None:
             f"Run {summary.run.id}: {summary.run.total} rows in {summary.wall_s:.1f} s "
             f"({summary.run.cached} from the cache, {summary.tokens_per_s:.1f} tokens/s)."
         )
+    for notice in summary.notices if summary is not None else ():
+        st.info(ui.escape_markdown(notice))  # once per run: a server without logprobs
     if summary is not None and summary.votes:
         st.markdown("**Self-consistency votes** (majority answer per row)")
         st.dataframe(

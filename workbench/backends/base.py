@@ -169,6 +169,17 @@ class Backend(Protocol):
         exact with a tokenizer, else an estimate that says so."""
         ...
 
+    def token_pieces(self, ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
+        """The text of each token id, for views that show an answer token by token.
+
+        `in_sequence`: the ids are one text in order, and each piece is what its token adds to
+        the text so far, so the pieces join to exactly the decoded text (a character spread over
+        several byte tokens comes whole with the token that completes it, the ones before add
+        nothing). Otherwise each id is decoded alone (the alternatives at one step).
+        Only with `capabilities.token_ids`; otherwise raises CapabilityError (a server's token
+        log-probabilities carry their own texts)."""
+        ...
+
     def log_likelihood(self, text: str) -> LogLikelihood:
         """`text` scored by the model on its own, after a start token and without any prompt.
 

@@ -357,6 +357,24 @@ class TransformersBackend:
         return Truncation(str(self.tokenizer.decode(ids[: max(tokens, 0)])), exact=True)
 
     # --- scoring --------------------------------------------------------------------------------
+    def token_pieces(self, ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
+        tokenizer = self.tokenizer
+        if not in_sequence:
+            return [tokenizer.decode([i]) for i in ids]
+        pieces: list[str] = []
+        before = ""
+        for n in range(1, len(ids) + 1):  # an answer is at most a few thousand tokens
+            text = tokenizer.decode(list(ids[:n]))
+            if text.startswith(before) and not text.endswith("\ufffd"):
+                pieces.append(text[len(before) :])
+                before = text
+            else:  # part of a character whose other bytes come next: it adds nothing yet
+                pieces.append("")
+        rest = tokenizer.decode(list(ids))[len(before) :] if pieces else ""
+        if rest:  # an answer cut inside a character: its last token holds what is left
+            pieces[-1] += rest
+        return pieces
+
     def log_likelihood(self, text: str) -> LogLikelihood:
         """`text`'s tokens scored after one start token (`start_token`), without the prompt,
         truncated to the context window: how fluent the text reads to this model on its own."""

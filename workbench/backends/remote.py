@@ -469,6 +469,12 @@ class RemoteBackend:
             return Truncation(text, exact=False)
         return Truncation(text[: max(tokens, 0) * CHARS_PER_TOKEN], exact=False)
 
+    def token_pieces(self, ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
+        raise CapabilityError(
+            f"{self.info.name} is a server: its token ids cannot be decoded here (its token "
+            "log-probabilities carry their own texts)"
+        )
+
     def log_likelihood(self, text: str) -> LogLikelihood:
         raise CapabilityError(
             f"{self.info.name} is a server, and servers do not give the log-probabilities of "

@@ -475,6 +475,23 @@ class RemoteBackend:
             "log-probabilities carry their own texts)"
         )
 
+    def token_ids(self, text: str) -> list[int]:
+        raise CapabilityError(f"{self.info.name} is a server: it does not tokenize for us")
+
+    def generate_forced(
+        self,
+        model_input: ModelInput,
+        forced: Sequence[int],
+        params: GenerationParams,
+        *,
+        seed: int,
+        cancel: Cancel | None = None,
+    ) -> Generation:
+        raise CapabilityError(
+            f"{self.info.name} is a server: an answer cannot be continued from a chosen token "
+            "there; that needs a local model"
+        )
+
     def log_likelihood(self, text: str) -> LogLikelihood:
         raise CapabilityError(
             f"{self.info.name} is a server, and servers do not give the log-probabilities of "

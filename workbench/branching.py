@@ -146,6 +146,29 @@ def children(library: Library, output_id: int) -> list[int]:
         )
 
 
+def output_runs(library: Library, output_ids: Collection[int]) -> dict[int, int]:
+    """The run of each of these outputs (a page links to a stored output through its run)."""
+    ids = sorted(set(output_ids))
+    with library.store.read() as s:
+        return {
+            output_id: run_id
+            for output_id, run_id in s.execute(
+                select(Output.id, Output.run_id).where(Output.id.in_(ids))
+            )
+        }
+
+
+def get_output(library: Library, output_id: int) -> OutputRecord:
+    """One stored output as a record (NotFoundError when there is none)."""
+    with library.store.read() as s:
+        row = s.get(Output, output_id)
+        if row is None:
+            raise NotFoundError(f"no output {output_id}")
+        version = s.get_one(PromptVersion, row.version_id)
+        prompt = s.get_one(Prompt, version.prompt_id)
+        return output_record(row, prompt.name, version.number)
+
+
 def _parent(library: Library, backend: Backend, output_id: int) -> _Parent:
     """The parent output, checked to still mean the same token ids on the loaded model."""
     info = backend.info

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from workbench import jobs, wording
-from workbench.app import memory, state, ui
+from workbench.app import memory, state, token_panel, ui
 from workbench.datasets import Dataset, check_columns
 from workbench.errors import NotFoundError
 from workbench.exchange import export_outputs
@@ -46,6 +46,7 @@ def show_output(output: OutputRecord, cached: bool) -> None:
             + (" · answered from the cache (same request seen before)" if cached else "")
         )
     )
+    token_panel.show_tokens(lib, output, choice)
     with st.expander("Exact model input"):
         ui.show_text(output.model_input)
     with st.expander("Add this input to a test set"):
@@ -148,6 +149,11 @@ with single_tab:
     if jobs.get_job(st.session_state.get(SINGLE_JOB)) is None:
         for opened in opened_outputs(single=True):
             show_output(opened, opened.cached)
+    ui.watch_job(
+        token_panel.BRANCH_JOB,
+        "play_branch_stop",
+        lambda job: token_panel.show_branch(lib, job, choice),
+    )
 
 
 def start_dataset_job(runner: Runner, version: VersionInfo, rows: Dataset) -> jobs.Job:

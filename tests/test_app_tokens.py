@@ -167,3 +167,19 @@ def test_a_typed_text_of_several_tokens_is_refused_with_the_reason(app_env: Path
     assert not at.exception, at.exception
     assert at.error and "exactly one token" in at.error[0].value
     assert len(_outputs()) == 1
+
+
+def test_history_shows_that_an_output_is_a_branch(app_env: Path, tiny_backend: Any) -> None:
+    from workbench.branching import branch_output
+
+    runner = Runner(open_library(), tiny_backend)
+    [parent] = runner.run([runner.library.get(PROMPT)], [{"text": "x"}]).outputs
+    record = token_logprobs(runner.store, [parent.id])[parent.id]
+    branch = branch_output(runner.library, tiny_backend, parent.id, 1, record.top_ids[1][1])
+    at = app_test("pages/4_History.py")
+    at.query_params["run"] = str(branch.run_id)
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert dict(zip(table["id"], table["branch of"], strict=True))[branch.id] == parent.id
+    assert any(f"branch of output {parent.id} at token 1" in c.value for c in at.caption)

@@ -136,6 +136,15 @@ def branches(library: Library, output_ids: Collection[int]) -> dict[int, Branch]
     return found
 
 
+def describe(branch: Branch) -> str:
+    """One line for listings: "branch of output 12 at token 3 ('word')"."""
+    point = branch.point
+    return (
+        f"branch of output {branch.parent_output_id} at token {point.position} "
+        f"({point.token!r}, id {point.token_id})"
+    )
+
+
 def children(library: Library, output_id: int) -> list[int]:
     """The ids of the branches made from this output, oldest first."""
     with library.store.read() as s:

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import exchange, history, jobs
+from workbench import branching, exchange, history, jobs
 from workbench.app import links, memory, state, ui
 from workbench.history import HistoryFilter, HistoryPage
 from workbench.runs import get_run, run_outputs, run_votes
@@ -138,6 +138,7 @@ with outputs_tab, ui.guard("Searching the outputs"):
     if not outputs_page.rows:
         st.info("No outputs match these filters." if before is None else "No older outputs.")
     else:
+        forks = branching.branches(lib, [r.id for r in outputs_page.rows])
         st.dataframe(
             pd.DataFrame(
                 [
@@ -157,6 +158,7 @@ with outputs_tab, ui.guard("Searching the outputs"):
                         "error": r.error,
                         "rating": {1: "👍", -1: "👎"}.get(r.verdict or 0, "")
                         + ("★" * r.stars if r.stars else ""),
+                        "branch of": forks[r.id].parent_output_id if r.id in forks else None,
                     }
                     for r in outputs_page.rows
                 ]
@@ -304,10 +306,13 @@ with ui.guard(f"Opening run {run_id}"):
             hide_index=True,
             width="stretch",
         )
+        forks = branching.branches(lib, [o.id for o in outputs[:SHOWN_OUTPUTS]])
         for o in outputs[:SHOWN_OUTPUTS]:
+            fork = forks.get(o.id)
             st.caption(
                 ui.escape_markdown(
                     f"{o.prompt}@{o.version} · row {o.row_index + 1}"
+                    + (f" · {branching.describe(fork)}" if fork else "")
                     + (f" · sample {o.sample_index + 1}" if record.samples > 1 else "")
                     + (f" · {latency_text(o)}" if o.latency_s is not None else "")
                 )

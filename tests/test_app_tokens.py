@@ -4,6 +4,7 @@ shown beside its parent."""
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,11 @@ def test_continue_from_a_token_stores_a_branch_shown_beside_its_parent(app_env: 
     bold = [m.value for m in at.markdown]
     assert f"**Parent: output {parent.id}**" in bold and f"**Branch: output {branch.id}**" in bold
     assert any(f"A branch of output {parent.id}" in i.value for i in at.info)
-    assert len(at.get("html")) == 3  # the answer, then the parent and the branch side by side
+    views = [h.value for h in at.get("html")]
+    assert len(views) == 3  # the answer, then the parent and the branch side by side
+    framed = re.findall(r'class="wb-tok wb-forced"[^>]*data-position="(\d+)"', views[2])
+    assert framed == ["2"]  # the chosen token is framed in the branch
+    assert "wb-tok wb-forced" not in views[0] + views[1]
 
 
 def test_a_typed_text_of_several_tokens_is_refused_with_the_reason(app_env: Path) -> None:

@@ -31,6 +31,7 @@ STYLE = """<style>
 .wb-tok { position: relative; border-radius: 3px; padding: 1px 0;
   box-shadow: inset 0 0 0 1px rgba(128, 128, 128, 0.25); cursor: help; }
 .wb-tok:focus { outline: 2px solid rgba(30, 100, 200, 0.8); }
+.wb-forced { box-shadow: inset 0 0 0 2px rgba(30, 100, 200, 0.9); }
 .wb-ws { opacity: 0.55; }
 .wb-tip { display: none; position: absolute; left: 0; top: 1.7em; z-index: 20; min-width: 14em;
   padding: 4px 8px; border: 1px solid #999; border-radius: 4px; background: #fffdf5;
@@ -90,12 +91,13 @@ def tip_text(step: TokenStep) -> str:
     return "\n".join(lines)
 
 
-def token_html(steps: Sequence[TokenStep]) -> str:
-    """The whole view: the answer's tokens as shaded, focusable spans, then a legend."""
+def token_html(steps: Sequence[TokenStep], *, forced: int | None = None) -> str:
+    """The whole view: the answer's tokens as shaded, focusable spans, then a legend. In a
+    branch, the token forced at position `forced` is framed."""
     spans = [
-        f'<span class="wb-tok" tabindex="0" style="background: {shade(step.prob)}" '
-        f'data-position="{step.position}">{_shown(step.text)}'
-        f'<span class="wb-tip">{html.escape(tip_text(step))}</span></span>'
+        f'<span class="wb-tok{" wb-forced" if step.position == forced else ""}" tabindex="0" '
+        f'style="background: {shade(step.prob)}" data-position="{step.position}">'
+        f'{_shown(step.text)}<span class="wb-tip">{html.escape(tip_text(step))}</span></span>'
         for step in steps
     ]
     swatches = "".join(
@@ -105,6 +107,8 @@ def token_html(steps: Sequence[TokenStep]) -> str:
     legend = (
         f'<div class="wb-legend">Probability of each token: {swatches} — the stronger the '
         "shade, the less sure the model was. Hover over a token (or click it) for the "
-        "alternatives it had there; ↵ is a line break, · a space, ∅ part of a character.</div>"
+        "alternatives it had there; ↵ is a line break, · a space, ∅ part of a character"
+        + ("; the framed token is the one chosen for this branch" if forced is not None else "")
+        + ".</div>"
     )
     return f'{STYLE}<div class="wb-tokens">{"".join(spans)}</div>{legend}'

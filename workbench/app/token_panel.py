@@ -25,6 +25,7 @@ from workbench.token_view import TokenStep, visible
 BRANCH_JOB = "play_branch_job"
 PAGE = "pages/2_Playground.py"
 TYPED = -1  # the radio's choice "a token I type"
+SHOWN_BRANCHES = 5  # links to the newest branches of an output
 
 
 def steps_of(lib: Library, output: OutputRecord, choice: state.ModelChoice) -> list[TokenStep]:
@@ -61,11 +62,11 @@ def show_tokens(
     lib: Library, output: OutputRecord, choice: state.ModelChoice, *, branch_form: bool = True
 ) -> None:
     """The token view of one output, the links to its parent or branches, and the form."""
-    show_relatives(lib, output)
+    fork = show_relatives(lib, output)
     steps = steps_of(lib, output, choice)
     if not steps:
         return
-    st.html(token_html(steps))
+    st.html(token_html(steps, forced=fork.point.position if fork else None))
     with st.expander("Token table"):
         st.dataframe(steps_frame(steps), hide_index=True, width="stretch")
     if branch_form:
@@ -143,23 +144,28 @@ def branch_form_for(
     )
 
 
-def show_relatives(lib: Library, output: OutputRecord) -> None:
-    """Where this output came from (a branch: its parent, the token forced) and its branches."""
+def show_relatives(lib: Library, output: OutputRecord) -> branching.Branch | None:
+    """Where this output came from (a branch: its parent, the token forced) and its newest
+    branches, as links; returns the branch point when it is a branch."""
     found = branching.branches(lib, [output.id]).get(output.id)
     kids = branching.children(lib, output.id)
     runs = branching.output_runs(lib, [*kids, *([found.parent_output_id] if found else [])])
     if found is not None:
         point = found.point
+        kept = f"its first {point.position} tokens, then " if point.position else ""
         st.info(
             ui.escape_markdown(
-                f"A branch of output {found.parent_output_id}: its first {point.position} "
-                f"tokens, then {visible(point.token)!r} (id {point.token_id}) forced at "
-                f"token {point.position}, then the model's continuation."
+                f"A branch of output {found.parent_output_id}: {kept}{visible(point.token)!r} "
+                f"(id {point.token_id}) chosen at token {point.position}, then the model's "
+                "continuation with the same parameters and seed."
             )
         )
         link(f"Open the parent, output {found.parent_output_id}", runs[found.parent_output_id])
-    for kid in kids:
+    if kids:
+        st.caption(f"Branches made from this output: {len(kids)}")
+    for kid in kids[-SHOWN_BRANCHES:]:
         link(f"Open branch output {kid}", runs[kid])
+    return found
 
 
 def link(label: str, run_id: int) -> None:

@@ -429,12 +429,15 @@ class TransformersBackend:
         generated: list[int] = []
         with self._generate_lock, torch.inference_mode():
             cache = self._batch_cache(None, 1)
-            logits = self.model(
+            scoring = self.model(
                 input_ids=torch.tensor([every[:-1]]),
                 cache=cache,
                 use_cache=True,
                 logits_to_keep=len(forced),
-            ).logits[0]
+            )
+            logits = scoring.logits[0]
+            if cache is None:  # a model with its own kind of cache: the one the pass made
+                cache = scoring.cache
             for i, token in enumerate(forced):
                 scores = logits[i : i + 1].float()
                 history = torch.tensor([every[: len(prompt) + i]])

@@ -115,6 +115,7 @@ def start_answer() -> jobs.Job:
     the background: the model loads inside the job."""
     picked.file.render(values)
     GenerationParams.build(picked.file.options, overrides)
+    st.session_state.pop(token_panel.BRANCH_JOB, None)  # a branch of the previous answer
     return jobs.stream_answer(
         state.runner(choice), picked, values, overrides=overrides, use_cache=use_cache
     )

@@ -182,3 +182,23 @@ def test_a_model_that_scores_the_kept_tokens_differently_stores_nothing(
     message = _refusal(runner, parent.id, position=2, token=_alternative(runner, parent, 2))
     assert "changed since" in message
     assert children(runner.library, parent.id) == []
+
+
+def test_forcing_the_end_token_ends_the_answer_there(runner: Runner) -> None:
+    parent = _parent(runner)
+    eos = min(runner.backend.eos_ids)
+    branch = branch_output(runner.library, runner.backend, parent.id, 2, eos)
+    record = token_logprobs(runner.store, [branch.id])[branch.id]
+    assert branch.finish_reason == "eos" and branch.completion_tokens == 3
+    assert record.tokens[2] == eos and len(record) == 3
+
+
+def test_a_branch_at_the_last_step_of_a_full_answer_adds_no_token(runner: Runner) -> None:
+    parent = _parent(runner)
+    n = parent.completion_tokens or 0
+    assert parent.finish_reason == "length"  # the tiny model writes on to max_new_tokens
+    forced = _alternative(runner, parent, n - 1)
+    branch = branch_output(runner.library, runner.backend, parent.id, n - 1, forced)
+    record = token_logprobs(runner.store, [branch.id])[branch.id]
+    assert branch.finish_reason == "length" and len(record) == n == MAX_NEW
+    assert record.tokens[-1] == forced

@@ -188,3 +188,26 @@ def test_history_shows_that_an_output_is_a_branch(app_env: Path, tiny_backend: A
     table = at.dataframe[0].value
     assert dict(zip(table["id"], table["branch of"], strict=True))[branch.id] == parent.id
     assert any(f"branch of output {parent.id} at token 1" in c.value for c in at.caption)
+
+
+def test_a_dataset_run_shows_the_tokens_of_a_row_picked(app_env: Path) -> None:
+    at = app_test(PAGE).run()
+    at.selectbox(key="play_prompt").set_value(PROMPT).run()
+    at.session_state[f"play_ds:{PROMPT}@1:rows"] = {
+        "edited_rows": {0: {"text": "great"}},
+        "added_rows": [{"text": "awful"}],
+        "deleted_rows": [],
+    }
+    at.number_input(key=f"param:{PROMPT}@1:max_new_tokens").set_value(4).run()
+    at.button(key="play_run_dataset").click().run()
+    job = jobs.get_job(at.session_state["play_dataset_job"])
+    assert job is not None and job.wait(120)
+    at.run()
+    assert not at.exception, at.exception
+    at.selectbox(key="play_row_tokens").set_value(1).run()
+    assert not at.exception, at.exception
+    awful = next(o for o in _outputs() if o.variables["text"] == "awful")
+    record = token_logprobs(open_library().store, [awful.id])[awful.id]
+    [view] = at.get("html")
+    assert view.value.count('class="wb-tok"') == len(record)
+    assert awful.text in [c.value for c in at.code]

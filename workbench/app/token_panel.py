@@ -74,7 +74,12 @@ def _decoded(output: OutputRecord, record: TokenLogprobs, backend: Backend) -> P
 
 
 def show_tokens(
-    lib: Library, output: OutputRecord, choice: state.ModelChoice, *, branch_form: bool = True
+    lib: Library,
+    output: OutputRecord,
+    choice: state.ModelChoice,
+    *,
+    branch_form: bool = True,
+    table: bool = True,
 ) -> None:
     """The token view of one output, the links to its parent or branches, and the form."""
     fork = show_relatives(lib, output)
@@ -82,11 +87,32 @@ def show_tokens(
     if not steps:
         return
     st.html(token_html(steps, forced=fork.point.position if fork else None))
-    with st.expander("Token table"):
-        st.dataframe(steps_frame(steps), hide_index=True, width="stretch")
+    if table:
+        with st.expander("Token table"):
+            st.dataframe(steps_frame(steps), hide_index=True, width="stretch")
     if branch_form:
         with st.expander("Continue from here with this token"):
             branch_form_for(lib, output, steps, choice)
+
+
+def show_row_tokens(lib: Library, outputs: list[OutputRecord], choice: state.ModelChoice) -> None:
+    """The token view of one row of a dataset run, picked from a list (no branch form: a
+    branch is made from an answer shown on its own; the run's tables stay the only ones)."""
+    done = [o for o in outputs if o.error is None and o.text is not None]
+    if not done:
+        return
+    with st.expander("Token view of one row"):
+        picked = st.selectbox(
+            "Row",
+            range(len(done)),
+            format_func=lambda i: (
+                f"row {done[i].row_index + 1}"
+                + (f", sample {done[i].sample_index + 1}" if done[i].sample_index else "")
+            ),
+            key="play_row_tokens",
+        )
+        ui.show_text(done[picked].text)
+        show_tokens(lib, done[picked], choice, branch_form=False, table=False)
 
 
 def steps_frame(steps: list[TokenStep]) -> pd.DataFrame:

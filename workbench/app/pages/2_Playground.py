@@ -245,6 +245,7 @@ def show_job(job: jobs.Job) -> None:
             width="stretch",
         )
     if summary is not None and summary.outputs:
+        token_panel.show_row_tokens(lib, summary.outputs, choice)
         left, right = st.columns(2)
         left.download_button(
             "Download CSV",
@@ -283,3 +284,4 @@ with dataset_tab, ui.guard("Reading the rows"):
         if outputs:
             st.caption(f"Run {outputs[0].run_id}, opened from the address")
             st.dataframe(outputs_frame(outputs), hide_index=True, width="stretch")
+            token_panel.show_row_tokens(lib, outputs, choice)

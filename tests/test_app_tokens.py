@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from conftest import app_test
+from conftest import app_test, shown
 from sqlalchemy import update
 
 from workbench import jobs
@@ -211,3 +211,19 @@ def test_a_dataset_run_shows_the_tokens_of_a_row_picked(app_env: Path) -> None:
     [view] = at.get("html")
     assert view.value.count('class="wb-tok"') == len(record)
     assert awful.text in [c.value for c in at.code]
+
+
+def test_an_output_of_another_model_says_which_model_its_tokens_need(
+    app_env: Path, tiny_backend: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(jobs, "_jobs", {})  # an earlier test's job on its run 1 is not this one
+    runner = Runner(open_library(), tiny_backend)
+    [output] = runner.run([runner.library.get(PROMPT)], [{"text": "x"}]).outputs
+    with runner.store.write() as s:
+        s.execute(update(Output).where(Output.id == output.id).values(model="other-model"))
+    at = app_test(PAGE)
+    at.query_params["run"] = str(output.run_id)
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.get("html")
+    assert any("(other-model); choose it in the sidebar" in shown(c.value) for c in at.caption)

@@ -42,8 +42,13 @@ def steps_of(lib: Library, output: OutputRecord, choice: state.ModelChoice) -> l
         if output.backend != "transformers":
             st.caption("The server gave no token texts with its probabilities.")
             return []
-        backend = state.backend(choice)
-        if (backend.info.name, backend.info.revision) != (output.model, output.revision):
+        try:
+            backend = state.backend(choice)
+            info = backend.info
+        except WorkbenchError as exc:  # a server that does not answer, a model that is gone
+            st.caption(ui.escape_markdown(f"No token view: {exc}"))
+            return []
+        if (info.name, info.revision) != (output.model, output.revision):
             st.caption(
                 ui.escape_markdown(
                     f"The token view decodes with the model that wrote this output "

@@ -202,3 +202,13 @@ def test_a_branch_at_the_last_step_of_a_full_answer_adds_no_token(runner: Runner
     record = token_logprobs(runner.store, [branch.id])[branch.id]
     assert branch.finish_reason == "length" and len(record) == n == MAX_NEW
     assert record.tokens[-1] == forced
+
+
+def test_the_same_branch_again_is_the_stored_one(runner: Runner) -> None:
+    parent = _parent(runner, temperature=0.9, seed=5)
+    forced = _alternative(runner, parent, 1)
+    first = branch_output(runner.library, runner.backend, parent.id, 1, forced)
+    again = branch_output(runner.library, runner.backend, parent.id, 1, forced)
+    other = branch_output(runner.library, runner.backend, parent.id, 2, forced)
+    assert again == first and other.id != first.id
+    assert children(runner.library, parent.id) == [first.id, other.id]

@@ -96,6 +96,9 @@ def branch_output(
     token_id = _token_id(backend, token)
     text = backend.token_pieces([token_id], in_sequence=False)[0]
     point = BranchPoint(position, token_id, text)
+    same = _made_before(library, parent, point)
+    if same is not None:  # the same branch again: the same tokens, so the stored one
+        return same
     params = GenerationParams.from_values(parent.row.params)
     model_input = ModelInput(parent.row.model_input, parent.row.add_special_tokens)
     try:
@@ -270,15 +273,37 @@ def _check_kept(parent: _Parent, generation: Generation, position: int) -> None:
             )
 
 
+def _key(parent: _Parent, point: BranchPoint) -> str:
+    """A branch's cache key: its parent's request and where it forks. Its own kind of key, so
+    a request for the parent's answer is never answered by a branch."""
+    payload = ["branch", parent.row.cache_key, point.position, point.token_id]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+def _made_before(library: Library, parent: _Parent, point: BranchPoint) -> OutputRecord | None:
+    """A finished branch of this parent at this point, if one is stored: generation is
+    deterministic given the parent's parameters and seed, so it would come out the same."""
+    with library.store.read() as s:
+        found = s.scalar(
+            select(Output.id)
+            .where(
+                Output.cache_key == _key(parent, point),
+                Output.parent_output_id == parent.row.id,
+                Output.error.is_(None),
+                Output.finish_reason != "cancelled",
+            )
+            .order_by(Output.id)
+            .limit(1)
+        )
+    return get_output(library, found) if found is not None else None
+
+
 def _store(
     library: Library, parent: _Parent, generation: Generation, point: BranchPoint
 ) -> OutputRecord:
     """A run of its own (one row, done), holding the branch."""
     row = parent.row
-    # A key of its own: a request for the parent's answer must never be answered by a branch.
-    key = hashlib.sha256(
-        json.dumps(["branch", row.cache_key, point.as_dict()], ensure_ascii=False).encode()
-    ).hexdigest()
+    key = _key(parent, point)
     with library.store.write() as s:
         parent_run = s.get_one(Run, row.run_id)
         now = utcnow()

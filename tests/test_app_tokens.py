@@ -101,7 +101,7 @@ def test_untrusted_tokens_show_literally_as_text(
     record = TokenLogprobs(
         tuple(ids),
         tuple(-0.5 for _ in ids),
-        tuple((t, 7) for t in ids),
+        tuple((t, ids[(i + 1) % len(ids)]) for i, t in enumerate(ids)),  # untrusted choices
         tuple((-0.5, -1.5) for _ in ids),
         k=2,
     )
@@ -125,6 +125,11 @@ def test_untrusted_tokens_show_literally_as_text(
     assert "<b>" not in view.value and "<script>" not in view.value
     assert "&lt;" in view.value and "&gt;" in view.value
     assert UNTRUSTED in [c.value for c in at.code]
+    # The branch form's choices are Markdown labels: the model's text in them is escaped.
+    for position in range(len(ids)):
+        at.selectbox(key=f"play_branch_pos:{output.id}").set_value(position).run()
+        labels = at.radio(key=f"play_branch_token:{output.id}").options
+        assert all(not re.search(r"(?<!\\)[<\[!(*_`]", label) for label in labels), labels
 
 
 def test_continue_from_a_token_stores_a_branch_shown_beside_its_parent(app_env: Path) -> None:

@@ -156,10 +156,12 @@ def branch_form_for(
     token = st.radio(
         "Token to put there",
         options,
-        format_func=lambda t: (
+        format_func=lambda t: (  # a radio's options are Markdown: the model's text escaped
             "Type a token…"
             if t == TYPED
-            else f"{visible(texts[t].text)!r} ({percent(texts[t].prob)}, id {t})"
+            else ui.escape_markdown(
+                f"{visible(texts[t].text)!r} ({percent(texts[t].prob)}, id {t})"
+            )
         ),
         key=f"play_branch_token:{output.id}",
     )

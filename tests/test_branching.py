@@ -212,3 +212,21 @@ def test_the_same_branch_again_is_the_stored_one(runner: Runner) -> None:
     other = branch_output(runner.library, runner.backend, parent.id, 2, forced)
     assert again == first and other.id != first.id
     assert children(runner.library, parent.id) == [first.id, other.id]
+
+
+def test_a_row_of_a_batch_with_a_shared_prefix_branches_the_same(runner: Runner) -> None:
+    """Batched, left-padded, prefix-reused generation scored its tokens as one plain pass
+    over that row does: the kept steps match, so the branch is made."""
+    version = runner.library.get("few-shot-sentiment")
+    rows = [{"text": t} for t in ("great phone", "awful, never again", "it is fine I guess")]
+    summary = runner.run([version], rows, overrides={"max_new_tokens": MAX_NEW})
+    assert all(o.batch_size and o.batch_size > 1 for o in summary.outputs)
+    parent = summary.outputs[1]
+    before = token_logprobs(runner.store, [parent.id])[parent.id]
+    position = min(4, len(before) - 1)
+    forced = _alternative(runner, parent, position)
+    branch = branch_output(runner.library, runner.backend, parent.id, position, forced)
+    after = token_logprobs(runner.store, [branch.id])[branch.id]
+    assert after.tokens[: position + 1] == (*before.tokens[:position], forced)
+    for i in range(position):
+        assert abs(after.logprobs[i] - before.logprobs[i]) < TOLERANCE, i

@@ -133,6 +133,7 @@ def test_refusals_say_why(runner: Runner) -> None:
     assert "outside output" in _refusal(runner, parent.id, position=n)
     assert f"0 to {n - 1}" in _refusal(runner, parent.id, position=-1)
     assert "vocabulary" in _refusal(runner, parent.id, token=10**6)
+    assert "vocabulary" in _refusal(runner, parent.id, token=-5)
     assert "no output 999" in _refusal(runner, 999)
 
     _change(runner, parent.id, revision="other-revision")

@@ -94,9 +94,7 @@ def branch_output(
             f"{len(tokens)} tokens, so a position is 0 to {len(tokens) - 1}"
         )
     token_id = _token_id(backend, token)
-    text = backend.token_pieces([token_id], in_sequence=False)[0]
-    point = BranchPoint(position, token_id, text)
-    same = _made_before(library, parent, point)
+    same = _made_before(library, parent, position, token_id)
     if same is not None:  # the same branch again: the same tokens, so the stored one
         return same
     params = GenerationParams.from_values(parent.row.params)
@@ -112,7 +110,8 @@ def branch_output(
     except ValueError as exc:  # an id outside the vocabulary
         raise BranchError(str(exc)) from None
     _check_kept(parent, generation, position)
-    return _store(library, parent, generation, point)
+    text = backend.token_pieces([token_id], in_sequence=False)[0]  # an id known to be valid
+    return _store(library, parent, generation, BranchPoint(position, token_id, text))
 
 
 def branches(library: Library, output_ids: Collection[int]) -> dict[int, Branch]:
@@ -273,21 +272,23 @@ def _check_kept(parent: _Parent, generation: Generation, position: int) -> None:
             )
 
 
-def _key(parent: _Parent, point: BranchPoint) -> str:
+def _key(parent: _Parent, position: int, token_id: int) -> str:
     """A branch's cache key: its parent's request and where it forks. Its own kind of key, so
     a request for the parent's answer is never answered by a branch."""
-    payload = ["branch", parent.row.cache_key, point.position, point.token_id]
+    payload = ["branch", parent.row.cache_key, position, token_id]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
-def _made_before(library: Library, parent: _Parent, point: BranchPoint) -> OutputRecord | None:
+def _made_before(
+    library: Library, parent: _Parent, position: int, token_id: int
+) -> OutputRecord | None:
     """A finished branch of this parent at this point, if one is stored: generation is
     deterministic given the parent's parameters and seed, so it would come out the same."""
     with library.store.read() as s:
         found = s.scalar(
             select(Output.id)
             .where(
-                Output.cache_key == _key(parent, point),
+                Output.cache_key == _key(parent, position, token_id),
                 Output.parent_output_id == parent.row.id,
                 Output.error.is_(None),
                 Output.finish_reason != "cancelled",
@@ -303,7 +304,7 @@ def _store(
 ) -> OutputRecord:
     """A run of its own (one row, done), holding the branch."""
     row = parent.row
-    key = _key(parent, point)
+    key = _key(parent, point.position, point.token_id)
     with library.store.write() as s:
         parent_run = s.get_one(Run, row.run_id)
         now = utcnow()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..logprobs import DEFAULT_TOP_K, TokenLogprobs
+from ..logprobs import DEFAULT_TOP_K
 from ..params import GenerationParams
 from ..templates import Rendered
 from .base import (
@@ -462,14 +462,12 @@ class TransformersBackend:
             [*forced, *generated], len(prompt), params, latency, None, 1, cancelled
         )
         head, tail = scored.result(0, len(forced)), recorder.result(0, len(generated))
-        logprobs = TokenLogprobs(
-            head.tokens + tail.tokens,
-            head.logprobs + tail.logprobs,
-            head.top_ids + tail.top_ids,
-            head.top_logprobs + tail.top_logprobs,
-            head.k,
-            head.after,
-            head.processors,
+        logprobs = dataclasses.replace(
+            head,
+            tokens=head.tokens + tail.tokens,
+            logprobs=head.logprobs + tail.logprobs,
+            top_ids=head.top_ids + tail.top_ids,
+            top_logprobs=head.top_logprobs + tail.top_logprobs,
         ).head(result.completion_tokens)
         return dataclasses.replace(result, logprobs=logprobs)
 

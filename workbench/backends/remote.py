@@ -475,23 +475,6 @@ class RemoteBackend:
             "log-probabilities carry their own texts)"
         )
 
-    def token_ids(self, text: str) -> list[int]:
-        raise CapabilityError(f"{self.info.name} is a server: it does not tokenize for us")
-
-    def generate_forced(
-        self,
-        model_input: ModelInput,
-        forced: Sequence[int],
-        params: GenerationParams,
-        *,
-        seed: int,
-        cancel: Cancel | None = None,
-    ) -> Generation:
-        raise CapabilityError(
-            f"{self.info.name} is a server: an answer cannot be continued from a chosen token "
-            "there; that needs a local model"
-        )
-
     def log_likelihood(self, text: str) -> LogLikelihood:
         raise CapabilityError(
             f"{self.info.name} is a server, and servers do not give the log-probabilities of "
@@ -513,6 +496,23 @@ class RemoteBackend:
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
         check_context(self.info, prompt_tokens, params, estimate=True)
+
+    def token_ids(self, text: str) -> list[int]:
+        raise CapabilityError(f"{self.info.name} is a server: it does not tokenize for us")
+
+    def generate_forced(
+        self,
+        model_input: ModelInput,
+        forced: Sequence[int],
+        params: GenerationParams,
+        *,
+        seed: int,
+        cancel: Cancel | None = None,
+    ) -> Generation:
+        raise CapabilityError(
+            f"{self.info.name} is a server: an answer cannot be continued from a chosen token "
+            "there; that needs a local model"
+        )
 
     # --- generation -----------------------------------------------------------------------------
     def generate(

@@ -41,6 +41,9 @@ from sqlalchemy import func, insert, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from history_data import output_record, run_record  # noqa: E402
 
 from workbench import compare, evaluate, grid, ratings  # noqa: E402
 from workbench.library import Library  # noqa: E402
@@ -77,59 +80,24 @@ def seed(library: Library, rows: int) -> list[int]:
         [(refs[0], "model-a"), (refs[1], "model-a"), (refs[0], "model-b"), (refs[1], "model-b")]
     ):
         run_id = first + c
-        runs.append(
-            {
-                "id": run_id,
-                "status": "done",
-                "model": model,
-                "backend": "transformers",
-                "revision": "main",
-                "dtype": "float32",
-                "params": {},
-                "samples": 1,
-                "use_cache": True,
-                "dataset": "reviews.csv",
-                "total": rows,
-                "error": None,
-                "created_at": start,
-                "finished_at": start + timedelta(minutes=5),
-            }
-        )
+        runs.append(run_record(run_id, model, rows, start, dataset="reviews.csv"))
         versions.append({"run_id": run_id, "position": 0, "version_id": ids[ref]})
         for i, values in enumerate(variables):
             run_rows.append({"run_id": run_id, "row_index": i, "variables": values})
             answer = values["expected"] if rng.random() < 0.6 else rng.choice(LABELS)
             text = f"{answer}. " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 20)))
             outputs.append(
-                {
-                    "run_id": run_id,
-                    "version_id": ids[ref],
-                    "row_index": i,
-                    "sample_index": 0,
-                    "variables": values,
-                    "messages": [{"role": "user", "content": values["text"]}],
-                    "model_input": values["text"],
-                    "add_special_tokens": False,
-                    "model": model,
-                    "backend": "transformers",
-                    "revision": "main",
-                    "dtype": "float32",
-                    "chat_template_hash": "0" * 64,
-                    "params": {"temperature": 0.0, "max_new_tokens": 32, "seed": 0},
-                    "seed": 0,
-                    "text": text,
-                    "finish_reason": "eos",
-                    "prompt_tokens": 30,
-                    "completion_tokens": len(text) // 4,
-                    "latency_s": rng.uniform(0.2, 1.5),
-                    "ttft_s": 0.05,
-                    "batch_size": 1,
-                    "error": None,
-                    "answer": None,
-                    "cache_key": f"{run_id:08x}{i:056x}",
-                    "cached": i % 7 == 0,
-                    "created_at": start + timedelta(seconds=i),
-                }
+                output_record(
+                    run_id,
+                    ids[ref],
+                    i,
+                    values,
+                    model,
+                    text,
+                    start + timedelta(seconds=i),
+                    latency_s=rng.uniform(0.2, 1.5),
+                    cached=i % 7 == 0,
+                )
             )
     with library.store.write() as s:
         s.execute(insert(Run), runs)

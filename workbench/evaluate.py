@@ -369,13 +369,20 @@ def probability_table(report: EvalReport) -> list[list[Any]]:
 def probability_lines(report: EvalReport) -> list[str]:
     """What the terminal prints under the pass rates: the definitions, then one line per row
     that could not be scored (up to a few per version)."""
-    versions = [v for v in report.versions if v.choice_scores is not None]
-    if not versions:
+    if all(v.choice_scores is None for v in report.versions):
         return []
-    lines = [f"Scored from the answer choices' probabilities: {DEFINITIONS}."]
-    for v in versions:
-        assert v.choice_scores is not None
-        problems = v.choice_scores.problems
+    return [f"Scored from the answer choices' probabilities: {DEFINITIONS}.", *_problems(report)]
+
+
+def probability_problems(report: EvalReport) -> list[str]:
+    """One line per row left out of the probability scores (up to a few per version)."""
+    return _problems(report)
+
+
+def _problems(report: EvalReport) -> list[str]:
+    lines = []
+    for v in report.versions:
+        problems = v.choice_scores.problems if v.choice_scores is not None else ()
         lines += [f"{v.ref}: {p}" for p in problems[:PROBLEMS_SHOWN]]
         if len(problems) > PROBLEMS_SHOWN:
             lines.append(f"{v.ref}: … and {len(problems) - PROBLEMS_SHOWN} more rows left out")

@@ -229,6 +229,16 @@ def score_output(
     ]
 
 
+def logprobs_for_checks(
+    store: Store, outputs: Sequence[OutputRecord], checks: Sequence[Check]
+) -> dict[int, TokenLogprobs]:
+    """The outputs' stored token log-probabilities when a check can reuse them (perplexity),
+    else nothing: they are most of an output's size, so they are read only when needed."""
+    if not any(c.type == "perplexity" for c in checks):
+        return {}
+    return token_logprobs(store, [o.id for o in outputs])
+
+
 def evaluate(
     library: Library,
     runner: Runner,
@@ -262,11 +272,7 @@ def evaluate(
         )
         needs_model = any(SCORERS[c.type].needs_model for c in checks)
         model = runner.backend if needs_model else None
-        stored = (
-            token_logprobs(library.store, [o.id for o in summary.outputs])
-            if any(c.type == "perplexity" for c in checks)
-            else {}
-        )
+        stored = logprobs_for_checks(library.store, summary.outputs, checks)
         rows = []
         for output in summary.outputs:
             scores = score_output(output, checks, model, stored.get(output.id))

@@ -161,3 +161,39 @@ def test_eval_of_generated_outputs_prints_no_probability_scores(
     (version,) = json.loads(out)["versions"]
     assert version["probability_scores"] is None
     assert all(r["p_expected"] is None for r in version["results"])
+
+
+def test_unreadable_stored_choices_and_many_left_out_rows_are_lines_not_crashes() -> None:
+    from conftest import make_output
+
+    from workbench.evaluate import (
+        PROBLEMS_SHOWN,
+        EvalReport,
+        VersionReport,
+        choice_rows,
+        probability_lines,
+    )
+    from workbench.probability_scores import choice_scores
+
+    good = {"choices": LABELS, "probs": [0.5, 0.3, 0.2]}
+    outputs = [
+        make_output("Positive", id=1, row_index=0, variables={"expected": "Positive"}),
+        make_output("Positive", id=2, row_index=1, variables={"expected": "Positive"}),
+        make_output(None, id=3, row_index=2, variables={"expected": "Positive"}, error="boom"),
+        *(
+            make_output("Positive", id=10 + i, row_index=3 + i, variables={"expected": "Mixed"})
+            for i in range(PROBLEMS_SHOWN)
+        ),
+    ]
+    stored = {1: good, 2: {"choices": LABELS, "probs": [1.0]}, **{10 + i: good for i in range(9)}}
+    found = choice_scores(choice_rows(outputs, stored))
+    assert found is not None and found.raw is not None and found.raw.rows == 1
+    assert found.problems[:2] == (
+        "row 2: no scored choices (output 2: probs must hold one probability per choice (3))",
+        "row 3: no scored choices (boom)",
+    )
+    version = VersionReport("p@1", 1, "m", [], [], choice_scores=found)
+    lines = probability_lines(EvalReport("rows", {}, [version]))
+    assert lines[0].startswith("Scored from the answer choices' probabilities: log-loss")
+    assert len(lines) == 1 + PROBLEMS_SHOWN + 1
+    assert lines[-1] == "p@1: … and 2 more rows left out"

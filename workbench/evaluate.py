@@ -23,6 +23,7 @@ from xml.etree import ElementTree
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from . import runs
 from .backends.base import Backend, Cancel
 from .datasets import Dataset
 from .errors import WorkbenchError
@@ -38,7 +39,7 @@ from .probability_scores import (
 )
 from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
 from .runner import Progress, Runner
-from .runs import OutputRecord, token_logprobs
+from .runs import OutputRecord
 from .scorers import (
     SCORERS,
     AssertionConfigError,
@@ -236,7 +237,7 @@ def logprobs_for_checks(
     else nothing: they are most of an output's size, so they are read only when needed."""
     if not any(c.type == "perplexity" for c in checks):
         return {}
-    return token_logprobs(store, [o.id for o in outputs])
+    return runs.token_logprobs(store, [o.id for o in outputs])
 
 
 def evaluate(

@@ -23,7 +23,6 @@ from xml.etree import ElementTree
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import runs
 from .backends.base import Backend, Cancel
 from .datasets import Dataset
 from .errors import WorkbenchError
@@ -39,7 +38,7 @@ from .probability_scores import (
 )
 from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
 from .runner import Progress, Runner
-from .runs import OutputRecord
+from .runs import OutputRecord, token_logprobs
 from .scorers import (
     SCORERS,
     AssertionConfigError,
@@ -237,7 +236,7 @@ def logprobs_for_checks(
     else nothing: they are most of an output's size, so they are read only when needed."""
     if not any(c.type == "perplexity" for c in checks):
         return {}
-    return runs.token_logprobs(store, [o.id for o in outputs])
+    return token_logprobs(store, [o.id for o in outputs])
 
 
 def evaluate(

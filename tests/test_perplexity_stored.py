@@ -103,31 +103,3 @@ def test_sampled_outputs_are_scored_by_the_model_as_before(runner: Runner) -> No
         assert row.output
         assert score.value == pytest.approx(runner.backend.log_likelihood(row.output).perplexity)
         assert "stored" not in score.detail
-
-
-def test_compare_scoring_reuses_them_too(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
-    from workbench import compare
-
-    summary = runner.run(
-        [runner.library.get("zero-shot-sentiment")],
-        _rows(),
-        overrides={"max_new_tokens": 5, "temperature": 0},
-    )
-    ref = "zero-shot-sentiment@1"
-    comparison = compare.compare_runs(runner.store, [(summary.run.id, ref)])
-    outputs = comparison.column(0)
-    stored = token_logprobs(runner.store, [o.id for o in outputs])
-    reusable = [stored_perplexity(stored.get(o.id), o.finish_reason) for o in outputs]
-    monkeypatch.setattr(runner.backend, "log_likelihood", lambda text: pytest.fail("forward"))
-    assert all(reusable)  # greedy answers ended by EOS or length, as in the test above
-    result = compare.score_comparison(
-        runner.library, comparison, [parse_check("perplexity")], model_for=lambda s: runner.backend
-    )
-    assert result.outputs == 2
-    from workbench.evaluate import stored_scores
-
-    scores = stored_scores(runner.store, [o.id for o in outputs])
-    for o, found in zip(outputs, reusable, strict=True):
-        (score,) = scores[o.id]
-        assert found is not None and score.value == pytest.approx(found[0])
-        assert "given its prompt" in score.detail

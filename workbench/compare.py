@@ -455,13 +455,8 @@ def score_comparison(
     for c, (column, checks) in enumerate(zip(comparison.columns, plans, strict=True)):
         needs_model = any(SCORERS[check.type].needs_model for check in checks)
         model = model_for(column.model) if needs_model and model_for is not None else None
-        column_outputs = comparison.column(c)
-        stored = evaluate.logprobs_for_checks(library.store, column_outputs, checks)
         scored.append(
-            [
-                (o.id, evaluate.score_output(o, checks, model, stored.get(o.id)))
-                for o in column_outputs
-            ]
+            [(o.id, evaluate.score_output(o, checks, model)) for o in comparison.column(c)]
         )
     for items, checks in zip(scored, plans, strict=True):  # stored once everything is scored
         evaluate.store_scores(library.store, items, checks)

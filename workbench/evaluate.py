@@ -229,16 +229,6 @@ def score_output(
     ]
 
 
-def logprobs_for_checks(
-    store: Store, outputs: Sequence[OutputRecord], checks: Sequence[Check]
-) -> dict[int, TokenLogprobs]:
-    """The outputs' stored token log-probabilities when a check can reuse them (perplexity),
-    else nothing: they are most of an output's size, so they are read only when needed."""
-    if not any(c.type == "perplexity" for c in checks):
-        return {}
-    return token_logprobs(store, [o.id for o in outputs])
-
-
 def evaluate(
     library: Library,
     runner: Runner,
@@ -272,7 +262,11 @@ def evaluate(
         )
         needs_model = any(SCORERS[c.type].needs_model for c in checks)
         model = runner.backend if needs_model else None
-        stored = logprobs_for_checks(library.store, summary.outputs, checks)
+        stored = (
+            token_logprobs(library.store, [o.id for o in summary.outputs])
+            if any(c.type == "perplexity" for c in checks)
+            else {}
+        )
         rows = []
         for output in summary.outputs:
             scores = score_output(output, checks, model, stored.get(output.id))

@@ -27,7 +27,6 @@ from .backends.base import Backend, Cancel
 from .datasets import Dataset
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
-from .logprobs import TokenLogprobs
 from .probability_scores import (
     DEFINITIONS,
     ChoiceRow,
@@ -38,7 +37,7 @@ from .probability_scores import (
 )
 from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
 from .runner import Progress, Runner
-from .runs import OutputRecord, token_logprobs
+from .runs import OutputRecord
 from .scorers import (
     SCORERS,
     AssertionConfigError,
@@ -203,13 +202,8 @@ def plan(
 
 # --- running and scoring --------------------------------------------------------------------------
 def score_output(
-    output: OutputRecord,
-    checks: Sequence[Check],
-    model: Backend | None = None,
-    logprobs: TokenLogprobs | None = None,
+    output: OutputRecord, checks: Sequence[Check], model: Backend | None = None
 ) -> list[Score]:
-    """`logprobs`: the output's stored token log-probabilities, which perplexity reuses when
-    they stand for its text (no forward pass)."""
     if output.error is not None or output.text is None:
         reason = f"no output to score: {output.error or 'empty'}"
         return [Score(c.name, None, False, reason, c.weight) for c in checks]
@@ -220,8 +214,6 @@ def score_output(
         prompt_tokens=output.prompt_tokens,
         completion_tokens=output.completion_tokens,
         model=model,
-        token_logprobs=logprobs,
-        finish_reason=output.finish_reason,
     )
     return [
         run_check(check, replace(context, expected=expected_value(check, output.variables)))
@@ -262,14 +254,9 @@ def evaluate(
         )
         needs_model = any(SCORERS[c.type].needs_model for c in checks)
         model = runner.backend if needs_model else None
-        stored = (
-            token_logprobs(library.store, [o.id for o in summary.outputs])
-            if any(c.type == "perplexity" for c in checks)
-            else {}
-        )
         rows = []
         for output in summary.outputs:
-            scores = score_output(output, checks, model, stored.get(output.id))
+            scores = score_output(output, checks, model)
             share, all_passed = weighted_pass(scores)
             rows.append(
                 RowResult(

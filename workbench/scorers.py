@@ -23,11 +23,7 @@ Definitions, so numbers mean one thing:
 - perplexity is exp of the mean negative log-likelihood of the output's tokens under the loaded
   model, given only a start token (`<|endoftext|>`, else BOS), not the prompt: how fluent the
   text reads to that model on its own. It needs the model's logits, so a local model
-  (`Capabilities.logits`); on a server it is refused before anything runs. When the output's
-  own stored token log-probabilities can stand for its text (`stored_perplexity`: drawn from
-  the model's raw distribution, the text not cut by a stop string), they are used instead and
-  no forward pass is made; those tokens were scored *given the prompt*, which the detail says
-  ("given its prompt"), so such a value is lower than the text's perplexity on its own.
+  (`Capabilities.logits`); on a server it is refused before anything runs.
 - model-graded asks the backend that made the output, local or server, a yes/no question.
 """
 
@@ -42,7 +38,7 @@ import string
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import json_text
@@ -53,7 +49,6 @@ if TYPE_CHECKING:
     from rouge_score.rouge_scorer import RougeScorer
 
     from .backends.base import Backend, Capability, ModelInput
-    from .logprobs import TokenLogprobs
 
 
 class AssertionConfigError(WorkbenchError):
@@ -103,9 +98,6 @@ class Context:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     model: Backend | None = None  # the backend that made the output, for model-based scorers
-    # The output's stored token log-probabilities and why it ended, for perplexity to reuse.
-    token_logprobs: TokenLogprobs | None = None
-    finish_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -778,36 +770,7 @@ def capability_problem(check: Check, model: Backend) -> str | None:
     return f"{check.type} needs {Capabilities.NEEDS[need]}, which {model.info.name} does not give"
 
 
-# Ends after which an output's stored tokens are exactly its text (with EOS as the last token
-# for "eos"); a stop string cuts the text inside the tokens, so "stop" is not one of them.
-_WHOLE_TEXT_ENDS = frozenset({"eos", "length"})
-
-
-def stored_perplexity(
-    logprobs: TokenLogprobs | None, finish_reason: str | None
-) -> tuple[float, int] | None:
-    """(perplexity, tokens) of an output from its stored token log-probabilities, or None when
-    they cannot stand for its text: none stored, drawn after processors that reshape the
-    distribution (temperature, top-p, penalties: not the model's own probabilities), or an
-    answer cut by a stop string. A final EOS is not part of the text and is left out."""
-    if logprobs is None or finish_reason not in _WHOLE_TEXT_ENDS:
-        return None
-    if logprobs.after != "processors" or logprobs.processors:  # not the raw model's values
-        return None
-    values = list(logprobs.logprobs)
-    if finish_reason == "eos":
-        values = values[:-1]
-    if not values or not all(math.isfinite(v) for v in values):
-        return None
-    return math.exp(-sum(values) / len(values)), len(values)
-
-
 def _perplexity(check: Check, value: Any, ctx: Context) -> _Result:
-    stored = stored_perplexity(ctx.token_logprobs, ctx.finish_reason)
-    if stored is not None:
-        ppl, count = stored
-        result = _compare(check, "perplexity", ppl, digits=2)
-        return replace(result, detail=f"{result.detail}, given its prompt (stored, {count} tokens)")
     if ctx.model is None:
         return _missing("perplexity needs a loaded model, and none was given")
     problem = capability_problem(check, ctx.model)

@@ -390,3 +390,34 @@ def summary(d: Divergence) -> str:
     if d.kind == "text":
         return f"they part at character {(d.char or 0) + 1}"
     return f"they part at token {d.token}"
+
+
+def alternatives_label(side: Side) -> str:
+    """A side's top alternatives with their probabilities, best first, as one plain line."""
+    parts = [
+        f"{repr(x.text) if x.text is not None else f'id {x.token_id}'} {percent(x.probability)}"
+        for x in side.alternatives
+    ]
+    return ", ".join(parts) or "none stored"
+
+
+def side_rows(d: Divergence, names: tuple[str, str] = NAMES) -> list[dict[str, str]]:
+    """The detail view's table: one row per answer where the two part (none when they do not
+    part on tokens). Every value is plain text, model text quoted with repr."""
+    if d.sides is None:
+        return []
+    rows = []
+    for name, side in zip(names, d.sides, strict=True):
+        token = token_label(side)
+        rows.append(
+            {
+                "answer": name,
+                "token there": f"…{side.lead!r} then {token}" if side.lead else token,
+                "its probability": percent(side.probability)
+                if side.probability is not None
+                else "",
+                "probability of the other's token": other_label(side),
+                "its top alternatives": alternatives_label(side),
+            }
+        )
+    return rows

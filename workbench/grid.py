@@ -16,16 +16,18 @@ never loads one.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from . import evaluate
+from . import divergence, evaluate
 from .compare import Comparison, agreement
 from .datasets import Dataset
+from .divergence import Answer, Decoder, Divergence
 from .errors import WorkbenchError
 from .library import Library
 from .ratings import RatingRecord
-from .runs import OutputRecord, get_run, list_runs, run_rows
+from .runs import OutputRecord, get_run, list_runs, run_rows, token_logprobs
 from .scorers import SCORERS, Check, Score, check_needs_expected, parse_check, weighted_pass
 from .store import Store
 from .testsets import get_test_set, list_test_sets
@@ -56,6 +58,9 @@ class GridRow:
     differs: bool  # some column's text is not the baseline's
     failing: bool  # some column fails
     worse: int  # columns that fail where the baseline passes (or error where it did not)
+    # per column, the token (from 1) where its answer parts from the baseline's; None: the
+    # same answer, the baseline's own column, or nothing to compare on tokens
+    diverges: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,11 @@ def build_grid(
     baseline: int = 0,
     checks: Sequence[Sequence[Check]] | None = None,
     stored: Mapping[int, Sequence[Score]] | None = None,
+    diverges: Sequence[Sequence[int | None]] | None = None,
 ) -> GridModel:
-    """Every row of the comparison with its cells judged; nothing is drawn or generated."""
+    """Every row of the comparison with its cells judged; nothing is drawn or generated.
+    `diverges`: per row and column, where the answer parts from the baseline's
+    (`divergence_column`); without it the rows carry none."""
     stored = stored or {}
     n = len(comparison.columns)
     plans = list(checks) if checks is not None else [[] for _ in range(n)]
@@ -135,6 +143,7 @@ def build_grid(
                 differs=len(texts) > 1,
                 failing=any(cell.passed is False for cell in cells),
                 worse=worse,
+                diverges=tuple(diverges[index]) if diverges is not None else (),
             )
         )
     return GridModel(
@@ -166,6 +175,111 @@ def _got_worse(base: Cell, cell: Cell) -> bool:
     return base.output.error is None and cell.output.error is not None
 
 
+# --- where answers part from the baseline ----------------------------------------------------
+DecoderFor = Callable[[OutputRecord], Decoder | None]  # an output's tokenizer, if at hand
+DivergenceSort = Literal["earliest", "latest"]
+
+
+class _Answers:
+    """Outputs as the divergence finder reads them, each built (and decoded) once."""
+
+    def __init__(
+        self, store: Store, outputs: Sequence[OutputRecord], decoder_for: DecoderFor | None
+    ):
+        self.stored = token_logprobs(store, [o.id for o in outputs])
+        self.decoder_for: DecoderFor = decoder_for or (lambda output: None)
+        self.plain: dict[int, Answer] = {}
+        self.texts: dict[tuple[int, bool], Answer] = {}
+
+    def get(self, output: OutputRecord) -> Answer:
+        found = self.plain.get(output.id)
+        if found is None:
+            found = self.plain[output.id] = divergence.answer_of(output, self.stored.get(output.id))
+        return found
+
+    def with_texts(self, output: OutputRecord, *, alternatives: bool) -> Answer:
+        key = (output.id, alternatives)
+        found = self.texts.get(key)
+        if found is None:
+            found = self.texts[key] = divergence.with_pieces(
+                self.get(output), self.decoder_for(output), alternatives=alternatives
+            )
+        return found
+
+
+def _pair(
+    outputs: Sequence[OutputRecord | None], c: int, baseline: int
+) -> tuple[OutputRecord, OutputRecord] | None:
+    """The baseline's output and column c's, when both answered (no error) and c is not the
+    baseline's own column."""
+    base, output = outputs[baseline], outputs[c]
+    if c == baseline or base is None or output is None or base.error or output.error:
+        return None
+    return base, output
+
+
+def divergence_column(
+    store: Store,
+    comparison: Comparison,
+    baseline: int = 0,
+    decoder_for: DecoderFor | None = None,
+) -> list[list[int | None]]:
+    """Per row and column, the token (from 1) where the column's answer parts from the
+    baseline's: the sortable "diverges at token N" (None: the same answer, the baseline's own
+    column, no stored log-probabilities). One query reads every output's stored token
+    log-probabilities; token texts are decoded only for pairs of two tokenizers (each output
+    once, its own tokens only) by `decoder_for`, the page's cached tokenizer — never a model."""
+    outputs = [o for row in comparison.cells for o in row if o is not None]
+    answers = _Answers(store, outputs, decoder_for)
+    column: list[list[int | None]] = []
+    for row in comparison.cells:
+        values: list[int | None] = []
+        for c in range(len(row)):
+            pair = _pair(row, c, baseline)
+            if pair is None:
+                values.append(None)
+                continue
+            base, output = pair
+            a, b = answers.get(base), answers.get(output)
+            if divergence.needs_texts(a, b):
+                a = answers.with_texts(base, alternatives=False)
+                b = answers.with_texts(output, alternatives=False)
+            values.append(divergence.diverges_at(a, b))
+        column.append(values)
+    return column
+
+
+def row_divergences(
+    store: Store, row: GridRow, baseline: int = 0, decoder_for: DecoderFor | None = None
+) -> list[Divergence | None]:
+    """For a row's detail: per column, where its answer parts from the baseline's, with the
+    text before it, each side's token and alternatives and the cross probabilities (None: the
+    baseline's own column, a missing or failed output)."""
+    outputs = [cell.output for cell in row.cells]
+    answers = _Answers(store, [o for o in outputs if o is not None], decoder_for)
+    found: list[Divergence | None] = []
+    for c in range(len(outputs)):
+        pair = _pair(outputs, c, baseline)
+        if pair is None:
+            found.append(None)
+            continue
+        base, output = pair
+        found.append(
+            divergence.first_divergence(
+                answers.with_texts(base, alternatives=True),
+                answers.with_texts(output, alternatives=True),
+                ("the baseline", f"column {c + 1}"),
+            )
+        )
+    return found
+
+
+def _parts_at(row: GridRow, column: int | None) -> int | None:
+    if column is not None:
+        return row.diverges[column] if column < len(row.diverges) else None
+    return min((n for n in row.diverges if n is not None), default=None)
+
+
 # --- filters, sort, pages ------------------------------------------------------------------
 def select_rows(
     model: GridModel,
@@ -173,9 +287,13 @@ def select_rows(
     only_differing: bool = False,
     only_failing: bool = False,
     worse_first: bool = False,
+    parts: DivergenceSort | None = None,
+    parts_column: int | None = None,
 ) -> list[GridRow]:
     """The rows to show: filtered, and with "got worse than baseline" first when asked (most
-    columns worse first; otherwise in their own order)."""
+    columns worse first; otherwise in their own order). `parts`: sorted by the token where
+    the answer of `parts_column` (None: any column, the earliest) parts from the baseline's,
+    earliest or latest first, before "got worse"; rows where it does not part come last."""
     rows = [
         r
         for r in model.rows
@@ -183,6 +301,10 @@ def select_rows(
     ]
     if worse_first:
         rows.sort(key=lambda r: -r.worse)  # stable: ties keep the rows' order
+    if parts is not None:
+        sign = 1 if parts == "earliest" else -1
+        at = {r.index: _parts_at(r, parts_column) for r in rows}
+        rows.sort(key=lambda r: (at[r.index] is None, sign * (at[r.index] or 0)))
     return rows
 
 

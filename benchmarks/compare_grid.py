@@ -209,6 +209,26 @@ def baseline_page(folder: Path) -> Path | None:
     return path
 
 
+def sort_times(page: Path, run_ids: list[int], repeats: int) -> tuple[float, float]:
+    """(first sort by where answers part: every row's divergence read, a rerun after it)."""
+    from streamlit.testing.v1 import AppTest
+
+    first, again = [], []
+    for _ in range(repeats):
+        at = AppTest.from_file(str(page), default_timeout=300).run()
+        at.radio(key="cmp_mode").set_value("Stored runs").run()
+        at.multiselect(key="cmp_runs").set_value(run_ids).run()
+        at.button(key="cmp_stored").click().run()
+        started = time.perf_counter()
+        at.selectbox(key="cmp_parts").set_value("earliest first").run()
+        first.append(time.perf_counter() - started)
+        assert not at.exception, at.exception
+        started = time.perf_counter()
+        at.toggle(key="cmp_timing").set_value(True).run()
+        again.append(time.perf_counter() - started)
+    return statistics.median(first) * 1000, statistics.median(again) * 1000
+
+
 def page_times(page: Path, run_ids: list[int], repeats: int, rerun: str) -> tuple[float, float]:
     """(open the stored comparison, rerun with it open) for a page, medians in ms."""
     from streamlit.testing.v1 import AppTest
@@ -317,6 +337,8 @@ def main() -> None:
 
     opened, rerun = page_times(PAGE, run_ids, args.repeats, "cmp_timing")
     print(f"grid page via AppTest:   open {opened:8.1f} ms   rerun {rerun:8.1f} ms")
+    first, after = sort_times(PAGE, run_ids, args.repeats)
+    print(f"  sort by where answers part: first {first:8.1f} ms   rerun {after:8.1f} ms")
     aggrid = aggrid_times(folder, run_ids, args.repeats)
     if aggrid is None:
         print("streamlit-aggrid is not installed: no AgGrid figures")

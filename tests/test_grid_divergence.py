@@ -57,11 +57,19 @@ def reference(comparison: Comparison, library: Library) -> list[int | None]:
 def test_the_column_is_where_the_stored_tokens_part(compared: Comparison, library: Library) -> None:
     column = grid.divergence_column(library.store, compared, 0)
     expected = reference(compared, library)
-    assert [values[1] for values in column] == expected
-    assert all(values[0] is None for values in column)  # the baseline's own column
+    assert list(column) == list(range(len(ROWS)))
+    assert [values[1] for values in column.values()] == expected
+    assert all(values[0] is None for values in column.values())  # the baseline's own column
     assert any(n is not None for n in expected)  # the pair really parts somewhere
     model = grid.build_grid(compared, 0, None, None, column)
-    assert [r.diverges for r in model.rows] == [tuple(v) for v in column]
+    assert [r.diverges for r in model.rows] == list(column.values())
+    # a page asks for its own rows only; filled in, they are the same
+    some = grid.divergence_column(library.store, compared, 0, rows=[3, 1])
+    assert some == {1: column[1], 3: column[3]}
+    plain = grid.build_grid(compared, 0).rows
+    assert all(r.diverges == () for r in plain)
+    filled = grid.with_divergence(plain, some)
+    assert [r.diverges for r in filled] == [(), column[1], (), column[3], ()]
 
 
 def test_the_row_detail_reads_the_tokens_with_the_model_s_tokenizer(
@@ -118,7 +126,7 @@ def test_two_models_are_compared_by_token_texts(
     cells = [[o, replace(p, model="another-model")] for o, p in compared.cells]  # type: ignore[arg-type]
     renamed = Comparison(compared.columns, compared.rows, cells)  # type: ignore[arg-type]
     without = grid.divergence_column(library.store, renamed, 0)
-    assert all(values[1] is None for values in without)  # no tokenizer: no token to name
+    assert all(values[1] is None for values in without.values())  # no tokenizer: no token to name
     decoder = lambda output: tiny_backend.token_pieces  # noqa: E731
     texts = grid.divergence_column(library.store, renamed, 0, decoder)
     stored = token_logprobs(library.store, renamed.output_ids)
@@ -160,7 +168,8 @@ def _model(diverges: list[list[int | None]]) -> grid.GridModel:
     rows = [{"text": str(i)} for i in range(len(diverges))]
     cells: list[list[OutputRecord | None]] = [[_out("a") for _ in values] for values in diverges]
     columns = [Column(f"col{i}", f"p@{i + 1}", "m", {}, i + 1) for i in range(len(diverges[0]))]
-    return grid.build_grid(Comparison(columns, rows, cells), 0, None, None, diverges)
+    found = dict(enumerate(diverges))
+    return grid.build_grid(Comparison(columns, rows, cells), 0, None, None, found)
 
 
 PARTS = [[None, 5, 2], [None, None, None], [None, 1, 9], [None, 3, None]]
@@ -199,7 +208,7 @@ def test_failed_or_missing_outputs_have_no_divergence(library: Library) -> None:
         [{"text": "1"}],
         [[base, failed, None]],
     )
-    assert grid.divergence_column(library.store, comparison, 0) == [[None, None, None]]
+    assert grid.divergence_column(library.store, comparison, 0) == {0: (None, None, None)}
     row = grid.build_grid(comparison).rows[0]
     assert grid.row_divergences(library.store, row, 0) == [None, None, None]
 
@@ -211,7 +220,7 @@ def test_outputs_stored_without_probabilities_are_compared_by_characters(
     comparison = Comparison(
         [Column("a", "p@1", "m", {}, 1), Column("b", "p@2", "m", {}, 2)], [{"text": "1"}], [[a, b]]
     )
-    assert grid.divergence_column(library.store, comparison) == [[None, None]]
+    assert grid.divergence_column(library.store, comparison) == {0: (None, None)}
     d = grid.row_divergences(library.store, grid.build_grid(comparison).rows[0])[1]
     assert d is not None and d.kind == "text" and d.before == "Positive"
     assert divergence.summary(d) == "they part at character 9"

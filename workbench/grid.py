@@ -16,8 +16,8 @@ never loads one.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from . import divergence, evaluate
@@ -115,11 +115,11 @@ def build_grid(
     baseline: int = 0,
     checks: Sequence[Sequence[Check]] | None = None,
     stored: Mapping[int, Sequence[Score]] | None = None,
-    diverges: Sequence[Sequence[int | None]] | None = None,
+    diverges: Mapping[int, Sequence[int | None]] | None = None,
 ) -> GridModel:
     """Every row of the comparison with its cells judged; nothing is drawn or generated.
-    `diverges`: per row and column, where the answer parts from the baseline's
-    (`divergence_column`); without it the rows carry none."""
+    `diverges`: by row, per column, where the answer parts from the baseline's
+    (`divergence_column`); rows without it carry none (see `with_divergence`)."""
     stored = stored or {}
     n = len(comparison.columns)
     plans = list(checks) if checks is not None else [[] for _ in range(n)]
@@ -143,7 +143,7 @@ def build_grid(
                 differs=len(texts) > 1,
                 failing=any(cell.passed is False for cell in cells),
                 worse=worse,
-                diverges=tuple(diverges[index]) if diverges is not None else (),
+                diverges=tuple(diverges.get(index, ())) if diverges is not None else (),
             )
         )
     return GridModel(
@@ -223,16 +223,21 @@ def divergence_column(
     comparison: Comparison,
     baseline: int = 0,
     decoder_for: DecoderFor | None = None,
-) -> list[list[int | None]]:
-    """Per row and column, the token (from 1) where the column's answer parts from the
-    baseline's: the sortable "diverges at token N" (None: the same answer, the baseline's own
-    column, no stored log-probabilities). One query reads every output's stored token
-    log-probabilities; token texts are decoded only for pairs of two tokenizers (each output
-    once, its own tokens only) by `decoder_for`, the page's cached tokenizer — never a model."""
-    outputs = [o for row in comparison.cells for o in row if o is not None]
+    rows: Collection[int] | None = None,
+) -> dict[int, tuple[int | None, ...]]:
+    """By row (all, or the indices in `rows`), per column, the token (from 1) where the
+    column's answer parts from the baseline's: the sortable "diverges at token N" (None: the
+    same answer, the baseline's own column, no stored log-probabilities). One query reads the
+    outputs' stored token log-probabilities — about 0.2 s for 4,000 of them, which is why a
+    page asks for the rows it shows and for all only to sort; token texts are decoded only for
+    pairs of two tokenizers (each output once, its own tokens only) by `decoder_for`, the
+    page's cached tokenizer — never a model."""
+    wanted = range(len(comparison.cells)) if rows is None else sorted(set(rows))
+    cells = {i: comparison.cells[i] for i in wanted if 0 <= i < len(comparison.cells)}
+    outputs = [o for row in cells.values() for o in row if o is not None]
     answers = _Answers(store, outputs, decoder_for)
-    column: list[list[int | None]] = []
-    for row in comparison.cells:
+    column: dict[int, tuple[int | None, ...]] = {}
+    for index, row in cells.items():
         values: list[int | None] = []
         for c in range(len(row)):
             pair = _pair(row, c, baseline)
@@ -245,8 +250,15 @@ def divergence_column(
                 a = answers.with_texts(base, alternatives=False)
                 b = answers.with_texts(output, alternatives=False)
             values.append(divergence.diverges_at(a, b))
-        column.append(values)
+        column[index] = tuple(values)
     return column
+
+
+def with_divergence(
+    rows: Sequence[GridRow], found: Mapping[int, Sequence[int | None]]
+) -> list[GridRow]:
+    """The rows with the divergence found for them (`divergence_column`) filled in."""
+    return [replace(r, diverges=tuple(found[r.index])) if r.index in found else r for r in rows]
 
 
 def row_divergences(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -254,3 +255,34 @@ def test_percentages_read_as_people_read_them() -> None:
         "<0.01%",
         "0%",
     ]
+
+
+@dataclass(frozen=True)
+class WithTexts(TokenLogprobs):
+    """A record that carries its tokens' texts, as a server's (WLP2) does."""
+
+    texts: tuple[str, ...] | None = None
+    top_texts: tuple[tuple[str, ...], ...] | None = None
+
+
+def test_stored_token_texts_are_used_without_a_tokenizer() -> None:
+    """A server's outputs: ids not compared, the stored texts are, with cross probabilities
+    looked up by text among one model's alternatives."""
+
+    def server(tokens: list[int], text: str) -> Answer:
+        base = record(tokens)
+        stored = WithTexts(
+            *(base.tokens, base.logprobs, base.top_ids, base.top_logprobs, base.k),
+            texts=tuple(VOCAB[t] for t in tokens),
+            top_texts=tuple(tuple(VOCAB[t] for t in step) for step in base.top_ids),
+        )
+        out = make_output(text, model="openai:m@http://h", revision="", backend="openai")
+        return divergence.answer_of(out, stored)
+
+    a, b = server([1, 2, 4, EOS], "The film great"), server([1, 2, 8, EOS], "The film long")
+    assert a.pieces == ("The", " film", " great", "<eos>") and a.top_pieces is not None
+    d = first_divergence(a, b)
+    assert d.by == "texts" and d.token == 3 and d.before == "The film"
+    assert d.sides is not None
+    assert d.sides[0].other == pytest.approx(0.2)  # " long" is among a's alternatives
+    assert [x.text for x in d.sides[1].alternatives] == [" long", "!"]

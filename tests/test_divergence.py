@@ -286,3 +286,44 @@ def test_stored_token_texts_are_used_without_a_tokenizer() -> None:
     assert d.sides is not None
     assert d.sides[0].other == pytest.approx(0.2)  # " long" is among a's alternatives
     assert [x.text for x in d.sides[1].alternatives] == [" long", "!"]
+
+
+# --- two tokenizers, long answers: decoding only as far as needed --------------------------------
+def _tiny_answer(backend: Any, text: str, tokenizer: str) -> Answer:
+    ids = backend.tokenizer.encode(text, add_special_tokens=False)
+    steps = len(ids)
+    lp = TokenLogprobs(tuple(ids), (0.0,) * steps, ((),) * steps, ((),) * steps, 0)
+    return Answer(text, "length", tokenizer, lp)
+
+
+LONG = "The quick brown fox jumps over the lazy dog; 日本語 café ✓ " * 12
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        (LONG, LONG),
+        (LONG, LONG + " and more"),
+        ("Positive", "Negative" + LONG),
+        (LONG[:40] + "X" + LONG, LONG[:40] + "Y" + LONG),
+        (LONG[:300] + "日" + LONG, LONG[:300] + "本" + LONG),
+        (LONG[:500] + "café", LONG[:500] + "cafe"),
+    ],
+)
+def test_decoding_as_far_as_needed_finds_the_same_token(
+    tiny_backend: Any, left: str, right: str
+) -> None:
+    a, b = _tiny_answer(tiny_backend, left, "one@1"), _tiny_answer(tiny_backend, right, "two@1")
+    decoded: list[int] = []
+
+    def counting(ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
+        decoded.append(len(ids))
+        return list(tiny_backend.token_pieces(ids, in_sequence=in_sequence))
+
+    full = divergence.diverges_at(
+        divergence.with_pieces(a, tiny_backend.token_pieces, alternatives=False),
+        divergence.with_pieces(b, tiny_backend.token_pieces, alternatives=False),
+    )
+    assert divergence.diverges_at_decoding(a, b, counting, counting) == full
+    if left.startswith("Positive"):  # they part at once: a few tokens decoded, not hundreds
+        assert full == 1 and max(decoded) <= 16

@@ -197,6 +197,9 @@ class _Answers:
             found = self.plain[output.id] = divergence.answer_of(output, self.stored.get(output.id))
         return found
 
+    def decoder(self, output: OutputRecord) -> Decoder | None:
+        return self.decoder_for(output)
+
     def with_texts(self, output: OutputRecord, *, alternatives: bool) -> Answer:
         key = (output.id, alternatives)
         found = self.texts.get(key)
@@ -246,10 +249,11 @@ def divergence_column(
                 continue
             base, output = pair
             a, b = answers.get(base), answers.get(output)
-            if divergence.needs_texts(a, b):
-                a = answers.with_texts(base, alternatives=False)
-                b = answers.with_texts(output, alternatives=False)
-            values.append(divergence.diverges_at(a, b))
+            values.append(
+                divergence.diverges_at_decoding(
+                    a, b, answers.decoder(base), answers.decoder(output)
+                )
+            )
         column[index] = tuple(values)
     return column
 

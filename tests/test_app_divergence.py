@@ -165,3 +165,31 @@ def test_outputs_without_probabilities_part_at_a_character_shown_as_text(
     assert any("no stored token probabilities" in n and "without probabilities" in n for n in notes)
     assert "**bold** <b>x</b> then " in [c.value for c in at.code]  # text: no Markdown, no HTML
     assert not at.dataframe
+
+
+def test_with_three_columns_the_sort_picks_its_column(app_env: Path, tiny_backend: Any) -> None:
+    first, second = _stored_pair(tiny_backend)
+    lib = open_library()
+    rows = [{"text": t} for t in TEXTS]
+    third = Runner(lib, tiny_backend).run(
+        [lib.get(f"{PROMPT}@1")], rows, overrides={"max_new_tokens": 6, "temperature": 1.0}
+    )
+    at = app_test(PAGE).run()
+    at.radio(key="cmp_mode").set_value("Stored runs").run()
+    at.multiselect(key="cmp_runs").set_value([first.run.id, second.run.id, third.run.id]).run()
+    at.button(key="cmp_stored").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="cmp_parts_column").options == [
+        "any (earliest)",
+        "column 2",
+        "column 3",
+    ]
+    found = at.session_state["cmp_parts_found"][1]
+    for column in (1, 2):
+        at.selectbox(key="cmp_parts").set_value("earliest first").run()
+        at.selectbox(key="cmp_parts_column").set_value(column).run()
+        assert not at.exception, at.exception
+        order = [n for n, _ in _rows(at)]
+        values = [found[n - 1][column] for n in order]
+        parted = [v for v in values if v is not None]
+        assert values == sorted(parted) + [None] * (len(values) - len(parted))

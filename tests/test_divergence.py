@@ -327,3 +327,10 @@ def test_decoding_as_far_as_needed_finds_the_same_token(
     assert divergence.diverges_at_decoding(a, b, counting, counting) == full
     if left.startswith("Positive"):  # they part at once: a few tokens decoded, not hundreds
         assert full == 1 and max(decoded) <= 16
+
+
+def test_a_token_that_is_part_of_a_character_says_so() -> None:
+    side = divergence.Side(2, 77, "", 0.5, False, None, (), None, "")
+    assert divergence.token_label(side) == (
+        "'' (token id 77: part of a character the next token completes)"
+    )

@@ -417,7 +417,11 @@ def token_label(side: Side) -> str:
     if side.token_id is None:
         return f"(nothing: it {side.stop or 'stopped'})"
     text = repr(side.text) if side.text is not None else f"token id {side.token_id}"
-    return f"{text} (end of the answer)" if side.ends else text
+    if side.ends:
+        return f"{text} (end of the answer)"
+    if side.text == "":  # a byte of a character whose other bytes come with the next tokens
+        return f"'' (token id {side.token_id}: part of a character the next token completes)"
+    return text
 
 
 def other_label(side: Side) -> str:

@@ -388,6 +388,18 @@ BUILTIN_PROMPTS_DIR = REPO_ROOT / "workbench" / "prompts"
 TINY_WEIGHT_SCALE = 6.0
 
 
+def child_env(**settings: str) -> dict[str, str]:
+    """The environment for a `workbench` child process: this test's settings (the autouse
+    fixture's), the built-in prompts, this checkout first on the import path."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {
+        **os.environ,
+        "WORKBENCH_PROMPTS_DIR": str(BUILTIN_PROMPTS_DIR),
+        "PYTHONPATH": path,
+        **settings,
+    }
+
+
 def _sharpen(folder: Path, factor: float) -> None:
     """Scale every weight matrix except the embeddings, in place.
 

@@ -39,3 +39,17 @@ def test_a_server_says_it_cannot_decode_ids() -> None:
         backend = RemoteBackend(ServerSpec(url, ""), OpenAISettings(base_url=url))
         with pytest.raises(CapabilityError, match="server"):
             backend.token_pieces([1, 2])
+
+
+def test_windowed_pieces_equal_pieces_from_whole_prefixes(tiny_backend: Any) -> None:
+    """The linear way (short windows) and the plain way (every prefix) agree on random ids."""
+    import random
+
+    from workbench.backends.local import _pieces_from_prefixes, _pieces_in_windows
+
+    decode = tiny_backend.tokenizer.decode
+    rng = random.Random(7)
+    vocab = len(tiny_backend.tokenizer)
+    for _ in range(30):
+        ids = [rng.randrange(vocab) for _ in range(rng.randint(1, 40))]
+        assert _pieces_in_windows(decode, ids) == _pieces_from_prefixes(decode, ids)

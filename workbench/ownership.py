@@ -140,12 +140,17 @@ def check_not_busy(store: Store, run_id: int) -> None:
     """Refuse (RunBusyError) a run that a live process is generating; read-only, so it can be
     asked before a model is loaded for a resume."""
     with store.read() as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            raise NotFoundError(f"no run {run_id} (see `workbench runs list`)")
-        reason = busy_reason(store, run)
+        _not_busy(store, s.get(Run, run_id), run_id)
+
+
+def _not_busy(store: Store, run: Run | None, run_id: int) -> Run:
+    """The run, unless it does not exist (NotFoundError) or a live process generates it."""
+    if run is None:
+        raise NotFoundError(f"no run {run_id} (see `workbench runs list`)")
+    reason = busy_reason(store, run)
     if reason is not None:
         raise RunBusyError(reason)
+    return run
 
 
 def claim(store: Store, run_id: int) -> None:
@@ -153,13 +158,7 @@ def claim(store: Store, run_id: int) -> None:
     two processes resuming one run at once, one gets it and the other is refused)."""
     with store.write() as s:
         store.lock(s, "run", run_id)  # SQLite: BEGIN IMMEDIATE already serialises this
-        run = s.get(Run, run_id)
-        if run is None:
-            raise NotFoundError(f"no run {run_id} (see `workbench runs list`)")
-        reason = busy_reason(store, run)
-        if reason is not None:
-            raise RunBusyError(reason)
-        take(run)
+        take(_not_busy(store, s.get(Run, run_id), run_id))
     planned(store, run_id)
 
 

@@ -361,18 +361,10 @@ class TransformersBackend:
         tokenizer = self.tokenizer
         if not in_sequence:
             return [tokenizer.decode([i]) for i in ids]
-        pieces: list[str] = []
-        before = ""
-        for n in range(1, len(ids) + 1):  # an answer is at most a few thousand tokens
-            text = tokenizer.decode(list(ids[:n]))
-            if text.startswith(before) and not text.endswith("\ufffd"):
-                pieces.append(text[len(before) :])
-                before = text
-            else:  # part of a character whose other bytes come next: it adds nothing yet
-                pieces.append("")
-        rest = tokenizer.decode(list(ids))[len(before) :] if pieces else ""
-        if rest:  # an answer cut inside a character: its last token holds what is left
-            pieces[-1] += rest
+        whole = tokenizer.decode(list(ids))
+        pieces = _pieces_in_windows(tokenizer.decode, ids)
+        if "".join(pieces) != whole:  # a tokenizer that rewrites across windows: decode it all
+            pieces = _pieces_from_prefixes(tokenizer.decode, ids)
         return pieces
 
     def token_ids(self, text: str) -> list[int]:
@@ -1025,6 +1017,47 @@ class TokenStream:
 
 
 DOCUMENT_SEPARATOR = "<|endoftext|>"
+
+
+def _pieces_in_windows(decode: Callable[[list[int]], str], ids: Sequence[int]) -> list[str]:
+    """What each token adds to the text, decoding only a short window each time (linear in the
+    answer's length): the text of the tokens since the last piece, with the token before them
+    for context (a tokenizer may drop a word's leading space at the start of what it decodes),
+    minus that context's own text. Bytes of a character not yet complete add nothing until the
+    token that completes it."""
+    pieces: list[str] = []
+    start = read = 0  # the window's context begins at `start`; new text begins after `read`
+    for n in range(1, len(ids) + 1):
+        context = decode(list(ids[start:read]))
+        text = decode(list(ids[start:n]))
+        if len(text) > len(context) and text.startswith(context) and not text.endswith("\ufffd"):
+            pieces.append(text[len(context) :])
+            start, read = read, n
+        else:
+            pieces.append("")
+    _add_rest(pieces, decode(list(ids)), "".join(pieces))
+    return pieces
+
+
+def _pieces_from_prefixes(decode: Callable[[list[int]], str], ids: Sequence[int]) -> list[str]:
+    """The same by decoding every prefix whole: quadratic, for tokenizers the windows miss."""
+    pieces: list[str] = []
+    before = ""
+    for n in range(1, len(ids) + 1):
+        text = decode(list(ids[:n]))
+        if text.startswith(before) and not text.endswith("\ufffd"):
+            pieces.append(text[len(before) :])
+            before = text
+        else:
+            pieces.append("")
+    _add_rest(pieces, decode(list(ids)), before)
+    return pieces
+
+
+def _add_rest(pieces: list[str], whole: str, joined: str) -> None:
+    """An answer cut inside a character: its last token holds the bytes that are left."""
+    if pieces and whole.startswith(joined) and len(whole) > len(joined):
+        pieces[-1] += whole[len(joined) :]
 
 
 def start_token(tokenizer: Any) -> int | None:

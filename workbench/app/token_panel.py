@@ -17,18 +17,15 @@ from streamlit.errors import StreamlitAPIException
 from workbench import branching, jobs, token_view
 from workbench.app import state, ui
 from workbench.app.token_html import percent, token_html
-from workbench.backends.base import Backend
 from workbench.errors import NotFoundError, WorkbenchError
 from workbench.library import Library
-from workbench.logprobs import TokenLogprobs
 from workbench.runs import OutputRecord, token_logprobs
-from workbench.token_view import Pieces, TokenStep, visible
+from workbench.token_view import TokenStep, visible
 
 BRANCH_JOB = "play_branch_job"
 PAGE = "pages/2_Playground.py"
 TYPED = -1  # the radio's choice "a token I type"
 SHOWN_BRANCHES = 5  # links to the newest branches of an output
-PIECES, KEPT_PIECES = "play_token_pieces", 8  # decoded token texts kept per session
 
 
 def steps_of(lib: Library, output: OutputRecord, choice: state.ModelChoice) -> list[TokenStep]:
@@ -57,25 +54,13 @@ def steps_of(lib: Library, output: OutputRecord, choice: state.ModelChoice) -> l
             )
             return []
         try:
-            pieces = _decoded(output, record, backend)
+            pieces = token_view.decoded_pieces(record, backend)
         except WorkbenchError as exc:
             st.caption(ui.escape_markdown(f"No token view: {exc}"))
             return []
     steps = token_view.token_steps(record, pieces)
     st.caption(ui.escape_markdown("Token probabilities: " + token_view.distribution_text(record)))
     return steps
-
-
-def _decoded(output: OutputRecord, record: TokenLogprobs, backend: Backend) -> Pieces:
-    """The decoded texts, kept for this session's last few outputs: every widget on the page
-    reruns it, and decoding a 1,000-token answer piece by piece takes about 0.4 s."""
-    kept: dict[tuple[int, str, str], Pieces] = st.session_state.setdefault(PIECES, {})
-    key = (output.id, output.model, output.revision)
-    if key not in kept:
-        while len(kept) >= KEPT_PIECES:
-            kept.pop(next(iter(kept)))
-        kept[key] = token_view.decoded_pieces(record, backend)
-    return kept[key]
 
 
 def show_tokens(

@@ -102,3 +102,24 @@ def test_a_local_model_decodes_the_ids(tiny_backend: Any) -> None:
 def test_the_distribution_is_named() -> None:
     assert "temperature, top-p" in distribution_text(RECORD)
     assert "own probabilities" in distribution_text(dataclasses.replace(RECORD, processors=()))
+
+
+def test_a_servers_record_names_tokens_by_text_and_pads_with_empty_ones() -> None:
+    """WLP2 (a server's): ids unknown (-1), alternatives padded to k with "" at -inf."""
+    unknown = -1
+    record: Any = SimpleNamespace(
+        tokens=(unknown, unknown),
+        logprobs=(math.log(0.5), math.log(0.9)),
+        top_ids=((unknown,) * 3, (unknown,) * 3),
+        top_logprobs=(
+            (math.log(0.5), math.log(0.4), float("-inf")),
+            (math.log(0.9), float("-inf"), float("-inf")),
+        ),
+    )
+    pieces = Pieces(["Hi", "!"], [["Hi", "Hello", ""], ["!", "", ""]])
+    first, second = token_steps(record, pieces)
+    assert [a.text for a in first.alternatives] == ["Hi", "Hello"]
+    assert [a.text for a in second.alternatives] == ["!"]
+    assert first.rank == 1 and second.rank == 1
+    tip = tip_text(first)
+    assert " → 'Hi'" in tip and "   'Hello'" in tip  # only the chosen one is marked

@@ -58,11 +58,18 @@ class TokenStep:
     def prob(self) -> float:
         return math.exp(self.logprob) if math.isfinite(self.logprob) else 0.0
 
+    def is_chosen(self, alternative: Alternative) -> bool:
+        """Whether an alternative is the token chosen: by id, or by text where the ids are
+        unknown (a server names its tokens by their text: id -1)."""
+        if self.token_id >= 0:
+            return alternative.token_id == self.token_id
+        return alternative.text == self.text
+
     @property
     def rank(self) -> int | None:
         """The chosen token's place among the alternatives (1: the most likely), else None."""
-        ids = [a.token_id for a in self.alternatives]
-        return ids.index(self.token_id) + 1 if self.token_id in ids else None
+        found = [n for n, a in enumerate(self.alternatives, 1) if self.is_chosen(a)]
+        return found[0] if found else None
 
 
 def stored_pieces(record: TokenLogprobs) -> Pieces | None:
@@ -86,15 +93,18 @@ def decoded_pieces(record: TokenLogprobs, backend: Backend) -> Pieces:
 
 
 def token_steps(record: TokenLogprobs, pieces: Pieces) -> list[TokenStep]:
-    """Each step of `record` with its texts; padding alternatives (a vocabulary smaller than
-    k) are left out, and so are texts a shorter `pieces` does not have ("")."""
+    """Each step of `record` with its texts. Padding is left out: an alternative without an
+    id, a text or a probability (a vocabulary smaller than k; a server that gave fewer than
+    k). A server's alternatives have no ids (-1) but their texts; a local one's the reverse,
+    decoded into `pieces` for the ids only, in order."""
     steps = []
     for i, token in enumerate(record.tokens):
         texts = pieces.alternatives[i] if i < len(pieces.alternatives) else []
         pairs = zip(record.top_ids[i], record.top_logprobs[i], strict=True)
-        real = [(t, v) for t, v in pairs if t >= 0]
         alternatives = tuple(
-            Alternative(t, texts[j] if j < len(texts) else "", v) for j, (t, v) in enumerate(real)
+            Alternative(t, texts[j] if j < len(texts) else "", v)
+            for j, (t, v) in enumerate(pairs)
+            if t >= 0 or (j < len(texts) and (texts[j] or math.isfinite(v)))
         )
         text = pieces.tokens[i] if i < len(pieces.tokens) else ""
         steps.append(TokenStep(i, token, text, record.logprobs[i], alternatives))

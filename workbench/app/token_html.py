@@ -86,7 +86,7 @@ def tip_text(step: TokenStep) -> str:
     if step.alternatives:
         lines.append("alternatives:")
         for alt in step.alternatives:
-            mark = "→" if alt.token_id == step.token_id else " "
+            mark = "→" if step.is_chosen(alt) else " "
             lines.append(f" {mark} {visible(alt.text)!r}  {percent(alt.prob)}")
     return "\n".join(lines)
 

@@ -80,7 +80,12 @@ def show_tokens(
     if table:
         with st.expander("Token table"):
             st.dataframe(steps_frame(steps), hide_index=True, width="stretch")
-    if branch_form:
+    if branch_form and output.backend != "transformers":
+        st.caption(
+            "Continuing from a token needs a local model's token ids; a server names its tokens "
+            "by their text only."
+        )
+    elif branch_form:
         with st.expander("Continue from here with this token"):
             branch_form_for(lib, output, steps, choice)
 

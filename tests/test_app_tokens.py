@@ -91,10 +91,7 @@ def test_answer_shows_each_token_shaded_with_its_alternatives(app_env: Path) -> 
     assert any("Token probabilities" in c.value for c in at.caption)
 
 
-def test_untrusted_tokens_show_literally_as_text(
-    app_env: Path, tiny_backend: Any, monkeypatch: Any
-) -> None:
-    monkeypatch.setattr(jobs, "_jobs", {})  # an earlier test's job on its run 1 is not this one
+def test_untrusted_tokens_show_literally_as_text(app_env: Path, tiny_backend: Any) -> None:
     runner = Runner(open_library(), tiny_backend)  # not the page: no job to reopen instead
     [output] = runner.run([runner.library.get(PROMPT)], [{"text": "x"}]).outputs
     ids = tiny_backend.token_ids(UNTRUSTED)
@@ -219,9 +216,8 @@ def test_a_dataset_run_shows_the_tokens_of_a_row_picked(app_env: Path) -> None:
 
 
 def test_an_output_of_another_model_says_which_model_its_tokens_need(
-    app_env: Path, tiny_backend: Any, monkeypatch: Any
+    app_env: Path, tiny_backend: Any
 ) -> None:
-    monkeypatch.setattr(jobs, "_jobs", {})  # an earlier test's job on its run 1 is not this one
     runner = Runner(open_library(), tiny_backend)
     [output] = runner.run([runner.library.get(PROMPT)], [{"text": "x"}]).outputs
     with runner.store.write() as s:

@@ -179,6 +179,7 @@ def branch_form_for(
         state_key=BRANCH_JOB,
         start=start,
         action="Branching",
+        in_fragment=True,  # drawn in the answer's view, which `watch_job` draws in a fragment
     )
 
 

@@ -614,6 +614,7 @@ def run_button(
     action: str = "Starting the run",
     disabled: bool = False,
     help: str | None = None,
+    in_fragment: bool = False,
 ) -> jobs.Job | None:
     """A Run button that starts a background job and is disabled while that job works.
 
@@ -624,6 +625,10 @@ def run_button(
     second click (a double click, or a click that raced the redraw) finds the job working and
     starts nothing. `start()` checks the request first and raises, so a mistake shows here as
     one line. Returns the job started by this rerun, if any.
+
+    `in_fragment`: the button is drawn inside a fragment (such as the view of another job that
+    `watch_job` draws), where a click reruns that fragment only, and this job's `watch_job`
+    elsewhere on the page would not be drawn: once the job is started, the whole page reruns.
     """
     busy = job_running(state_key)
     started = None
@@ -633,6 +638,8 @@ def run_button(
             st.session_state[state_key] = started.id
             st.session_state[f"{state_key}:clicked_at"] = time.monotonic()
             busy = True
+        if started is not None and in_fragment:
+            st.rerun(scope="app")
     st.button(label, key=key, type="primary", disabled=disabled or busy, help=help)
     return started
 

@@ -92,41 +92,9 @@ def model_sidebar() -> state.ModelChoice:
         st.subheader("Model")
         source = st.radio("Source", MODEL_SOURCES, key="model_source", horizontal=True)
         if source == MODEL_SOURCES[0]:
-            spec = st.text_input(
-                "Model",
-                key="model_spec",
-                help="The default model, a local folder with a transformers model, or a Hugging "
-                "Face id already in the local cache. Nothing is downloaded.",
-            ).strip()
-            dtype = st.selectbox("Weights dtype", state.DTYPES, key="model_dtype")
-            trust = st.checkbox(
-                "Trust remote code",
-                key="model_trust_remote_code",
-                help="Runs Python code shipped with the model. Only for models you trust.",
-            )
-            local_default = settings.model if not remote_default else "default"
-            choice = state.ModelChoice(spec or local_default, dtype, trust)
+            choice = _local_model_fields(settings.model if not remote_default else "default")
         else:
-            url = st.text_input(
-                "Server URL",
-                key="model_server_url",
-                help="Base URL of a vLLM, TGI, llama.cpp or Ollama server (usually ends in /v1).",
-            ).strip()
-            name = st.text_input(
-                "Model name",
-                key="model_server_model",
-                help="As the server calls it; empty: the server's only model.",
-            ).strip()
-            key = st.text_input(
-                "API key",
-                key="model_server_key",
-                type="password",
-                help="Kept in this browser session's memory only, never stored "
-                "(default: $WORKBENCH_OPENAI_API_KEY).",
-            )
-            choice = state.ModelChoice(
-                f"openai:{name}@{url or settings.openai.base_url}", api_key=key.strip()
-            )
+            choice = _server_model_fields(settings.openai.base_url)
         if state.is_loaded(choice):
             info = state.backend(choice).info
             st.caption(  # the name and revision carry the model id a server reported
@@ -146,6 +114,45 @@ def model_sidebar() -> state.ModelChoice:
     )
     memory.show_in_url("model_spec", model=None if choice.spec == default else choice.spec)
     return choice
+
+
+def _local_model_fields(default_spec: str) -> state.ModelChoice:
+    """The fields of a local model; an empty spec means `default_spec`."""
+    spec = st.text_input(
+        "Model",
+        key="model_spec",
+        help="The default model, a local folder with a transformers model, or a Hugging "
+        "Face id already in the local cache. Nothing is downloaded.",
+    ).strip()
+    dtype = st.selectbox("Weights dtype", state.DTYPES, key="model_dtype")
+    trust = st.checkbox(
+        "Trust remote code",
+        key="model_trust_remote_code",
+        help="Runs Python code shipped with the model. Only for models you trust.",
+    )
+    return state.ModelChoice(spec or default_spec, dtype, trust)
+
+
+def _server_model_fields(default_url: str) -> state.ModelChoice:
+    """The fields of an OpenAI-compatible server; an empty URL means `default_url`."""
+    url = st.text_input(
+        "Server URL",
+        key="model_server_url",
+        help="Base URL of a vLLM, TGI, llama.cpp or Ollama server (usually ends in /v1).",
+    ).strip()
+    name = st.text_input(
+        "Model name",
+        key="model_server_model",
+        help="As the server calls it; empty: the server's only model.",
+    ).strip()
+    key = st.text_input(
+        "API key",
+        key="model_server_key",
+        type="password",
+        help="Kept in this browser session's memory only, never stored "
+        "(default: $WORKBENCH_OPENAI_API_KEY).",
+    )
+    return state.ModelChoice(f"openai:{name}@{url or default_url}", api_key=key.strip())
 
 
 def _select_model(spec: str) -> None:
@@ -312,10 +319,10 @@ def version_picker(
         if asked is not None:
             _apply_address(asked, key, latest)
     if key not in st.session_state:
-        last = st.session_state.get(LAST_PICK)
+        last = _last_pick(names)
         if default in names:
             st.session_state[key] = default
-        elif last is not None and last[0] in names:
+        elif last is not None:
             st.session_state[key] = last[0]
             if versions_back == 0 and 1 <= last[1] <= latest[last[0]]:
                 st.session_state.setdefault(f"{key}:version:{last[0]}", last[1])
@@ -351,15 +358,10 @@ def prompt_select(names: Sequence[str], key: str, label: str = "Prompt") -> str:
         if asked["prompt"] in names:
             st.session_state[key] = asked["prompt"]
         else:
-            st.warning(
-                escape_markdown(
-                    f"The address asks for prompt {asked['prompt']!r}, which is not in the "
-                    "library: showing the default prompt instead."
-                )
-            )
+            _warn_unknown_prompt(asked["prompt"])
     elif key not in st.session_state:
-        last = st.session_state.get(LAST_PICK)
-        if last is not None and last[0] in names:
+        last = _last_pick(names)
+        if last is not None:
             st.session_state[key] = last[0]
     name: str = st.selectbox(label, names, key=key)
     last = st.session_state.get(LAST_PICK)
@@ -367,6 +369,22 @@ def prompt_select(names: Sequence[str], key: str, label: str = "Prompt") -> str:
         st.session_state[LAST_PICK] = (name, 0)  # 0: no version chosen, the latest
     memory.show_in_url(key, prompt=name, v=None)
     return name
+
+
+def _last_pick(names: Sequence[str]) -> tuple[str, int] | None:
+    """The (prompt, version) last picked on any page, when that prompt is among `names`
+    (version 0: the prompt was picked without a version)."""
+    last: tuple[str, int] | None = st.session_state.get(LAST_PICK)
+    return last if last is not None and last[0] in names else None
+
+
+def _warn_unknown_prompt(asked: str | None) -> None:
+    st.warning(
+        escape_markdown(
+            f"The address asks for prompt {asked!r}, which is not in the library: showing "
+            "the default prompt instead."
+        )
+    )
 
 
 def url_run(key: str) -> int | None:
@@ -386,12 +404,7 @@ def _apply_address(asked: Mapping[str, str | None], key: str, latest: Mapping[st
     line, and the picker keeps its default."""
     name: str | None = asked.get("prompt") or st.session_state.get(key)
     if name is None or name not in latest:
-        st.warning(
-            escape_markdown(
-                f"The address asks for prompt {asked.get('prompt')!r}, which is not in the "
-                "library: showing the default prompt instead."
-            )
-        )
+        _warn_unknown_prompt(asked.get("prompt"))
         return
     st.session_state[key] = name
     wanted = asked.get("v")
@@ -687,7 +700,8 @@ def watch_job(
 
 
 def running_line(job: jobs.Job) -> str:
-    """The status of a working job in one line: "Running run 12: … · 3/10 rows · 4.2 s"."""
+    """The status of a working job in one line: "Running run 12: … · 3/10 · 4.2 s" (rows or
+    outputs done, when the job reports progress)."""
     progress = job.progress
     parts = [f"Running {job.title}"]
     if progress is not None and progress.total:

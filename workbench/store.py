@@ -54,13 +54,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from .db_faults import (
     ENV_URL,
+    DatabaseFault,
     DatabaseUnavailableError,
     ReadOnlyDatabaseError,
+    driver_reason,
     not_a_database,
     postgres_fault,
     read_only,
     shown,
+    sqlite_error_name,
     sqlite_fault,
+    unfolded_changes_unreadable,
     what_file_is,
     why_read_only,
 )
@@ -581,23 +585,24 @@ class Store:
         """A failure a person can fix becomes one line naming the database and what to do;
         anything else (a bug) is left to the caller to re-raise as it is."""
         if self.is_sqlite:
-            fault = sqlite_fault(exc, self.path)
-            if (
-                self.path is not None
-                and self.read_only_reason is not None
-                and _has_unfolded_changes(self.path)
-                and str(getattr(exc.orig, "sqlite_errorname", "")).startswith("SQLITE_CANTOPEN")
-            ):
-                fault = ReadOnlyDatabaseError(
-                    f"{shown(self.path)} has changes in {self.path.name}-wal that SQLite "
-                    f"cannot read while the folder is read-only ({self.read_only_reason}): open "
-                    "it once where it is writable, which folds them into the file"
-                )
+            fault = self._sqlite_fault(exc)
         else:
             self._raise_if_unreachable(exc)
             fault = postgres_fault(exc, self.where)
         if fault is not None:
             raise fault from exc
+
+    def _sqlite_fault(self, exc: DBAPIError) -> DatabaseFault | None:
+        """`sqlite_fault`, except that a file opened read-only with changes still in its `-wal`
+        cannot be opened at all here, which is said as such."""
+        if (
+            self.path is not None
+            and self.read_only_reason is not None
+            and _has_unfolded_changes(self.path)
+            and sqlite_error_name(exc).startswith("SQLITE_CANTOPEN")
+        ):
+            return unfolded_changes_unreadable(self.path, self.read_only_reason)
+        return sqlite_fault(exc, self.path)
 
     def _raise_if_unreachable(self, exc: DBAPIError) -> None:
         """A server that is down or refuses us becomes one readable line, not a traceback."""
@@ -610,7 +615,7 @@ class Store:
             unreachable = state[:2] in ("08", "28") or state in UNREACHABLE_SQLSTATES
         if not unreachable:
             return
-        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        reason = driver_reason(exc)
         raise DatabaseUnavailableError(
             f"cannot reach the database at {self.where}: {reason}. Is the server running, and "
             "is WORKBENCH_DATABASE_URL right?"

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import streamlit as st
@@ -182,6 +182,51 @@ PARAM_HELP = {
 }
 
 
+class _ParamField(NamedTuple):
+    """One generation parameter's widget: a slider when it has a `step`, else a whole number."""
+
+    name: str
+    label: str
+    low: float
+    high: float
+    step: float | None = None
+
+
+_PARAM_FIELDS = (
+    _ParamField("temperature", "Temperature", 0.0, 2.0, 0.05),
+    _ParamField("top_p", "Top p", 0.05, 1.0, 0.05),
+    _ParamField("top_k", "Top k", 0, 1000),
+    _ParamField("max_new_tokens", "Max new tokens", 1, 8192),
+    _ParamField("repetition_penalty", "Repetition penalty", 0.5, 2.0, 0.05),
+    _ParamField("frequency_penalty", "Frequency penalty", -2.0, 2.0, 0.1),
+    _ParamField("presence_penalty", "Presence penalty", -2.0, 2.0, 0.1),
+    _ParamField("seed", "Seed", 0, 2**31 - 1),
+)
+
+
+def _param_widget(field: _ParamField, value: Any, key: str) -> float | int:
+    if field.step is None:
+        return int(
+            st.number_input(
+                field.label,
+                int(field.low),
+                int(field.high),
+                int(value),
+                key=key,
+                help=PARAM_HELP[field.name],
+            )
+        )
+    return st.slider(
+        field.label,
+        float(field.low),
+        float(field.high),
+        float(value),
+        field.step,
+        key=key,
+        help=PARAM_HELP[field.name],
+    )
+
+
 def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
     """Generation parameters, starting from the prompt's own options.
 
@@ -198,71 +243,8 @@ def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
         st.subheader("Generation")
         k = f"param:{scope}:"
         values: dict[str, Any] = {
-            "temperature": st.slider(
-                "Temperature",
-                0.0,
-                2.0,
-                float(base.temperature),
-                0.05,
-                key=k + "temperature",
-                help=PARAM_HELP["temperature"],
-            ),
-            "top_p": st.slider(
-                "Top p",
-                0.05,
-                1.0,
-                float(base.top_p),
-                0.05,
-                key=k + "top_p",
-                help=PARAM_HELP["top_p"],
-            ),
-            "top_k": int(
-                st.number_input(
-                    "Top k", 0, 1000, int(base.top_k), key=k + "top_k", help=PARAM_HELP["top_k"]
-                )
-            ),
-            "max_new_tokens": int(
-                st.number_input(
-                    "Max new tokens",
-                    1,
-                    8192,
-                    int(base.max_new_tokens),
-                    key=k + "max_new_tokens",
-                    help=PARAM_HELP["max_new_tokens"],
-                )
-            ),
-            "repetition_penalty": st.slider(
-                "Repetition penalty",
-                0.5,
-                2.0,
-                float(base.repetition_penalty),
-                0.05,
-                key=k + "repetition_penalty",
-                help=PARAM_HELP["repetition_penalty"],
-            ),
-            "frequency_penalty": st.slider(
-                "Frequency penalty",
-                -2.0,
-                2.0,
-                float(base.frequency_penalty),
-                0.1,
-                key=k + "frequency_penalty",
-                help=PARAM_HELP["frequency_penalty"],
-            ),
-            "presence_penalty": st.slider(
-                "Presence penalty",
-                -2.0,
-                2.0,
-                float(base.presence_penalty),
-                0.1,
-                key=k + "presence_penalty",
-                help=PARAM_HELP["presence_penalty"],
-            ),
-            "seed": int(
-                st.number_input(
-                    "Seed", 0, 2**31 - 1, int(base.seed), key=k + "seed", help=PARAM_HELP["seed"]
-                )
-            ),
+            field.name: _param_widget(field, getattr(base, field.name), k + field.name)
+            for field in _PARAM_FIELDS
         }
         stop_text = st.text_area(
             "Stop strings",

@@ -293,21 +293,13 @@ def version_picker(
     names = [p.name for p in prompts]
     latest = {p.name: p.latest for p in prompts}
     if url is None:
-        url = st.session_state.get(URL_PICKER, key) == key
-        if url:
-            st.session_state[URL_PICKER] = key
+        url = _takes_address(key)
     if url:
         asked = memory.requested(key, "prompt", "v")
         if asked is not None:
             _apply_address(asked, key, latest)
     if key not in st.session_state:
-        last = _last_pick(names)
-        if default in names:
-            st.session_state[key] = default
-        elif last is not None:
-            st.session_state[key] = last[0]
-            if versions_back == 0 and 1 <= last[1] <= latest[last[0]]:
-                st.session_state.setdefault(f"{key}:version:{last[0]}", last[1])
+        _open_first_time(key, latest, default, versions_back)
     name = st.selectbox(label, names, key=key)
     summary = next(p for p in prompts if p.name == name)
     by_version: dict[int, list[str]] = {}
@@ -329,6 +321,29 @@ def version_picker(
     if url:
         memory.show_in_url(key, prompt=name, v=number)
     return lib.get(f"{name}@{number}")
+
+
+def _takes_address(key: str) -> bool:
+    """Whether picker `key` is the first drawn in this rerun, which reads and writes the
+    address (the mark is cleared by `page` at the top of every rerun)."""
+    if st.session_state.get(URL_PICKER, key) != key:
+        return False
+    st.session_state[URL_PICKER] = key
+    return True
+
+
+def _open_first_time(
+    key: str, latest: Mapping[str, int], default: str | None, versions_back: int
+) -> None:
+    """Where a picker not drawn before starts: on `default`, else on the prompt last picked
+    anywhere, and on that version too unless the picker wants an earlier one."""
+    last = _last_pick(list(latest))
+    if default in latest:
+        st.session_state[key] = default
+    elif last is not None:
+        st.session_state[key] = last[0]
+        if versions_back == 0 and 1 <= last[1] <= latest[last[0]]:
+            st.session_state.setdefault(f"{key}:version:{last[0]}", last[1])
 
 
 def prompt_select(names: Sequence[str], key: str, label: str = "Prompt") -> str:

@@ -417,23 +417,10 @@ class Store:
         self.where = _describe(parsed)
         self.path: Path | None = None  # the SQLite file, when the database is one
         self.read_only_reason: str | None = None  # why this SQLite file cannot be written here
-        kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             parsed = self._open_sqlite_file(parsed)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        else:
-            # A server restarts or drops idle connections; test each pooled connection before
-            # use instead of failing the first query after that. A pool large enough for a run
-            # that writes outputs from several threads while the app reads.
-            kwargs.update(
-                pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_postgres_json
-            )
-            kwargs["connect_args"] = {
-                "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
-                "application_name": "prompt-workbench",
-            }
         try:
-            self.engine: Engine = create_engine(parsed, **kwargs)
+            self.engine: Engine = create_engine(parsed, **self._engine_options())
         except ImportError as exc:
             raise WorkbenchError(
                 f"cannot open {self.where}: its database driver is not installed ({exc}); for "
@@ -454,6 +441,23 @@ class Store:
             except WorkbenchError:
                 self.engine.dispose()
                 raise
+
+    def _engine_options(self) -> dict[str, Any]:
+        if self.is_sqlite:
+            return {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        # A server restarts or drops idle connections; test each pooled connection before use
+        # instead of failing the first query after that. A pool large enough for a run that
+        # writes outputs from several threads while the app reads.
+        return {
+            "pool_pre_ping": True,
+            "pool_size": 10,
+            "max_overflow": 20,
+            "json_serializer": _postgres_json,
+            "connect_args": {
+                "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+                "application_name": "prompt-workbench",
+            },
+        }
 
     @property
     def read_only(self) -> bool:

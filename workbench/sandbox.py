@@ -356,20 +356,7 @@ def _before_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
         if name == "to_bytes":
             _need(_int(a.get("length")), where)
         return args
-    if name in ("center", "ljust", "rjust", "zfill"):
-        _need(max(len(owner), _int(a.get("width"))), where)
-    elif name == "expandtabs":
-        tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
-        _need(len(owner) + tabs * max(_int(a.get("tabsize")), 0), where)
-    elif name == "replace":
-        _need(_replaced_size(owner, a.get("old"), a.get("new"), a.get("count")), where)
-    elif name == "translate" and isinstance(owner, str):
-        table = a.get("table")
-        longest = 1
-        if isinstance(table, Mapping):
-            longest = max((len(v) for v in table.values() if isinstance(v, str)), default=1)
-        _need(len(owner) * max(longest, 1), where)
-    elif name == "join" and not kwargs and len(args) == 1:
+    if name == "join" and not kwargs and len(args) == 1:
         items = list(args[0])
         _need(
             sum(len(i) if isinstance(i, str | bytes) else 0 for i in items)
@@ -377,7 +364,29 @@ def _before_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
             where,
         )
         return (items,)
+    size = _text_method_size(owner, name, a)
+    if size is not None:
+        _need(size, where)
     return args
+
+
+def _text_method_size(owner: str | bytes, name: str, a: Mapping[str, Any]) -> int | None:
+    """The longest result `owner.<name>(…)` can make with arguments `a`, for the methods of
+    text that expand other than `join`; None for any other."""
+    if name in ("center", "ljust", "rjust", "zfill"):
+        return max(len(owner), _int(a.get("width")))
+    if name == "expandtabs":
+        tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
+        return len(owner) + tabs * max(_int(a.get("tabsize")), 0)
+    if name == "replace":
+        return _replaced_size(owner, a.get("old"), a.get("new"), a.get("count"))
+    if name == "translate" and isinstance(owner, str):
+        table = a.get("table")
+        longest = 1
+        if isinstance(table, Mapping):
+            longest = max((len(v) for v in table.values() if isinstance(v, str)), default=1)
+        return len(owner) * max(longest, 1)
+    return None
 
 
 _SEQUENCES = (str, bytes, list, tuple)

@@ -397,8 +397,9 @@ def url_run(key: str) -> int | None:
 
 
 def _apply_address(asked: Mapping[str, str | None], key: str, latest: Mapping[str, int]) -> None:
-    """Select what the address asks for; a name or version the library does not have is one
-    line, and the picker keeps its default."""
+    """Select what the address asks for (`v=` alone: that version of the prompt shown). A
+    prompt the library does not have is one line and the picker keeps its choice; a version
+    the prompt does not have is one line and the latest is shown."""
     name: str | None = asked.get("prompt") or st.session_state.get(key)
     if name is None or name not in latest:
         _warn_unknown_prompt(asked.get("prompt"))

@@ -419,28 +419,36 @@ def _write(library: Library, s: Session, incoming: list[_Incoming], report: Impo
             # Locked before reading, in name order, so concurrent imports neither miss each
             # other's versions nor deadlock.
             writer = writers[name] = library.writer_in(s, name)
-        if item.version is not None and writer.has(item.version, item.digest):
-            number = item.version  # the very same version (same number, same content)
-            report.unchanged.append(f"{name}@{number}")
-        elif item.digest in writer.earliest:
-            # Already here (an earlier import, or the same content under another number).
-            number = writer.earliest[item.digest]
-            report.unchanged.append(f"{name}@{number}")
-        else:
-            number, created = writer.add(
-                item.file,
-                item.note,
-                content=item.content,
-                digest=item.digest,
-                preferred_number=item.version,
-            )
-            (report.created if created else report.unchanged).append(f"{name}@{number}")
+        number = _write_version(writer, item, report)
         for label in item.labels:
             move = writer.set_label(number, label)
             if move.from_version is None:
                 report.labels.append(f"{name}@{label} → v{move.to_version}")
             elif move.from_version != move.to_version:
                 report.moved.append(f"{name}@{label} v{move.from_version} → v{move.to_version}")
+
+
+def _write_version(writer: PromptWriter, item: _Incoming, report: ImportReport) -> int:
+    """The number `item` has in the library: the version already holding its content, or a
+    new one; reported as created or unchanged."""
+    name = item.file.name
+    if item.version is not None and writer.has(item.version, item.digest):
+        number = item.version  # the very same version (same number, same content)
+        report.unchanged.append(f"{name}@{number}")
+    elif item.digest in writer.earliest:
+        # Already here (an earlier import, or the same content under another number).
+        number = writer.earliest[item.digest]
+        report.unchanged.append(f"{name}@{number}")
+    else:
+        number, created = writer.add(
+            item.file,
+            item.note,
+            content=item.content,
+            digest=item.digest,
+            preferred_number=item.version,
+        )
+        (report.created if created else report.unchanged).append(f"{name}@{number}")
+    return number
 
 
 # --- built-ins ------------------------------------------------------------------------------

@@ -125,8 +125,7 @@ def busy_reason(store: Store, run: Run, now: datetime | None = None) -> str | No
             f"it to finish, or stop that process (Ctrl+C in its terminal, or kill "
             f"{run.owner_pid}) and resume it then"
         )
-    heard = run.heartbeat_at or run.owner_since or run.created_at
-    minutes = max(0, int((now - heard).total_seconds() // 60))
+    minutes = max(0, int((now - _last_heard(run)).total_seconds() // 60))
     who = f"process {run.owner_pid} on {run.owner_host}" if run.owner_pid else "another process"
     stale = int(STALE_AFTER.total_seconds() // 60)
     return (
@@ -218,8 +217,12 @@ def _gone(store: Store, run: Run, now: datetime) -> bool:
                 key = (store.url, run.id)
                 return key not in _executing and key not in _planned
         return not process_alive(run.owner_pid, run.owner_since)
-    heard = run.heartbeat_at or run.owner_since or run.created_at
-    return now - heard > STALE_AFTER
+    return now - _last_heard(run) > STALE_AFTER
+
+
+def _last_heard(run: Run) -> datetime:
+    """When the run's owner last gave a sign of life: its heartbeat, else when it took the run."""
+    return run.heartbeat_at or run.owner_since or run.created_at
 
 
 def process_alive(pid: int, since: datetime | None = None) -> bool:

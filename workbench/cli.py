@@ -25,7 +25,7 @@ from .errors import WorkbenchError
 
 if TYPE_CHECKING:
     from .datasets import Dataset
-    from .evaluate import VersionReport
+    from .evaluate import EvalReport, VersionReport
     from .library import Library
     from .runner import Runner, RunSummary
     from .terminal import ProgressDisplay
@@ -717,6 +717,7 @@ def eval_command(
                 for v in report.versions
             ],
         )
+        _probability_scores(report)
         if output is not None:
             click.echo(f"report written to {output}")
     below = report.below(min_pass_rate)
@@ -867,6 +868,21 @@ def _dataset_or_test_set(library: Library, source: str) -> Dataset:
         return get_test_set(library.store, source)
     except NotFoundError as exc:
         raise WorkbenchError(f"--dataset {source}: no such file, and {exc}") from None
+
+
+def _probability_scores(report: EvalReport) -> None:
+    """Accuracy, log-loss, Brier and ECE from scored answer choices, raw and calibrated."""
+    from .evaluate import PROBABILITY_HEADERS, probability_lines, probability_table
+
+    table = probability_table(report)
+    if table:
+        click.echo()
+        _table(
+            [h.upper() for h in PROBABILITY_HEADERS],
+            [[*line[:3], f"{line[3]:.0%}", *(f"{x:.3f}" for x in line[4:])] for line in table],
+        )
+    for line in probability_lines(report):
+        click.echo(line)
 
 
 def _metric_cell(version: VersionReport, metric: str) -> str:

@@ -172,6 +172,38 @@ class Backend(Protocol):
         exact with a tokenizer, else an estimate that says so."""
         ...
 
+    def token_pieces(self, ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
+        """The text of each token id, for views that show an answer token by token.
+
+        `in_sequence`: the ids are one text in order, and each piece is what its token adds to
+        the text so far, so the pieces join to exactly the decoded text (a character spread over
+        several byte tokens comes whole with the token that completes it, the ones before add
+        nothing). Otherwise each id is decoded alone (the alternatives at one step).
+        Only with `capabilities.token_ids`; otherwise raises CapabilityError (a server's token
+        log-probabilities carry their own texts)."""
+        ...
+
+    def token_ids(self, text: str) -> list[int]:
+        """`text`'s token ids, without special tokens (a token typed to branch an answer with).
+        Only with `capabilities.token_ids`; otherwise raises CapabilityError."""
+        ...
+
+    def generate_forced(
+        self,
+        model_input: ModelInput,
+        forced: Sequence[int],
+        params: GenerationParams,
+        *,
+        seed: int,
+        cancel: Cancel | None = None,
+    ) -> Generation:
+        """An answer that begins with the token ids `forced`, then goes on as the model
+        continues it (see workbench.branching): its log-probabilities cover every token, the
+        forced ones as the model scores them there after `params`' processors. `max_new_tokens`
+        counts the forced tokens too. Only with `capabilities.logits`; otherwise raises
+        CapabilityError; ValueError for an id outside the model's vocabulary."""
+        ...
+
     def log_likelihood(self, text: str) -> LogLikelihood:
         """`text` scored by the model on its own, after a start token and without any prompt.
 

@@ -560,6 +560,12 @@ class RemoteBackend:
             return Truncation(text, exact=False)
         return Truncation(text[: max(tokens, 0) * CHARS_PER_TOKEN], exact=False)
 
+    def token_pieces(self, ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
+        raise CapabilityError(
+            f"{self.info.name} is a server: its token ids cannot be decoded here (its token "
+            "log-probabilities carry their own texts)"
+        )
+
     def log_likelihood(self, text: str) -> LogLikelihood:
         raise CapabilityError(
             f"{self.info.name} is a server, and servers do not give the log-probabilities of "
@@ -581,6 +587,23 @@ class RemoteBackend:
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
         check_context(self.info, prompt_tokens, params, estimate=True)
+
+    def token_ids(self, text: str) -> list[int]:
+        raise CapabilityError(f"{self.info.name} is a server: it does not tokenize for us")
+
+    def generate_forced(
+        self,
+        model_input: ModelInput,
+        forced: Sequence[int],
+        params: GenerationParams,
+        *,
+        seed: int,
+        cancel: Cancel | None = None,
+    ) -> Generation:
+        raise CapabilityError(
+            f"{self.info.name} is a server: an answer cannot be continued from a chosen token "
+            "there; that needs a local model"
+        )
 
     # --- generation -----------------------------------------------------------------------------
     def generate(

@@ -294,6 +294,28 @@ def test_tokens_of_a_stop_string_the_server_cut_are_left_out(
     assert g.logprobs.texts == ("Positive", "\n") and g.logprobs.logprobs == (-0.5, -0.25)
 
 
+def test_the_token_view_reads_a_servers_record_by_its_texts(
+    stub: tuple[StubBehaviour, str],
+) -> None:
+    """What the Playground and Compare show for a server's answer: its tokens' texts and
+    alternatives, padding left out, and a caption that says whose probabilities they are."""
+    from workbench import token_view
+
+    _, url = stub
+    backend = backend_for(url)
+    [g] = backend.generate([chat_input(backend)], GREEDY)
+    assert g is not None and g.logprobs is not None
+    pieces = token_view.stored_pieces(g.logprobs)
+    assert pieces is not None
+    steps = token_view.token_steps(g.logprobs, pieces)
+    assert "".join(s.text for s in steps) == g.text
+    assert [s.rank for s in steps] == [1, 1, 1, 1]  # chosen by text: ids are unknown
+    assert [a.text for a in steps[0].alternatives] == ["Hello", "alt1", "alt2", "alt3", "alt4"]
+    padded = token_view.token_steps(SERVER_RECORD, token_view.stored_pieces(SERVER_RECORD))
+    assert [len(s.alternatives) for s in padded] == [3, 2, 5, 1, 0]
+    assert "server reported" in token_view.distribution_text(g.logprobs)
+
+
 # --- servers that give none -----------------------------------------------------------------------
 
 

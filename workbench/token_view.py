@@ -121,6 +121,8 @@ def visible(text: str) -> str:
 
 def distribution_text(record: TokenLogprobs) -> str:
     """What the probabilities are of, for a caption: the model's own or after processors."""
+    if record.after == "server":  # a server reports them without naming its processors
+        return "the probabilities the server reported (it does not say after which settings)"
     if not record.processors:
         return "the model's own probabilities (no temperature or penalty changed them)"
     names = ", ".join(NAMES.get(p, p) for p in record.processors)

@@ -293,6 +293,28 @@ def test_compose_run_compare_export(page: Any, server: str, shots: Any) -> None:
     assert f"{PROMPT}@2" in exported and f"{PROMPT}@1" in exported
     print(f"loop: {act.count} user actions")
     assert act.count <= MAX_LOOP_ACTIONS, act.count
+
+    # Where two answers part: column 2 sampled under another seed until its answer differs
+    # from the baseline's (what the model writes is not asserted, only that the view shows it).
+    run_comparison = page.get_by_role("button", name="Run comparison")
+    for seed in range(1, 6):
+        page.get_by_role("textbox", name="Parameters").nth(1).fill(
+            f"temperature=1.0, max_new_tokens=64, seed={seed}"
+        )
+        page.keyboard.press("Tab")
+        settle(page)
+        run_comparison.click()
+        settle(page)
+        expect(run_comparison).to_be_enabled(timeout=APP_TIMEOUT_MS)
+        settle(page)
+        if page.get_by_text("diverges at token").count():
+            break
+    expect(page.get_by_text("diverges at token").first).to_be_visible()
+    page.get_by_role("button", name="Where they part").first.click()
+    settle(page)
+    no_errors(page)
+    expect(page.get_by_text("The text both share before they part:")).to_be_visible()
+    shots(page, "compare-divergence")
     page.get_by_text("Charts", exact=True).click()
     settle(page)
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
@@ -330,6 +352,20 @@ def test_compose_run_compare_export(page: Any, server: str, shots: Any) -> None:
     assert answer.strip() and answer.strip() != "(empty answer)"
     assert "run=" in page.url
     shots(page, "playground")
+
+    # The answer token by token: a click keeps one token's alternatives open; then continue
+    # from there with another token, a new stored answer beside its parent.
+    tokens = page.locator(".wb-tok")
+    expect(tokens.first).to_be_visible()
+    tokens.first.click()
+    shots(page, "playground-tokens")
+    page.get_by_text("Continue from here with this token").first.click()
+    settle(page)
+    page.get_by_role("button", name="Continue from here with this token").click()
+    expect(page.get_by_text("Branch: output").first).to_be_visible(timeout=APP_TIMEOUT_MS)
+    settle(page)
+    no_errors(page)
+    shots(page, "playground-branch")
 
     # A page switch and a reload keep the selection.
     act.nav("History")

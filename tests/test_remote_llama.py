@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import build_prompt_text
 from servers import ALIAS
@@ -41,6 +42,22 @@ COUNTING = "Count from one to twenty: 1, 2, 3, 4, 5,"
 def llama(llama_url: str) -> RemoteBackend:
     settings = OpenAISettings(base_url=llama_url, context_window=2048, max_concurrency=4)
     return RemoteBackend(ServerSpec(llama_url, ALIAS), settings)
+
+
+@pytest.fixture(autouse=True)
+def _server_idle(request: pytest.FixtureRequest) -> None:
+    """Each test starts when the server has finished what earlier tests left it doing.
+
+    llama-cpp-python answers one request at a time and finishes an answer whose reader has
+    gone (a cancelled stream). A test's tokenize probe queued behind such an answer — slow on a
+    busy machine, slower with log-probabilities — ran past the probes' 10 s limit, and the
+    session's backend then estimated token counts for every later test. The tokenize endpoint
+    waits for the model like any request, so one call with a long limit waits for the server
+    to be free."""
+    if "llama" not in request.fixturenames:
+        return
+    url = request.getfixturevalue("llama_url").removesuffix("/v1")
+    httpx.post(f"{url}/extras/tokenize", json={"input": "idle"}, timeout=300)
 
 
 def chat(text: str) -> Rendered:

@@ -469,6 +469,12 @@ class RemoteBackend:
             return Truncation(text, exact=False)
         return Truncation(text[: max(tokens, 0) * CHARS_PER_TOKEN], exact=False)
 
+    def score_choices(self, inputs: Any, choices: Any, **kwargs: Any) -> Any:
+        raise CapabilityError(
+            f"{self.info.name} is a server, and it gives no log-probabilities for choices: "
+            "scoring answer choices needs a local model (or run without --choices)"
+        )
+
     def log_likelihood(self, text: str) -> LogLikelihood:
         raise CapabilityError(
             f"{self.info.name} is a server, and servers do not give the log-probabilities of "

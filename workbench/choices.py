@@ -163,6 +163,14 @@ class ChoiceRequest:
             return None
         return cls(parsed, calibrate)
 
+    @classmethod
+    def from_form(cls, enabled: bool, text: str, calibrate: bool) -> ChoiceRequest | None:
+        """The Evaluate page's switch: off → None; on → these choices (an empty field: each
+        version's own metadata.choices, refused for a version without them)."""
+        if not enabled:
+            return None
+        return cls(parse_choices(text) if text.strip() else None, calibrate)
+
     def stored(self) -> dict[str, Any]:
         """The start of `run.calibration`; `distributions` fills in per version as computed."""
         return {

@@ -870,9 +870,10 @@ def check_choices(
     for version in versions:
         choices = effective_choices(version, request)
         if choices is None:
-            if request is not None and request.calibrate:
+            if request is not None:  # calibration, or scoring asked for without choices
+                asked = "--calibrate" if request.calibrate else "scoring answer choices"
                 raise ChoicesError(
-                    f"--calibrate needs answer choices: {version.ref} declares no "
+                    f"{asked} needs answer choices: {version.ref} declares no "
                     "metadata.choices; give them with --choices"
                 )
             continue

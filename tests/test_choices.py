@@ -290,3 +290,17 @@ def save_in(library: Any, prompt_text: Any, **metadata: Any) -> Any:
 
 def save(runner: Any, prompt_text: Any, **metadata: Any) -> Any:
     return save_in(runner.library, prompt_text, **metadata)
+
+
+def test_calibration_keeps_examples_given_in_the_rows(runner: Any) -> None:
+    version = runner.library.get("few-shot-sentiment")
+    examples = [{"input": "yay", "output": "Positive"}, {"input": "boo", "output": "Negative"}]
+    rows = [{"text": t, "examples": examples} for t in TEXTS[:2]]
+    summary = runner.run([version], rows, choices=ChoiceRequest.build("Positive,Negative", True))
+    with runner.store.read() as s:
+        from workbench.store import Run
+
+        stored = s.get_one(Run, summary.run.id).calibration
+    [dist] = stored["distributions"].values()
+    assert dist["variables"] == ["text"]
+    assert all(o.choices["calibrated"] is not None for o in summary.outputs)

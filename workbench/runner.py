@@ -612,8 +612,7 @@ class Runner:
         if known is not None and known.get("choices") == list(cell.choices):
             return [float(p) for p in known["probs"]]
         version = cell.version
-        used = set(version.file.template_variables())
-        names = [n for n in cell.variables if n in used] or required_variables(version)
+        names = content_free_names(version, cell.variables)
         inputs = []
         for value in CONTENT_FREE:
             variables = content_free_variables(names, value, cell.variables)
@@ -884,6 +883,26 @@ def check_choices(
                 "vote on: drop samples (self-consistency) or the choices"
             )
     return scored
+
+
+def content_free_names(version: VersionInfo, row: Mapping[str, Any]) -> list[str]:
+    """The variables calibration empties: the text inputs the rows fill (the content being
+    classified), not structured ones such as few-shot examples, which stay as in the first row
+    so the content-free prompt is the same prompt; when the rows fill none, every text input."""
+    specs = version.file.inputs
+    used = set(version.file.template_variables())
+
+    def text(name: str) -> bool:
+        return name not in specs or specs[name].kind == "string"
+
+    names = [n for n in row if n in used and text(n) and isinstance(row[n], str)]
+    names = names or [n for n in version.file.template_variables() if text(n)]
+    if not names:
+        raise ChoicesError(
+            f"{version.ref}: calibration puts content-free inputs into the prompt's text inputs, "
+            "and it has none"
+        )
+    return names
 
 
 def effective_choices(

@@ -304,3 +304,15 @@ def test_calibration_keeps_examples_given_in_the_rows(runner: Any) -> None:
     [dist] = stored["distributions"].values()
     assert dist["variables"] == ["text"]
     assert all(o.choices["calibrated"] is not None for o in summary.outputs)
+
+
+def test_single_and_multi_token_choices_together(tiny_backend: Any) -> None:
+    xs = inputs(TEXTS)
+    single = next(
+        c for c in ["a", "b", "!", "."] if len(tiny_backend.choice_tokens(xs[0], [c])[0]) == 1
+    )
+    mixed = [single, "Qz", "a much longer answer than the others"]
+    assert [len(t) > 1 for t in tiny_backend.choice_tokens(xs[0], mixed)] == [False, True, True]
+    for x, result in zip(xs, tiny_backend.score_choices(xs, mixed), strict=True):
+        for choice, value in zip(mixed, result.logprobs, strict=True):
+            assert abs(value - plain_score(tiny_backend, x, choice)) < TOLERANCE, choice

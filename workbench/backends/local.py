@@ -414,8 +414,9 @@ class TransformersBackend:
 
         Each prompt is read once: rows are length-sorted and left-padded on the shared prefix's
         KV cache (as `generate` does), one forward pass gives every row's cache and the
-        distribution of the first answer token; each row's cache is then repeated once per
-        choice and the choices' remaining tokens run as one batch on it. Every token is
+        distribution of the first answer token, which scores single-token choices outright;
+        the other choices' remaining tokens then run as one batch, each on a copy of its
+        row's cache. Every token is
         checked (`choice_tokens`, the context window) before the first forward pass."""
         prompts = [self.encode(x) for x in inputs]
         conts = [self.choice_tokens(x, choices) for x in inputs]
@@ -499,19 +500,17 @@ class TransformersBackend:
             scores = [[float(first[r, conts[r][k][0]]) for k in range(c)] for r in range(n)]
             if more == 0:
                 return scores
-            # Every (row, choice) pair as one row on its row's cache: row r, choice k → r*c + k.
-            cache = _repeat_cache(out.cache, c, self.model.config)
-            step = torch.full((n * c, more), self.pad_id, dtype=torch.long)
-            for r in range(n):
-                for k in range(c):
-                    rest = conts[r][k][:-1]
-                    if rest:
-                        step[r * c + k, : len(rest)] = torch.tensor(rest)
-            step_mask = torch.cat(
-                [mask.repeat_interleave(c, dim=0), mask.new_ones((n * c, more))], dim=1
-            )
-            last = positions[:, -1].repeat_interleave(c)
-            step_pos = last[:, None] + 1 + torch.arange(more)[None, :]
+            # Each choice with tokens after its first becomes one row on its prompt's cache
+            # (single-token choices are already scored): pair i reads row rows_of[i].
+            pairs = [(r, k) for r in range(n) for k in range(c) if len(conts[r][k]) > 1]
+            rows_of = torch.tensor([r for r, _ in pairs])
+            cache = _select_cache(out.cache, rows_of, self.model.config)
+            step = torch.full((len(pairs), more), self.pad_id, dtype=torch.long)
+            for i, (r, k) in enumerate(pairs):
+                rest = conts[r][k][:-1]
+                step[i, : len(rest)] = torch.tensor(rest)
+            step_mask = torch.cat([mask[rows_of], mask.new_ones((len(pairs), more))], dim=1)
+            step_pos = positions[rows_of, -1][:, None] + 1 + torch.arange(more)[None, :]
             logits = self.model(
                 input_ids=step,
                 attention_mask=step_mask,
@@ -520,11 +519,10 @@ class TransformersBackend:
                 use_cache=False,
             ).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
-            for r in range(n):
-                for k in range(c):
-                    tokens = conts[r][k]
-                    for j in range(1, len(tokens)):
-                        scores[r][k] += float(logp[r * c + k, j - 1, tokens[j]])
+            for i, (r, k) in enumerate(pairs):
+                tokens = conts[r][k]
+                for j in range(1, len(tokens)):
+                    scores[r][k] += float(logp[i, j - 1, tokens[j]])
         return scores
 
     # --- batch generation -----------------------------------------------------------------------
@@ -908,10 +906,10 @@ class TransformersBackend:
         return TokenStream(self, ids, params, cancel)
 
 
-def _repeat_cache(cache: Any, times: int, config: Any) -> Any:
-    """A cache with each row repeated `times` times in a row (row r → rows r*times…): every
-    answer choice reads its row's prompt. Plain full-attention layers are copied into fresh
-    layers; other caches use transformers' own `batch_repeat_interleave` on a copy."""
+def _select_cache(cache: Any, rows: Any, config: Any) -> Any:
+    """A cache whose row i is `cache`'s row `rows[i]` (rows may repeat: a prompt read by several
+    choices). Plain full-attention layers are copied into fresh layers; other caches use
+    transformers' own `batch_select_indices` on a copy."""
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
@@ -920,12 +918,11 @@ def _repeat_cache(cache: Any, times: int, config: Any) -> Any:
     if plain and all(type(layer) is DynamicLayer for layer in fresh.layers):
         for target, source in zip(fresh.layers, cache.layers, strict=True):
             target.update(  # type: ignore[union-attr]
-                source.keys.repeat_interleave(times, dim=0),
-                source.values.repeat_interleave(times, dim=0),
+                source.keys.index_select(0, rows), source.values.index_select(0, rows)
             )
         return fresh
     copied = copy.deepcopy(cache)
-    copied.batch_repeat_interleave(times)
+    copied.batch_select_indices(rows)
     return copied
 
 

@@ -22,7 +22,7 @@ the loaded model, best of each; printed as "logprobs overhead" (target: at most 
 Then, on W1, answer-choice scoring against generating the label: the same runner over the same
 32 reviews, (g) generating (as in W1), (s) scoring the three labels Positive/Negative/Neutral
 (`--choices`), (s+c) scoring them with contextual calibration (`--calibrate`: three more
-prompts), alternated, best of three each; rows/s and the ratio s/g. `--choices-only` measures
+prompts), alternated, best of five each; rows/s and the ratio s/g. `--choices-only` measures
 just that.
 """
 
@@ -310,7 +310,7 @@ def choice_scoring(
     prompt: str,
     rows: list[dict[str, str]],
     max_new: int,
-    rounds: int = 3,
+    rounds: int = 5,
 ) -> None:
     """W1 through the runner three ways, alternated so the machine's load falls on all:
     generating the label, scoring the three labels, scoring them calibrated."""

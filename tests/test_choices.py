@@ -316,3 +316,41 @@ def test_single_and_multi_token_choices_together(tiny_backend: Any) -> None:
     for x, result in zip(xs, tiny_backend.score_choices(xs, mixed), strict=True):
         for choice, value in zip(mixed, result.logprobs, strict=True):
             assert abs(value - plain_score(tiny_backend, x, choice)) < TOLERANCE, choice
+
+
+def test_a_resumed_run_scores_the_rest_with_the_stored_calibration(
+    runner: Any, prompt_text: Any
+) -> None:
+    from sqlalchemy import delete
+
+    from workbench.store import Output, Run
+
+    version = save(runner, prompt_text)
+    request = ChoiceRequest.build(",".join(LABELS), calibrate=True)
+    first = runner.run([version], ROWS, choices=request, use_cache=False)
+    run_id = first.run.id
+    with runner.store.write() as s:
+        s.execute(delete(Output).where(Output.run_id == run_id, Output.row_index >= 2))
+        s.get_one(Run, run_id).status = "failed"
+        stored = s.get_one(Run, run_id).calibration
+    calls: list[int] = []
+    real = runner.backend.score_choices
+
+    def counting(inputs: Any, choices: Any, **kw: Any) -> Any:
+        calls.append(len(inputs))
+        return real(inputs, choices, **kw)
+
+    runner.backend.score_choices = counting
+    try:
+        resumed = runner.resume(run_id)
+    finally:
+        del runner.backend.score_choices
+    assert calls == [2]  # the two missing rows; the content-free prompts are not scored again
+    by_row = {o.row_index: o for o in resumed.outputs}
+    for o in first.outputs:
+        again = by_row[o.row_index].choices
+        for key in ("logprobs", "probs", "calibrated"):
+            assert again[key] == pytest.approx(o.choices[key], abs=TOLERANCE)
+        assert by_row[o.row_index].text == o.text
+    with runner.store.read() as s:
+        assert s.get_one(Run, run_id).calibration == stored

@@ -354,3 +354,26 @@ def test_a_resumed_run_scores_the_rest_with_the_stored_calibration(
         assert by_row[o.row_index].text == o.text
     with runner.store.read() as s:
         assert s.get_one(Run, run_id).calibration == stored
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("[]", "metadata.choices: choices is empty"),
+        ("[Positive, Positive]", "metadata.choices: choice 'Positive' is given twice"),
+        ("[Positive, 3]", "metadata.choices: choice 2 is int 3, not text: quote it"),
+        ("[Positive, null]", "metadata.choices: choice 2 is NoneType None, not text"),
+    ],
+)
+def test_a_file_with_bad_choices_is_refused_naming_file_and_line(value: str, message: str) -> None:
+    from workbench.errors import PromptFileError
+    from workbench.templates import parse_prompt
+
+    text = (
+        "---\nname: labels\nmodel:\n  apiType: completion\nmetadata:\n"
+        f"  choices: {value}\n---\nText: {{{{ text }}}}\nSentiment:\n"
+    )
+    with pytest.raises(PromptFileError) as caught:
+        parse_prompt(text, "labels.prompty")
+    assert str(caught.value).startswith("labels.prompty, line 6: " + message)
+    assert "\n" not in str(caught.value)

@@ -557,7 +557,7 @@ def run_command(
         out = streamed.output
         assert out is not None
         ttft = f" · first token {out.ttft_s:.2f} s" if out.ttft_s is not None else ""
-        if out.cached:  # the time is the original generation's, not this answer's
+        if out.cached or out.choices is not None:  # nothing generated now: no rate
             origin = wording.latency_text(out)
         else:
             origin = f"{wording.latency_text(out)} · {wording.tokens_per_s_text(out)} tok/s{ttft}"
@@ -618,17 +618,21 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
 
 
 def _choice_text(output: OutputRecord) -> str | None:
-    """A scored answer with its probability, raw and calibrated: "Positive 62% (cal. 48%)"."""
+    """A scored answer with its probability: "Positive 93%"; calibrated, with the raw answer
+    beside it: "Negative 56% calibrated (raw Positive 62%)"."""
     if output.choices is None:
         return None
-    from .choices import ChoiceResult
+    from .choices import ChoiceResult, argmax
 
     result = ChoiceResult.from_dict(output.choices)
-    i = result.choices.index(result.answer)
-    text = f"{result.answer} {result.probs[i]:.0%}"
-    if result.calibrated is not None:
-        text += f" (calibrated {result.calibrated[i]:.0%})"
-    return text
+    raw = argmax(result.probs)
+    if result.calibrated is None:
+        return f"{result.choices[raw]} {result.probs[raw]:.0%}"
+    best = argmax(result.calibrated)
+    return (
+        f"{result.choices[best]} {result.calibrated[best]:.0%} calibrated "
+        f"(raw {result.choices[raw]} {result.probs[raw]:.0%})"
+    )
 
 
 def _timing(summary: RunSummary) -> str:

@@ -12,6 +12,10 @@ cache off, run through the Runner exactly as `workbench run --dataset` does: onc
 WORKBENCH_OPENAI_MAX_CONCURRENCY=1 (the baseline) and once with 8. Printed: wall time,
 rows/s, generated tokens/s, mean latency per row, and the speed-up.
 
+Every request asks for token log-probabilities (top 5) as the workbench does by default; a
+third pass at concurrency 1 with WORKBENCH_OPENAI_TOP_LOGPROBS=0 asks for none, and the cost of
+asking is printed, with the bytes per token the stored records take.
+
 A server that answers one request at a time (llama-cpp-python's does: one model, one lock)
 shows a speed-up near 1: concurrency then only hides the network round trip. Servers that
 batch requests together (vLLM, TGI, llama.cpp's own server with --parallel N) gain from it.
@@ -44,6 +48,9 @@ class Measure:
     rows: int
     tokens: int
     latency_s: float
+    top_logprobs: int
+    logprob_bytes: int  # stored token log-probabilities, all rows
+    logprob_tokens: int  # tokens they hold
 
     @property
     def rows_per_s(self) -> float:
@@ -54,13 +61,18 @@ class Measure:
         return self.tokens / self.wall_s
 
 
-def measure(library: Any, spec: str, concurrency: int, rows: list[dict[str, str]]) -> Measure:
+def measure(
+    library: Any, spec: str, concurrency: int, rows: list[dict[str, str]], top_logprobs: int = 5
+) -> Measure:
     from workbench.backends.remote import RemoteBackend, ServerSpec
     from workbench.config import OpenAISettings, Settings
     from workbench.runner import Runner
+    from workbench.runs import token_logprobs
 
     settings = Settings.from_env().openai
-    settings = OpenAISettings(**{**settings.__dict__, "max_concurrency": concurrency})
+    settings = OpenAISettings(
+        **{**settings.__dict__, "max_concurrency": concurrency, "top_logprobs": top_logprobs}
+    )
     backend = RemoteBackend(ServerSpec.parse(spec, settings), settings)
     runner = Runner(library, backend)
     version = library.get("zero-shot-sentiment-chat")
@@ -69,12 +81,18 @@ def measure(library: Any, spec: str, concurrency: int, rows: list[dict[str, str]
     wall = time.perf_counter() - started
     outputs = summary.outputs
     assert all(o.error is None and o.text is not None for o in outputs)
+    records = token_logprobs(library.store, [o.id for o in outputs]).values()
+    for notice in summary.notices:  # a server that gives no log-probabilities
+        print(f"note: {notice}")
     return Measure(
         concurrency,
         wall,
         len(outputs),
         sum(o.completion_tokens or 0 for o in outputs),
         statistics.mean(o.latency_s or 0 for o in outputs),
+        top_logprobs,
+        sum(len(r.to_bytes()) for r in records),
+        sum(len(r) for r in records),
     )
 
 
@@ -115,13 +133,27 @@ def main() -> None:
         )
         measure(library, spec, 1, rows[:4])  # warm-up: load pages, fill the server's caches
         results = [measure(library, spec, c, rows) for c in (1, args.concurrency)]
-    print(f"\n{'concurrency':>11} {'wall s':>8} {'rows/s':>8} {'tok/s':>8} {'latency s':>10}")
-    for m in results:
+        plain = measure(library, spec, 1, rows, top_logprobs=0)
+    print(
+        f"\n{'concurrency':>11} {'logprobs':>8} {'wall s':>8} {'rows/s':>8} {'tok/s':>8} "
+        f"{'latency s':>10}"
+    )
+    for m in [*results, plain]:
         print(
-            f"{m.concurrency:>11} {m.wall_s:>8.2f} {m.rows_per_s:>8.2f} {m.tokens_per_s:>8.1f} "
-            f"{m.latency_s:>10.2f}"
+            f"{m.concurrency:>11} {m.top_logprobs:>8} {m.wall_s:>8.2f} {m.rows_per_s:>8.2f} "
+            f"{m.tokens_per_s:>8.1f} {m.latency_s:>10.2f}"
         )
     base, many = results
+    if base.logprob_tokens:
+        print(
+            f"\nasking for token log-probabilities (top {base.top_logprobs}): "
+            f"{base.wall_s / plain.wall_s:.2f}× the time of asking for none at concurrency 1 "
+            f"({plain.rows_per_s:.2f} → {base.rows_per_s:.2f} rows/s); stored: "
+            f"{base.logprob_bytes / base.logprob_tokens:.1f} bytes a token "
+            f"({base.logprob_tokens} tokens)"
+        )
+    else:
+        print("\nthe server gave no token log-probabilities")
     print(
         f"\nspeed-up with {many.concurrency} concurrent requests: "
         f"{many.rows_per_s / base.rows_per_s:.2f}× rows/s "

@@ -388,6 +388,18 @@ BUILTIN_PROMPTS_DIR = REPO_ROOT / "workbench" / "prompts"
 TINY_WEIGHT_SCALE = 6.0
 
 
+def child_env(**settings: str) -> dict[str, str]:
+    """The environment for a `workbench` child process: this test's settings (the autouse
+    fixture's), the built-in prompts, this checkout first on the import path."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {
+        **os.environ,
+        "WORKBENCH_PROMPTS_DIR": str(BUILTIN_PROMPTS_DIR),
+        "PYTHONPATH": path,
+        **settings,
+    }
+
+
 def _sharpen(folder: Path, factor: float) -> None:
     """Scale every weight matrix except the embeddings, in place.
 
@@ -471,8 +483,13 @@ def app_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_db: Path, tiny_model_dir: Path
 ) -> Path:
     """Settings for an app under test: its own database with the real built-ins, the tiny model
-    as the default model, and no resources cached from an earlier test."""
+    as the default model, and no resources or background jobs of an earlier test (jobs are
+    found by run id, and every test's database numbers its runs from 1)."""
     import streamlit as st
+
+    from workbench import jobs
+
+    monkeypatch.setattr(jobs, "_jobs", {})
 
     shutil.copyfile(migrated_db, tmp_path / "app.db")
     monkeypatch.setenv("WORKBENCH_DATABASE_URL", f"sqlite:///{tmp_path}/app.db")

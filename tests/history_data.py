@@ -100,22 +100,13 @@ def seed_history(
             n_rows = min(rows_per_run, n_outputs - written)
             run_start = START + run_every * (first_run - 1 + r)
             run_rows.append(
-                {
-                    "id": run_id,
-                    "status": "done",
-                    "model": model,
-                    "backend": "transformers",
-                    "revision": "main",
-                    "dtype": "float32",
-                    "params": {"max_new_tokens": 64} if r % 2 else {},
-                    "samples": 1,
-                    "use_cache": True,
-                    "dataset": None,
-                    "total": n_rows,
-                    "error": None,
-                    "created_at": run_start,
-                    "finished_at": run_start + timedelta(minutes=5),
-                }
+                run_record(
+                    run_id,
+                    model,
+                    n_rows,
+                    run_start,
+                    params={"max_new_tokens": 64} if r % 2 else {},
+                )
             )
             version_rows.append({"run_id": run_id, "position": 0, "version_id": version_ids[ref]})
             for i in range(n_rows):
@@ -169,6 +160,64 @@ def _output(
         "cancelled" if k % CANCELLED_EVERY == 0 else "length" if k % LENGTH_EVERY == 0 else "eos"
     )
     model_input = f"<|im_start|>user\n{variables['text']}<|im_end|>\n<|im_start|>assistant\n"
+    return output_record(
+        run_id,
+        version_id,
+        row_index,
+        variables,
+        model,
+        text,
+        created_at,
+        model_input=model_input,
+        params={"temperature": 0.0, "max_new_tokens": 64, "seed": 0},
+        finish_reason=None if error else reason,
+        prompt_tokens=40,
+        batch_size=8,
+        error="RuntimeError: out of memory" if error else None,
+        cache_key=f"{k:064x}",
+        cached=k % 17 == 0,
+    )
+
+
+def run_record(
+    run_id: int,
+    model: str,
+    total: int,
+    created_at: datetime,
+    *,
+    params: dict[str, Any] | None = None,
+    dataset: str | None = None,
+) -> dict[str, Any]:
+    """A finished run as a row for a bulk insert (History's seed and the Compare benchmark)."""
+    return {
+        "id": run_id,
+        "status": "done",
+        "model": model,
+        "backend": "transformers",
+        "revision": "main",
+        "dtype": "float32",
+        "params": params or {},
+        "samples": 1,
+        "use_cache": True,
+        "dataset": dataset,
+        "total": total,
+        "error": None,
+        "created_at": created_at,
+        "finished_at": created_at + timedelta(minutes=5),
+    }
+
+
+def output_record(
+    run_id: int,
+    version_id: int,
+    row_index: int,
+    variables: dict[str, Any],
+    model: str,
+    text: str | None,
+    created_at: datetime,
+    **fields: Any,
+) -> dict[str, Any]:
+    """One output as a row for a bulk insert; `fields` override the plain defaults here."""
     return {
         "run_id": run_id,
         "version_id": version_id,
@@ -176,27 +225,28 @@ def _output(
         "sample_index": 0,
         "variables": variables,
         "messages": [{"role": "user", "content": variables["text"]}],
-        "model_input": model_input,
+        "model_input": variables["text"],
         "add_special_tokens": False,
         "model": model,
         "backend": "transformers",
         "revision": "main",
         "dtype": "float32",
         "chat_template_hash": "0" * 64,
-        "params": {"temperature": 0.0, "max_new_tokens": 64, "seed": 0},
+        "params": {"temperature": 0.0, "max_new_tokens": 32, "seed": 0},
         "seed": 0,
         "text": text,
-        "finish_reason": None if error else reason,
-        "prompt_tokens": 40,
-        "completion_tokens": None if error else len(text or "") // 4,
+        "finish_reason": "eos",
+        "prompt_tokens": 30,
+        "completion_tokens": None if text is None else len(text) // 4,
         "latency_s": 0.5,
         "ttft_s": 0.05,
-        "batch_size": 8,
-        "error": "RuntimeError: out of memory" if error else None,
+        "batch_size": 1,
+        "error": None,
         "answer": None,
-        "cache_key": f"{k:064x}",
-        "cached": k % 17 == 0,
+        "cache_key": f"{run_id:08x}{row_index:056x}",
+        "cached": False,
         "created_at": created_at,
+        **fields,
     }
 
 

@@ -4,7 +4,10 @@ request without answering, send keep-alive comments forever, cut an answer mid-s
 malformed answers.
 
 It streams a fixed answer word by word as Server-Sent Events on /v1/chat/completions and
-/v1/completions, and lists one model on /v1/models. Held requests watch their connection, so a
+/v1/completions, and lists one model on /v1/models. Asked for log-probabilities it gives each
+word (one token) -(i+1)/4 and k alternatives (the word, then "alt1"… one nat apart), in the
+shape of the endpoint asked (chat: `content`; completions: parallel lists), or it omits them or
+refuses the request (`logprobs`). Held requests watch their connection, so a
 test can see that the client closed it (`closed_by_client`) rather than waited.
 
 Run as a script (`python tests/openai_stub.py --stall-after 2`) it serves in the foreground and
@@ -50,6 +53,9 @@ class StubBehaviour:
     # send them; False: the body simply ends when the connection closes.
     chunked: bool = True
     authorizations: list[str] = field(default_factory=list)  # generation requests' headers
+    # Asked for log-probabilities: "give" them, "omit" them (answer as if not asked), "refuse"
+    # the request (HTTP 400 naming them, as a strict server does) or send them "garbled".
+    logprobs: str = "give"
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -137,6 +143,10 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
                 status, headers = failure
                 self._json(status, {"error": {"message": f"stub says {status}"}}, headers)
                 return
+            if b.logprobs == "refuse" and ("logprobs" in body or "top_logprobs" in body):
+                message = "logprobs and top_logprobs are not supported by this server"
+                self._json(400, {"error": {"message": message}})
+                return
             if stall and self._hold(b.stall_s):
                 return
             with b.lock:
@@ -175,6 +185,7 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
                 time.sleep(b.delay_s)
                 choice: dict[str, Any] = {"index": 0, "finish_reason": None}
                 choice.update({"delta": {"content": piece}} if chat else {"text": piece})
+                choice["logprobs"] = _logprobs(body, chat, [piece], i, b.logprobs)
                 self._event({"choices": [choice]})
             end: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
             if chat:
@@ -196,10 +207,14 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
             """A whole answer, with usage (as llama-cpp-python gives it only here)."""
             time.sleep(b.delay_s * len(b.answer.split(" ")))
             choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
-            if self.path.endswith("chat/completions"):
+            chat = self.path.endswith("chat/completions")
+            if chat:
                 choice["message"] = {"role": "assistant", "content": b.answer}
             else:
                 choice["text"] = b.answer
+            words = b.answer.split(" ")
+            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+            choice["logprobs"] = _logprobs(body, chat, pieces, 0, b.logprobs)
             usage = {"prompt_tokens": 7, "completion_tokens": len(b.answer.split(" "))}
             with b.lock:
                 b.in_flight -= 1
@@ -244,6 +259,53 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
     return Handler
+
+
+def stub_logprob(i: int) -> float:
+    """The log-probability the stub gives its i-th token (exact in float32)."""
+    return -(i + 1) / 4
+
+
+def _logprobs(
+    body: dict[str, Any], chat: bool, pieces: list[str], first: int, how: str
+) -> dict[str, Any] | None:
+    """A choice's `logprobs` for these tokens (the first is token `first` of the answer), in
+    the endpoint's shape, if the request asked and the stub gives them."""
+    asked = body.get("logprobs")
+    if not asked or how == "omit":
+        return None
+    if how == "garbled":
+        return {"content": "not a list"} if chat else {"tokens": ["x"], "token_logprobs": []}
+    k = int(body.get("top_logprobs", 0)) if chat else int(asked)
+
+    def top(piece: str, i: int) -> list[tuple[str, float]]:
+        return [(piece, stub_logprob(i))] + [(f"alt{j}", stub_logprob(i) - j) for j in range(1, k)]
+
+    steps = [(piece, first + n) for n, piece in enumerate(pieces)]
+    if chat:
+        return {
+            "content": [
+                {
+                    "token": piece,
+                    "logprob": stub_logprob(i),
+                    "bytes": list(piece.encode()),
+                    "top_logprobs": [
+                        {"token": t, "logprob": v, "bytes": list(t.encode())}
+                        for t, v in top(piece, i)
+                    ],
+                }
+                for piece, i in steps
+            ],
+            "refusal": None,
+        }
+    offsets = [sum(len(p) for p in pieces[:n]) for n in range(len(pieces))]
+    return {
+        "tokens": [piece for piece, _ in steps],
+        "token_logprobs": [stub_logprob(i) for _, i in steps],
+        # a dict, as OpenAI sends it: its order says nothing (this one is worst first)
+        "top_logprobs": [dict(reversed(top(piece, i))) for piece, i in steps],
+        "text_offset": offsets,
+    }
 
 
 @contextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import app_test, shown
 
 from workbench import jobs
@@ -22,12 +21,6 @@ PLAY, COMPOSE, LIBRARY, HISTORY, EVALUATE = (
     "pages/6_Evaluate.py",
 )
 PROMPT = "few-shot-sentiment"
-
-
-@pytest.fixture(autouse=True)
-def _no_jobs_of_earlier_tests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Jobs are found by run id, and every test's database numbers its runs from 1."""
-    monkeypatch.setattr(jobs, "_jobs", {})
 
 
 def _second_version(lib: Library, name: str = PROMPT) -> None:

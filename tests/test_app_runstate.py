@@ -89,21 +89,34 @@ def _status(at: object) -> str:
     return " ".join(shown(i.value) for i in at.info)  # type: ignore[attr-defined]
 
 
+def _click_into_running(at: Any, button: str, status: str, what: str) -> None:
+    """Click Run: the rerun that click causes shows the running state and a disabled Run."""
+    began = time.perf_counter()
+    at.button(key=button).click().run()
+    took = time.perf_counter() - began
+    assert not at.exception, at.exception
+    assert status in _status(at)
+    assert at.button(key=button).disabled
+    print(f"{what} click -> running state (AppTest): {took * 1000:.0f} ms")
+    assert took < 2.0  # loose: the machine is shared; recorded exactly in the report
+
+
+def _stop(at: Any, button: str, job: jobs.Job) -> None:
+    """Click Stop; the job ends cancelled, without an error, and the page draws its end."""
+    at.button(key=button).click().run()
+    assert job.wait(60) and job.cancelled and job.error is None, job.error
+    at.run()
+    assert not at.exception, at.exception
+
+
 def _stored_runs() -> int:
     return len(list_runs(Runner(open_library()).store))
 
 
 def test_running_state_shows_in_the_rerun_the_click_causes(slow_model: None) -> None:
     at = _playground(400)
-    began = time.perf_counter()
-    at.button(key="play_run").click().run()
-    took = time.perf_counter() - began
-    assert not at.exception, at.exception
-    assert "Running one answer from " + REF in _status(at)
+    _click_into_running(at, "play_run", "Running one answer from " + REF, "Run (whole page rerun)")
     assert at.button(key="play_stop")  # Stop is there while it runs
-    assert at.button(key="play_run").disabled
-    print(f"Run click -> running state (whole page rerun, AppTest): {took * 1000:.0f} ms")
-    assert took < 2.0  # loose: the machine is shared; recorded exactly in the report
     job = _job(at, SINGLE)
     job.cancel.set()
     assert job.wait(60)
@@ -195,19 +208,11 @@ def test_evaluate_shows_its_run_at_once_and_stop_keeps_the_scored_rows(slow_mode
     }
     at.text_input(key="eval_params").set_value("max_new_tokens=20").run()
     at.text_area(key="eval_asserts").set_value("exact-match").run()
-    began = time.perf_counter()
-    at.button(key="eval_run").click().run()
-    took = time.perf_counter() - began
-    assert not at.exception, at.exception
-    assert "Running evaluate zero-shot-sentiment-chat@1 on 20 rows" in _status(at)
-    assert at.button(key="eval_run").disabled
-    print(f"Evaluate click -> running state (AppTest): {took * 1000:.0f} ms")
-    assert took < 2.0
+    _click_into_running(
+        at, "eval_run", "Running evaluate zero-shot-sentiment-chat@1 on 20 rows", "Evaluate"
+    )
     job = _job(at, "eval_job")
-    at.button(key="eval_cancel").click().run()
-    assert job.wait(60) and job.cancelled and job.error is None, job.error
-    at.run()
-    assert not at.exception, at.exception
+    _stop(at, "eval_cancel", job)
     kept = sum(len(v.rows) for v in job.result.versions)
     assert kept < 20
     assert shown(at.warning[0].value) == f"Stopped: {kept} of 20 rows kept and scored."
@@ -223,19 +228,11 @@ def test_history_runs_again_in_the_background_with_stop(
     at = app_test("pages/4_History.py").run()
     at.selectbox(key="history:open").set_value(first.run.id).run()
     at.checkbox(key=f"history:rerun:cache:{first.run.id}").uncheck().run()
-    began = time.perf_counter()
-    at.button(key="history:rerun").click().run()
-    took = time.perf_counter() - began
-    assert not at.exception, at.exception
-    assert f"Running run {first.run.id} again" in _status(at)
-    assert at.button(key="history:rerun").disabled
-    print(f"History 'Run again' click -> running state (AppTest): {took * 1000:.0f} ms")
-    assert took < 2.0
+    _click_into_running(
+        at, "history:rerun", f"Running run {first.run.id} again", "History 'Run again'"
+    )
     job = _job(at, "history:job")
-    at.button(key="history:stop").click().run()
-    assert job.wait(60) and job.cancelled and job.error is None, job.error
-    at.run()
-    assert not at.exception, at.exception
+    _stop(at, "history:stop", job)
     warning = shown(at.warning[0].value)
     assert warning.startswith("Stopped: ") and f"kept in run {job.run_id}" in warning
     assert at.selectbox(key="history:open").value == job.run_id  # the new run is opened

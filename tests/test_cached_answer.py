@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT
+from conftest import BUILTIN_PROMPTS_DIR, child_env
 
 import workbench.backends.local as local
 from workbench.backends.chat_template import (
@@ -257,13 +257,7 @@ with open(sys.argv[1], "w") as f:
 
 def test_cached_cli_answer_imports_no_torch(tiny_model_dir: Path, tmp_path: Path) -> None:
     """`workbench run` in a new process: the second, cached answer never imports torch."""
-    env = {
-        **os.environ,
-        "WORKBENCH_PROMPTS_DIR": str(BUILTIN_PROMPTS_DIR),
-        "WORKBENCH_MODEL": str(tiny_model_dir),
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    env = child_env(WORKBENCH_MODEL=str(tiny_model_dir), HF_HUB_OFFLINE="1")
     args = [
         "run",
         "zero-shot-sentiment-chat",

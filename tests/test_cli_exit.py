@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT
+from conftest import REPO_ROOT, child_env
 
 
 def workbench(setup: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -22,8 +22,7 @@ def workbench_to(stdout: int, *args: str, setup: str = "") -> subprocess.Complet
         f"{setup}\nimport sys\nsys.argv = ['workbench', *sys.argv[1:]]\n"
         "from workbench.cli import run\nrun()\n"
     )
-    env = {**os.environ, "WORKBENCH_PROMPTS_DIR": str(BUILTIN_PROMPTS_DIR)}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    env = child_env()
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=REPO_ROOT,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from workbench.cli import main
 from workbench.db_faults import (
     DiskFullError,
     NotADatabaseError,
+    ReadOnlyDatabaseError,
 )
 from workbench.library import Library
 from workbench.store import Store
@@ -134,6 +136,38 @@ def test_the_store_says_what_the_file_is(tmp_path: Path) -> None:
     with pytest.raises(NotADatabaseError, match="is a text file"):
         Store(f"sqlite:///{path}")
     assert path.read_text(encoding="utf-8").startswith("name,text")  # left as it was
+
+
+def test_a_read_only_file_with_changes_in_its_wal_says_where_to_fold_them(
+    tmp_path: Path, migrated_db: Path
+) -> None:
+    """SQLite cannot open a read-only file whose -wal holds changes (it would need to write
+    beside it): said as such, not as "SQLite cannot open it"."""
+    path = tmp_path / "workbench.db"
+    shutil.copyfile(migrated_db, path)
+    store = Store(f"sqlite:///{path}")
+    store.engine.dispose()  # no connection holds the write-ahead log while it is faked here
+    wal = path.with_name("workbench.db-wal")
+    wal.write_bytes(b"changes")
+    orig = sqlite3.OperationalError("unable to open database file")
+    orig.sqlite_errorname = "SQLITE_CANTOPEN"
+    store.read_only_reason = "its folder is on a read-only file system"
+    try:
+        with pytest.raises(ReadOnlyDatabaseError) as raised:
+            store._raise_fault(OperationalError("SELECT 1", (), orig))
+        assert str(raised.value) == (
+            f"{path} has changes in workbench.db-wal that SQLite cannot read while the folder "
+            "is read-only (its folder is on a read-only file system): open it once where it is "
+            "writable, which folds them into the file"
+        )
+        wal.unlink()
+        with pytest.raises(Exception, match="SQLite cannot open it") as plain:
+            store._raise_fault(OperationalError("SELECT 1", (), orig))
+        assert not isinstance(plain.value, ReadOnlyDatabaseError)
+    finally:
+        wal.unlink(missing_ok=True)
+        store.read_only_reason = None
+        store.close()
 
 
 # --- disk full ---------------------------------------------------------------------------------

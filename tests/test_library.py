@@ -291,6 +291,14 @@ def test_labels_set_move_remove_with_history(library: Library, prompt_text: Prom
     assert [(m.label, m.to_version) for m in only] == [("candidate", 2)]
 
 
+def test_a_label_move_says_what_changed(library: Library, prompt_text: PromptText) -> None:
+    for n in range(1, 3):
+        library.save(prompt_text(body=body(n)))
+    assert library.set_label("demo@1", "production").change == "set on v1"
+    assert library.set_label("demo@2", "production").change == "moved v1 → v2"
+    assert library.remove_label("demo", "production").change == "removed from v2"
+
+
 def test_setting_label_to_its_version_adds_no_history(
     library: Library, prompt_text: PromptText
 ) -> None:

@@ -9,7 +9,6 @@ tight figures; where it can, a test counts requests instead.
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import sqlite3
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUILTIN_PROMPTS_DIR, REPO_ROOT
+from conftest import REPO_ROOT, child_env
 from openai_stub import StubBehaviour, stub_server
 
 from workbench.backends import remote
@@ -153,8 +152,7 @@ def start_cli(url: str, tmp_path: Path, setup: str = "") -> subprocess.Popen[byt
     )
     rows = write_rows(tmp_path / "rows.csv", 12)
     args = ["run", "zero-shot-sentiment-chat", "--dataset", str(rows), "--model", f"openai:@{url}"]
-    env = {**os.environ, "WORKBENCH_PROMPTS_DIR": str(BUILTIN_PROMPTS_DIR)}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    env = child_env()
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         cwd=REPO_ROOT,
@@ -369,83 +367,75 @@ def sse(*payloads: str) -> str:
 GOOD_PIECE = '{"choices": [{"delta": {"content": "Hi"}, "finish_reason": null}]}'
 
 
+MALFORMED_STREAMS = [
+    (sse('{"choices": 5}'), "a streamed piece whose choices is not a list (got 5)"),
+    (sse('["x"]'), 'a streamed piece that is not a JSON object: ["x"]'),
+    (sse('{"choices": [{"delta": {"con'), 'a streamed piece that is not JSON: {"choices"'),
+    (sse(GOOD_PIECE, "garbage"), "a streamed piece that is not JSON: garbage"),
+    (sse('{"choices": [5]}'), "a streamed piece whose choices.0 is not an object (got 5)"),
+    (
+        sse('{"choices": [{"delta": {"content": 5}}]}'),
+        "a streamed piece whose choices.0.delta.content is not text (got 5)",
+    ),
+    (
+        sse('{"choices": [], "usage": {"prompt_tokens": "many"}}'),
+        'a streamed piece whose usage.prompt_tokens is not a whole number (got "many")',
+    ),
+    ("<html>\n<body>Bad gateway</body>\n", "a stream without any data; it began: <html>"),
+]
+MALFORMED_STREAM_IDS = [
+    "choices-not-a-list",
+    "not-an-object",
+    "broken-json",
+    "garbage-data-line",
+    "choice-not-an-object",
+    "content-not-text",
+    "usage-not-a-number",
+    "not-sse",
+]
+MALFORMED_ANSWERS = [
+    ('{"choices": 5}', "a completion whose choices is not a list (got 5)"),
+    ('["x"]', 'a completion that is not a JSON object: ["x"]'),
+    ('{"choices": [{"text": "Hi"', 'a completion that is not JSON: {"choices"'),
+    ('{"object": "text_completion"}', "a completion without choices"),
+    ('{"choices": []}', "a completion without choices"),
+    ('{"choices": [{"index": 0}]}', "a completion whose choice has neither text nor message"),
+    (
+        '{"choices": [{"message": {"content": ["a"]}}]}',
+        'a completion whose choices.0.message.content is not text (got ["a"])',
+    ),
+]
+MALFORMED_ANSWER_IDS = [
+    "choices-not-a-list",
+    "not-an-object",
+    "broken-json",
+    "no-choices",
+    "empty",
+    "no-text",
+    "content-not-text",
+]
+
+
 @pytest.mark.parametrize(
-    ("raw", "problem"),
-    [
-        (sse('{"choices": 5}'), "a streamed piece whose choices is not a list (got 5)"),
-        (sse('["x"]'), 'a streamed piece that is not a JSON object: ["x"]'),
-        (sse('{"choices": [{"delta": {"con'), 'a streamed piece that is not JSON: {"choices"'),
-        (sse(GOOD_PIECE, "garbage"), "a streamed piece that is not JSON: garbage"),
-        (sse('{"choices": [5]}'), "a streamed piece whose choices.0 is not an object (got 5)"),
-        (
-            sse('{"choices": [{"delta": {"content": 5}}]}'),
-            "a streamed piece whose choices.0.delta.content is not text (got 5)",
-        ),
-        (
-            sse('{"choices": [], "usage": {"prompt_tokens": "many"}}'),
-            'a streamed piece whose usage.prompt_tokens is not a whole number (got "many")',
-        ),
-        ("<html>\n<body>Bad gateway</body>\n", "a stream without any data; it began: <html>"),
-    ],
-    ids=[
-        "choices-not-a-list",
-        "not-an-object",
-        "broken-json",
-        "garbage-data-line",
-        "choice-not-an-object",
-        "content-not-text",
-        "usage-not-a-number",
-        "not-sse",
-    ],
+    ("whole", "raw", "problem"),
+    [(False, *case) for case in MALFORMED_STREAMS] + [(True, *case) for case in MALFORMED_ANSWERS],
+    ids=[f"stream-{i}" for i in MALFORMED_STREAM_IDS]
+    + [f"whole-{i}" for i in MALFORMED_ANSWER_IDS],
 )
-def test_a_malformed_stream_is_one_line_naming_the_server(
-    stub: tuple[StubBehaviour, str], raw: str, problem: str
+def test_a_malformed_answer_is_one_line_naming_the_server(
+    stub: tuple[StubBehaviour, str], whole: bool, raw: str, problem: str
 ) -> None:
+    """Streamed, or whole as llama-cpp-python sends it (its streams carry no token counts)."""
     behaviour, url = stub
     behaviour.raw = raw
     backend = backend_for(url)
+    if whole:
+        backend._streams_usage = False
     with pytest.raises(ModelError) as info:
         backend.generate([backend.model_input(chat("hi"))], GREEDY)
     assert str(info.value).startswith(f"the server at {url} sent {problem}")
     assert "\n" not in str(info.value)
     assert len(behaviour.requests) == 1  # not retried: the server will send the same
-
-
-@pytest.mark.parametrize(
-    ("raw", "problem"),
-    [
-        ('{"choices": 5}', "a completion whose choices is not a list (got 5)"),
-        ('["x"]', 'a completion that is not a JSON object: ["x"]'),
-        ('{"choices": [{"text": "Hi"', 'a completion that is not JSON: {"choices"'),
-        ('{"object": "text_completion"}', "a completion without choices"),
-        ('{"choices": []}', "a completion without choices"),
-        ('{"choices": [{"index": 0}]}', "a completion whose choice has neither text nor message"),
-        (
-            '{"choices": [{"message": {"content": ["a"]}}]}',
-            'a completion whose choices.0.message.content is not text (got ["a"])',
-        ),
-    ],
-    ids=[
-        "choices-not-a-list",
-        "not-an-object",
-        "broken-json",
-        "no-choices",
-        "empty",
-        "no-text",
-        "content-not-text",
-    ],
-)
-def test_a_malformed_whole_answer_is_one_line_naming_the_server(
-    stub: tuple[StubBehaviour, str], raw: str, problem: str
-) -> None:
-    behaviour, url = stub
-    behaviour.raw = raw
-    backend = backend_for(url)
-    backend._streams_usage = False  # whole answers, as for llama-cpp-python
-    with pytest.raises(ModelError) as info:
-        backend.generate([backend.model_input(chat("hi"))], GREEDY)
-    assert str(info.value).startswith(f"the server at {url} sent {problem}")
-    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(

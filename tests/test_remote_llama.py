@@ -29,6 +29,7 @@ from workbench.config import OpenAISettings
 from workbench.library import Library
 from workbench.params import GenerationParams
 from workbench.runner import Runner
+from workbench.runs import token_logprobs
 from workbench.scorers import Context, parse_check, run_check
 from workbench.store import Output, Run
 from workbench.templates import Message, Rendered
@@ -135,6 +136,39 @@ def test_streaming_joins_to_the_whole_answer(llama: RemoteBackend, mode: str) ->
     # Its streams carry no usage: completion tokens are the pieces, one per token here.
     assert stream.result.completion_tokens == len(pieces) <= GREEDY.max_new_tokens
     assert stream.result.ttft_s is not None and stream.result.ttft_s <= stream.result.latency_s
+
+
+@pytest.mark.parametrize("mode", ["chat", "completion"])
+def test_log_probabilities_come_with_whole_and_streamed_answers(
+    llama: RemoteBackend, mode: str
+) -> None:
+    """Asked for (top 5), given in both shapes: one record per token whose texts join to the
+    answer; greedy, each chosen token is the most likely one; streamed and whole agree."""
+    params = GREEDY.with_(max_new_tokens=12)
+    mi = llama.model_input(chat("Name three colours.") if mode == "chat" else completion(COUNTING))
+    warm(llama, mi, params)
+    assert llama._streams_usage is False  # so `generate` asks for whole answers
+    [whole] = llama.generate([mi], params)
+    stream = llama.stream(mi, params)
+    "".join(stream)
+    for g in (consistent(whole, params), consistent(stream.result, params)):
+        record = g.logprobs
+        assert record is not None and g.notice is None, g.notice
+        assert (record.after, record.k, record.processors) == ("server", 5, ())
+        assert record.texts is not None and "".join(record.texts) == g.text
+        if g.finish_reason == "length":
+            assert len(record) == g.completion_tokens
+        assert record.top_texts is not None
+        for lp, top, texts in zip(
+            record.logprobs, record.top_logprobs, record.top_texts, strict=True
+        ):
+            assert lp <= 0 and abs(lp - top[0]) < 1e-4  # greedy: the best token was taken
+            assert list(top) == sorted(top, reverse=True) and len(texts) == 5
+    assert stream.result is not None and stream.result.logprobs is not None
+    assert whole.logprobs is not None and stream.result.logprobs.texts == whole.logprobs.texts
+    for a, b in zip(stream.result.logprobs.logprobs, whole.logprobs.logprobs, strict=True):
+        assert abs(a - b) < 1e-3
+    assert llama.capabilities.has("logprobs")
 
 
 def test_max_tokens_ends_an_answer_with_length(llama: RemoteBackend) -> None:
@@ -264,6 +298,11 @@ def test_a_dataset_run_is_stored_and_cached(
         inputs = {o.model_input for o in stored}
         assert any(i.startswith('[{"role": "user"') for i in inputs)  # messages as sent
         assert any(i.startswith("Classify the sentiment") for i in inputs)  # raw text
+    # each answer's token log-probabilities, stored with their texts (WLP2)
+    records = token_logprobs(runner.store, [o.id for o in first.outputs])
+    assert set(records) == {o.id for o in first.outputs}
+    for o in first.outputs:
+        assert "".join(records[o.id].texts or ()) == o.text
     again = runner.run([chat_version, raw_version], rows)
     assert all(o.cached for o in again.outputs)
     # Each answer is one the server gave for that very request. (Rows repeat: llama.cpp may

@@ -258,6 +258,16 @@ def test_app_compare_download(
     assert answers == [SAFE] * 4
 
 
+def run_planted(at: Any) -> None:
+    """Evaluate once for real, plant a hostile answer in place of what was stored, then
+    evaluate again: the cached answer brings the planted text into the report."""
+    at.button(key="eval_run").click().run()
+    finished(at, "eval_job")
+    plant()
+    at.button(key="eval_run").click().run()
+    finished(at, "eval_job")
+
+
 def test_app_evaluate_report_downloads(
     app_env: Path, downloads: Callable[[Any, str], bytes]
 ) -> None:
@@ -270,21 +280,13 @@ def test_app_evaluate_report_downloads(
     }
     at.text_input(key="eval_params").set_value("max_new_tokens=2").run()
     at.text_area(key="eval_asserts").set_value("exact-match").run()
-    at.button(key="eval_run").click().run()
-    finished(at, "eval_job")
-    plant()
-    at.button(key="eval_run").click().run()
-    finished(at, "eval_job")
+    run_planted(at)
     [row] = read_csv(downloads(at, "Download CSV"))
     assert row["output"] == SAFE
 
     at.radio(key="eval_measure").set_value("Stability across seeds").run()
     at.number_input(key="eval_seeds").set_value(2).run()
-    at.button(key="eval_run").click().run()
-    finished(at, "eval_job")
-    plant()
-    at.button(key="eval_run").click().run()
-    finished(at, "eval_job")
+    run_planted(at)
     [row] = read_csv(downloads(at, "Download CSV"))
     assert row["majority"].startswith("'=")
 

@@ -26,7 +26,7 @@ from .errors import WorkbenchError
 if TYPE_CHECKING:
     from .choices import ChoiceRequest
     from .datasets import Dataset
-    from .evaluate import VersionReport
+    from .evaluate import EvalReport, VersionReport
     from .library import Library
     from .runner import Runner, RunSummary
     from .runs import OutputRecord
@@ -566,6 +566,7 @@ def run_command(
             f"{out.completion_tokens} tokens · {origin} · run {out.run_id}]",
             err=True,
         )
+        _print_notices([streamed.notice] if streamed.notice else [])
         return
     with _progress(as_json, version.ref) as progress:
         summary = runner.run(
@@ -588,6 +589,7 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
                 "run": summary.run.__dict__,
                 "outputs": [o.__dict__ for o in summary.outputs],
                 "votes": [v.__dict__ for v in summary.votes],
+                "notices": list(summary.notices),
             }
         )
         return
@@ -615,6 +617,16 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
         f"run {run.id}: {run.status} · {run.done}/{run.total} outputs · {run.cached} cached · "
         + _timing(summary)
     )
+    _print_notices(summary.notices)
+
+
+def _print_notices(notices: Sequence[str]) -> None:
+    """What the backend said about its answers, once each, on stderr (a server's words, made
+    printable)."""
+    from .terminal import plain
+
+    for notice in notices:
+        click.echo(f"note: {plain(notice)}", err=True)
 
 
 def _choice_text(output: OutputRecord) -> str | None:
@@ -764,6 +776,7 @@ def eval_command(
                 for v in report.versions
             ],
         )
+        _probability_scores(report)
         if output is not None:
             click.echo(f"report written to {output}")
     below = report.below(min_pass_rate)
@@ -914,6 +927,21 @@ def _dataset_or_test_set(library: Library, source: str) -> Dataset:
         return get_test_set(library.store, source)
     except NotFoundError as exc:
         raise WorkbenchError(f"--dataset {source}: no such file, and {exc}") from None
+
+
+def _probability_scores(report: EvalReport) -> None:
+    """Accuracy, log-loss, Brier and ECE from scored answer choices, raw and calibrated."""
+    from .evaluate import PROBABILITY_HEADERS, probability_lines, probability_table
+
+    table = probability_table(report)
+    if table:
+        click.echo()
+        _table(
+            [h.upper() for h in PROBABILITY_HEADERS],
+            [[*line[:3], f"{line[3]:.0%}", *(f"{x:.3f}" for x in line[4:])] for line in table],
+        )
+    for line in probability_lines(report):
+        click.echo(line)
 
 
 def _metric_cell(version: VersionReport, metric: str) -> str:

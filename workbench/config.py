@@ -74,6 +74,9 @@ class OpenAISettings:
     # lets a server that sends keep-alive comments, or a piece now and then, hold a run forever.
     request_timeout_s: float = 600.0
     max_retries: int = 3
+    # Alternatives asked for with each generated token's log-probability (as a local model
+    # records); 0: ask for no log-probabilities (llama-cpp-python computes them slowly).
+    top_logprobs: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OpenAISettings:
@@ -98,7 +101,17 @@ class OpenAISettings:
             timeout_s=number("WORKBENCH_OPENAI_TIMEOUT", 120.0, 0.1),
             request_timeout_s=number("WORKBENCH_OPENAI_REQUEST_TIMEOUT", 600.0, 0),
             max_retries=number("WORKBENCH_OPENAI_MAX_RETRIES", 3, 0),
+            top_logprobs=_at_most(number("WORKBENCH_OPENAI_TOP_LOGPROBS", 5, 0), 20),
         )
+
+
+def _at_most(value: int, maximum: int) -> int:
+    """OpenAI's API takes at most 20 alternatives (vLLM's default limit too)."""
+    if value > maximum:
+        raise WorkbenchError(
+            f"WORKBENCH_OPENAI_TOP_LOGPROBS must be at most {maximum}, got {value}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -148,6 +161,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "WORKBENCH_OPENAI_REQUEST_TIMEOUT": "seconds one answer may take in all, retries included "
     "(default: 600; 0 for no limit)",
     "WORKBENCH_OPENAI_MAX_RETRIES": "retries on 429, 5xx and dropped connections (default: 3)",
+    "WORKBENCH_OPENAI_TOP_LOGPROBS": "alternatives asked for with each generated token's "
+    "log-probability (default: 5; at most 20; 0 asks for no log-probabilities)",
     "WORKBENCH_DEBUG": "set to 1 to see tracebacks from the CLI",
     "WORKBENCH_VERBOSE": "set to 1 for `workbench --verbose`: the model libraries' loading bars "
     "and warnings on stderr (otherwise they go to STORAGE/logs/workbench.log)",

@@ -141,10 +141,30 @@ def disk_full(path: Path) -> DiskFullError:
     )
 
 
+def unfolded_changes_unreadable(path: Path, reason: str) -> ReadOnlyDatabaseError:
+    """A file opened read-only whose `-wal` still holds changes, which SQLite cannot read in a
+    read-only folder."""
+    return ReadOnlyDatabaseError(
+        f"{shown(path)} has changes in {path.name}-wal that SQLite cannot read while the folder "
+        f"is read-only ({reason}): open it once where it is writable, which folds them into the "
+        "file"
+    )
+
+
+def sqlite_error_name(exc: DBAPIError) -> str:
+    """SQLite's name for the failure (`SQLITE_FULL`, `SQLITE_CANTOPEN_…`); empty if none."""
+    return str(getattr(exc.orig, "sqlite_errorname", ""))
+
+
+def driver_reason(exc: DBAPIError) -> str:
+    """The first line of the driver's own message (without SQLAlchemy's statement and link)."""
+    return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+
+
 def sqlite_fault(exc: DBAPIError, path: Path | None) -> DatabaseFault | None:
     """The SQLite failure as a DatabaseFault, or None when it is not one a person can fix
     (a bug: left as it is, with its statement, for the log)."""
-    name = str(getattr(exc.orig, "sqlite_errorname", ""))
+    name = sqlite_error_name(exc)
     if path is None:  # an in-memory database: nothing on disk to name or to fix
         return None
     if name == "SQLITE_FULL":
@@ -159,26 +179,32 @@ def sqlite_fault(exc: DBAPIError, path: Path | None) -> DatabaseFault | None:
             "longer than the workbench waits: try again when it is done"
         )
     if name.startswith("SQLITE_CANTOPEN") or name.startswith("SQLITE_IOERR"):
-        reason = what_file_is(path)
-        if reason is not None:
-            return not_a_database(path, reason)
-        if name.startswith("SQLITE_IOERR"):
-            return DatabaseFault(
-                f"cannot read or write {shown(path)}: input/output error ({name}); check the "
-                "disk it is on"
-            )
-        why = why_read_only(path)
-        problem = f"it is read-only here ({why})" if why else "SQLite cannot open it"
-        return DatabaseFault(
-            f"cannot open {shown(path)}: {problem}; point {ENV_URL} at a file in a writable folder"
-        )
+        return _cannot_open_or_read(name, path)
     return None
+
+
+def _cannot_open_or_read(name: str, path: Path) -> DatabaseFault:
+    """SQLITE_CANTOPEN or SQLITE_IOERR: something that is no database, a failing disk, or a
+    file SQLite may not open here."""
+    reason = what_file_is(path)
+    if reason is not None:
+        return not_a_database(path, reason)
+    if name.startswith("SQLITE_IOERR"):
+        return DatabaseFault(
+            f"cannot read or write {shown(path)}: input/output error ({name}); check the "
+            "disk it is on"
+        )
+    why = why_read_only(path)
+    problem = f"it is read-only here ({why})" if why else "SQLite cannot open it"
+    return DatabaseFault(
+        f"cannot open {shown(path)}: {problem}; point {ENV_URL} at a file in a writable folder"
+    )
 
 
 def postgres_fault(exc: DBAPIError, where: str) -> DatabaseFault | None:
     """A PostgreSQL failure a person can act on as a DatabaseFault (else None)."""
     state = getattr(exc.orig, "sqlstate", None)
-    reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    reason = driver_reason(exc)
     if state in POSTGRES_DISK_FULL:
         return DiskFullError(
             f"the disk of the {where} is full ({reason}); nothing was written: ask whoever "

@@ -96,9 +96,7 @@ def error_finding(exc: PromptFileError, box: str, built: str | None = None) -> F
     line = exc.template_line
     if built is not None:
         line = compose.box_line(built, box, line)
-    if line is not None:
-        return Finding("error", exc.problem, line=_within(line, box))
-    return Finding("error", exc.problem, file_line=exc.line)
+    return _placed("error", exc.problem, box, line, exc.line)
 
 
 def lint_findings(pf: PromptFile, box: str) -> list[Finding]:
@@ -111,9 +109,7 @@ def _located(issue: LintIssue, pf: PromptFile, box: str) -> Finding:
     if issue.code in _IN_THE_EDITOR:
         message = f"{message.split(',')[0]}: {_IN_THE_EDITOR[issue.code]}"
     line = compose.box_line(pf.body, box, pf.template_line(issue.line))
-    if line is not None:
-        return Finding(issue.severity, message, line=_within(line, box))
-    return Finding(issue.severity, message, file_line=issue.line)
+    return _placed(issue.severity, message, box, line, issue.line)
 
 
 def _no_value(pf: PromptFile, box: str, names: Sequence[str]) -> Finding:
@@ -122,12 +118,22 @@ def _no_value(pf: PromptFile, box: str, names: Sequence[str]) -> Finding:
     first = min((n for n in lines if n is not None), default=None)
     line = compose.box_line(pf.body, box, first)
     listed = ", ".join(repr(n) for n in names)
-    return Finding(
+    return _placed(
         "error",
         f"nothing to preview: {listed} {'have' if len(names) > 1 else 'has'} no value; type "
         "a sample value under Sample inputs (a run without one is refused)",
-        line=None if line is None else _within(line, box),
+        box,
+        line,
     )
+
+
+def _placed(
+    severity: Severity, message: str, box: str, line: int | None, file_line: int | None = None
+) -> Finding:
+    """A finding at its box line when it has one, else at its file line (front matter)."""
+    if line is not None:
+        return Finding(severity, message, line=_within(line, box))
+    return Finding(severity, message, file_line=file_line)
 
 
 def _within(line: int, box: str) -> int:

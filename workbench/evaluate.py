@@ -28,6 +28,14 @@ from .choices import ChoiceRequest
 from .datasets import Dataset
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
+from .probability_scores import (
+    DEFINITIONS,
+    ChoiceRow,
+    ChoiceScores,
+    ScoredChoices,
+    as_dict,
+    choice_scores,
+)
 from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
 from .runner import Progress, Runner, check_choices
 from .runs import OutputRecord
@@ -44,8 +52,8 @@ from .scorers import (
     run_check,
     weighted_pass,
 )
+from .store import Output, Store, utcnow
 from .store import Score as ScoreRow
-from .store import Store, utcnow
 
 CHOICE_CHECK = "exact-match"  # scored answer choices, with no assertion given: the label itself
 ASSERT_KEY = "assert"  # metadata.assert in a prompt file, as in promptfoo's test cases
@@ -83,6 +91,8 @@ class VersionReport:
     rows: list[RowResult]
     metrics: list[MetricSummary]
     expects_json: bool = False  # a json-format prompt, or JSON assertions
+    # From the outputs' scored answer choices (None: a generated run, no choices to score).
+    choice_scores: ChoiceScores | None = None
 
     @property
     def json_parse_rate(self) -> float:
@@ -276,6 +286,7 @@ def evaluate(
                 rows,
                 _metrics(rows),
                 expects_json=expects_json(version, checks),
+                choice_scores=score_choices(library.store, summary.outputs),
             )
         )
     return EvalReport(dataset.name, {v.ref: c for v, c in plans}, reports)
@@ -303,6 +314,107 @@ def summarise_metrics(score_lists: Iterable[Sequence[Score]]) -> list[MetricSumm
             )
         )
     return out
+
+
+# --- answer choices -------------------------------------------------------------------------------
+EXPECTED_COLUMN = "expected"
+
+
+def stored_choices(store: Store, output_ids: Sequence[int]) -> dict[int, Any]:
+    """The scored answer choices stored with these outputs (`output.choices`), by output id;
+    outputs without any are absent."""
+    found: dict[int, Any] = {}
+    ids = sorted(set(output_ids))
+    with store.read() as s:
+        for start in range(0, len(ids), 500):
+            for output_id, choices in s.execute(
+                select(Output.id, Output.choices).where(
+                    Output.id.in_(ids[start : start + 500]), Output.choices.is_not(None)
+                )
+            ):
+                found[output_id] = choices
+    return found
+
+
+def choice_rows(outputs: Sequence[OutputRecord], stored: Mapping[int, Any]) -> list[ChoiceRow]:
+    """Each output's scored choices beside its row's expected answer (the `expected` column).
+    A value that cannot be read becomes a row's problem, not an error."""
+    rows = []
+    for output in outputs:
+        expected = output.variables.get(EXPECTED_COLUMN)
+        expected_text = None if expected is None else str(expected)
+        scored: ScoredChoices | None = None
+        problem = output.error
+        data = stored.get(output.id)
+        if data is not None:
+            try:
+                scored = ScoredChoices.from_json(data)
+            except ValueError as exc:
+                problem = f"output {output.id}: {exc}"
+        rows.append(ChoiceRow(output.row_index, scored, expected_text, problem))
+    return rows
+
+
+def score_choices(store: Store, outputs: Sequence[OutputRecord]) -> ChoiceScores | None:
+    """Probability scores of a version's outputs (None when none has scored choices)."""
+    return choice_scores(choice_rows(outputs, stored_choices(store, [o.id for o in outputs])))
+
+
+PROBABILITY_HEADERS = ["version", "probabilities", "rows", "accuracy", "log-loss", "brier", "ece"]
+
+
+def probability_table(report: EvalReport) -> list[list[Any]]:
+    """One line per version and distribution (raw, then calibrated right under it), in the
+    order of PROBABILITY_HEADERS; empty when no version has scored choices."""
+    return [
+        [v.ref, kind, s.rows, s.accuracy, s.log_loss, s.brier, s.ece]
+        for v in report.versions
+        if v.choice_scores is not None
+        for kind, s in v.choice_scores.by_kind()
+    ]
+
+
+def probability_lines(report: EvalReport) -> list[str]:
+    """What the terminal prints under the pass rates: the definitions, then one line per row
+    that could not be scored (up to a few per version)."""
+    if all(v.choice_scores is None for v in report.versions):
+        return []
+    return [f"Scored from the answer choices' probabilities: {DEFINITIONS}.", *_problems(report)]
+
+
+def probability_problems(report: EvalReport) -> list[str]:
+    """One line per row left out of the probability scores (up to a few per version)."""
+    return _problems(report)
+
+
+def _problems(report: EvalReport) -> list[str]:
+    lines = []
+    for v in report.versions:
+        problems = v.choice_scores.problems if v.choice_scores is not None else ()
+        lines += [f"{v.ref}: {p}" for p in problems[:PROBLEMS_SHOWN]]
+        if len(problems) > PROBLEMS_SHOWN:
+            lines.append(f"{v.ref}: … and {len(problems) - PROBLEMS_SHOWN} more rows left out")
+    return lines
+
+
+PROBLEMS_SHOWN = 5
+
+
+def _choices_dict(scores: ChoiceScores | None) -> dict[str, Any] | None:
+    if scores is None:
+        return None
+    return {
+        "definitions": DEFINITIONS,
+        "raw": as_dict(scores.raw) if scores.raw is not None else None,
+        "calibrated": as_dict(scores.calibrated) if scores.calibrated is not None else None,
+        "problems": list(scores.problems),
+    }
+
+
+def expected_probabilities(version: VersionReport, row_index: int) -> tuple[Any, Any]:
+    """(raw, calibrated) probability of a row's expected answer, None where there is none."""
+    found = version.choice_scores.row(row_index) if version.choice_scores is not None else None
+    return (found.raw, found.calibrated) if found is not None else (None, None)
 
 
 # --- storing --------------------------------------------------------------------------------------
@@ -375,6 +487,7 @@ def report_dict(report: EvalReport) -> dict[str, Any]:
                 "json_parse_rate": v.json_parse_rate,
                 "assertions": [asdict(c) for c in report.checks.get(v.ref, [])],
                 "metrics": [asdict(m) for m in v.metrics],
+                "probability_scores": _choices_dict(v.choice_scores),
                 "results": [
                     {
                         "row": r.row_index + 1,
@@ -384,6 +497,8 @@ def report_dict(report: EvalReport) -> dict[str, Any]:
                         "passed": r.passed,
                         "score": r.score,
                         "scores": [asdict(s) for s in r.scores],
+                        "p_expected": expected_probabilities(v, r.row_index)[0],
+                        "p_expected_calibrated": expected_probabilities(v, r.row_index)[1],
                     }
                     for r in v.rows
                 ],
@@ -399,9 +514,30 @@ def render_report(report: EvalReport, fmt: str) -> bytes:
         return json_bytes(report_dict(report))
     if fmt == ".csv":
         return csv_bytes(
-            ["version", "run", "row", "metric", "value", "passed", "detail", "output"],
+            [
+                "version",
+                "run",
+                "row",
+                "metric",
+                "value",
+                "passed",
+                "detail",
+                "output",
+                "p_expected",
+                "p_expected_calibrated",
+            ],
             (
-                [v.ref, v.run_id, r.row_index + 1, s.metric, s.value, s.passed, s.detail, r.output]
+                [
+                    v.ref,
+                    v.run_id,
+                    r.row_index + 1,
+                    s.metric,
+                    s.value,
+                    s.passed,
+                    s.detail,
+                    r.output,
+                    *expected_probabilities(v, r.row_index),
+                ]
                 for v in report.versions
                 for r in v.rows
                 for s in r.scores
@@ -417,6 +553,7 @@ def render_report(report: EvalReport, fmt: str) -> bytes:
                 tests=str(len(v.rows)),
                 failures=str(len(v.rows) - v.passed),
             )
+            _xml_properties(suite, v)
             for r in v.rows:
                 case = ElementTree.SubElement(
                     suite, "testcase", classname=v.ref, name=f"row {r.row_index + 1}"
@@ -430,6 +567,21 @@ def render_report(report: EvalReport, fmt: str) -> bytes:
         data: bytes = ElementTree.tostring(suites, encoding="utf-8", xml_declaration=True)
         return data + b"\n"
     raise unsupported(fmt, REPORT_FORMATS)
+
+
+def _xml_properties(suite: ElementTree.Element, version: VersionReport) -> None:
+    """A test suite's probability scores as JUnit properties (e.g. `log_loss_calibrated`)."""
+    if version.choice_scores is None:
+        return
+    found = version.choice_scores.by_kind()
+    if not found:
+        return
+    properties = ElementTree.SubElement(suite, "properties")
+    for kind, scores in found:
+        for name in ("accuracy", "log_loss", "brier", "ece"):
+            ElementTree.SubElement(
+                properties, "property", name=f"{name}_{kind}", value=f"{getattr(scores, name):.6g}"
+            )
 
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

@@ -268,12 +268,7 @@ def _read_members(name: str, zf: zipfile.ZipFile, report: ImportReport) -> list[
         path = info.filename
         source = f"{name}:{path}"
         normalised = posixpath.normpath(path)
-        if (
-            "\\" in path
-            or path.startswith("/")
-            or normalised.startswith("..")
-            or ":" in path.split("/")[0]
-        ):
+        if _unsafe_member_path(path, normalised):
             problems.append((source, "unsafe path in zip (absolute or leaving the archive)"))
             continue
         if normalised in seen:
@@ -285,39 +280,10 @@ def _read_members(name: str, zf: zipfile.ZipFile, report: ImportReport) -> list[
         if not path.endswith(".prompty"):
             report.skipped.append(source)
             continue
-        if info.flag_bits & 0x1:
-            problems.append((source, "encrypted; export the zip again without a password"))
-            continue
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            problems.append(
-                (
-                    source,
-                    f"compressed with method {info.compress_type}; only stored and deflate "
-                    "members are read (the usual zip tools write deflate)",
-                )
-            )
-            continue
-        if info.file_size > MAX_FILE_BYTES:
-            problems.append((source, _too_big_file(info.file_size)))
-            continue
         try:
-            with zf.open(info) as member:
-                content = member.read(MAX_FILE_BYTES + 1)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            problems.append(
-                (
-                    source,
-                    f"does not match its header ({exc}); reading stopped at the "
-                    f"{info.file_size} bytes it declares: the zip is damaged, or made to "
-                    "unpack to more than it says",
-                )
-            )
-            continue
-        except (OSError, RuntimeError, NotImplementedError, UnicodeDecodeError, ValueError) as exc:
-            problems.append((source, f"cannot be unpacked: {exc}"))
-            continue
-        if len(content) > MAX_FILE_BYTES:  # only if zipfile ever stopped honouring the header
-            problems.append((source, _too_big_file(len(content), more=True)))
+            content = _read_member(zf, info)
+        except _UnreadableMember as exc:
+            problems.append((source, exc.problem))
             continue
         total += len(content)
         if total > MAX_ZIP_TOTAL_BYTES:
@@ -326,6 +292,51 @@ def _read_members(name: str, zf: zipfile.ZipFile, report: ImportReport) -> list[
     if problems:
         raise ImportRejected(problems)
     return out
+
+
+def _unsafe_member_path(path: str, normalised: str) -> bool:
+    """A member name that is absolute, leaves the archive, or names a drive (`C:`)."""
+    return (
+        "\\" in path
+        or path.startswith("/")
+        or normalised.startswith("..")
+        or ":" in path.split("/")[0]
+    )
+
+
+class _UnreadableMember(Exception):
+    """A `.prompty` member that is not read: `problem` says why, for the import's report."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A member's bytes through a bounded read (see `_zip_entries`), or _UnreadableMember."""
+    if info.flag_bits & 0x1:
+        raise _UnreadableMember("encrypted; export the zip again without a password")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise _UnreadableMember(
+            f"compressed with method {info.compress_type}; only stored and deflate "
+            "members are read (the usual zip tools write deflate)"
+        )
+    if info.file_size > MAX_FILE_BYTES:
+        raise _UnreadableMember(_too_big_file(info.file_size))
+    try:
+        with zf.open(info) as member:
+            content = member.read(MAX_FILE_BYTES + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise _UnreadableMember(
+            f"does not match its header ({exc}); reading stopped at the "
+            f"{info.file_size} bytes it declares: the zip is damaged, or made to "
+            "unpack to more than it says"
+        ) from None
+    except (OSError, RuntimeError, NotImplementedError, UnicodeDecodeError, ValueError) as exc:
+        raise _UnreadableMember(f"cannot be unpacked: {exc}") from None
+    if len(content) > MAX_FILE_BYTES:  # only if zipfile ever stopped honouring the header
+        raise _UnreadableMember(_too_big_file(len(content), more=True))
+    return content
 
 
 def _rejected(source: str, problem: str) -> ImportRejected:
@@ -408,28 +419,36 @@ def _write(library: Library, s: Session, incoming: list[_Incoming], report: Impo
             # Locked before reading, in name order, so concurrent imports neither miss each
             # other's versions nor deadlock.
             writer = writers[name] = library.writer_in(s, name)
-        if item.version is not None and writer.has(item.version, item.digest):
-            number = item.version  # the very same version (same number, same content)
-            report.unchanged.append(f"{name}@{number}")
-        elif item.digest in writer.earliest:
-            # Already here (an earlier import, or the same content under another number).
-            number = writer.earliest[item.digest]
-            report.unchanged.append(f"{name}@{number}")
-        else:
-            number, created = writer.add(
-                item.file,
-                item.note,
-                content=item.content,
-                digest=item.digest,
-                preferred_number=item.version,
-            )
-            (report.created if created else report.unchanged).append(f"{name}@{number}")
+        number = _write_version(writer, item, report)
         for label in item.labels:
             move = writer.set_label(number, label)
             if move.from_version is None:
                 report.labels.append(f"{name}@{label} → v{move.to_version}")
             elif move.from_version != move.to_version:
                 report.moved.append(f"{name}@{label} v{move.from_version} → v{move.to_version}")
+
+
+def _write_version(writer: PromptWriter, item: _Incoming, report: ImportReport) -> int:
+    """The number `item` has in the library: the version already holding its content, or a
+    new one; reported as created or unchanged."""
+    name = item.file.name
+    if item.version is not None and writer.has(item.version, item.digest):
+        number = item.version  # the very same version (same number, same content)
+        report.unchanged.append(f"{name}@{number}")
+    elif item.digest in writer.earliest:
+        # Already here (an earlier import, or the same content under another number).
+        number = writer.earliest[item.digest]
+        report.unchanged.append(f"{name}@{number}")
+    else:
+        number, created = writer.add(
+            item.file,
+            item.note,
+            content=item.content,
+            digest=item.digest,
+            preferred_number=item.version,
+        )
+        (report.created if created else report.unchanged).append(f"{name}@{number}")
+    return number
 
 
 # --- built-ins ------------------------------------------------------------------------------

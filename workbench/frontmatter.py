@@ -134,10 +134,7 @@ _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)  # type:
 
 
 def load(front_text: str, source: str) -> Any:
-    """The front matter's data; every problem is a PromptFileError with its file line.
-
-    The front matter starts on the file's second line, after the opening `---`.
-    """
+    """The front matter's data; every problem is a PromptFileError with its file line."""
     loader = _BoundedLoader(front_text)
     try:
         return loader.get_single_data()
@@ -146,7 +143,7 @@ def load(front_text: str, source: str) -> Any:
         raise TemplateLimitError(
             f"front matter {exc.problem}",
             source=source,
-            line=None if mark is None else mark.line + 2,
+            line=_file_line(mark),
         ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -156,17 +153,22 @@ def load(front_text: str, source: str) -> Any:
                 f"front matter nests more than {MAX_DEPTH} levels deep "
                 "(the limit for front matter)",
                 source=source,
-                line=None if mark is None else mark.line + 2,
+                line=_file_line(mark),
             ) from None
         raise PromptFileError(
             f"malformed front matter: {problem}",
             source=source,
-            line=None if mark is None else mark.line + 2,
+            line=_file_line(mark),
         ) from None
     except ValueError as exc:  # a date that does not exist: `2024-13-45`
         raise PromptFileError(f"malformed front matter: {exc}", source=source) from None
     finally:
         loader.dispose()
+
+
+def _file_line(mark: Any) -> int | None:
+    """The file line of a mark in the front matter, which starts on the file's second line."""
+    return None if mark is None else mark.line + 2  # marks count lines from 0
 
 
 def compose(front_text: str) -> yaml.Node | None:

@@ -135,6 +135,7 @@ class Answer:
 
     output: OutputRecord | None
     cached: bool
+    notice: str | None = None  # what the backend said about it (a server without logprobs)
 
 
 def stream_answer(
@@ -159,7 +160,7 @@ def stream_answer(
         job.run_id = streamed.run_id
         for piece in streamed:
             job.add_text(piece)
-        return Answer(streamed.output, streamed.cached)
+        return Answer(streamed.output, streamed.cached, streamed.notice)
 
     return start_job(f"one answer from {version.ref}", work, kind="answer")
 

@@ -74,11 +74,22 @@ class SaveResult:
 
 @dataclass(frozen=True)
 class LabelMove:
+    """One change of a label: from which version to which (None: not set before / removed)."""
+
     prompt: str
     label: str
     from_version: int | None
     to_version: int | None
     at: datetime
+
+    @property
+    def change(self) -> str:
+        """The change in words: `set on v2`, `moved v1 → v2`, `removed from v2`."""
+        if self.to_version is None:
+            return f"removed from v{self.from_version}"
+        if self.from_version is None:
+            return f"set on v{self.to_version}"
+        return f"moved v{self.from_version} → v{self.to_version}"
 
 
 @dataclass(frozen=True)

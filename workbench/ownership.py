@@ -125,8 +125,7 @@ def busy_reason(store: Store, run: Run, now: datetime | None = None) -> str | No
             f"it to finish, or stop that process (Ctrl+C in its terminal, or kill "
             f"{run.owner_pid}) and resume it then"
         )
-    heard = run.heartbeat_at or run.owner_since or run.created_at
-    minutes = max(0, int((now - heard).total_seconds() // 60))
+    minutes = max(0, int((now - _last_heard(run)).total_seconds() // 60))
     who = f"process {run.owner_pid} on {run.owner_host}" if run.owner_pid else "another process"
     stale = int(STALE_AFTER.total_seconds() // 60)
     return (
@@ -140,12 +139,17 @@ def check_not_busy(store: Store, run_id: int) -> None:
     """Refuse (RunBusyError) a run that a live process is generating; read-only, so it can be
     asked before a model is loaded for a resume."""
     with store.read() as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            raise NotFoundError(f"no run {run_id} (see `workbench runs list`)")
-        reason = busy_reason(store, run)
+        _not_busy(store, s.get(Run, run_id), run_id)
+
+
+def _not_busy(store: Store, run: Run | None, run_id: int) -> Run:
+    """The run, unless it does not exist (NotFoundError) or a live process generates it."""
+    if run is None:
+        raise NotFoundError(f"no run {run_id} (see `workbench runs list`)")
+    reason = busy_reason(store, run)
     if reason is not None:
         raise RunBusyError(reason)
+    return run
 
 
 def claim(store: Store, run_id: int) -> None:
@@ -153,13 +157,7 @@ def claim(store: Store, run_id: int) -> None:
     two processes resuming one run at once, one gets it and the other is refused)."""
     with store.write() as s:
         store.lock(s, "run", run_id)  # SQLite: BEGIN IMMEDIATE already serialises this
-        run = s.get(Run, run_id)
-        if run is None:
-            raise NotFoundError(f"no run {run_id} (see `workbench runs list`)")
-        reason = busy_reason(store, run)
-        if reason is not None:
-            raise RunBusyError(reason)
-        take(run)
+        take(_not_busy(store, s.get(Run, run_id), run_id))
     planned(store, run_id)
 
 
@@ -219,8 +217,12 @@ def _gone(store: Store, run: Run, now: datetime) -> bool:
                 key = (store.url, run.id)
                 return key not in _executing and key not in _planned
         return not process_alive(run.owner_pid, run.owner_since)
-    heard = run.heartbeat_at or run.owner_since or run.created_at
-    return now - heard > STALE_AFTER
+    return now - _last_heard(run) > STALE_AFTER
+
+
+def _last_heard(run: Run) -> datetime:
+    """When the run's owner last gave a sign of life: its heartbeat, else when it took the run."""
+    return run.heartbeat_at or run.owner_since or run.created_at
 
 
 def process_alive(pid: int, since: datetime | None = None) -> bool:

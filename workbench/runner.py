@@ -88,6 +88,8 @@ class RunSummary:
     votes: list[VoteRecord]
     wall_s: float
     generated_tokens: int
+    # What the backend said about its answers, each once (a server without log-probabilities).
+    notices: tuple[str, ...] = ()
 
     @property
     def tokens_per_s(self) -> float:
@@ -389,6 +391,7 @@ class Runner:
 
         counters = {"done": already, "cached": 0, "tokens": 0}
         written: list[tuple[tuple[int, int, int], OutputRecord]] = []
+        notices: dict[str, None] = {}  # in the order heard, each once
 
         def report() -> None:
             if progress is None:
@@ -418,6 +421,8 @@ class Runner:
                     counters["cached"] += 1
                 else:
                     counters["tokens"] += generation.completion_tokens
+                    if generation.notice:
+                        notices.setdefault(generation.notice)
                 if on_output is not None:
                     on_output(record)
                 report()
@@ -483,6 +488,7 @@ class Runner:
             run_votes(self.store, run_id),
             wall,
             counters["tokens"],
+            tuple(notices),
         )
 
     def run(
@@ -808,6 +814,7 @@ class StreamedRun:
         self.use_cache, self.cancel = use_cache, cancel
         self.output: OutputRecord | None = None
         self.cached = False
+        self.notice: str | None = None  # what the backend said about this answer
 
     def __iter__(self) -> Iterator[str]:
         with executing(self.runner.store, self.run_id):
@@ -855,6 +862,7 @@ class StreamedRun:
                 raise
             assert stream.result is not None
             generation = stream.result
+            self.notice = generation.notice
         self.output = runner._write_outputs(self.run_id, [(cell, generation, self.cached)])[0]
         status = "cancelled" if generation.finish_reason == "cancelled" else "done"
         runner._finish_run(self.run_id, status, None)

@@ -356,20 +356,7 @@ def _before_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
         if name == "to_bytes":
             _need(_int(a.get("length")), where)
         return args
-    if name in ("center", "ljust", "rjust", "zfill"):
-        _need(max(len(owner), _int(a.get("width"))), where)
-    elif name == "expandtabs":
-        tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
-        _need(len(owner) + tabs * max(_int(a.get("tabsize")), 0), where)
-    elif name == "replace":
-        _need(_replaced_size(owner, a.get("old"), a.get("new"), a.get("count")), where)
-    elif name == "translate" and isinstance(owner, str):
-        table = a.get("table")
-        longest = 1
-        if isinstance(table, Mapping):
-            longest = max((len(v) for v in table.values() if isinstance(v, str)), default=1)
-        _need(len(owner) * max(longest, 1), where)
-    elif name == "join" and not kwargs and len(args) == 1:
+    if name == "join" and not kwargs and len(args) == 1:
         items = list(args[0])
         _need(
             sum(len(i) if isinstance(i, str | bytes) else 0 for i in items)
@@ -377,7 +364,29 @@ def _before_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
             where,
         )
         return (items,)
+    size = _text_method_size(owner, name, a)
+    if size is not None:
+        _need(size, where)
     return args
+
+
+def _text_method_size(owner: str | bytes, name: str, a: Mapping[str, Any]) -> int | None:
+    """The longest result `owner.<name>(…)` can make with arguments `a`, for the methods of
+    text that expand other than `join`; None for any other."""
+    if name in ("center", "ljust", "rjust", "zfill"):
+        return max(len(owner), _int(a.get("width")))
+    if name == "expandtabs":
+        tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
+        return len(owner) + tabs * max(_int(a.get("tabsize")), 0)
+    if name == "replace":
+        return _replaced_size(owner, a.get("old"), a.get("new"), a.get("count"))
+    if name == "translate" and isinstance(owner, str):
+        table = a.get("table")
+        longest = 1
+        if isinstance(table, Mapping):
+            longest = max((len(v) for v in table.values() if isinstance(v, str)), default=1)
+        return len(owner) * max(longest, 1)
+    return None
 
 
 _SEQUENCES = (str, bytes, list, tuple)
@@ -418,78 +427,102 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-_EXPANDING_FILTERS = {
-    "center",
-    "indent",
-    "wordwrap",
-    "format",
-    "replace",
-    "batch",
-    "slice",
-    "tojson",
-    "urlize",
+# Each filter that can expand far beyond its input, sized from its bound arguments before it
+# runs (`where` names it in a refusal).
+
+
+def _size_center(a: Mapping[str, Any], where: str) -> None:
+    _need(max(measure(a["value"]), _int(a["width"])), f"|center({_describe(a['width'])})")
+
+
+def _size_indent(a: Mapping[str, Any], where: str) -> None:
+    width = a["width"]
+    step = len(width) if isinstance(width, str) else _int(width)
+    text = _as_text(a["s"])
+    _need(len(text) + (text.count("\n") + 1) * step, f"|indent({_describe(width)})")
+
+
+def _size_wordwrap(a: Mapping[str, Any], where: str) -> None:
+    text = _as_text(a["s"])
+    width = max(_int(a["width"]), 1)
+    wrap = a["wrapstring"]
+    if wrap is not None and len(_as_text(wrap)) > 1:
+        breaks = len(text) // width + 1 + sum(1 for _ in _BREAKS.finditer(text))
+        _need(len(text) + breaks * len(_as_text(wrap)), where)
+    if a["break_long_words"]:  # textwrap copies what is left of a word at each break
+        lengths = [m.end() - m.start() for m in _WORDS.finditer(text)]
+        copies = sum(n * n for n in lengths if n > width) // (2 * width)
+        _too_slow(
+            copies,
+            1e9,  # memmove: about ten times that here
+            f"|wordwrap({width}) of words of up to {max(lengths, default=0):,} characters",
+        )
+
+
+def _size_format(a: Mapping[str, Any], where: str) -> None:
+    if isinstance(a["value"], str):
+        _need(_printf_size(a["value"], a["kwargs"] or a["args"]), where)
+
+
+def _size_replace(a: Mapping[str, Any], where: str) -> None:
+    count = a["count"]
+    _need(
+        _replaced_size(
+            _as_text(a["s"]),
+            _as_text(a["old"]),
+            _as_text(a["new"]),
+            -1 if count is None else count,
+        ),
+        where,
+    )
+
+
+def _size_batch(a: Mapping[str, Any], where: str) -> None:
+    if a["fill_with"] is not None:
+        _need(_int(a["linecount"]) * (measure(a["fill_with"]) + 2), where)
+
+
+def _size_slice(a: Mapping[str, Any], where: str) -> None:
+    fill = 0 if a["fill_with"] is None else measure(a["fill_with"]) + 2
+    _need(_int(a["slices"]) * (4 + fill), f"|slice({_describe(a['slices'])})")
+
+
+def _size_tojson(a: Mapping[str, Any], where: str) -> None:
+    indent = a["indent"]
+    if indent is None:
+        return
+    _need(len(indent) if isinstance(indent, str) else _int(indent), where)
+    total = 0
+    # The pure-Python encoder writes piece by piece: count, and stop before it is all made.
+    for piece in json.JSONEncoder(sort_keys=True, indent=indent).iterencode(a["value"]):
+        total += len(piece)
+        if total > MAX_TEXT:
+            raise too_long(where)
+
+
+def _size_urlize(a: Mapping[str, Any], where: str) -> None:
+    extra = len(_as_text(a["target"] or "")) + len(_as_text(a["rel"] or ""))
+    if extra > 100:  # each link repeats target and rel
+        text = _as_text(a["value"])
+        _need(3 * len(text) + sum(1 for _ in _WORDS.finditer(text)) * extra, where)
+
+
+_FILTER_SIZES: dict[str, Callable[[Mapping[str, Any], str], None]] = {
+    "center": _size_center,
+    "indent": _size_indent,
+    "wordwrap": _size_wordwrap,
+    "format": _size_format,
+    "replace": _size_replace,
+    "batch": _size_batch,
+    "slice": _size_slice,
+    "tojson": _size_tojson,
+    "urlize": _size_urlize,
 }
 
 
 def _before_filter(name: str, a: Mapping[str, Any]) -> None:
     """Size the filters that can expand far beyond their input, before they run."""
-    where = f"|{name}"
-    if name == "center":
-        _need(max(measure(a["value"]), _int(a["width"])), f"|center({_describe(a['width'])})")
-    elif name == "indent":
-        width = a["width"]
-        step = len(width) if isinstance(width, str) else _int(width)
-        text = _as_text(a["s"])
-        _need(len(text) + (text.count("\n") + 1) * step, f"|indent({_describe(width)})")
-    elif name == "wordwrap":
-        text = _as_text(a["s"])
-        width = max(_int(a["width"]), 1)
-        wrap = a["wrapstring"]
-        if wrap is not None and len(_as_text(wrap)) > 1:
-            breaks = len(text) // width + 1 + sum(1 for _ in _BREAKS.finditer(text))
-            _need(len(text) + breaks * len(_as_text(wrap)), where)
-        if a["break_long_words"]:  # textwrap copies what is left of a word at each break
-            lengths = [m.end() - m.start() for m in _WORDS.finditer(text)]
-            copies = sum(n * n for n in lengths if n > width) // (2 * width)
-            _too_slow(
-                copies,
-                1e9,  # memmove: about ten times that here
-                f"|wordwrap({width}) of words of up to {max(lengths, default=0):,} characters",
-            )
-    elif name == "format":
-        if isinstance(a["value"], str):
-            _need(_printf_size(a["value"], a["kwargs"] or a["args"]), where)
-    elif name == "replace":
-        count = a["count"]
-        _need(
-            _replaced_size(
-                _as_text(a["s"]),
-                _as_text(a["old"]),
-                _as_text(a["new"]),
-                -1 if count is None else count,
-            ),
-            where,
-        )
-    elif name == "batch":
-        if a["fill_with"] is not None:
-            _need(_int(a["linecount"]) * (measure(a["fill_with"]) + 2), where)
-    elif name == "slice":
-        fill = 0 if a["fill_with"] is None else measure(a["fill_with"]) + 2
-        _need(_int(a["slices"]) * (4 + fill), f"|slice({_describe(a['slices'])})")
-    elif name == "tojson" and a["indent"] is not None:
-        indent = a["indent"]
-        _need(len(indent) if isinstance(indent, str) else _int(indent), where)
-        total = 0
-        # The pure-Python encoder writes piece by piece: count, and stop before it is all made.
-        for piece in json.JSONEncoder(sort_keys=True, indent=indent).iterencode(a["value"]):
-            total += len(piece)
-            if total > MAX_TEXT:
-                raise too_long(where)
-    elif name == "urlize":
-        extra = len(_as_text(a["target"] or "")) + len(_as_text(a["rel"] or ""))
-        if extra > 100:  # each link repeats target and rel
-            text = _as_text(a["value"])
-            _need(3 * len(text) + sum(1 for _ in _WORDS.finditer(text)) * extra, where)
+    _FILTER_SIZES[name](a, f"|{name}")
 
 
 def _join_filter(original: Callable[..., str]) -> Callable[..., str]:
@@ -586,7 +619,7 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
         _step()
         return _check(original(*args, **kwargs), f"|{name}")
 
-    return run if name in _EXPANDING_FILTERS else run_plain
+    return run if name in _FILTER_SIZES else run_plain
 
 
 class _BoundedFormatter(SandboxedFormatter):
@@ -643,27 +676,26 @@ def _held(value: Any) -> Any:
     return _check(value, "a list or mapping written in the template")
 
 
-def _join_values(*values: Any) -> str:
-    """`a ~ b ~ c`: Jinja's `str_join`, stopped past the limit."""
-    parts: list[str] = []
-    total = 0
-    for value in values:
-        text = str(value)
-        total += len(text)
-        _need(total, "'~'")
-        parts.append(text)
-    return _check("".join(parts), "'~'")  # type: ignore[no-any-return]
-
-
-def _concat(pieces: Iterable[str]) -> str:
-    """Join the output, or a block's text, refusing past the limit before anything is joined."""
+def _bounded_join(pieces: Iterable[str], where: str) -> str:
+    """Join text, refusing past the limit before anything is joined."""
     parts: list[str] = []
     total = 0
     for piece in pieces:
         total += len(piece)
-        _need(total, "the output")
+        _need(total, where)
         parts.append(piece)
     return "".join(parts)
+
+
+def _join_values(*values: Any) -> str:
+    """`a ~ b ~ c`: Jinja's `str_join`, stopped past the limit."""
+    joined = _bounded_join((str(value) for value in values), "'~'")
+    return _check(joined, "'~'")  # type: ignore[no-any-return]
+
+
+def _concat(pieces: Iterable[str]) -> str:
+    """Join the output, or a block's text, refusing past the limit before anything is joined."""
+    return _bounded_join(pieces, "the output")
 
 
 def _finalize(value: Any) -> str:

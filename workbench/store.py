@@ -54,13 +54,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from .db_faults import (
     ENV_URL,
+    DatabaseFault,
     DatabaseUnavailableError,
     ReadOnlyDatabaseError,
+    driver_reason,
     not_a_database,
     postgres_fault,
     read_only,
     shown,
+    sqlite_error_name,
     sqlite_fault,
+    unfolded_changes_unreadable,
     what_file_is,
     why_read_only,
 )
@@ -413,23 +417,10 @@ class Store:
         self.where = _describe(parsed)
         self.path: Path | None = None  # the SQLite file, when the database is one
         self.read_only_reason: str | None = None  # why this SQLite file cannot be written here
-        kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             parsed = self._open_sqlite_file(parsed)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        else:
-            # A server restarts or drops idle connections; test each pooled connection before
-            # use instead of failing the first query after that. A pool large enough for a run
-            # that writes outputs from several threads while the app reads.
-            kwargs.update(
-                pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_postgres_json
-            )
-            kwargs["connect_args"] = {
-                "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
-                "application_name": "prompt-workbench",
-            }
         try:
-            self.engine: Engine = create_engine(parsed, **kwargs)
+            self.engine: Engine = create_engine(parsed, **self._engine_options())
         except ImportError as exc:
             raise WorkbenchError(
                 f"cannot open {self.where}: its database driver is not installed ({exc}); for "
@@ -450,6 +441,23 @@ class Store:
             except WorkbenchError:
                 self.engine.dispose()
                 raise
+
+    def _engine_options(self) -> dict[str, Any]:
+        if self.is_sqlite:
+            return {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        # A server restarts or drops idle connections; test each pooled connection before use
+        # instead of failing the first query after that. A pool large enough for a run that
+        # writes outputs from several threads while the app reads.
+        return {
+            "pool_pre_ping": True,
+            "pool_size": 10,
+            "max_overflow": 20,
+            "json_serializer": _postgres_json,
+            "connect_args": {
+                "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+                "application_name": "prompt-workbench",
+            },
+        }
 
     @property
     def read_only(self) -> bool:
@@ -581,23 +589,24 @@ class Store:
         """A failure a person can fix becomes one line naming the database and what to do;
         anything else (a bug) is left to the caller to re-raise as it is."""
         if self.is_sqlite:
-            fault = sqlite_fault(exc, self.path)
-            if (
-                self.path is not None
-                and self.read_only_reason is not None
-                and _has_unfolded_changes(self.path)
-                and str(getattr(exc.orig, "sqlite_errorname", "")).startswith("SQLITE_CANTOPEN")
-            ):
-                fault = ReadOnlyDatabaseError(
-                    f"{shown(self.path)} has changes in {self.path.name}-wal that SQLite "
-                    f"cannot read while the folder is read-only ({self.read_only_reason}): open "
-                    "it once where it is writable, which folds them into the file"
-                )
+            fault = self._sqlite_fault(exc)
         else:
             self._raise_if_unreachable(exc)
             fault = postgres_fault(exc, self.where)
         if fault is not None:
             raise fault from exc
+
+    def _sqlite_fault(self, exc: DBAPIError) -> DatabaseFault | None:
+        """`sqlite_fault`, except that a file opened read-only with changes still in its `-wal`
+        cannot be opened at all here, which is said as such."""
+        if (
+            self.path is not None
+            and self.read_only_reason is not None
+            and _has_unfolded_changes(self.path)
+            and sqlite_error_name(exc).startswith("SQLITE_CANTOPEN")
+        ):
+            return unfolded_changes_unreadable(self.path, self.read_only_reason)
+        return sqlite_fault(exc, self.path)
 
     def _raise_if_unreachable(self, exc: DBAPIError) -> None:
         """A server that is down or refuses us becomes one readable line, not a traceback."""
@@ -610,7 +619,7 @@ class Store:
             unreachable = state[:2] in ("08", "28") or state in UNREACHABLE_SQLSTATES
         if not unreachable:
             return
-        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        reason = driver_reason(exc)
         raise DatabaseUnavailableError(
             f"cannot reach the database at {self.where}: {reason}. Is the server running, and "
             "is WORKBENCH_DATABASE_URL right?"

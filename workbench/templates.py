@@ -363,17 +363,19 @@ def _check_size(name: str, value: Any, source: str) -> None:
     try:
         size = sandbox.measure(value)
     except RecursionError:
-        raise TemplateLimitError(
-            f"variable {name!r} nests too deeply (values inside values past Python's recursion "
-            "limit)",
-            source=source,
-        ) from None
+        raise TemplateLimitError(_nests_too_deeply(name), source=source) from None
     if size > sandbox.MAX_TEXT:
         raise TemplateLimitError(
             f"variable {name!r} is more than {sandbox.MAX_TEXT:,} characters (the limit for one "
             "prompt)",
             source=source,
         )
+
+
+def _nests_too_deeply(name: str) -> str:
+    return (
+        f"variable {name!r} nests too deeply (values inside values past Python's recursion limit)"
+    )
 
 
 def _split_messages(text: str, marker: str) -> Iterator[Message]:
@@ -510,8 +512,22 @@ def _check_front(pf: PromptFile) -> None:
 
 
 def _check_template(pf: PromptFile) -> None:
+    """Refuse, before anything renders, a body that does not parse, reaches for internals, names
+    a filter or test Jinja lacks, includes other templates, does not compile, or (chat) has a
+    section header that is not a role."""
+    ast = _parsed(pf)
+    _check_no_internal_attributes(pf, ast)
+    _check_known_filters(pf, ast)
+    _check_self_contained(pf, ast)
+    _check_compiles(pf)
+    if pf.mode == "chat":
+        _check_section_headers(pf)
+
+
+def _parsed(pf: PromptFile) -> nodes.Template:
+    """The body's syntax tree; a syntax error says where, with a hint for literal JSON."""
     try:
-        ast = pf.ast
+        return pf.ast
     except sandbox.TemplateTooLarge as exc:
         line = pf.file_line(exc.lineno) if exc.lineno else None
         raise TemplateLimitError(exc.message or "", source=pf.source, line=line) from None
@@ -530,16 +546,26 @@ def _check_template(pf: PromptFile) -> None:
         raise PromptFileError(
             f"template syntax error: {exc.message}{hint}", source=pf.source, line=line
         ) from None
+
+
+def _internal_attribute(node: nodes.Node) -> object:
+    """The attribute or item `node` reads by a constant name (`x.a`, `x['a']`), or a name
+    starting with an underscore given to the `attr` or `map` filter; None when there is none."""
+    attr: object = None
+    if isinstance(node, nodes.Getattr):
+        attr = node.attr
+    elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        attr = node.arg.value
+    elif isinstance(node, nodes.Filter | nodes.Test) and node.name in ("attr", "map"):
+        for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
+            if isinstance(arg, nodes.Const) and str(arg.value).startswith("_"):
+                attr = arg.value
+    return attr
+
+
+def _check_no_internal_attributes(pf: PromptFile, ast: nodes.Template) -> None:
     for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test)):
-        attr: object = None
-        if isinstance(node, nodes.Getattr):
-            attr = node.attr
-        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
-            attr = node.arg.value
-        elif isinstance(node, nodes.Filter | nodes.Test) and node.name in ("attr", "map"):
-            for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
-                if isinstance(arg, nodes.Const) and str(arg.value).startswith("_"):
-                    attr = arg.value
+        attr = _internal_attribute(node)
         if isinstance(attr, str) and attr.startswith("_"):
             raise UnsafeTemplateError(
                 f"refused: the template reaches for the internal attribute {attr!r}; templates "
@@ -547,6 +573,9 @@ def _check_template(pf: PromptFile) -> None:
                 source=pf.source,
                 line=pf.file_line(node.lineno),
             )
+
+
+def _check_known_filters(pf: PromptFile, ast: nodes.Template) -> None:
     for node in ast.find_all((nodes.Filter, nodes.Test)):
         known = _ENV.filters if isinstance(node, nodes.Filter) else _ENV.tests
         if node.name not in known:
@@ -558,14 +587,21 @@ def _check_template(pf: PromptFile) -> None:
                 source=pf.source,
                 line=pf.file_line(node.lineno),
             )
+
+
+def _check_self_contained(pf: PromptFile, ast: nodes.Template) -> None:
     for bad in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         raise UnsafeTemplateError(
             "refused: templates cannot include, import or extend other templates",
             source=pf.source,
             line=pf.file_line(bad.lineno),
         )
+
+
+def _check_compiles(pf: PromptFile) -> None:
+    """Compiled now, so a file that cannot compile is never saved."""
     try:
-        pf.compiled  # noqa: B018 - compiled now, so a file that cannot compile is never saved
+        pf.compiled  # noqa: B018
     except sandbox.TemplateTooLarge as exc:
         raise TemplateLimitError(exc.message or "", source=pf.source) from None
     except TemplateSyntaxError as exc:
@@ -574,19 +610,22 @@ def _check_template(pf: PromptFile) -> None:
             source=pf.source,
             line=pf.file_line(exc.lineno or 1),
         ) from None
-    if pf.mode == "chat":
-        for offset, text in enumerate(pf.body.splitlines()):
-            m = _HEADER_LIKE.match(text)
-            if not m or ROLE_LINE.match(text.strip()):
-                continue
-            word = m.group(1).lower()
-            if word in _UNSUPPORTED_ROLES or _near_role(word):
-                raise PromptFileError(
-                    f"unknown section header {text.strip()!r}: sections are "
-                    + ", ".join(f"'{r}:'" for r in ROLES),
-                    source=pf.source,
-                    line=pf.body_line + offset,
-                )
+
+
+def _check_section_headers(pf: PromptFile) -> None:
+    """A chat body's `word:` line that looks meant as a role but is none (`assistent:`)."""
+    for offset, text in enumerate(pf.body.splitlines()):
+        m = _HEADER_LIKE.match(text)
+        if not m or ROLE_LINE.match(text.strip()):
+            continue
+        word = m.group(1).lower()
+        if word in _UNSUPPORTED_ROLES or _near_role(word):
+            raise PromptFileError(
+                f"unknown section header {text.strip()!r}: sections are "
+                + ", ".join(f"'{r}:'" for r in ROLES),
+                source=pf.source,
+                line=pf.body_line + offset,
+            )
 
 
 def _has_marker_chars(value: Any) -> bool:
@@ -600,8 +639,6 @@ def _has_marker_chars(value: Any) -> bool:
 
 
 def _near_role(word: str) -> bool:
-    import difflib
-
     return bool(difflib.get_close_matches(word, ROLES, n=1, cutoff=0.75))
 
 
@@ -664,10 +701,7 @@ def coerce_value(name: str, kind: str, value: Any) -> Any:
                 raise ValueError(value)
             return parsed
     except (RecursionError, json_text.TooDeepError):
-        raise PromptFileError(
-            f"variable {name!r} nests too deeply (values inside values past Python's recursion "
-            "limit)"
-        ) from None
+        raise PromptFileError(_nests_too_deeply(name)) from None
     except ValueError:
         raise PromptFileError(
             f"variable {name!r} should be {'an' if kind[0] in 'aeiou' else 'a'} {kind}"

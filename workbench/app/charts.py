@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from workbench import wording
 from workbench.compare import ColumnScores, ColumnStats, Comparison
+from workbench.probability_scores import BINS, ReliabilityBin
 from workbench.scorers import Score, weighted_pass
 from workbench.stability import StabilityReport
 
@@ -253,4 +254,47 @@ def vote_gain_chart(report: StabilityReport) -> go.Figure:
         title="Accuracy against the expected answer", yaxis_title="% of rows", yaxis_range=[0, 105]
     )
     fig.update_layout(**{**LAYOUT, "showlegend": True}, barmode="group")
+    return fig
+
+
+def reliability_chart(series: Sequence[tuple[str, Sequence[ReliabilityBin]]]) -> go.Figure:
+    """Reliability diagram: per bin of top probability, the share of rows whose top choice was
+    right against the mean top probability there; one series per (version, raw or calibrated),
+    empty bins left out, the diagonal as perfect calibration. Points above the diagonal: the
+    model knew more than it said; below: it was overconfident."""
+    fig = go.Figure(
+        go.Scatter(
+            x=[0, 100],
+            y=[0, 100],
+            mode="lines",
+            name="perfectly calibrated",
+            line={"dash": "dot", "color": "grey"},
+            hoverinfo="skip",
+        )
+    )
+    for label, bins in series:
+        filled = [b for b in bins if b.count and b.confidence is not None]
+        fig.add_trace(
+            go.Scatter(
+                x=[100 * (b.confidence or 0.0) for b in filled],
+                y=[100 * (b.accuracy or 0.0) for b in filled],
+                mode="lines+markers",
+                name=plain(label),
+                text=[
+                    f"{plain(label)}<br>top probability {100 * b.lower:.0f}–{100 * b.upper:.0f}%"
+                    f"<br>{wording.plural(b.count, 'row')}"
+                    for b in filled
+                ],
+                hovertemplate="%{text}<br>mean %{x:.0f}% · right %{y:.0f}%<extra></extra>",
+                marker={"size": [6 + min(b.count, 20) for b in filled]},
+            )
+        )
+    fig.update_layout(
+        title=f"Reliability ({BINS} equal-width bins of the top probability)",
+        xaxis_title="mean top probability (%)",
+        yaxis_title="% of rows right",
+        **{**LAYOUT, "showlegend": True, "height": 380},
+    )
+    fig.update_xaxes(range=[0, 102], autorange=False)
+    fig.update_yaxes(range=[0, 105], autorange=False)
     return fig

@@ -8,7 +8,7 @@ to a page used to reset it to the first prompt. Two mechanisms keep a selection 
   so it is still there when the page with the widget runs again. Only value widgets are listed:
   a button, file uploader or data editor refuses a value set this way.
 - The selection is also in the address (`?prompt=few-shot-sentiment&v=3&run=42&model=…`):
-  `requested(param, key)` hands a page the value the address asks for once per new value (a
+  `requested(key, *params)` hands a page the value the address asks for once per new value (a
   link opened, the browser's back button), and `show_in_url` writes the current choice back,
   which adds a browser history entry. A value the page changed since wins over an address
   it already read, so the person's clicks are never undone by a stale address.

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import streamlit as st
@@ -92,41 +92,9 @@ def model_sidebar() -> state.ModelChoice:
         st.subheader("Model")
         source = st.radio("Source", MODEL_SOURCES, key="model_source", horizontal=True)
         if source == MODEL_SOURCES[0]:
-            spec = st.text_input(
-                "Model",
-                key="model_spec",
-                help="The default model, a local folder with a transformers model, or a Hugging "
-                "Face id already in the local cache. Nothing is downloaded.",
-            ).strip()
-            dtype = st.selectbox("Weights dtype", state.DTYPES, key="model_dtype")
-            trust = st.checkbox(
-                "Trust remote code",
-                key="model_trust_remote_code",
-                help="Runs Python code shipped with the model. Only for models you trust.",
-            )
-            local_default = settings.model if not remote_default else "default"
-            choice = state.ModelChoice(spec or local_default, dtype, trust)
+            choice = _local_model_fields(settings.model if not remote_default else "default")
         else:
-            url = st.text_input(
-                "Server URL",
-                key="model_server_url",
-                help="Base URL of a vLLM, TGI, llama.cpp or Ollama server (usually ends in /v1).",
-            ).strip()
-            name = st.text_input(
-                "Model name",
-                key="model_server_model",
-                help="As the server calls it; empty: the server's only model.",
-            ).strip()
-            key = st.text_input(
-                "API key",
-                key="model_server_key",
-                type="password",
-                help="Kept in this browser session's memory only, never stored "
-                "(default: $WORKBENCH_OPENAI_API_KEY).",
-            )
-            choice = state.ModelChoice(
-                f"openai:{name}@{url or settings.openai.base_url}", api_key=key.strip()
-            )
+            choice = _server_model_fields(settings.openai.base_url)
         if state.is_loaded(choice):
             info = state.backend(choice).info
             st.caption(  # the name and revision carry the model id a server reported
@@ -146,6 +114,45 @@ def model_sidebar() -> state.ModelChoice:
     )
     memory.show_in_url("model_spec", model=None if choice.spec == default else choice.spec)
     return choice
+
+
+def _local_model_fields(default_spec: str) -> state.ModelChoice:
+    """The fields of a local model; an empty spec means `default_spec`."""
+    spec = st.text_input(
+        "Model",
+        key="model_spec",
+        help="The default model, a local folder with a transformers model, or a Hugging "
+        "Face id already in the local cache. Nothing is downloaded.",
+    ).strip()
+    dtype = st.selectbox("Weights dtype", state.DTYPES, key="model_dtype")
+    trust = st.checkbox(
+        "Trust remote code",
+        key="model_trust_remote_code",
+        help="Runs Python code shipped with the model. Only for models you trust.",
+    )
+    return state.ModelChoice(spec or default_spec, dtype, trust)
+
+
+def _server_model_fields(default_url: str) -> state.ModelChoice:
+    """The fields of an OpenAI-compatible server; an empty URL means `default_url`."""
+    url = st.text_input(
+        "Server URL",
+        key="model_server_url",
+        help="Base URL of a vLLM, TGI, llama.cpp or Ollama server (usually ends in /v1).",
+    ).strip()
+    name = st.text_input(
+        "Model name",
+        key="model_server_model",
+        help="As the server calls it; empty: the server's only model.",
+    ).strip()
+    key = st.text_input(
+        "API key",
+        key="model_server_key",
+        type="password",
+        help="Kept in this browser session's memory only, never stored "
+        "(default: $WORKBENCH_OPENAI_API_KEY).",
+    )
+    return state.ModelChoice(f"openai:{name}@{url or default_url}", api_key=key.strip())
 
 
 def _select_model(spec: str) -> None:
@@ -175,6 +182,51 @@ PARAM_HELP = {
 }
 
 
+class _ParamField(NamedTuple):
+    """One generation parameter's widget: a slider when it has a `step`, else a whole number."""
+
+    name: str
+    label: str
+    low: float
+    high: float
+    step: float | None = None
+
+
+_PARAM_FIELDS = (
+    _ParamField("temperature", "Temperature", 0.0, 2.0, 0.05),
+    _ParamField("top_p", "Top p", 0.05, 1.0, 0.05),
+    _ParamField("top_k", "Top k", 0, 1000),
+    _ParamField("max_new_tokens", "Max new tokens", 1, 8192),
+    _ParamField("repetition_penalty", "Repetition penalty", 0.5, 2.0, 0.05),
+    _ParamField("frequency_penalty", "Frequency penalty", -2.0, 2.0, 0.1),
+    _ParamField("presence_penalty", "Presence penalty", -2.0, 2.0, 0.1),
+    _ParamField("seed", "Seed", 0, 2**31 - 1),
+)
+
+
+def _param_widget(field: _ParamField, value: Any, key: str) -> float | int:
+    if field.step is None:
+        return int(
+            st.number_input(
+                field.label,
+                int(field.low),
+                int(field.high),
+                int(value),
+                key=key,
+                help=PARAM_HELP[field.name],
+            )
+        )
+    return st.slider(
+        field.label,
+        float(field.low),
+        float(field.high),
+        float(value),
+        field.step,
+        key=key,
+        help=PARAM_HELP[field.name],
+    )
+
+
 def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
     """Generation parameters, starting from the prompt's own options.
 
@@ -191,71 +243,8 @@ def params_sidebar(options: Mapping[str, Any], scope: str) -> dict[str, Any]:
         st.subheader("Generation")
         k = f"param:{scope}:"
         values: dict[str, Any] = {
-            "temperature": st.slider(
-                "Temperature",
-                0.0,
-                2.0,
-                float(base.temperature),
-                0.05,
-                key=k + "temperature",
-                help=PARAM_HELP["temperature"],
-            ),
-            "top_p": st.slider(
-                "Top p",
-                0.05,
-                1.0,
-                float(base.top_p),
-                0.05,
-                key=k + "top_p",
-                help=PARAM_HELP["top_p"],
-            ),
-            "top_k": int(
-                st.number_input(
-                    "Top k", 0, 1000, int(base.top_k), key=k + "top_k", help=PARAM_HELP["top_k"]
-                )
-            ),
-            "max_new_tokens": int(
-                st.number_input(
-                    "Max new tokens",
-                    1,
-                    8192,
-                    int(base.max_new_tokens),
-                    key=k + "max_new_tokens",
-                    help=PARAM_HELP["max_new_tokens"],
-                )
-            ),
-            "repetition_penalty": st.slider(
-                "Repetition penalty",
-                0.5,
-                2.0,
-                float(base.repetition_penalty),
-                0.05,
-                key=k + "repetition_penalty",
-                help=PARAM_HELP["repetition_penalty"],
-            ),
-            "frequency_penalty": st.slider(
-                "Frequency penalty",
-                -2.0,
-                2.0,
-                float(base.frequency_penalty),
-                0.1,
-                key=k + "frequency_penalty",
-                help=PARAM_HELP["frequency_penalty"],
-            ),
-            "presence_penalty": st.slider(
-                "Presence penalty",
-                -2.0,
-                2.0,
-                float(base.presence_penalty),
-                0.1,
-                key=k + "presence_penalty",
-                help=PARAM_HELP["presence_penalty"],
-            ),
-            "seed": int(
-                st.number_input(
-                    "Seed", 0, 2**31 - 1, int(base.seed), key=k + "seed", help=PARAM_HELP["seed"]
-                )
-            ),
+            field.name: _param_widget(field, getattr(base, field.name), k + field.name)
+            for field in _PARAM_FIELDS
         }
         stop_text = st.text_area(
             "Stop strings",
@@ -304,21 +293,13 @@ def version_picker(
     names = [p.name for p in prompts]
     latest = {p.name: p.latest for p in prompts}
     if url is None:
-        url = st.session_state.get(URL_PICKER, key) == key
-        if url:
-            st.session_state[URL_PICKER] = key
+        url = _takes_address(key)
     if url:
         asked = memory.requested(key, "prompt", "v")
         if asked is not None:
             _apply_address(asked, key, latest)
     if key not in st.session_state:
-        last = st.session_state.get(LAST_PICK)
-        if default in names:
-            st.session_state[key] = default
-        elif last is not None and last[0] in names:
-            st.session_state[key] = last[0]
-            if versions_back == 0 and 1 <= last[1] <= latest[last[0]]:
-                st.session_state.setdefault(f"{key}:version:{last[0]}", last[1])
+        _open_first_time(key, latest, default, versions_back)
     name = st.selectbox(label, names, key=key)
     summary = next(p for p in prompts if p.name == name)
     by_version: dict[int, list[str]] = {}
@@ -342,6 +323,29 @@ def version_picker(
     return lib.get(f"{name}@{number}")
 
 
+def _takes_address(key: str) -> bool:
+    """Whether picker `key` is the first drawn in this rerun, which reads and writes the
+    address (the mark is cleared by `page` at the top of every rerun)."""
+    if st.session_state.get(URL_PICKER, key) != key:
+        return False
+    st.session_state[URL_PICKER] = key
+    return True
+
+
+def _open_first_time(
+    key: str, latest: Mapping[str, int], default: str | None, versions_back: int
+) -> None:
+    """Where a picker not drawn before starts: on `default`, else on the prompt last picked
+    anywhere, and on that version too unless the picker wants an earlier one."""
+    last = _last_pick(list(latest))
+    if default in latest:
+        st.session_state[key] = default
+    elif last is not None:
+        st.session_state[key] = last[0]
+        if versions_back == 0 and 1 <= last[1] <= latest[last[0]]:
+            st.session_state.setdefault(f"{key}:version:{last[0]}", last[1])
+
+
 def prompt_select(names: Sequence[str], key: str, label: str = "Prompt") -> str:
     """A prompt chooser without versions (Library) that remembers like `version_picker`: it
     opens on the address's `prompt=`, else on the prompt last picked on any page, and puts its
@@ -351,15 +355,10 @@ def prompt_select(names: Sequence[str], key: str, label: str = "Prompt") -> str:
         if asked["prompt"] in names:
             st.session_state[key] = asked["prompt"]
         else:
-            st.warning(
-                escape_markdown(
-                    f"The address asks for prompt {asked['prompt']!r}, which is not in the "
-                    "library: showing the default prompt instead."
-                )
-            )
+            _warn_unknown_prompt(asked["prompt"])
     elif key not in st.session_state:
-        last = st.session_state.get(LAST_PICK)
-        if last is not None and last[0] in names:
+        last = _last_pick(names)
+        if last is not None:
             st.session_state[key] = last[0]
     name: str = st.selectbox(label, names, key=key)
     last = st.session_state.get(LAST_PICK)
@@ -367,6 +366,22 @@ def prompt_select(names: Sequence[str], key: str, label: str = "Prompt") -> str:
         st.session_state[LAST_PICK] = (name, 0)  # 0: no version chosen, the latest
     memory.show_in_url(key, prompt=name, v=None)
     return name
+
+
+def _last_pick(names: Sequence[str]) -> tuple[str, int] | None:
+    """The (prompt, version) last picked on any page, when that prompt is among `names`
+    (version 0: the prompt was picked without a version)."""
+    last: tuple[str, int] | None = st.session_state.get(LAST_PICK)
+    return last if last is not None and last[0] in names else None
+
+
+def _warn_unknown_prompt(asked: str | None) -> None:
+    st.warning(
+        escape_markdown(
+            f"The address asks for prompt {asked!r}, which is not in the library: showing "
+            "the default prompt instead."
+        )
+    )
 
 
 def url_run(key: str) -> int | None:
@@ -382,16 +397,12 @@ def url_run(key: str) -> int | None:
 
 
 def _apply_address(asked: Mapping[str, str | None], key: str, latest: Mapping[str, int]) -> None:
-    """Select what the address asks for; a name or version the library does not have is one
-    line, and the picker keeps its default."""
+    """Select what the address asks for (`v=` alone: that version of the prompt shown). A
+    prompt the library does not have is one line and the picker keeps its choice; a version
+    the prompt does not have is one line and the latest is shown."""
     name: str | None = asked.get("prompt") or st.session_state.get(key)
     if name is None or name not in latest:
-        st.warning(
-            escape_markdown(
-                f"The address asks for prompt {asked.get('prompt')!r}, which is not in the "
-                "library: showing the default prompt instead."
-            )
-        )
+        _warn_unknown_prompt(asked.get("prompt"))
         return
     st.session_state[key] = name
     wanted = asked.get("v")
@@ -614,6 +625,7 @@ def run_button(
     action: str = "Starting the run",
     disabled: bool = False,
     help: str | None = None,
+    in_fragment: bool = False,
 ) -> jobs.Job | None:
     """A Run button that starts a background job and is disabled while that job works.
 
@@ -624,6 +636,10 @@ def run_button(
     second click (a double click, or a click that raced the redraw) finds the job working and
     starts nothing. `start()` checks the request first and raises, so a mistake shows here as
     one line. Returns the job started by this rerun, if any.
+
+    `in_fragment`: the button is drawn inside a fragment (such as the view of another job that
+    `watch_job` draws), where a click reruns that fragment only, and this job's `watch_job`
+    elsewhere on the page would not be drawn: once the job is started, the whole page reruns.
     """
     busy = job_running(state_key)
     started = None
@@ -633,6 +649,8 @@ def run_button(
             st.session_state[state_key] = started.id
             st.session_state[f"{state_key}:clicked_at"] = time.monotonic()
             busy = True
+        if started is not None and in_fragment:
+            st.rerun(scope="app")
     st.button(label, key=key, type="primary", disabled=disabled or busy, help=help)
     return started
 
@@ -687,7 +705,8 @@ def watch_job(
 
 
 def running_line(job: jobs.Job) -> str:
-    """The status of a working job in one line: "Running run 12: … · 3/10 rows · 4.2 s"."""
+    """The status of a working job in one line: "Running run 12: … · 3/10 · 4.2 s" (rows or
+    outputs done, when the job reports progress)."""
     progress = job.progress
     parts = [f"Running {job.title}"]
     if progress is not None and progress.total:

@@ -123,6 +123,9 @@ class Generation:
     # Each counted token's log-probability and top alternatives, when the backend gives them
     # (`capabilities.logprobs`); None for a backend or a stored answer without them.
     logprobs: TokenLogprobs | None = None
+    # Something the person should hear once per run, not once per row: a server that gives no
+    # log-probabilities says so here on each of its answers, and the runner reports it once.
+    notice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,38 @@ class Backend(Protocol):
     def truncate_to_tokens(self, text: str, tokens: int) -> Truncation:
         """The start of `text` holding at most `tokens` tokens, by the backend's own means:
         exact with a tokenizer, else an estimate that says so."""
+        ...
+
+    def token_pieces(self, ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
+        """The text of each token id, for views that show an answer token by token.
+
+        `in_sequence`: the ids are one text in order, and each piece is what its token adds to
+        the text so far, so the pieces join to exactly the decoded text (a character spread over
+        several byte tokens comes whole with the token that completes it, the ones before add
+        nothing). Otherwise each id is decoded alone (the alternatives at one step).
+        Only with `capabilities.token_ids`; otherwise raises CapabilityError (a server's token
+        log-probabilities carry their own texts)."""
+        ...
+
+    def token_ids(self, text: str) -> list[int]:
+        """`text`'s token ids, without special tokens (a token typed to branch an answer with).
+        Only with `capabilities.token_ids`; otherwise raises CapabilityError."""
+        ...
+
+    def generate_forced(
+        self,
+        model_input: ModelInput,
+        forced: Sequence[int],
+        params: GenerationParams,
+        *,
+        seed: int,
+        cancel: Cancel | None = None,
+    ) -> Generation:
+        """An answer that begins with the token ids `forced`, then goes on as the model
+        continues it (see workbench.branching): its log-probabilities cover every token, the
+        forced ones as the model scores them there after `params`' processors. `max_new_tokens`
+        counts the forced tokens too. Only with `capabilities.logits`; otherwise raises
+        CapabilityError; ValueError for an id outside the model's vocabulary."""
         ...
 
     def log_likelihood(self, text: str) -> LogLikelihood:

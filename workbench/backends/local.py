@@ -359,6 +359,112 @@ class TransformersBackend:
         return Truncation(str(self.tokenizer.decode(ids[: max(tokens, 0)])), exact=True)
 
     # --- scoring --------------------------------------------------------------------------------
+    def token_pieces(self, ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
+        tokenizer = self.tokenizer
+        if not in_sequence:
+            return [tokenizer.decode([i]) for i in ids]
+        whole = tokenizer.decode(list(ids))
+        pieces = _pieces_in_windows(tokenizer.decode, ids)
+        if "".join(pieces) != whole:  # a tokenizer that rewrites across windows: decode it all
+            pieces = _pieces_from_prefixes(tokenizer.decode, ids)
+        return pieces
+
+    def token_ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate_forced(
+        self,
+        model_input: ModelInput,
+        forced: Sequence[int],
+        params: GenerationParams,
+        *,
+        seed: int,
+        cancel: Cancel | None = None,
+    ) -> Generation:
+        """The forced tokens, then the model's continuation (see the Backend protocol).
+
+        One forward pass over the prompt and the forced tokens (but the last) scores every
+        forced token: each position's logits go through the same processors generation uses
+        (penalties, then the sampling warpers), in the same order and with the same history,
+        so a forced token that the model chose before gets the log-probability it was stored
+        with. That pass's cache is then handed to generate, which computes only the last forced
+        token before continuing: the prompt is not computed twice. A sampled continuation
+        draws under `seed` from its first new token (not from where the parent's draws were).
+        """
+        import torch
+        from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+        params.validate(self.info.context_window)
+        forced = [int(t) for t in forced]
+        vocabulary = int(self.model.config.vocab_size)
+        for token in forced:
+            if not 0 <= token < vocabulary:
+                raise ValueError(
+                    f"token id {token} is outside {self.info.name}'s vocabulary "
+                    f"(0–{vocabulary - 1})"
+                )
+        if not forced:
+            raise ValueError("nothing to force: give at least one token")
+        if len(forced) > params.max_new_tokens:
+            raise ValueError(
+                f"{len(forced)} forced tokens are more than max_new_tokens {params.max_new_tokens}"
+            )
+        prompt = self.encode(model_input)
+        self.check_fits(len(prompt), params)
+        every = [*prompt, *forced]
+        processors = chosen_by(params)
+        scored = LogprobRecorder(1, self.top_k_logprobs, processors)
+        recorder = LogprobRecorder(1, self.top_k_logprobs, processors)
+        kwargs = self._generate_kwargs(params, [cancel] if cancel else [], len(prompt), recorder)
+        steps: list[Any] = list(kwargs["logits_processor"])[:-1]  # ours, without the recorder
+        if params.repetition_penalty != 1.0:  # generate's own, which runs before ours
+            steps.insert(0, RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+        started = time.perf_counter()
+        generated: list[int] = []
+        with self._generate_lock, torch.inference_mode():
+            cache = self._batch_cache(None, 1)
+            scoring = self.model(
+                input_ids=torch.tensor([every[:-1]]),
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=len(forced),
+            )
+            logits = scoring.logits[0]
+            if cache is None:  # a model with its own kind of cache: the one the pass made
+                cache = scoring.cache
+            for i, token in enumerate(forced):
+                scores = logits[i : i + 1].float()
+                history = torch.tensor([every[: len(prompt) + i]])
+                for step in steps:
+                    scores = step(history, scores)
+                scored.observe(scores)
+                scored.took(torch.tensor([token]))
+            room = params.max_new_tokens - len(forced)
+            if room > 0 and forced[-1] not in self.eos_ids:
+                kwargs["max_new_tokens"] = room
+                kwargs["cache"] = cache
+                if params.sampling:
+                    torch.manual_seed(seed)
+                ids = torch.tensor([every])
+                out = self.model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs
+                )
+                generated = out[0, len(every) :].tolist()
+        latency = time.perf_counter() - started
+        cancelled = cancel is not None and cancel.is_set()
+        result = self._finish(
+            [*forced, *generated], len(prompt), params, latency, None, 1, cancelled
+        )
+        head, tail = scored.result(0, len(forced)), recorder.result(0, len(generated))
+        logprobs = dataclasses.replace(
+            head,
+            tokens=head.tokens + tail.tokens,
+            logprobs=head.logprobs + tail.logprobs,
+            top_ids=head.top_ids + tail.top_ids,
+            top_logprobs=head.top_logprobs + tail.top_logprobs,
+        ).head(result.completion_tokens)
+        return dataclasses.replace(result, logprobs=logprobs)
+
     def log_likelihood(self, text: str) -> LogLikelihood:
         """`text`'s tokens scored after one start token (`start_token`), without the prompt,
         truncated to the context window: how fluent the text reads to this model on its own."""
@@ -1080,6 +1186,47 @@ class TokenStream:
 
 
 DOCUMENT_SEPARATOR = "<|endoftext|>"
+
+
+def _pieces_in_windows(decode: Callable[[list[int]], str], ids: Sequence[int]) -> list[str]:
+    """What each token adds to the text, decoding only a short window each time (linear in the
+    answer's length): the text of the tokens since the last piece, with the token before them
+    for context (a tokenizer may drop a word's leading space at the start of what it decodes),
+    minus that context's own text. Bytes of a character not yet complete add nothing until the
+    token that completes it."""
+    pieces: list[str] = []
+    start = read = 0  # the window's context begins at `start`; new text begins after `read`
+    for n in range(1, len(ids) + 1):
+        context = decode(list(ids[start:read]))
+        text = decode(list(ids[start:n]))
+        if len(text) > len(context) and text.startswith(context) and not text.endswith("\ufffd"):
+            pieces.append(text[len(context) :])
+            start, read = read, n
+        else:
+            pieces.append("")
+    _add_rest(pieces, decode(list(ids)), "".join(pieces))
+    return pieces
+
+
+def _pieces_from_prefixes(decode: Callable[[list[int]], str], ids: Sequence[int]) -> list[str]:
+    """The same by decoding every prefix whole: quadratic, for tokenizers the windows miss."""
+    pieces: list[str] = []
+    before = ""
+    for n in range(1, len(ids) + 1):
+        text = decode(list(ids[:n]))
+        if text.startswith(before) and not text.endswith("\ufffd"):
+            pieces.append(text[len(before) :])
+            before = text
+        else:
+            pieces.append("")
+    _add_rest(pieces, decode(list(ids)), before)
+    return pieces
+
+
+def _add_rest(pieces: list[str], whole: str, joined: str) -> None:
+    """An answer cut inside a character: its last token holds the bytes that are left."""
+    if pieces and whole.startswith(joined) and len(whole) > len(joined):
+        pieces[-1] += whole[len(joined) :]
 
 
 def start_token(tokenizer: Any) -> int | None:

@@ -10,14 +10,23 @@ choices"), instead of an `unexpected TypeError` from deep inside it.
 Fields the workbench does not read are allowed and ignored; the fields it reads must have the
 type OpenAI's API gives them, with `null` accepted wherever real servers send it (vLLM's
 `usage: null` in every streamed piece but the last, a first `delta` with only a role).
+
+A choice's `logprobs` comes in two shapes: /chat/completions sends `content`, a list of
+{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}; /completions sends parallel
+lists `tokens`, `token_logprobs` and `top_logprobs` ([{token: logprob}]). `token_steps` reads
+either into `TokenStep`s, whole or one streamed piece at a time; it is kept apart from the
+answer's own validation so that log-probabilities the workbench cannot read cost only
+themselves, never the answer.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import json_text
 
@@ -47,6 +56,7 @@ class Choice(_Record):
     message: _Content | None = None  # /chat/completions, whole
     finish_reason: str | None = None
     stop_reason: int | str | None = None  # vLLM: the stop string, or the token id that ended it
+    logprobs: Any = None  # read by `token_steps`, apart: see the module's docstring
 
     @property
     def content(self) -> str:
@@ -70,6 +80,87 @@ class Completion(_Record):
 
     choices: list[Choice]
     usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class TokenStep:
+    """One generated token as a server reports it: its text, its natural log-probability (NaN
+    when the server sent null) and its alternatives, best first."""
+
+    text: str
+    logprob: float
+    top: tuple[tuple[str, float], ...]
+
+
+class _TopLogprob(_Record):
+    token: str
+    logprob: float | None = None
+    utf8: list[int] | None = Field(None, alias="bytes")
+
+    @property
+    def text(self) -> str:
+        """The token's text from its bytes when the server gives them: OpenAI writes a token
+        that is part of a character as `bytes:\\xe2\\x80`, which `bytes` shows as "\ufffd"."""
+        if self.utf8 is not None and all(isinstance(b, int) and 0 <= b < 256 for b in self.utf8):
+            return bytes(self.utf8).decode("utf-8", "replace")
+        return self.token
+
+
+class _TokenLogprob(_TopLogprob):
+    top_logprobs: list[_TopLogprob] | None = None
+
+
+class _ChatLogprobs(_Record):
+    content: list[_TokenLogprob] | None = None
+
+
+class _CompletionLogprobs(_Record):
+    tokens: list[str] = []
+    token_logprobs: list[float | None] = []
+    top_logprobs: list[dict[str, float | None] | None] | None = None
+
+
+def token_steps(raw: Any) -> list[TokenStep]:
+    """The tokens a choice's `logprobs` reports, in either shape (nothing for null)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        raise WireError(f"log-probabilities that are not a JSON object: {_show(raw)}")
+    if "content" in raw or "tokens" not in raw:
+        chat = _parse(_ChatLogprobs, raw, "log-probabilities")
+        return [
+            TokenStep(
+                t.text,
+                _value(t.logprob),
+                _best_first((a.text, _value(a.logprob)) for a in t.top_logprobs or []),
+            )
+            for t in chat.content or []
+        ]
+    plain = _parse(_CompletionLogprobs, raw, "log-probabilities")
+    if len(plain.token_logprobs) != len(plain.tokens) or (
+        plain.top_logprobs is not None and len(plain.top_logprobs) != len(plain.tokens)
+    ):
+        raise WireError(
+            f"log-probabilities for {len(plain.tokens)} tokens with lists of other lengths"
+        )
+    tops = plain.top_logprobs or [None] * len(plain.tokens)
+    return [
+        TokenStep(
+            token,
+            _value(value),
+            _best_first((t, _value(v)) for t, v in (top or {}).items()),
+        )
+        for token, value, top in zip(plain.tokens, plain.token_logprobs, tops, strict=True)
+    ]
+
+
+def _value(logprob: float | None) -> float:
+    return math.nan if logprob is None else float(logprob)
+
+
+def _best_first(pairs: Any) -> tuple[tuple[str, float], ...]:
+    """Alternatives most likely first (a /completions dict has no order to trust); NaN last."""
+    return tuple(sorted(pairs, key=lambda p: -p[1] if not math.isnan(p[1]) else math.inf))
 
 
 class ModelList(BaseModel):

@@ -28,12 +28,25 @@ fails in about one timeout instead of one per probe. A cancel (the Cancel flag, 
 the connections of the requests in flight at once instead of waiting for their next piece: see
 `_Flight`. What the server sends is validated (`openai_wire`) and anything malformed is one line
 naming the server and what was wrong.
+
+Every request asks for the log-probability of each generated token and its top
+`top_k_logprobs` alternatives (/chat/completions: `logprobs: true, top_logprobs: k`;
+/completions: `logprobs: k`), which llama.cpp, llama-cpp-python, vLLM and TGI give; they are
+stored with the answer as `TokenLogprobs` named by token text (`after` = "server");
+WORKBENCH_OPENAI_TOP_LOGPROBS sets k (default 5, as a local model records), and 0 asks for
+none: llama-cpp-python computes them in Python, sorting the whole vocabulary for every token,
+which makes its answers several times slower (see benchmarks/remote.py). A server
+that refuses those fields (HTTP 400 or 422 naming them) is asked once more without them and never
+again; one that answers without them, or with some the workbench cannot read, is not asked
+again either. Either way it is logged once, `capabilities.logprobs` turns False, and every
+later answer carries the same `notice`, which the runner reports once per run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import queue
 import random
@@ -49,6 +62,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ..config import OpenAISettings, Settings
+from ..logprobs import TokenLogprobs
 from ..params import GenerationParams
 from ..templates import Rendered
 from .base import (
@@ -67,7 +81,18 @@ from .base import (
     first_stop,
     is_remote_spec,
 )
-from .openai_wire import Chunk, Usage, WireError, parse_chunk, parse_completion, parse_models
+from .openai_wire import (
+    Chunk,
+    TokenStep,
+    Usage,
+    WireError,
+    parse_chunk,
+    parse_completion,
+    parse_models,
+    token_steps,
+)
+
+log = logging.getLogger(__name__)
 
 PREFIX = REMOTE_PREFIX
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -160,10 +185,25 @@ class RemoteBackend:
 
     It can generate and nothing more that every server offers: token counts and cuts use the
     server's tokenize endpoint when it has one (llama.cpp's, llama-cpp-python's) and are
-    labelled estimates otherwise, and a server's logits are out of reach.
+    labelled estimates otherwise, and a server's logits are out of reach. The log-probabilities
+    of the tokens it generates are asked for and kept when the server gives them.
     """
 
-    capabilities = Capabilities()
+    @property
+    def capabilities(self) -> Capabilities:
+        """`logprobs` until the server has refused them, answered without them or sent some
+        that cannot be read: only its answers tell, and nobody else asks it."""
+        return Capabilities(logprobs=self._logprobs_state == "asking")
+
+    @property
+    def top_k_logprobs(self) -> int:
+        """Alternatives asked for per generated token (WORKBENCH_OPENAI_TOP_LOGPROBS)."""
+        return self.settings.top_logprobs
+
+    @property
+    def logprobs_notice(self) -> str | None:
+        """Why this server's answers have no log-probabilities (None while they have)."""
+        return self._logprobs_notice
 
     def __init__(
         self,
@@ -191,6 +231,12 @@ class RemoteBackend:
         self._streams_usage: bool | None = None
         self._tokenizer: str | None = None  # "llama.cpp", "llama-cpp-python", "none"
         self._probes_timed_out = False
+        # "asking" until the server refuses log-probabilities, omits them or sends them
+        # unreadable; then they are no longer asked for and `_logprobs_notice` says why.
+        # "off": WORKBENCH_OPENAI_TOP_LOGPROBS=0, nothing asked and nothing to say.
+        self._logprobs_state = "asking" if settings.top_logprobs > 0 else "off"
+        self._logprobs_notice: str | None = None
+        self._logprobs_lock = threading.Lock()
         model_id, window, revision = self._describe()
         self.model = model_id
         self.info = ModelInfo(
@@ -277,12 +323,14 @@ class RemoteBackend:
         path: str,
         *,
         call: _Call | None = None,
+        refuses: Callable[[httpx.Response], bool] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """One non-streaming request with the same retries as generation.
 
         With a `call` (a whole answer) the request has its deadline and can be cancelled:
-        `_Stopped` then says that nothing came back."""
+        `_Stopped` then says that nothing came back. An answer `refuses` recognises (a server
+        refusing a field it does not know) is raised as `_Rejected` for the caller to retry."""
         for attempt in range(self.settings.max_retries + 1):
             if call is not None:
                 call.begin()
@@ -302,6 +350,8 @@ class RemoteBackend:
                 self._sleep(self._backoff(attempt, response), call)
                 continue
             if response.status_code >= 400:
+                if refuses is not None and refuses(response):
+                    raise _Rejected(response)
                 raise self._refused(response)
             return response
         raise AssertionError("unreachable")
@@ -337,14 +387,7 @@ class RemoteBackend:
         return ModelError(f"the server at {self.server.public_url} sent {exc}")
 
     def _refused(self, response: httpx.Response) -> ModelError:
-        try:
-            response.read()
-            body = response.json()
-            detail = body.get("error", body) if isinstance(body, dict) else body
-            if isinstance(detail, dict):
-                detail = detail.get("message") or detail
-        except (ValueError, httpx.HTTPError):
-            detail = response.text[:300] if response.is_stream_consumed else ""
+        detail = _detail(response)
         hint = {
             401: " (check WORKBENCH_OPENAI_API_KEY)",
             403: " (check WORKBENCH_OPENAI_API_KEY)",
@@ -352,7 +395,7 @@ class RemoteBackend:
         }.get(response.status_code, "")
         return ModelError(
             f"the server at {self.server.public_url} refused the request: HTTP "
-            f"{response.status_code}{hint}: {str(detail)[:500]}"
+            f"{response.status_code}{hint}: {detail[:500]}"
         )
 
     def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
@@ -375,6 +418,54 @@ class RemoteBackend:
 
     def close(self) -> None:
         self._client.close()
+
+    # --- log-probabilities ------------------------------------------------------------------------
+    def _token_record(self, steps: list[TokenStep] | None, text: str) -> TokenLogprobs | None:
+        """An answer's log-probabilities; an answer with text and none means the server does
+        not give them (an empty answer tells nothing).
+
+        A server that ends an answer at a stop string cuts the string from the text but may
+        report its tokens (llama-cpp-python does): tokens past the end of the text are left out."""
+        if steps:
+            joined = "".join(s.text for s in steps)
+            if len(joined) > len(text) and joined.startswith(text):
+                steps = _steps_within(steps, len(text))
+            return TokenLogprobs.from_texts(
+                [s.text for s in steps],
+                [s.logprob for s in steps],
+                [s.top for s in steps],
+                self.top_k_logprobs,
+            )
+        if steps is not None and text:
+            self._stop_logprobs(
+                "absent",
+                f"the server at {self.server.public_url} answers without token "
+                "log-probabilities (it ignores `logprobs`); its answers are stored without them",
+            )
+        return None
+
+    def _logprobs_refused(self, response: httpx.Response) -> None:
+        self._stop_logprobs(
+            "refused",
+            f"the server at {self.server.public_url} refused token log-probabilities "
+            f"(HTTP {response.status_code}: {_detail(response)[:200]}); its answers are "
+            "stored without them",
+        )
+
+    def _logprobs_unreadable(self, exc: WireError) -> None:
+        self._stop_logprobs(
+            "unreadable",
+            f"the server at {self.server.public_url} sent {exc}; its answers are stored "
+            "without token log-probabilities",
+        )
+
+    def _stop_logprobs(self, state: str, notice: str) -> None:
+        """Stop asking, once: the first row to find out logs it, later rows carry the notice."""
+        with self._logprobs_lock:
+            if self._logprobs_state != "asking":
+                return
+            self._logprobs_state, self._logprobs_notice = state, notice
+        log.warning("%s", notice)
 
     # --- inputs ---------------------------------------------------------------------------------
     def model_input(self, rendered: Rendered) -> ModelInput:
@@ -469,6 +560,12 @@ class RemoteBackend:
             return Truncation(text, exact=False)
         return Truncation(text[: max(tokens, 0) * CHARS_PER_TOKEN], exact=False)
 
+    def token_pieces(self, ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
+        raise CapabilityError(
+            f"{self.info.name} is a server: its token ids cannot be decoded here (its token "
+            "log-probabilities carry their own texts)"
+        )
+
     def score_choices(self, inputs: Any, choices: Any, **kwargs: Any) -> Any:
         raise CapabilityError(
             f"{self.info.name} is a server, and it gives no log-probabilities for choices: "
@@ -496,6 +593,23 @@ class RemoteBackend:
 
     def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
         check_context(self.info, prompt_tokens, params, estimate=True)
+
+    def token_ids(self, text: str) -> list[int]:
+        raise CapabilityError(f"{self.info.name} is a server: it does not tokenize for us")
+
+    def generate_forced(
+        self,
+        model_input: ModelInput,
+        forced: Sequence[int],
+        params: GenerationParams,
+        *,
+        seed: int,
+        cancel: Cancel | None = None,
+    ) -> Generation:
+        raise CapabilityError(
+            f"{self.info.name} is a server: an answer cannot be continued from a chosen token "
+            "there; that needs a local model"
+        )
 
     # --- generation -----------------------------------------------------------------------------
     def generate(
@@ -603,14 +717,27 @@ class RemoteBackend:
     ) -> Generation | None:
         """One answer without streaming: for servers whose streams carry no token counts.
         None when a cancel closed it before it came back."""
-        path, body = self._request(model_input, params, seed, stream=False)
         started = time.perf_counter()
         with flight.call() as call:
-            try:
-                with self._slot(call):
-                    response = self._send(flight.client, "POST", path, call=call, json=body)
-            except _Stopped:
-                return None
+            while True:
+                path, body = self._request(model_input, params, seed, stream=False)
+                asked = "logprobs" in body
+                try:
+                    with self._slot(call):
+                        response = self._send(
+                            flight.client,
+                            "POST",
+                            path,
+                            call=call,
+                            refuses=_rejects_logprobs if asked else None,
+                            json=body,
+                        )
+                except _Stopped:
+                    return None
+                except _Rejected as rejected:
+                    self._logprobs_refused(rejected.response)
+                    continue
+                break
         latency = time.perf_counter() - started
         try:
             completion = parse_completion(response.content)
@@ -618,9 +745,18 @@ class RemoteBackend:
             raise self._malformed(exc) from None
         choice = completion.choices[0]
         text = choice.content
+        steps: list[TokenStep] | None = []
+        if asked:
+            try:
+                steps = token_steps(choice.logprobs)
+            except WireError as exc:
+                self._logprobs_unreadable(exc)
+                steps = None
         cut = first_stop(text, params.stop)
         if cut is not None:
             text = text[:cut]
+            steps = _steps_within(steps, cut) if steps is not None else None
+        record = self._token_record(steps, text) if asked else None
         usage = completion.usage or Usage()
         reason = _finish_reason(
             choice.finish_reason, choice.stop_reason, params, cut is not None, False
@@ -635,6 +771,8 @@ class RemoteBackend:
             latency,
             None,
             concurrency,
+            logprobs=record,
+            notice=self._logprobs_notice,
         )
 
     @contextmanager
@@ -653,12 +791,17 @@ class RemoteBackend:
         self, model_input: ModelInput, params: GenerationParams, seed: int, stream: bool = True
     ) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": params.max_new_tokens}
+        asking = self._logprobs_state == "asking"
         if model_input.messages is not None:
             path = "/chat/completions"
             body["messages"] = [{"role": r, "content": c} for r, c in model_input.messages]
+            if asking:
+                body.update(logprobs=True, top_logprobs=self.top_k_logprobs)
         else:
             path = "/completions"
             body["prompt"] = model_input.text
+            if asking:
+                body["logprobs"] = self.top_k_logprobs
         if params.sampling:
             body.update(temperature=params.temperature, top_p=params.top_p, seed=seed)
             if params.top_k:
@@ -702,6 +845,8 @@ class RemoteBackend:
         with flight.call() as call:
             while True:
                 path, body = self._request(model_input, params, seed)
+                asked = "logprobs" in body
+                steps: list[TokenStep] | None = []  # None: unreadable, not kept
                 pieces: list[str] = []  # received text, for the stop check
                 emitted = 0  # characters of "".join(pieces) already yielded
                 ttft: float | None = None
@@ -726,6 +871,9 @@ class RemoteBackend:
                                 if self._usage_in_stream and _rejects_stream_options(response):
                                     self._usage_in_stream = False
                                     continue
+                                if asked and _rejects_logprobs(response):
+                                    self._logprobs_refused(response)
+                                    continue
                                 if response.status_code in RETRY_STATUS and attempt < (
                                     self.settings.max_retries
                                 ):
@@ -747,6 +895,12 @@ class RemoteBackend:
                                 if chunk.usage is not None:
                                     usage = chunk.usage
                                 for choice in chunk.choices or []:
+                                    if asked and steps is not None:
+                                        try:
+                                            steps += token_steps(choice.logprobs)
+                                        except WireError as exc:
+                                            self._logprobs_unreadable(exc)
+                                            steps = None
                                     piece = choice.content
                                     if piece:
                                         chunks += 1
@@ -760,6 +914,8 @@ class RemoteBackend:
                                 cut = first_stop(text, params.stop)
                                 if cut is not None:
                                     pieces, client_stop = [text[:cut]], True
+                                    if steps is not None:
+                                        steps = _steps_within(steps, cut)
                                 safe = (
                                     len(pieces[0]) if client_stop else _safe_end(text, params.stop)
                                 )
@@ -808,8 +964,17 @@ class RemoteBackend:
         if completion_tokens is None:
             completion_tokens = chunks
         latency = time.perf_counter() - started
+        record = self._token_record(steps, text) if asked else None
         return Generation(
-            text, reason, prompt_tokens, completion_tokens, latency, ttft, concurrency
+            text,
+            reason,
+            prompt_tokens,
+            completion_tokens,
+            latency,
+            ttft,
+            concurrency,
+            logprobs=record,
+            notice=self._logprobs_notice,
         )
 
     def _chunks(self, response: httpx.Response) -> Iterator[Chunk]:
@@ -886,6 +1051,14 @@ class RemoteTokenStream:
 
 class _Stopped(Exception):
     """A cancel came before anything was sent, or closed a whole answer before it came back."""
+
+
+class _Rejected(Exception):
+    """A server refused a request for a field it does not take; the caller retries without."""
+
+    def __init__(self, response: httpx.Response):
+        super().__init__(response.status_code)
+        self.response = response
 
 
 _CONNECTED = frozenset({"connection.connect_tcp.complete", "connection.start_tls.complete"})
@@ -1122,6 +1295,37 @@ def _nobody_there(exc: BaseException) -> bool:
 
 def _rejects_stream_options(response: httpx.Response) -> bool:
     return response.status_code in (400, 422) and "stream_options" in response.text
+
+
+def _rejects_logprobs(response: httpx.Response) -> bool:
+    """A server refusing `logprobs`/`top_logprobs` (vLLM above its --max-logprobs, servers
+    that validate strictly); `response.read()` must have been called."""
+    return response.status_code in (400, 422) and "logprobs" in response.text
+
+
+def _detail(response: httpx.Response) -> str:
+    """What an error answer says: its `error.message`, else the start of its body."""
+    try:
+        response.read()
+        body = response.json()
+        detail = body.get("error", body) if isinstance(body, dict) else body
+        if isinstance(detail, dict):
+            detail = detail.get("message") or detail
+    except (ValueError, httpx.HTTPError):
+        detail = response.text[:300] if response.is_stream_consumed else ""
+    return str(detail)
+
+
+def _steps_within(steps: list[TokenStep], length: int) -> list[TokenStep]:
+    """The tokens that begin within the first `length` characters of the answer: an answer the
+    workbench cut at a stop string keeps the tokens of the text it keeps."""
+    kept, at = [], 0
+    for step in steps:
+        if at >= length:
+            break
+        kept.append(step)
+        at += len(step.text)
+    return kept
 
 
 def _message(error: Any) -> str:

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from workbench import jobs, wording
-from workbench.app import memory, state, ui
+from workbench.app import memory, state, token_panel, ui
 from workbench.datasets import Dataset, check_columns
 from workbench.errors import NotFoundError
 from workbench.exchange import export_outputs
@@ -46,6 +46,7 @@ def show_output(output: OutputRecord, cached: bool) -> None:
             + (" · answered from the cache (same request seen before)" if cached else "")
         )
     )
+    token_panel.show_tokens(lib, output, choice)
     with st.expander("Exact model input"):
         ui.show_text(output.model_input)
     with st.expander("Add this input to a test set"):
@@ -114,6 +115,7 @@ def start_answer() -> jobs.Job:
     the background: the model loads inside the job."""
     picked.file.render(values)
     GenerationParams.build(picked.file.options, overrides)
+    st.session_state.pop(token_panel.BRANCH_JOB, None)  # a branch of the previous answer
     return jobs.stream_answer(
         state.runner(choice), picked, values, overrides=overrides, use_cache=use_cache
     )
@@ -128,6 +130,8 @@ def show_answer(job: jobs.Job) -> None:
         st.error(ui.escape_markdown(f"The run stopped: {job.error}"))
     if answer is not None and answer.output is not None:
         show_output(answer.output, answer.cached)
+    if answer is not None and answer.notice:
+        st.info(ui.escape_markdown(answer.notice))
 
 
 def answer_stopped(job: jobs.Job) -> str:
@@ -148,6 +152,11 @@ with single_tab:
     if jobs.get_job(st.session_state.get(SINGLE_JOB)) is None:
         for opened in opened_outputs(single=True):
             show_output(opened, opened.cached)
+    ui.watch_job(
+        token_panel.BRANCH_JOB,
+        "play_branch_stop",
+        lambda job: token_panel.show_branch(lib, job, choice),
+    )
 
 
 def start_dataset_job(runner: Runner, version: VersionInfo, rows: Dataset) -> jobs.Job:
@@ -219,6 +228,8 @@ def show_job(job: jobs.Job) -> None:
             f"Run {summary.run.id}: {summary.run.total} rows in {summary.wall_s:.1f} s "
             f"({summary.run.cached} from the cache, {summary.tokens_per_s:.1f} tokens/s)."
         )
+    for notice in summary.notices if summary is not None else ():
+        st.info(ui.escape_markdown(notice))  # once per run: a server without logprobs
     if summary is not None and summary.votes:
         st.markdown("**Self-consistency votes** (majority answer per row)")
         st.dataframe(
@@ -238,6 +249,7 @@ def show_job(job: jobs.Job) -> None:
             width="stretch",
         )
     if summary is not None and summary.outputs:
+        token_panel.show_row_tokens(lib, summary.outputs, choice)
         left, right = st.columns(2)
         left.download_button(
             "Download CSV",
@@ -276,3 +288,4 @@ with dataset_tab, ui.guard("Reading the rows"):
         if outputs:
             st.caption(f"Run {outputs[0].run_id}, opened from the address")
             st.dataframe(outputs_frame(outputs), hide_index=True, width="stretch")
+            token_panel.show_row_tokens(lib, outputs, choice)

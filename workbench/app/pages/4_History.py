@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import exchange, history, jobs
+from workbench import branching, exchange, history, jobs
 from workbench.app import links, memory, state, ui
 from workbench.history import HistoryFilter, HistoryPage
 from workbench.runs import get_run, run_outputs, run_votes
@@ -125,6 +125,11 @@ def short(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
 
 
+def show_table(rows: list[dict[str, Any]]) -> None:
+    """Rows as a full-width table without pandas' index column."""
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 # --- outputs and runs -------------------------------------------------------------------------
 outputs_tab, runs_tab = st.tabs(["Outputs", "Runs"])
 runs_page: HistoryPage[history.HistoryRun] | None = None
@@ -138,31 +143,29 @@ with outputs_tab, ui.guard("Searching the outputs"):
     if not outputs_page.rows:
         st.info("No outputs match these filters." if before is None else "No older outputs.")
     else:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "id": r.id,
-                        "run": r.run_id,
-                        "created (UTC)": r.created_at,
-                        "prompt": r.ref,
-                        "model": r.model,
-                        "row": r.row_index + 1,
-                        "sample": r.sample_index,
-                        "variables": short(r.variables),
-                        "text": (r.text or "") + ("…" if r.truncated else ""),
-                        "finish": r.finish_reason,
-                        "tokens": r.completion_tokens,
-                        "latency": latency_text(r),
-                        "error": r.error,
-                        "rating": {1: "👍", -1: "👎"}.get(r.verdict or 0, "")
-                        + ("★" * r.stars if r.stars else ""),
-                    }
-                    for r in outputs_page.rows
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        forks = branching.branches(lib, [r.id for r in outputs_page.rows])
+        show_table(
+            [
+                {
+                    "id": r.id,
+                    "run": r.run_id,
+                    "created (UTC)": r.created_at,
+                    "prompt": r.ref,
+                    "model": r.model,
+                    "row": r.row_index + 1,
+                    "sample": r.sample_index,
+                    "variables": short(r.variables),
+                    "text": (r.text or "") + ("…" if r.truncated else ""),
+                    "finish": r.finish_reason,
+                    "tokens": r.completion_tokens,
+                    "latency": latency_text(r),
+                    "error": r.error,
+                    "rating": {1: "👍", -1: "👎"}.get(r.verdict or 0, "")
+                    + ("★" * r.stars if r.stars else ""),
+                    "branch of": forks[r.id].parent_output_id if r.id in forks else None,
+                }
+                for r in outputs_page.rows
+            ]
         )
     page_buttons("outputs", outputs_page)
 
@@ -173,25 +176,21 @@ with runs_tab, ui.guard("Listing the runs"):
     if not runs_page.rows:
         st.info("No runs match these filters." if before is None else "No older runs.")
     else:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "run": r.id,
-                        "status": r.status,
-                        "created (UTC)": r.created_at,
-                        "versions": ", ".join(r.versions),
-                        "model": r.model,
-                        "done": f"{r.done}/{r.total}",
-                        "errors": r.errors,
-                        "parameters": short(r.params) if r.params else "",
-                        "dataset": r.dataset or "",
-                    }
-                    for r in runs_page.rows
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        show_table(
+            [
+                {
+                    "run": r.id,
+                    "status": r.status,
+                    "created (UTC)": r.created_at,
+                    "versions": ", ".join(r.versions),
+                    "model": r.model,
+                    "done": f"{r.done}/{r.total}",
+                    "errors": r.errors,
+                    "parameters": short(r.params) if r.params else "",
+                    "dataset": r.dataset or "",
+                }
+                for r in runs_page.rows
+            ]
         )
     page_buttons("runs", runs_page)
 
@@ -285,29 +284,28 @@ with ui.guard(f"Opening run {run_id}"):
         ui.add_to_test_set(request.rows, "history:testset", f"from run {run_id}")
 
     if outputs:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "prompt": f"{o.prompt}@{o.version}",
-                        "row": o.row_index + 1,
-                        "sample": o.sample_index,
-                        "text": o.text,
-                        "finish": o.finish_reason,
-                        "tokens": o.completion_tokens,
-                        "latency": latency_text(o),
-                        "error": o.error,
-                    }
-                    for o in outputs
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
+        show_table(
+            [
+                {
+                    "prompt": f"{o.prompt}@{o.version}",
+                    "row": o.row_index + 1,
+                    "sample": o.sample_index,
+                    "text": o.text,
+                    "finish": o.finish_reason,
+                    "tokens": o.completion_tokens,
+                    "latency": latency_text(o),
+                    "error": o.error,
+                }
+                for o in outputs
+            ]
         )
+        forks = branching.branches(lib, [o.id for o in outputs[:SHOWN_OUTPUTS]])
         for o in outputs[:SHOWN_OUTPUTS]:
+            fork = forks.get(o.id)
             st.caption(
                 ui.escape_markdown(
                     f"{o.prompt}@{o.version} · row {o.row_index + 1}"
+                    + (f" · {branching.describe(fork)}" if fork else "")
                     + (f" · sample {o.sample_index + 1}" if record.samples > 1 else "")
                     + (f" · {latency_text(o)}" if o.latency_s is not None else "")
                 )

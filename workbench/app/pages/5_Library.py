@@ -65,20 +65,9 @@ def timeline_table(versions: Sequence[VersionInfo]) -> pd.DataFrame:
     )
 
 
-def describe_move(move: LabelMove) -> str:
-    if move.to_version is None:
-        return f"removed from v{move.from_version}"
-    if move.from_version is None:
-        return f"set on v{move.to_version}"
-    return f"moved v{move.from_version} → v{move.to_version}"
-
-
 def history_table(moves: Sequence[LabelMove]) -> pd.DataFrame:
     return pd.DataFrame(
-        [
-            {"when": when(m.at), "label": m.label, "change": describe_move(m)}
-            for m in reversed(moves)
-        ],
+        [{"when": when(m.at), "label": m.label, "change": m.change} for m in reversed(moves)],
         columns=["when", "label", "change"],
     )
 
@@ -203,7 +192,7 @@ if prompts:
                         st.error("Setting the label: type a label name first.")
                     else:
                         move = lib.set_label(f"{name}@{target}", label)
-                        remember("label", f"{name}: label {label} {describe_move(move)}.")
+                        remember("label", f"{name}: label {label} {move.change}.")
         with remove_col:
             if current_labels:
                 # Keyed by the labels as they are now: after a move or a removal this is a new
@@ -218,7 +207,7 @@ if prompts:
                 if st.button("Remove label", key="library_remove"):
                     with ui.guard("Removing the label"):
                         move = lib.remove_label(name, to_remove)
-                        remember("label", f"{name}: label {to_remove} {describe_move(move)}.")
+                        remember("label", f"{name}: label {to_remove} {move.change}.")
             else:
                 st.caption(ui.escape_markdown(f"{name} has no labels."))
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench import evaluate, jobs, scorers, stability, testsets, wording
+from workbench import evaluate, jobs, probability_scores, scorers, stability, testsets, wording
 from workbench.app import charts, state, ui
 from workbench.choices import ChoiceRequest
 from workbench.datasets import Dataset
@@ -322,6 +322,13 @@ def show(report: EvalReport) -> None:
         ),
         key="eval_pass_rate_chart",
     )
+    scored = [v.choice_scores for v in report.versions if v.choice_scores is not None]
+    if scored:
+        show_probabilities(report)
+    # p(expected) per row, and calibrated when a version was calibrated.
+    p_columns = (
+        EXPECTED_COLUMNS[: 1 + any(s.calibrated is not None for s in scored)] if scored else ()
+    )
     detail = pd.DataFrame(
         [
             {
@@ -331,12 +338,20 @@ def show(report: EvalReport) -> None:
                 "output": r.output,
                 "passed": r.passed,
                 "failed": "; ".join(f"{s.metric}: {s.detail}" for s in r.scores if not s.passed),
+                **dict(
+                    zip(p_columns, evaluate.expected_probabilities(v, r.row_index), strict=False)
+                ),
             }
             for v in report.versions
             for r in v.rows
         ]
     )
-    st.dataframe(detail, hide_index=True, width="stretch")
+    st.dataframe(
+        detail,
+        hide_index=True,
+        width="stretch",
+        column_config=ui.share_columns(*p_columns),
+    )
     st.caption(
         f"Metrics: {ui.escape_markdown(', '.join(metrics))}. Scores are stored with the outputs "
         "(History)."
@@ -358,6 +373,45 @@ def show(report: EvalReport) -> None:
             mime=mime,
             key=f"eval_download{fmt}",
         )
+
+
+EXPECTED_COLUMNS = ("p(expected)", "p(expected) calibrated")
+
+
+def show_probabilities(report: EvalReport) -> None:
+    """Scores from the answer choices' probabilities: raw and calibrated, one line each per
+    version, and the reliability diagram of both."""
+    st.markdown("**Answer-choice probabilities** — how close the model came, not only its pick")
+    table = evaluate.probability_table(report)
+    if table:
+        st.dataframe(
+            pd.DataFrame(table, columns=evaluate.PROBABILITY_HEADERS),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                **ui.share_columns("accuracy"),
+                **{
+                    name: st.column_config.NumberColumn(name, format="%.3f")
+                    for name in ("log-loss", "brier", "ece")
+                },
+            },
+            key="eval_probabilities",
+        )
+        st.plotly_chart(
+            charts.reliability_chart(
+                [
+                    (f"{v.ref} · {kind}", scores.bins)
+                    for v in report.versions
+                    if v.choice_scores is not None
+                    for kind, scores in v.choice_scores.by_kind()
+                ]
+            ),
+            key="eval_reliability_chart",
+        )
+    st.caption(ui.escape_markdown(f"Definitions: {probability_scores.DEFINITIONS}."))
+    problems = evaluate.probability_problems(report)
+    if problems:
+        st.warning(ui.escape_markdown("Left out of these figures:\n\n" + "\n\n".join(problems)))
 
 
 def show_stability(report: StabilityReport) -> None:

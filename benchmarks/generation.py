@@ -19,6 +19,11 @@ and how many outputs differ from (a). Then the cost of recording token log-proba
 against the same runner with a recorder that records nothing, alternated three times each on
 the loaded model, best of each; printed as "logprobs overhead" (target: at most 5%).
 `--overhead-only` measures just that.
+Then, on W1, answer-choice scoring against generating the label: the same runner over the same
+32 reviews, (g) generating (as in W1), (s) scoring the three labels Positive/Negative/Neutral
+(`--choices`), (s+c) scoring them with contextual calibration (`--calibrate`: three more
+prompts), alternated, best of five each; rows/s and the ratio s/g. `--choices-only` measures
+just that.
 """
 
 from __future__ import annotations
@@ -91,6 +96,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=32)
     parser.add_argument("--workload", choices=["W1", "W2", "both"], default="both")
     parser.add_argument("--overhead-only", action="store_true", help="only the logprobs overhead")
+    parser.add_argument(
+        "--choices-only", action="store_true", help="only W1's choice scoring against generation"
+    )
     args = parser.parse_args()
 
     import torch
@@ -118,9 +126,12 @@ def main() -> None:
     for name, (prompt, rows, max_new) in workloads.items():
         if args.workload in (name, "both"):
             rows = (rows * ((args.rows + len(rows) - 1) // len(rows)))[: args.rows]
-            if not args.overhead_only:
+            if not (args.overhead_only or args.choices_only):
                 workload(name, library, backend, prompt, rows, max_new)
-            logprobs_overhead(name, library, backend, prompt, rows, max_new)
+            if not args.choices_only:
+                logprobs_overhead(name, library, backend, prompt, rows, max_new)
+            if name == "W1" and not args.overhead_only:
+                choice_scoring(library, backend, prompt, rows, max_new)
 
 
 def workload(
@@ -291,6 +302,49 @@ def logprobs_overhead(
         f"{best_without:.2f} s without (best of {rounds} each, alternated): "
         f"{best_with / best_without - 1:+.1%} (target ≤ +5%)"
     )
+
+
+def choice_scoring(
+    library: Any,
+    backend: Any,
+    prompt: str,
+    rows: list[dict[str, str]],
+    max_new: int,
+    rounds: int = 5,
+) -> None:
+    """W1 through the runner three ways, alternated so the machine's load falls on all:
+    generating the label, scoring the three labels, scoring them calibrated."""
+    from workbench.choices import ChoiceRequest
+    from workbench.runner import Runner
+
+    version = library.get(prompt)
+    overrides = {"max_new_tokens": max_new, "temperature": 0, "stop": []}
+    labels = "Positive,Negative,Neutral"
+    ways = {
+        "(g) generate the label": None,
+        "(s) score 3 choices": ChoiceRequest.build(labels),
+        "(s+c) score 3 choices, calibrated": ChoiceRequest.build(labels, calibrate=True),
+    }
+
+    def run(request: Any) -> float:
+        started = time.perf_counter()
+        Runner(library, backend).run(
+            [version], rows, overrides=overrides, use_cache=False, choices=request
+        )
+        return time.perf_counter() - started
+
+    for request in ways.values():  # warm up
+        run(request)
+    best = {label: min(run(request) for _ in range(1)) for label, request in ways.items()}
+    for _ in range(rounds - 1):
+        for label, request in ways.items():
+            best[label] = min(best[label], run(request))
+    print(f"\nW1 answer choices: {prompt} × {len(rows)} rows (best of {rounds}, alternated)")
+    print(f"{'':38}{'wall s':>8}{'rows/s':>9}")
+    for label, wall in best.items():
+        print(f"{label:38}{wall:8.2f}{len(rows) / wall:9.2f}")
+    g, s_, c = best.values()
+    print(f"ratios (rows/s): s/g {g / s_:.2f}, (s+c)/g {g / c:.2f}")
 
 
 def backend_params(overrides: dict[str, object]) -> object:

@@ -24,10 +24,12 @@ from .config import Settings
 from .errors import WorkbenchError
 
 if TYPE_CHECKING:
+    from .choices import ChoiceRequest
     from .datasets import Dataset
     from .evaluate import EvalReport, VersionReport
     from .library import Library
     from .runner import Runner, RunSummary
+    from .runs import OutputRecord
     from .terminal import ProgressDisplay
 
 # A click command as the decorators pass it along (a function until @app.command wraps it).
@@ -433,6 +435,33 @@ def model_options(command: Command) -> Command:
     )(command)
 
 
+def choice_options(command: Command) -> Command:
+    """--choices and --calibrate, shared by run and eval (see workbench.choices)."""
+    command = click.option(
+        "--calibrate",
+        is_flag=True,
+        help="Contextual calibration (Zhao et al. 2021): divide each row's choice "
+        "probabilities by those the prompt gives content-free inputs (N/A, '', [MASK]) and "
+        "answer the calibrated argmax; needs choices. Stored with the run.",
+    )(command)
+    return click.option(
+        "--choices",
+        default=None,
+        help="Score these answers instead of generating, comma-separated (e.g. "
+        "'Positive,Negative,Neutral'): the answer is the most likely one, and every choice's "
+        "probability is stored. Overrides the prompt's metadata.choices. Local models only.",
+    )(command)
+
+
+def _choice_request(choices: str | None, calibrate: bool) -> ChoiceRequest | None:
+    from .choices import ChoiceRequest, ChoicesError
+
+    try:
+        return ChoiceRequest.build(choices, calibrate)
+    except ChoicesError as exc:
+        raise WorkbenchError(f"--choices: {exc}") from None
+
+
 def _runner(
     model: str | None, dtype: str, trust_remote_code: bool, library: Library | None = None
 ) -> Runner:
@@ -470,6 +499,7 @@ def _runner(
 @click.option("--samples", type=int, help="Draw N sampled answers and vote (self-consistency).")
 @click.option("--no-cache", is_flag=True, help="Generate even when an identical output is stored.")
 @click.option("--batch-size", type=int, help="Rows per batch (default: chosen from the lengths).")
+@choice_options
 @model_options
 @json_flag
 def run_command(
@@ -481,6 +511,8 @@ def run_command(
     samples: int | None,
     no_cache: bool,
     batch_size: int | None,
+    choices: str | None,
+    calibrate: bool,
     model: str | None,
     dtype: str,
     trust_remote_code: bool,
@@ -496,6 +528,7 @@ def run_command(
     from .runner import samples_for
 
     overrides = parse_param_pairs(list(param))
+    request = _choice_request(choices, calibrate)
     library = _library()
     version = library.get(ref)
     rows: Any
@@ -513,7 +546,9 @@ def run_command(
     if single and not as_json:
         from .terminal import shown
 
-        streamed = runner.stream(version, rows[0], overrides=overrides, use_cache=use_cache)
+        streamed = runner.stream(
+            version, rows[0], overrides=overrides, use_cache=use_cache, choices=request
+        )
         # On a terminal the answer is shown as text; piped, it is the exact answer (data).
         on_terminal = sys.stdout.isatty()
         for piece in streamed:
@@ -522,7 +557,7 @@ def run_command(
         out = streamed.output
         assert out is not None
         ttft = f" · first token {out.ttft_s:.2f} s" if out.ttft_s is not None else ""
-        if out.cached:  # the time is the original generation's, not this answer's
+        if out.cached or out.choices is not None:  # nothing generated now: no rate
             origin = wording.latency_text(out)
         else:
             origin = f"{wording.latency_text(out)} · {wording.tokens_per_s_text(out)} tok/s{ttft}"
@@ -542,6 +577,7 @@ def run_command(
             use_cache=use_cache,
             progress=progress,
             batch_size=batch_size,
+            choices=request,
         )
     _print_summary(summary, as_json)
 
@@ -566,7 +602,7 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
                 o.finish_reason or "error",
                 f"{o.prompt_tokens}+{o.completion_tokens}",
                 wording.latency_text(o),
-                (o.text or o.error or "").replace("\n", " ")[:70],
+                _choice_text(o) or (o.text or o.error or "").replace("\n", " ")[:70],
             ]
             for o in summary.outputs
         ],
@@ -591,6 +627,24 @@ def _print_notices(notices: Sequence[str]) -> None:
 
     for notice in notices:
         click.echo(f"note: {plain(notice)}", err=True)
+
+
+def _choice_text(output: OutputRecord) -> str | None:
+    """A scored answer with its probability: "Positive 93%"; calibrated, with the raw answer
+    beside it: "Negative 56% calibrated (raw Positive 62%)"."""
+    if output.choices is None:
+        return None
+    from .choices import ChoiceResult, argmax
+
+    result = ChoiceResult.from_dict(output.choices)
+    raw = argmax(result.probs)
+    if result.calibrated is None:
+        return f"{result.choices[raw]} {result.probs[raw]:.0%}"
+    best = argmax(result.calibrated)
+    return (
+        f"{result.choices[best]} {result.calibrated[best]:.0%} calibrated "
+        f"(raw {result.choices[raw]} {result.probs[raw]:.0%})"
+    )
 
 
 def _timing(summary: RunSummary) -> str:
@@ -638,6 +692,7 @@ EXIT_BELOW_MIN = 3  # distinct from errors (1) and usage mistakes (2), for CI sc
 )
 @click.option("--param", "param", multiple=True, help="Generation parameter NAME=VALUE.")
 @click.option("--no-cache", is_flag=True, help="Generate even when an identical output is stored.")
+@choice_options
 @model_options
 @json_flag
 def eval_command(
@@ -648,6 +703,8 @@ def eval_command(
     min_pass_rate: float | None,
     param: tuple[str, ...],
     no_cache: bool,
+    choices: str | None,
+    calibrate: bool,
     model: str | None,
     dtype: str,
     trust_remote_code: bool,
@@ -674,7 +731,8 @@ def eval_command(
             extra.append(parse_assertion(text))
         except WorkbenchError as exc:
             raise WorkbenchError(f"--assert {text!r}: {exc}") from None
-    plan(library, refs, rows, extra)  # every mistake before the model loads
+    request = _choice_request(choices, calibrate)
+    plan(library, refs, rows, extra, choices=request)  # every mistake before the model loads
     runner = _runner(model, dtype, trust_remote_code, library)
     with _progress(as_json) as display:
         report = evaluate(
@@ -686,6 +744,7 @@ def eval_command(
             overrides=overrides,
             use_cache=not no_cache,
             progress=(lambda ref, p: display(p, ref)) if display else None,
+            choices=request,
         )
     if output is not None:
         write_report(report, output)

@@ -24,6 +24,7 @@ from typing import Any
 from jinja2 import TemplateError, nodes
 
 from . import json_text
+from .choices import ChoicesError, parse_choices
 from .errors import PromptFileError, WorkbenchError
 from .techniques import TECHNIQUES
 from .templates import (
@@ -109,6 +110,8 @@ class Draft:
     schema: Schema | None = None
     trigger: str | None = None
     self_consistency: SelfConsistencyBlock | None = None
+    # metadata.choices: the answers a classification prompt allows (None: it declares none)
+    choices: tuple[str, ...] | None = None
 
     @property
     def block_inputs(self) -> set[str]:
@@ -346,6 +349,7 @@ def read_draft(pf: PromptFile) -> Draft:
             samples=samples if isinstance(samples, int) else 0,
             answer_pattern=str(pf.metadata.get("answer_pattern") or ""),
         ),
+        choices=_read_choices(pf),
     )
     managed = draft.block_inputs
     values = {
@@ -354,6 +358,51 @@ def read_draft(pf: PromptFile) -> Draft:
         if name not in managed and name in specs and specs[name].has_default
     }
     return draft.edit(values=values)
+
+
+def _read_choices(pf: PromptFile) -> tuple[str, ...] | None:
+    value = pf.metadata.get("choices")
+    if value is None:
+        return None
+    return tuple(str(v) for v in value) if isinstance(value, list) else (str(value),)
+
+
+MAX_SUGGESTED_CHOICES = 10
+CLASSIFYING = re.compile(r"classif|categor|\blabel|sentiment")
+MAX_CHOICE_WORDS = 3
+
+
+def suggested_choices(draft: Draft) -> tuple[str, ...]:
+    """Labels a prompt looks like it classifies into: the distinct outputs of its few-shot
+    examples when there are 2–10 of them, each a short label (at most three words), in a prompt
+    that says it classifies or names the labels in its instructions. This is
+    how Compose spots a classification prompt and offers answer choices prefilled; empty when
+    the examples are free text (translations, summaries) or there are none."""
+    if draft.examples is None or not draft.examples.rows:
+        return ()
+    columns = [c for c in draft.examples.columns if c.lower() in ("output", "label", "answer")]
+    if not columns:
+        return ()
+    labels = tuple(
+        dict.fromkeys(
+            str(row.get(columns[0], "")).strip()
+            for row in draft.examples.rows
+            if str(row.get(columns[0], "")).strip()
+        )
+    )
+    short = all(len(label.split()) <= MAX_CHOICE_WORDS for label in labels)
+    if not (short and 2 <= len(labels) <= MAX_SUGGESTED_CHOICES):
+        return ()
+    # Short outputs alone could be translations ("Merci"): the prompt must also say it
+    # classifies, or name every label in its instructions.
+    said = f"{draft.description}\n{draft.body}".lower()
+    named = all(label.lower() in said for label in labels)
+    return labels if named or CLASSIFYING.search(said) else ()
+
+
+def choices_from_text(text: str) -> tuple[str, ...]:
+    """The comma-separated field as a list (checked when the draft is built)."""
+    return tuple(part.strip() for part in text.split(","))
 
 
 def _text_default(value: Any) -> str:
@@ -508,6 +557,7 @@ def build(base: PromptFile, draft: Draft) -> PromptFile:
     body = _apply_persona(front, body, draft.mode, draft.persona, old.persona, techniques)
     body = _apply_trigger(front, body, draft.trigger, old.trigger, techniques)
     _apply_self_consistency(front, draft.self_consistency, old.self_consistency, techniques)
+    _apply_choices(front, draft.choices, old.choices)
     if techniques != list(base.techniques):
         _set_techniques(front, techniques)
 
@@ -706,6 +756,27 @@ def _apply_self_consistency(
             meta.pop("answer_pattern", None)
         if "self-consistency" not in techniques:
             techniques.append("self-consistency")
+    if meta:
+        front["metadata"] = meta
+    else:
+        front.pop("metadata", None)
+
+
+def _apply_choices(
+    front: dict[str, Any], choices: tuple[str, ...] | None, old: tuple[str, ...] | None
+) -> None:
+    """metadata.choices, written only when edited; refused in one line when unusable."""
+    if choices == old:
+        return
+    meta = front.get("metadata")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    if choices is None:
+        meta.pop("choices", None)
+    else:
+        try:
+            meta["choices"] = list(parse_choices(list(choices)))
+        except ChoicesError as exc:
+            raise ComposeError(f"Answer choices: {exc}") from None
     if meta:
         front["metadata"] = meta
     else:

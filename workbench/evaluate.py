@@ -24,6 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .backends.base import Backend, Cancel
+from .choices import ChoiceRequest
 from .datasets import Dataset
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
@@ -36,7 +37,7 @@ from .probability_scores import (
     choice_scores,
 )
 from .reports import csv_bytes, json_bytes, report_format, unsupported, write_file
-from .runner import Progress, Runner
+from .runner import Progress, Runner, check_choices
 from .runs import OutputRecord
 from .scorers import (
     SCORERS,
@@ -54,6 +55,7 @@ from .scorers import (
 from .store import Output, Store, utcnow
 from .store import Score as ScoreRow
 
+CHOICE_CHECK = "exact-match"  # scored answer choices, with no assertion given: the label itself
 ASSERT_KEY = "assert"  # metadata.assert in a prompt file, as in promptfoo's test cases
 REPORT_FORMATS = (".json", ".csv", ".xml")
 
@@ -160,6 +162,8 @@ def plan(
     dataset: Dataset,
     extra: Sequence[str | Mapping[str, Any] | Check] = (),
     model: Backend | None = None,
+    *,
+    choices: ChoiceRequest | None = None,
 ) -> list[tuple[VersionInfo, list[Check]]]:
     """Versions and their assertions, with every problem found before generation.
 
@@ -178,6 +182,8 @@ def plan(
     for ref in refs:
         version = library.get(ref)
         checks = version_checks(version) + extra_checks
+        if check_choices([version], choices, 1) and not checks:  # a scored label: exact match
+            checks = parse_checks([CHOICE_CHECK])
         if not checks:
             raise EvaluationError(
                 f"{version.ref} has no assertions: add a list under metadata.{ASSERT_KEY} in "
@@ -232,13 +238,14 @@ def evaluate(
     use_cache: bool = True,
     progress: Callable[[str, Progress], None] | None = None,
     cancel: Cancel | None = None,
+    choices: ChoiceRequest | None = None,
 ) -> EvalReport:
     """Run each version over the dataset (one sample per row) and score every output.
 
     After `cancel` the report holds what was finished: the versions done, and the rows the
     cancelled version had generated (scored as usual); the versions after it are left out.
     """
-    plans = plan(library, refs, dataset, extra, runner.backend)
+    plans = plan(library, refs, dataset, extra, runner.backend, choices=choices)
     reports = []
     for version, checks in plans:
         if cancel is not None and cancel.is_set():
@@ -251,6 +258,7 @@ def evaluate(
             use_cache=use_cache,
             progress=(lambda p, ref=version.ref: progress(ref, p)) if progress else None,  # type: ignore[misc]
             cancel=cancel,
+            choices=choices,
         )
         needs_model = any(SCORERS[c.type].needs_model for c in checks)
         model = runner.backend if needs_model else None

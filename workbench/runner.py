@@ -23,7 +23,27 @@ from sqlalchemy.orm import Session
 
 from .answers import counts as answer_counts
 from .answers import group_answers
-from .backends.base import Backend, Cancel, FinishReason, Generation, ModelInfo, ModelInput
+from .backends.base import (
+    Backend,
+    Cancel,
+    CapabilityError,
+    ChoiceScores,
+    FinishReason,
+    Generation,
+    ModelInfo,
+    ModelInput,
+)
+from .choices import (
+    CONTENT_FREE,
+    FINISH_REASON,
+    ChoiceRequest,
+    ChoiceResult,
+    ChoicesError,
+    average,
+    content_free_variables,
+    declared_choices,
+    normalise,
+)
 from .datasets import Dataset, check_columns
 from .db_faults import DatabaseFault
 from .errors import NotFoundError, WorkbenchError
@@ -89,6 +109,9 @@ class _Cell:
     seed: int
     model_input: ModelInput | None = None
     cache_key: str = ""
+    choices: tuple[str, ...] | None = None  # scored instead of generated (see workbench.choices)
+    calibrate: bool = False
+    choice_result: ChoiceResult | None = None  # set once scored, or read from a cached answer
 
 
 @dataclass
@@ -98,7 +121,12 @@ class _Plan:
 
 
 def cache_key(
-    backend: Backend, model_input: ModelInput, params: GenerationParams, seed: int
+    backend: Backend,
+    model_input: ModelInput,
+    params: GenerationParams,
+    seed: int,
+    choices: Sequence[str] | None = None,
+    calibrate: bool = False,
 ) -> str:
     info = backend.info
     payload: dict[str, Any] = {
@@ -114,6 +142,9 @@ def cache_key(
     }
     if model_input.messages is not None:  # only servers that template messages themselves
         payload["messages"] = [list(m) for m in model_input.messages]
+    if choices is not None:  # a scored answer never answers a generated request, nor the reverse
+        payload["choices"] = list(choices)
+        payload["calibration"] = list(CONTENT_FREE) if calibrate else None
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -162,13 +193,16 @@ class Runner:
         overrides: Mapping[str, Any] | None = None,
         samples: int | None = None,
         use_cache: bool = True,
+        choices: ChoiceRequest | None = None,
     ) -> int:
         """Check everything, render every row, and write the run; returns its id.
 
         Nothing is loaded or generated here, so every mistake in the request surfaces at once.
+        `choices` overrides the prompts' own `metadata.choices` and/or asks for calibration.
         """
         if not versions:
             raise WorkbenchError("choose at least one prompt version to run")
+        scored = check_choices(versions, choices, samples)
         dataset = rows if isinstance(rows, Dataset) else None
         source: Sequence[Mapping[str, Any]] = dataset.rows if dataset else rows  # type: ignore[assignment]
         row_list = [dict(r) for r in source]
@@ -191,6 +225,11 @@ class Runner:
                 except WorkbenchError as exc:
                     where = f"row {index + 1}: " if len(row_list) > 1 else ""
                     raise WorkbenchError(f"{version.ref}: {where}{exc}") from None
+        if scored and not self.backend.capabilities.choices:
+            raise CapabilityError(
+                f"{self.backend.info.name} gives no log-probabilities for choices: scoring "
+                "answer choices needs a local model (or run without --choices)"
+            )
         info = self.backend.info
         n_samples = [samples_for(v, samples) for v in versions]
         with self.store.write() as s:
@@ -206,6 +245,7 @@ class Runner:
                 dataset=dataset.name if dataset else None,
                 total=len(row_list) * sum(n_samples),
                 created_at=utcnow(),
+                calibration=choices.stored() if choices is not None else None,
             )
             take(run, run.created_at)  # this process owns it from the start (see ownership)
             s.add(run)
@@ -249,12 +289,14 @@ class Runner:
             versions = {vid: self._version_info(s, vid) for vid in version_ids}
             overrides = dict(run.params)
             samples_override = run.samples if run.samples > 1 else None
+            request = ChoiceRequest.from_stored(run.calibration)
         plan = _Plan(run_id)
         prepared = self._rendered.pop(run_id, {})
         for vid in version_ids:
             version = versions[vid]
             params = GenerationParams.build(version.file.options, overrides)
             n = samples_for(version, samples_override)
+            choices = effective_choices(version, request)
             if n > 1 and not params.sampling:
                 params = params.with_(temperature=SAMPLING_TEMPERATURE)
             for row_index, variables in rows:
@@ -278,6 +320,10 @@ class Runner:
                             rendered,
                             params,
                             seed,
+                            choices=choices,
+                            calibrate=choices is not None
+                            and request is not None
+                            and request.calibrate,
                         )
                     )
         return plan
@@ -322,10 +368,19 @@ class Runner:
             already = s.scalar(select(func.count()).where(Output.run_id == run_id, complete())) or 0
         for cell in plan.cells:
             cell.model_input = backend.model_input(cell.rendered)
-            cell.cache_key = cache_key(backend, cell.model_input, cell.params, cell.seed)
+            cell.cache_key = _key(backend, cell)
         self._drop_incomplete(run_id)
-        hits = self._cached_many([c.cache_key for c in plan.cells]) if use_cache else {}
+        stored_choices: dict[str, ChoiceResult] = {}
+        hits = (
+            self._cached_many([c.cache_key for c in plan.cells], stored_choices)
+            if use_cache
+            else {}
+        )
+        for cell in plan.cells:
+            cell.choice_result = stored_choices.get(cell.cache_key)
         pending = [c for c in plan.cells if c.cache_key not in hits]
+        scoring = [c for c in pending if c.choices is not None]
+        pending = [c for c in pending if c.choices is None]
         for cell in pending:  # every row must fit before the first token is generated
             assert cell.model_input is not None
             try:
@@ -378,6 +433,8 @@ class Runner:
 
         status = "done"
         try:
+            if scoring:
+                self._score(run_id, scoring, store, batch_size, cancel)
             groups: dict[tuple[int, str], list[_Cell]] = {}
             for cell in pending:
                 groups.setdefault((cell.version_id, cell.params.key()), []).append(cell)
@@ -446,9 +503,15 @@ class Runner:
         cancel: Cancel | None = None,
         batch_size: int | None = None,
         on_output: Callable[[OutputRecord], None] | None = None,
+        choices: ChoiceRequest | None = None,
     ) -> RunSummary:
         run_id = self.start(
-            versions, rows, overrides=overrides, samples=samples, use_cache=use_cache
+            versions,
+            rows,
+            overrides=overrides,
+            samples=samples,
+            use_cache=use_cache,
+            choices=choices,
         )
         return self.execute(
             run_id, progress=progress, cancel=cancel, batch_size=batch_size, on_output=on_output
@@ -482,21 +545,116 @@ class Runner:
         overrides: Mapping[str, Any] | None = None,
         use_cache: bool = True,
         cancel: Cancel | None = None,
+        choices: ChoiceRequest | None = None,
     ) -> StreamedRun:
-        """Start a single-row run and stream its answer; the output is stored when it ends."""
+        """Start a single-row run and stream its answer; the output is stored when it ends.
+        With answer choices (the prompt's or `choices`) the scored answer comes as one piece."""
         run_id = self.start(
-            [version], [variables], overrides=overrides, use_cache=use_cache, samples=1
+            [version],
+            [variables],
+            overrides=overrides,
+            use_cache=use_cache,
+            samples=1,
+            choices=choices,
         )
         plan = self._plan(run_id)
         cell = plan.cells[0]
         backend = self.backend
         cell.model_input = backend.model_input(cell.rendered)
-        cell.cache_key = cache_key(backend, cell.model_input, cell.params, cell.seed)
+        cell.cache_key = _key(backend, cell)
         return StreamedRun(self, run_id, cell, use_cache, cancel)
 
+    # --- answer choices -----------------------------------------------------------------------
+    def _score(
+        self,
+        run_id: int,
+        cells: Sequence[_Cell],
+        store: Callable[[list[tuple[_Cell, Generation, bool]]], Any],
+        batch_size: int | None,
+        cancel: Cancel | None,
+    ) -> None:
+        """Score the choices of these cells (per version and choice list, one batched call),
+        calibrated first when asked; each batch is stored as it finishes."""
+        backend = self.backend
+        groups: dict[tuple[int, tuple[str, ...]], list[_Cell]] = {}
+        for cell in cells:
+            assert cell.choices is not None
+            groups.setdefault((cell.version_id, cell.choices), []).append(cell)
+        for (_, choices), group in groups.items():
+            if cancel is not None and cancel.is_set():
+                return
+            content_free = self._content_free(run_id, group[0]) if group[0].calibrate else None
+
+            def done(
+                scored: list[tuple[int, ChoiceScores]],
+                group: list[_Cell] = group,
+                choices: tuple[str, ...] = choices,
+                content_free: list[float] | None = content_free,
+            ) -> None:
+                items = []
+                for i, scores in scored:
+                    cell = group[i]
+                    cell.choice_result = ChoiceResult.score(choices, scores.logprobs, content_free)
+                    items.append((cell, _choice_generation(cell.choice_result, scores), False))
+                store(items)
+
+            backend.score_choices(
+                [c.model_input for c in group],  # type: ignore[misc]
+                choices,
+                batch_size=batch_size,
+                on_batch=done,
+                cancel=cancel,
+            )
+
+    def _content_free(self, run_id: int, cell: _Cell) -> list[float]:
+        """The distribution `cell`'s version gives its choices with each content-free input in
+        every input variable the rows fill, averaged: read from the run, else computed once
+        and stored in `run.calibration` with what it was computed from."""
+        assert cell.choices is not None
+        key = str(cell.version_id)
+        with self.store.read() as s:
+            stored = dict(s.get_one(Run, run_id).calibration or {})
+        known = (stored.get("distributions") or {}).get(key)
+        if known is not None and known.get("choices") == list(cell.choices):
+            return [float(p) for p in known["probs"]]
+        version = cell.version
+        names = content_free_names(version, cell.variables)
+        inputs = []
+        for value in CONTENT_FREE:
+            variables = content_free_variables(names, value, cell.variables)
+            try:
+                rendered = version.file.render(variables)
+            except WorkbenchError as exc:
+                raise ChoicesError(
+                    f"{version.ref}: calibration puts {value!r} into {', '.join(names)}, and "
+                    f"the prompt does not render with it: {exc}"
+                ) from None
+            inputs.append(self.backend.model_input(rendered))
+        scored = self.backend.score_choices(inputs, cell.choices)
+        per_input = [normalise(s.logprobs) for s in scored if s is not None]
+        probs = average(per_input)
+        stored.setdefault("distributions", {})
+        stored["distributions"] = {
+            **stored["distributions"],
+            key: {
+                "ref": version.ref,
+                "choices": list(cell.choices),
+                "variables": names,
+                "inputs": list(CONTENT_FREE),
+                "per_input": per_input,
+                "probs": probs,
+            },
+        }
+        with self.store.write() as s:
+            s.get_one(Run, run_id).calibration = stored
+        return probs
+
     # --- storing ------------------------------------------------------------------------------
-    def _cached_many(self, keys: Sequence[str]) -> dict[str, Generation]:
-        """Stored generations for these cache keys (the earliest complete one for each)."""
+    def _cached_many(
+        self, keys: Sequence[str], choices: dict[str, ChoiceResult] | None = None
+    ) -> dict[str, Generation]:
+        """Stored generations for these cache keys (the earliest complete one for each); their
+        scored choices, when they have some, go into `choices`."""
         found: dict[str, Generation] = {}
         unique = list(dict.fromkeys(keys))
         with self.store.read() as s:
@@ -512,6 +670,7 @@ class Runner:
                         Output.ttft_s,
                         Output.batch_size,
                         Output.token_logprobs,
+                        Output.choices,
                     )
                     .where(
                         Output.cache_key.in_(unique[start : start + 500]),
@@ -521,7 +680,9 @@ class Runner:
                     )
                     .order_by(Output.id.desc())
                 )
-                for key, text, reason, p_tok, c_tok, latency, ttft, batch, blob in rows:
+                for key, text, reason, p_tok, c_tok, latency, ttft, batch, blob, scored in rows:
+                    if choices is not None and scored is not None:
+                        choices[key] = ChoiceResult.from_dict(scored)
                     found[key] = Generation(
                         text or "",
                         cast(FinishReason, reason),
@@ -586,6 +747,7 @@ class Runner:
             cached=cached,
             created_at=utcnow(),
             token_logprobs=g.logprobs.to_bytes() if g.logprobs is not None else None,
+            choices=cell.choice_result.as_dict() if cell.choice_result is not None else None,
         )
 
     def _drop_incomplete(self, run_id: int) -> None:
@@ -661,11 +823,32 @@ class StreamedRun:
     def _iterate(self) -> Iterator[str]:
         runner, cell = self.runner, self.cell
         assert cell.model_input is not None
-        hit = runner._cached_many([cell.cache_key]).get(cell.cache_key) if self.use_cache else None
+        found: dict[str, ChoiceResult] = {}
+        hit = (
+            runner._cached_many([cell.cache_key], found).get(cell.cache_key)
+            if self.use_cache
+            else None
+        )
+        cell.choice_result = found.get(cell.cache_key, cell.choice_result)
         if hit is not None:
             self.cached = True
             yield hit.text
             generation = hit
+        elif cell.choices is not None:  # scored, not generated: the chosen answer at once
+            scored: list[Generation] = []
+            try:
+                runner._score(
+                    self.run_id,
+                    [cell],
+                    lambda items: scored.extend(g for _, g, _ in items),
+                    1,
+                    None,
+                )
+            except BaseException as exc:
+                runner._end_run(self.run_id, "failed", _error_text(exc))
+                raise
+            generation = scored[0]
+            yield generation.text
         else:
             backend = runner.backend
             stream = backend.stream(cell.model_input, cell.params, self.cancel)
@@ -683,6 +866,80 @@ class StreamedRun:
         self.output = runner._write_outputs(self.run_id, [(cell, generation, self.cached)])[0]
         status = "cancelled" if generation.finish_reason == "cancelled" else "done"
         runner._finish_run(self.run_id, status, None)
+
+
+def check_choices(
+    versions: Sequence[VersionInfo], request: ChoiceRequest | None, samples: int | None
+) -> bool:
+    """Whether any version's answers are scored choices; refuses, before any model loads,
+    calibration without choices and choices with sampled votes."""
+    scored = False
+    for version in versions:
+        choices = effective_choices(version, request)
+        if choices is None:
+            if request is not None:  # calibration, or scoring asked for without choices
+                asked = "--calibrate" if request.calibrate else "scoring answer choices"
+                raise ChoicesError(
+                    f"{asked} needs answer choices: {version.ref} declares no "
+                    "metadata.choices; give them with --choices"
+                )
+            continue
+        scored = True
+        if samples_for(version, samples) > 1:
+            raise ChoicesError(
+                f"{version.ref}: answer choices are scored, not sampled, so there is nothing to "
+                "vote on: drop samples (self-consistency) or the choices"
+            )
+    return scored
+
+
+def content_free_names(version: VersionInfo, row: Mapping[str, Any]) -> list[str]:
+    """The variables calibration empties: the text inputs the rows fill (the content being
+    classified), not structured ones such as few-shot examples, which stay as in the first row
+    so the content-free prompt is the same prompt; when the rows fill none, every text input."""
+    specs = version.file.inputs
+    used = set(version.file.template_variables())
+
+    def text(name: str) -> bool:
+        return name not in specs or specs[name].kind == "string"
+
+    names = [n for n in row if n in used and text(n) and isinstance(row[n], str)]
+    names = names or [n for n in version.file.template_variables() if text(n)]
+    if not names:
+        raise ChoicesError(
+            f"{version.ref}: calibration puts content-free inputs into the prompt's text inputs, "
+            "and it has none"
+        )
+    return names
+
+
+def effective_choices(
+    version: VersionInfo, request: ChoiceRequest | None
+) -> tuple[str, ...] | None:
+    """The choices a version's answers are scored on: the run's, else the prompt's own."""
+    if request is not None and request.choices is not None:
+        return request.choices
+    return declared_choices(version.file.metadata)
+
+
+def _key(backend: Backend, cell: _Cell) -> str:
+    assert cell.model_input is not None
+    return cache_key(
+        backend, cell.model_input, cell.params, cell.seed, cell.choices, cell.calibrate
+    )
+
+
+def _choice_generation(result: ChoiceResult, scores: ChoiceScores) -> Generation:
+    """A scored answer as the runner stores it: the chosen label as text, nothing generated."""
+    return Generation(
+        result.answer,
+        FINISH_REASON,
+        scores.prompt_tokens,
+        0,
+        scores.latency_s,
+        None,
+        scores.batch_size,
+    )
 
 
 def _stored_logprobs(blob: bytes | None) -> TokenLogprobs | None:

@@ -52,6 +52,8 @@ class OutputRecord:
     messages: list[dict[str, str]]
     created_at: datetime
     backend: str = "transformers"  # which backend generated it (a batch means different things)
+    # Scored answer choices, `workbench.choices.ChoiceResult.as_dict()`: None when generated.
+    choices: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ def output_record(row: Output, prompt: str, version: int) -> OutputRecord:
         messages=list(row.messages),
         created_at=row.created_at,
         backend=row.backend,
+        choices=dict(row.choices) if row.choices is not None else None,
     )
 
 

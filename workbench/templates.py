@@ -32,6 +32,7 @@ from jinja2 import TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 
 from . import frontmatter, json_text, sandbox
+from .choices import ChoicesError, parse_choices
 from .errors import (
     MissingVariablesError,
     PromptFileError,
@@ -495,6 +496,11 @@ def _check_front(pf: PromptFile) -> None:
     meta = front.get("metadata")
     if meta is not None and not isinstance(meta, dict):
         fail("'metadata' must be a mapping", "metadata")
+    if isinstance(meta, dict) and "choices" in meta:
+        try:
+            parse_choices(meta["choices"])
+        except ChoicesError as exc:
+            fail(f"metadata.choices: {exc}", "metadata", "choices")
     raw_inputs = front.get("inputs")
     if raw_inputs is not None:
         if not isinstance(raw_inputs, dict | list):

@@ -20,8 +20,8 @@ from ..logprobs import TokenLogprobs
 from ..params import GenerationParams
 from ..templates import Rendered
 
-FinishReason = Literal["eos", "length", "stop", "cancelled"]
-Capability = Literal["token_ids", "logits", "logprobs", "constrained"]
+FinishReason = Literal["eos", "length", "stop", "cancelled", "choice"]  # choice: a scored answer
+Capability = Literal["token_ids", "logits", "logprobs", "constrained", "choices"]
 
 
 class ModelError(WorkbenchError):
@@ -49,6 +49,7 @@ class Capabilities:
     logits: bool = False  # scores any text with the model's own log-probabilities
     logprobs: bool = False  # returns the log-probabilities of generated tokens (servers too)
     constrained: bool = False  # decodes under a grammar or JSON Schema
+    choices: bool = False  # scores answer choices after a prompt (`score_choices`)
 
     # Each capability as what a feature needs, for messages like "perplexity needs …, which
     # openai:m@URL does not give".
@@ -57,6 +58,7 @@ class Capabilities:
         "logits": "a local model: it reads the model's own log-probabilities of a text",
         "logprobs": "the log-probabilities of generated tokens",
         "constrained": "grammar-constrained decoding",
+        "choices": "the log-probabilities of answer choices after the prompt",
     }
 
     def has(self, capability: Capability) -> bool:
@@ -124,6 +126,17 @@ class Generation:
     # Something the person should hear once per run, not once per row: a server that gives no
     # log-probabilities says so here on each of its answers, and the runner reports it once.
     notice: str | None = None
+
+
+@dataclass(frozen=True)
+class ChoiceScores:
+    """One input's answer choices scored: each choice's summed log-probability and tokens."""
+
+    logprobs: tuple[float, ...]  # natural log, summed over the choice's tokens, in choice order
+    tokens: tuple[int, ...]  # how many tokens each choice was scored on
+    prompt_tokens: int
+    latency_s: float
+    batch_size: int = 1
 
 
 class Cancel:
@@ -209,6 +222,21 @@ class Backend(Protocol):
 
         Only with `capabilities.logits`; otherwise raises CapabilityError. ValueError when the
         text is too short to score (empty, one token)."""
+        ...
+
+    def score_choices(
+        self,
+        inputs: Sequence[ModelInput],
+        choices: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        on_batch: Callable[[list[tuple[int, ChoiceScores]]], None] | None = None,
+        cancel: Cancel | None = None,
+    ) -> list[ChoiceScores | None]:
+        """Each choice's summed token log-probability after each input (None if cancelled first).
+
+        Only with `capabilities.choices`; otherwise raises CapabilityError naming the backend.
+        A choice that tokenises to nothing is refused (ChoicesError) before any forward pass."""
         ...
 
     def generate(

@@ -24,12 +24,14 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..choices import ChoicesError, continuation
 from ..logprobs import DEFAULT_TOP_K
 from ..params import GenerationParams
 from ..templates import Rendered
 from .base import (
     Cancel,
     Capabilities,
+    ChoiceScores,
     FinishReason,
     Generation,
     LogLikelihood,
@@ -131,7 +133,7 @@ class TransformersBackend:
 
     # The tokenizer and the logits are here: exact token counts and cuts, text scoring, and
     # every generated token's log-probability with its top alternatives (`Generation.logprobs`).
-    capabilities = Capabilities(token_ids=True, logits=True, logprobs=True)
+    capabilities = Capabilities(token_ids=True, logits=True, logprobs=True, choices=True)
     top_k_logprobs = DEFAULT_TOP_K  # alternatives recorded per generated token
 
     def __init__(
@@ -481,6 +483,153 @@ class TransformersBackend:
             logits = self.model(input_ids=tensor).logits[0, :-1].float()
         nll = torch.nn.functional.cross_entropy(logits, tensor[0, 1:], reduction="sum")
         return LogLikelihood(-float(nll), tensor.shape[1] - 1)
+
+    # --- answer choices -------------------------------------------------------------------------
+    def choice_tokens(self, model_input: ModelInput, choices: Sequence[str]) -> list[list[int]]:
+        """Each choice's tokens as the model reads them after this input.
+
+        A choice is scored on the tokens of prompt + choice that come after the prompt's own
+        tokens, so the tokenizer's merges at the boundary are the ones it makes in real text
+        (see `choices.continuation` for the leading space). When the prompt's tokens are not a
+        prefix of that (the choice merged with the prompt's last token), the choice's own
+        tokens are appended instead. A choice with no tokens is refused."""
+        prompt = self.encode(model_input)
+        out: list[list[int]] = []
+        for choice in choices:
+            text = continuation(model_input.text, choice)
+            full = self.encode(ModelInput(model_input.text + text, model_input.add_special_tokens))
+            if full[: len(prompt)] == prompt:
+                ids = full[len(prompt) :]
+            else:
+                ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if not ids:
+                raise ChoicesError(f"choice {choice!r} tokenises to nothing for {self.info.name}")
+            out.append(ids)
+        return out
+
+    def score_choices(
+        self,
+        inputs: Sequence[ModelInput],
+        choices: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        on_batch: Callable[[list[tuple[int, ChoiceScores]]], None] | None = None,
+        cancel: Cancel | None = None,
+    ) -> list[ChoiceScores | None]:
+        """Score every choice after every input, batched as generation is.
+
+        Each prompt is read once: rows are length-sorted and left-padded on the shared prefix's
+        KV cache (as `generate` does), one forward pass gives every row's cache and the
+        distribution of the first answer token, which scores single-token choices outright;
+        the other choices' remaining tokens then run as one batch, each on a copy of its
+        row's cache. Every token is
+        checked (`choice_tokens`, the context window) before the first forward pass."""
+        prompts = [self.encode(x) for x in inputs]
+        conts = [self.choice_tokens(x, choices) for x in inputs]
+        for row, cont in zip(prompts, conts, strict=True):
+            longest = max(len(c) for c in cont)
+            if len(row) + longest > self.info.context_window:
+                raise ChoicesError(
+                    f"the prompt is {len(row)} tokens and the longest choice {longest}: more "
+                    f"than {self.info.name}'s context window of {self.info.context_window}"
+                )
+        results: list[ChoiceScores | None] = [None] * len(prompts)
+        if not prompts:
+            return results
+        prefix_len = _shared_prefix_len(prompts)
+        prefix = prompts[0][:prefix_len] if prefix_len >= MIN_SHARED_PREFIX else []
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        longest = max(len(c) for cont in conts for c in cont)
+        # Each row becomes one row per choice after the prompt: budget the batch for that.
+        width = longest * len(choices)
+        batches = _batches(order, prompts, len(prefix), width, batch_size)
+        prefix_cache = self._prefix_cache(prefix) if prefix else None
+        for batch in batches:
+            if cancel is not None and cancel.is_set():
+                break
+            started = time.perf_counter()
+            scores = self._score_batch(
+                [prompts[i] for i in batch], [conts[i] for i in batch], prefix, prefix_cache
+            )
+            latency = time.perf_counter() - started
+            done: list[tuple[int, ChoiceScores]] = []
+            for r, logprobs in enumerate(scores):
+                i = batch[r]
+                score = ChoiceScores(
+                    tuple(logprobs),
+                    tuple(len(c) for c in conts[i]),
+                    len(prompts[i]),
+                    latency,
+                    len(batch),
+                )
+                results[i] = score
+                done.append((i, score))
+            if on_batch is not None:
+                on_batch(done)
+        return results
+
+    def _score_batch(
+        self,
+        rows: list[list[int]],
+        conts: list[list[list[int]]],
+        prefix: list[int],
+        prefix_cache: Any,
+    ) -> list[list[float]]:
+        """Summed log-probabilities of each row's choices (`conts[row][choice]` token ids)."""
+        import torch
+
+        p = len(prefix)
+        suffixes = [row[p:] for row in rows]
+        width = max(len(s) for s in suffixes)
+        n, c = len(rows), len(conts[0])
+        input_ids = torch.full((n, p + width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, p + width), dtype=torch.long)
+        for r, suffix in enumerate(suffixes):
+            if p:
+                input_ids[r, :p] = torch.tensor(prefix)
+                mask[r, :p] = 1
+            input_ids[r, p + width - len(suffix) :] = torch.tensor(suffix)
+            mask[r, p + width - len(suffix) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = self._batch_cache(prefix_cache, n)
+        more = max(len(t) for cont in conts for t in cont) - 1  # tokens after the first
+        with self._generate_lock, torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids[:, p:],
+                attention_mask=mask,
+                position_ids=positions[:, p:],
+                cache=cache,
+                use_cache=more > 0,
+                logits_to_keep=1,
+            )
+            first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+            scores = [[float(first[r, conts[r][k][0]]) for k in range(c)] for r in range(n)]
+            if more == 0:
+                return scores
+            # Each choice with tokens after its first becomes one row on its prompt's cache
+            # (single-token choices are already scored): pair i reads row rows_of[i].
+            pairs = [(r, k) for r in range(n) for k in range(c) if len(conts[r][k]) > 1]
+            rows_of = torch.tensor([r for r, _ in pairs])
+            cache = _select_cache(out.cache, rows_of, self.model.config)
+            step = torch.full((len(pairs), more), self.pad_id, dtype=torch.long)
+            for i, (r, k) in enumerate(pairs):
+                rest = conts[r][k][:-1]
+                step[i, : len(rest)] = torch.tensor(rest)
+            step_mask = torch.cat([mask[rows_of], mask.new_ones((len(pairs), more))], dim=1)
+            step_pos = positions[rows_of, -1][:, None] + 1 + torch.arange(more)[None, :]
+            logits = self.model(
+                input_ids=step,
+                attention_mask=step_mask,
+                position_ids=step_pos,
+                cache=cache,
+                use_cache=False,
+            ).logits.float()
+            logp = torch.log_softmax(logits, dim=-1)
+            for i, (r, k) in enumerate(pairs):
+                tokens = conts[r][k]
+                for j in range(1, len(tokens)):
+                    scores[r][k] += float(logp[i, j - 1, tokens[j]])
+        return scores
 
     # --- batch generation -----------------------------------------------------------------------
     def generate(
@@ -861,6 +1010,26 @@ class TransformersBackend:
         ids = self.encode(model_input)
         self.check_fits(len(ids), params)
         return TokenStream(self, ids, params, cancel)
+
+
+def _select_cache(cache: Any, rows: Any, config: Any) -> Any:
+    """A cache whose row i is `cache`'s row `rows[i]` (rows may repeat: a prompt read by several
+    choices). Plain full-attention layers are copied into fresh layers; other caches use
+    transformers' own `batch_select_indices` on a copy."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    fresh = DynamicCache(config=config)
+    plain = all(isinstance(layer, DynamicLayer) for layer in cache.layers)
+    if plain and all(type(layer) is DynamicLayer for layer in fresh.layers):
+        for target, source in zip(fresh.layers, cache.layers, strict=True):
+            target.update(  # type: ignore[union-attr]
+                source.keys.index_select(0, rows), source.values.index_select(0, rows)
+            )
+        return fresh
+    copied = copy.deepcopy(cache)
+    copied.batch_select_indices(rows)
+    return copied
 
 
 @functools.cache

@@ -566,6 +566,12 @@ class RemoteBackend:
             "log-probabilities carry their own texts)"
         )
 
+    def score_choices(self, inputs: Any, choices: Any, **kwargs: Any) -> Any:
+        raise CapabilityError(
+            f"{self.info.name} is a server, and it gives no log-probabilities for choices: "
+            "scoring answer choices needs a local model (or run without --choices)"
+        )
+
     def log_likelihood(self, text: str) -> LogLikelihood:
         raise CapabilityError(
             f"{self.info.name} is a server, and servers do not give the log-probabilities of "

@@ -237,6 +237,30 @@ with edit:
         )
         self_consistency = compose.SelfConsistencyBlock(int(samples), pattern)
 
+    # Classification prompts: the prompt declares choices, or its examples' outputs are labels.
+    choices = None
+    suggested = compose.suggested_choices(start)
+    if st.toggle(
+        "Answer choices: score these labels instead of generating",
+        start.choices is not None,
+        key=k + "choices_on",
+        help="Saved as metadata.choices. A run then scores each label's probability after the "
+        "prompt and answers the most likely one (local models).",
+    ):
+        choices = compose.choices_from_text(
+            st.text_input(
+                "Choices (comma-separated)",
+                ", ".join(start.choices or suggested),
+                key=k + "choices",
+            )
+        )
+    elif suggested:
+        st.caption(
+            "Its examples answer with labels ("
+            + ui.escape_markdown(", ".join(suggested))
+            + "): answer choices would score them instead of generating."
+        )
+
     draft = compose.Draft(
         name=name,
         description=description,
@@ -249,6 +273,7 @@ with edit:
         schema=schema,
         trigger=trigger,
         self_consistency=self_consistency,
+        choices=choices,
     )
     names = [n for n in compose.template_variables(body) if n not in draft.block_inputs]
     values: dict[str, Any] = {}

@@ -10,6 +10,7 @@ import streamlit as st
 
 from workbench import evaluate, jobs, probability_scores, scorers, stability, testsets, wording
 from workbench.app import charts, state, ui
+from workbench.choices import ChoiceRequest
 from workbench.datasets import Dataset
 from workbench.evaluate import EvalReport
 from workbench.params import parse_param_pairs
@@ -66,7 +67,8 @@ measure = st.radio(
     help="Stability draws every row under several seeds and groups equal answers (after "
     "normalising case, punctuation and spacing): agreement with the majority answer, per version.",
 )
-assertions_text = ""
+assertions_text = choices_text = ""
+score_choices = calibrate = False
 seeds = 0
 answer_pattern: str | None = None
 if measure == PASS_RATE:
@@ -77,6 +79,28 @@ if measure == PASS_RATE:
         help=ASSERT_HELP,
         placeholder="exact-match\nnot-contains:I cannot",
     )
+    declared = [c for ref in refs if (c := lib.get(ref).file.metadata.get("choices"))]
+    score_choices = st.toggle(
+        "Score answer choices",
+        bool(declared),
+        key="eval_choices_on",
+        help="Score each label's probability after the prompt and answer the most likely one, "
+        "instead of generating (local models). Versions without assertions are scored by exact "
+        "match with `expected`.",
+    )
+    if score_choices:
+        choices_text = st.text_input(
+            "Choices (comma-separated; empty: each version's own metadata.choices)",
+            ", ".join(str(c) for c in declared[0]) if declared else "",
+            key="eval_choices",
+            placeholder="Positive, Negative, Neutral",
+        )
+        calibrate = st.toggle(
+            "Calibrate",
+            key="eval_calibrate",
+            help="Contextual calibration: divide by the probabilities the prompt gives "
+            "content-free inputs (N/A, empty, [MASK]); the calibrated answer is scored.",
+        )
 else:
     seeds = int(
         st.number_input(
@@ -190,7 +214,10 @@ def start(rows: Dataset) -> jobs.Job:
     # Every mistake before a row runs. A server's backend says what it cannot score without
     # contacting it; a local model scores everything, and loads in the job.
     remote = choice.spec.startswith("openai:")
-    evaluate.plan(lib, refs, rows, extra, state.backend(choice) if remote else None)
+    request = ChoiceRequest.from_form(score_choices, choices_text, calibrate)
+    evaluate.plan(
+        lib, refs, rows, extra, state.backend(choice) if remote else None, choices=request
+    )
 
     def work(job: jobs.Job) -> EvalReport:
         return evaluate.evaluate(
@@ -202,6 +229,7 @@ def start(rows: Dataset) -> jobs.Job:
             overrides=overrides,
             progress=lambda ref, p: job.report(p),
             cancel=job.cancel,
+            choices=request,
         )
 
     return jobs.start_job(

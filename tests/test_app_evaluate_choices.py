@@ -58,4 +58,4 @@ def test_calibration_without_choices_is_refused_before_a_row_runs(app_env: Path)
     at.button(key="eval_run").click().run()
     assert not at.exception, at.exception
     errors = "\n".join(shown(str(e.value)) for e in at.error)
-    assert "--calibrate needs answer choices: few-shot-sentiment@1 declares no" in errors
+    assert "calibration needs answer choices: few-shot-sentiment@1 declares no" in errors

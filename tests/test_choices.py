@@ -176,6 +176,18 @@ def test_a_prompt_that_declares_choices_is_scored(runner: Any, prompt_text: Any)
             assert abs(value - plain_score(runner.backend, x, choice)) < TOLERANCE
 
 
+def test_an_export_of_a_scored_run_carries_each_distribution(runner: Any, prompt_text: Any) -> None:
+    import json
+
+    from workbench.exchange import export_outputs
+
+    version = save(runner, prompt_text, choices=list(LABELS))
+    outputs = runner.run([version], ROWS).outputs
+    lines = export_outputs(outputs, "jsonl").decode().splitlines()
+    assert [json.loads(line)["choices"] for line in lines] == [o.choices for o in outputs]
+    assert all(o.choices for o in outputs)
+
+
 def test_calibration_is_stored_with_the_run_and_matches_by_hand(
     runner: Any, prompt_text: Any
 ) -> None:
@@ -251,7 +263,7 @@ def test_calibration_without_choices_is_refused_before_the_model_loads(
         raise AssertionError("the model was loaded")
 
     version = save_in(builtin_library, prompt_text)
-    with pytest.raises(ChoicesError, match="--calibrate needs answer choices"):
+    with pytest.raises(ChoicesError, match="calibration needs answer choices"):
         Runner(builtin_library, no_model).run([version], ROWS, choices=ChoiceRequest(None, True))
 
 

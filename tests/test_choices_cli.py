@@ -69,7 +69,7 @@ def test_one_input_answers_with_a_choice(cli: Cli) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--calibrate"], "--calibrate needs answer choices: few-shot-sentiment@1 declares no"),
+        (["--calibrate"], "calibration needs answer choices: few-shot-sentiment@1 declares no"),
         (["--choices", "Positive,Positive"], "--choices: choice 'Positive' is given twice"),
         (["--choices", ""], "--choices: choices is empty"),
         (["--choices", "Positive"], "--choices: only one choice"),

@@ -507,6 +507,7 @@ RUN_EXPORT_FIELDS = (
     "cached",
     "error",
     "answer",
+    "choices",  # scored answer choices: each choice's log-probability and probabilities
     "model",
     "revision",
     "dtype",

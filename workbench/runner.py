@@ -228,7 +228,7 @@ class Runner:
         if scored and not self.backend.capabilities.choices:
             raise CapabilityError(
                 f"{self.backend.info.name} gives no log-probabilities for choices: scoring "
-                "answer choices needs a local model (or run without --choices)"
+                "answer choices needs a local model (or run without answer choices)"
             )
         info = self.backend.info
         n_samples = [samples_for(v, samples) for v in versions]
@@ -878,10 +878,11 @@ def check_choices(
         choices = effective_choices(version, request)
         if choices is None:
             if request is not None:  # calibration, or scoring asked for without choices
-                asked = "--calibrate" if request.calibrate else "scoring answer choices"
+                asked = "calibration" if request.calibrate else "scoring answer choices"
                 raise ChoicesError(
                     f"{asked} needs answer choices: {version.ref} declares no "
-                    "metadata.choices; give them with --choices"
+                    "metadata.choices; give them for the run (--choices, or the choices field "
+                    "on the Evaluate page)"
                 )
             continue
         scored = True

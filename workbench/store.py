@@ -220,8 +220,10 @@ class Run(Base):
     owner_host: Mapped[str | None] = mapped_column(String(255))
     owner_since: Mapped[datetime | None] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # Contextual calibration used by the run (migration 0010): content-free inputs and, per
-    # version, the distribution they gave. NULL when the run was not calibrated.
+    # How a run scored answer choices (migration 0010), so a resume scores the rest the same
+    # way: the choices given for the run (null: the prompt's own), the content-free inputs of
+    # its calibration (null: not calibrated) and, per version, the distribution they gave.
+    # NULL when the run generated its answers.
     calibration: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 

@@ -286,3 +286,13 @@ def test_json_output_draws_no_progress(
     args = ["run", "zero-shot-sentiment", "--dataset", rows, "--model", tiny_model_dir, "--json"]
     code, _, err = cli(*args, "--param", "max_new_tokens=2")
     assert code == 0 and err == ""
+
+
+def test_a_run_that_generates_no_tokens_says_rows_per_second() -> None:
+    """Scored answer choices generate nothing: "0.0 tok/s" would say the run is stuck."""
+    from workbench.terminal import details
+
+    scored = Progress(done=12, total=20, cached=2, tokens_per_s=0.0, eta_s=4.0, elapsed_s=5.0)
+    assert details(scored) == "2.0 rows/s · 2 cached · ETA 4 s"
+    nothing_yet = Progress(done=0, total=20, cached=0, tokens_per_s=0.0, eta_s=None, elapsed_s=0)
+    assert details(nothing_yet) == "0.0 tok/s"

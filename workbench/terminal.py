@@ -107,8 +107,13 @@ def duration(seconds: float) -> str:
 
 
 def details(p: Progress) -> str:
-    """tok/s, cached outputs and the time left, as the runner measures them."""
-    parts = [f"{p.tokens_per_s:.1f} tok/s"]
+    """tok/s, cached outputs and the time left, as the runner measures them. A run that
+    generates no tokens (answer choices are scored, not generated) says rows/s instead."""
+    made = p.done - p.cached
+    if p.tokens_per_s == 0 and made > 0 and p.elapsed_s > 0:
+        parts = [f"{made / p.elapsed_s:.1f} rows/s"]
+    else:
+        parts = [f"{p.tokens_per_s:.1f} tok/s"]
     if p.cached:
         parts.append(f"{p.cached} cached")
     if p.eta_s is not None and p.done < p.total:

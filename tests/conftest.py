@@ -331,6 +331,28 @@ def library(store: Store) -> Library:
     return Library(store)
 
 
+# A one-input prompt whose two versions differ in one word: Compare's and the grid's tests.
+ECHO_PROMPT = """---
+name: echo
+description: Repeats.
+inputs:
+  text:
+    kind: string
+    default: hi
+---
+user:
+Say {{ text }}
+"""
+
+
+@pytest.fixture
+def two_versions(library: Library) -> Library:
+    """The library with echo@1 ("Say …") and echo@2 ("Please say …")."""
+    library.save(ECHO_PROMPT, "v1")
+    library.save(ECHO_PROMPT.replace("Say", "Please say"), "v2")
+    return library
+
+
 def count_versions(store: Store) -> int:
     with store.read() as s:
         return int(s.scalar(select(func.count()).select_from(PromptVersion)) or 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import make_output
+from conftest import ECHO_PROMPT, make_output
 
 from workbench import compare, evaluate, scorers
 from workbench.app import charts
@@ -96,24 +96,7 @@ def test_column_stats() -> None:
     assert [s.agreement for s in stats] == [1.0, 0.5]
 
 
-PROMPT = """---
-name: echo
-description: Repeats.
-inputs:
-  text:
-    kind: string
-    default: hi
----
-user:
-Say {{ text }}
-"""
-
-
-@pytest.fixture
-def two_versions(library: Library) -> Library:
-    library.save(PROMPT, "v1")
-    library.save(PROMPT.replace("Say", "Please say"), "v2")
-    return library
+PROMPT = ECHO_PROMPT
 
 
 def test_run_columns_makes_one_stored_run_per_column(

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import make_output
+from conftest import ECHO_PROMPT, make_output
 
 from workbench import compare, grid, testsets
 from workbench.compare import Column, ColumnSpec, Comparison
@@ -171,24 +171,7 @@ def test_previous_version_link() -> None:
     }
 
 
-PROMPT = """---
-name: echo
-description: Repeats.
-inputs:
-  text:
-    kind: string
-    default: hi
----
-user:
-Say {{ text }}
-"""
-
-
-@pytest.fixture
-def two_versions(library: Library) -> Library:
-    library.save(PROMPT, "v1")
-    library.save(PROMPT.replace("Say", "Please say"), "v2")
-    return library
+PROMPT = ECHO_PROMPT
 
 
 def test_a_file_that_fits_no_variable_is_refused_naming_its_columns(two_versions: Library) -> None:

@@ -17,25 +17,13 @@ from workbench.runner import Runner
 from workbench.runs import OutputRecord, token_logprobs
 from workbench.store import Output
 
-PROMPT = """---
-name: echo
-description: Repeats.
-inputs:
-  text:
-    kind: string
-    default: hi
----
-user:
-Say {{ text }}
-"""
 ROWS = [{"text": t} for t in ("one", "two words", "a longer line of text", "four", "ok")]
 
 
 @pytest.fixture
-def compared(library: Library, tiny_backend: Any) -> Comparison:
+def compared(two_versions: Library, tiny_backend: Any) -> Comparison:
     """v1 against v2 on the tiny model: answers that share a beginning or not."""
-    library.save(PROMPT, "v1")
-    library.save(PROMPT.replace("Say", "Please say"), "v2")
+    library = two_versions
     specs = [ColumnSpec(f"echo@{n}", "tiny", {"max_new_tokens": 8}) for n in (1, 2)]
     return compare.run_columns(library, specs, ROWS, lambda spec: Runner(library, tiny_backend))
 

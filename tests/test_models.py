@@ -447,7 +447,7 @@ def test_sampled_output_differs_from_greedy_for_some_seed(
 # --- what the backend declares, and the interface behind it -------------------------------------
 
 
-def test_the_local_backend_declares_token_ids_logits_and_logprobs_on_its_class(
+def test_the_local_backend_declares_its_capabilities_on_its_class(
     tiny_backend: Any,
 ) -> None:
     from workbench.backends.base import Capabilities
@@ -455,7 +455,7 @@ def test_the_local_backend_declares_token_ids_logits_and_logprobs_on_its_class(
 
     # A class attribute: known before (and without) loading anything.
     assert TransformersBackend.capabilities == Capabilities(
-        token_ids=True, logits=True, logprobs=True
+        token_ids=True, logits=True, logprobs=True, choices=True
     )
     assert tiny_backend.capabilities.has("logits") and tiny_backend.capabilities.has("token_ids")
     assert not tiny_backend.capabilities.has("constrained")

@@ -38,8 +38,10 @@ from workbench.templates import Message, Rendered
 COUNTING = "Count from one to twenty: 1, 2, 3, 4, 5,"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def llama(llama_url: str) -> RemoteBackend:
+    """A backend per test: what one learns of the server (a probe that ran out of time makes
+    token counts estimates from then on) cannot change what the next test sees."""
     settings = OpenAISettings(base_url=llama_url, context_window=2048, max_concurrency=4)
     return RemoteBackend(ServerSpec(llama_url, ALIAS), settings)
 
@@ -51,7 +53,7 @@ def _server_idle(request: pytest.FixtureRequest) -> None:
     llama-cpp-python answers one request at a time and finishes an answer whose reader has
     gone (a cancelled stream). A test's tokenize probe queued behind such an answer — slow on a
     busy machine, slower with log-probabilities — ran past the probes' 10 s limit, and the
-    session's backend then estimated token counts for every later test. The tokenize endpoint
+    backend then estimated token counts from then on. The tokenize endpoint
     waits for the model like any request, so one call with a long limit waits for the server
     to be free."""
     if "llama" not in request.fixturenames:

@@ -16,6 +16,7 @@ from conftest import make_output
 from workbench import divergence
 from workbench.divergence import Answer, first_divergence
 from workbench.logprobs import TokenLogprobs
+from workbench.wording import probability
 
 EOS = 0
 VOCAB = {EOS: "<eos>", 1: "The", 2: " film", 3: " was", 4: " great", 5: " awful", 6: " fine"}
@@ -249,11 +250,11 @@ def test_an_output_s_tokenizer_is_its_model_and_revision() -> None:
 
 
 def test_percentages_read_as_people_read_them() -> None:
-    assert [divergence.percent(p) for p in (0.42, 0.0031, 0.00001, 0.0)] == [
+    assert [probability(p) for p in (0.42, 0.0031, 0.00001, 0.0)] == [
         "42.0%",
         "0.31%",
         "<0.01%",
-        "0%",
+        "0% (cut)",  # after top-k or top-p: what the sampler could not draw
     ]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from workbench.app.token_html import percent, shade, tip_text, token_html
+from workbench.app.token_html import shade, tip_text, token_html
 from workbench.logprobs import TokenLogprobs
 from workbench.token_view import (
     Pieces,
@@ -20,6 +20,7 @@ from workbench.token_view import (
     token_steps,
     visible,
 )
+from workbench.wording import probability as percent
 
 RECORD = TokenLogprobs(
     tokens=(5, 9),

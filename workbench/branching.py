@@ -342,21 +342,12 @@ def _store(
             chat_template_hash=row.chat_template_hash,
             params=dict(row.params),
             seed=row.seed,
-            text=generation.text,
-            finish_reason=generation.finish_reason,
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
-            latency_s=generation.latency_s,
-            ttft_s=generation.ttft_s,
-            batch_size=1,
+            **(generation.stored_columns() | {"batch_size": 1}),
             error=None,
             answer=None,
             cache_key=key,
             cached=False,
             created_at=now,
-            token_logprobs=(
-                generation.logprobs.to_bytes() if generation.logprobs is not None else None
-            ),
             parent_output_id=row.id,
             branch=point.as_dict(),
         )

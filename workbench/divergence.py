@@ -30,6 +30,7 @@ from typing import Literal, Protocol
 
 from .logprobs import TokenLogprobs
 from .runs import OutputRecord
+from .wording import probability
 
 Kind = Literal["same", "token", "text"]
 By = Literal["ids", "texts", "characters"]
@@ -403,15 +404,6 @@ def _distribution_notes(a: Answer, b: Answer, names: tuple[str, str]) -> tuple[s
 
 
 # --- words for the screen -------------------------------------------------------------------
-def percent(p: float) -> str:
-    """A probability as people read it: 42.0%, 0.31%, <0.01%."""
-    if p >= 0.1:
-        return f"{p:.1%}"
-    if p >= 0.0001:
-        return f"{p:.2%}"
-    return "<0.01%" if p > 0 else "0%"
-
-
 def token_label(side: Side) -> str:
     """What a side put where the two part, as plain text (shown escaped by the page)."""
     if side.token_id is None:
@@ -426,7 +418,7 @@ def token_label(side: Side) -> str:
 
 def other_label(side: Side) -> str:
     """The probability a side gave the other's token, or why there is none."""
-    return percent(side.other) if side.other is not None else side.other_note
+    return probability(side.other) if side.other is not None else side.other_note
 
 
 def summary(d: Divergence) -> str:
@@ -441,7 +433,7 @@ def summary(d: Divergence) -> str:
 def alternatives_label(side: Side) -> str:
     """A side's top alternatives with their probabilities, best first, as one plain line."""
     parts = [
-        f"{repr(x.text) if x.text is not None else f'id {x.token_id}'} {percent(x.probability)}"
+        f"{repr(x.text) if x.text is not None else f'id {x.token_id}'} {probability(x.probability)}"
         for x in side.alternatives
     ]
     return ", ".join(parts) or "none stored"
@@ -459,7 +451,7 @@ def side_rows(d: Divergence, names: tuple[str, str] = NAMES) -> list[dict[str, s
             {
                 "answer": name,
                 "token there": f"…{side.lead!r} then {token}" if side.lead else token,
-                "its probability": percent(side.probability)
+                "its probability": probability(side.probability)
                 if side.probability is not None
                 else "",
                 "probability of the other's token": other_label(side),

@@ -118,6 +118,20 @@ def short_revision(revision: str) -> str:
     return match["prefix"] + match["digits"][:REVISION_DIGITS]
 
 
+def probability(p: float) -> str:
+    """A probability as people read it, the same in every view: 100%, 42.0%, 0.31%, <0.01%;
+    exactly 0 is a token the sampling settings cut (top-k, top-p), said as such."""
+    if p <= 0:
+        return "0% (cut)"
+    if p >= 0.995:
+        return "100%"
+    if p >= 0.1:
+        return f"{p:.1%}"
+    if p >= 0.0001:
+        return f"{p:.2%}"
+    return "<0.01%"
+
+
 def clip(text: str, limit: int) -> str:
     """`text` whole when it fits in `limit` characters, else cut at the last word that fits
     with an ellipsis (mid-word only when a single word is longer than the limit)."""

@@ -20,6 +20,7 @@ import html
 from collections.abc import Sequence
 
 from workbench.token_view import TokenStep, visible
+from workbench.wording import probability
 
 SHADE = (230, 80, 40)  # the colour of doubt: the less likely a token, the stronger it shows
 MAX_ALPHA = 0.75
@@ -50,14 +51,6 @@ def shade(prob: float) -> str:
     return f"rgba({SHADE[0]}, {SHADE[1]}, {SHADE[2]}, {alpha})"
 
 
-def percent(prob: float) -> str:
-    if prob >= 0.995:
-        return f"{prob:.0%}"
-    if prob >= 0.001:
-        return f"{prob:.1%}"
-    return "<0.1%" if prob > 0 else "0% (cut)"
-
-
 def _shown(text: str) -> str:
     """A token's text in running text: escaped, with newlines, tabs and a token of spaces
     only marked (the line break itself kept), and an empty piece (part of a character that
@@ -82,12 +75,12 @@ def _shown(text: str) -> str:
 def tip_text(step: TokenStep) -> str:
     """The hover text of a token, as plain text (escaped where it is placed)."""
     rank = f", rank {step.rank}" if step.rank else ""
-    lines = [f"token {step.position}: {visible(step.text)!r}  {percent(step.prob)}{rank}"]
+    lines = [f"token {step.position}: {visible(step.text)!r}  {probability(step.prob)}{rank}"]
     if step.alternatives:
         lines.append("alternatives:")
         for alt in step.alternatives:
             mark = "→" if step.is_chosen(alt) else " "
-            lines.append(f" {mark} {visible(alt.text)!r}  {percent(alt.prob)}")
+            lines.append(f" {mark} {visible(alt.text)!r}  {probability(alt.prob)}")
     return "\n".join(lines)
 
 
@@ -101,7 +94,7 @@ def token_html(steps: Sequence[TokenStep], *, forced: int | None = None) -> str:
         for step in steps
     ]
     swatches = "".join(
-        f'<span class="wb-swatch" style="background: {shade(p)}">{percent(p)}</span>'
+        f'<span class="wb-swatch" style="background: {shade(p)}">{probability(p)}</span>'
         for p in LEGEND
     )
     legend = (

@@ -16,11 +16,12 @@ from streamlit.errors import StreamlitAPIException
 
 from workbench import branching, jobs, token_view
 from workbench.app import state, ui
-from workbench.app.token_html import percent, token_html
+from workbench.app.token_html import token_html
 from workbench.errors import NotFoundError, WorkbenchError
 from workbench.library import Library
 from workbench.runs import OutputRecord, token_logprobs
 from workbench.token_view import TokenStep, visible
+from workbench.wording import probability
 
 BRANCH_JOB = "play_branch_job"
 PAGE = "pages/2_Playground.py"
@@ -117,9 +118,9 @@ def steps_frame(steps: list[TokenStep]) -> pd.DataFrame:
                 "position": s.position,
                 "token": visible(s.text),
                 "id": s.token_id,
-                "probability": percent(s.prob),
+                "probability": probability(s.prob),
                 "alternatives": "  ".join(
-                    f"{visible(a.text)} {percent(a.prob)}" for a in s.alternatives
+                    f"{visible(a.text)} {probability(a.prob)}" for a in s.alternatives
                 ),
             }
             for s in steps
@@ -137,7 +138,7 @@ def branch_form_for(
     position = st.selectbox(
         "Position",
         [s.position for s in steps],
-        format_func=lambda p: f"{p}: {visible(steps[p].text)!r} ({percent(steps[p].prob)})",
+        format_func=lambda p: f"{p}: {visible(steps[p].text)!r} ({probability(steps[p].prob)})",
         key=f"play_branch_pos:{output.id}",
     )
     step = steps[position]
@@ -150,7 +151,7 @@ def branch_form_for(
             "Type a token…"
             if t == TYPED
             else ui.escape_markdown(
-                f"{visible(texts[t].text)!r} ({percent(texts[t].prob)}, id {t})"
+                f"{visible(texts[t].text)!r} ({probability(texts[t].prob)}, id {t})"
             )
         ),
         key=f"play_branch_token:{output.id}",

@@ -13,7 +13,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from ..errors import WorkbenchError
 from ..logprobs import TokenLogprobs
@@ -126,6 +126,20 @@ class Generation:
     # Something the person should hear once per run, not once per row: a server that gives no
     # log-probabilities says so here on each of its answers, and the runner reports it once.
     notice: str | None = None
+
+    def stored_columns(self) -> dict[str, Any]:
+        """What an output row keeps of this generation, by column: one place for the runner's
+        rows and a branch's, so neither can leave a field behind."""
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "latency_s": self.latency_s,
+            "ttft_s": self.ttft_s,
+            "batch_size": self.batch_size,
+            "token_logprobs": self.logprobs.to_bytes() if self.logprobs is not None else None,
+        }
 
 
 @dataclass(frozen=True)

@@ -536,9 +536,7 @@ class TransformersBackend:
         results: list[ChoiceScores | None] = [None] * len(prompts)
         if not prompts:
             return results
-        prefix_len = _shared_prefix_len(prompts)
-        prefix = prompts[0][:prefix_len] if prefix_len >= MIN_SHARED_PREFIX else []
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        prefix, order = _reused_prefix_and_order(prompts)
         longest = max(len(c) for cont in conts for c in cont)
         # Each row becomes one row per choice after the prompt: budget the batch for that.
         width = longest * len(choices)
@@ -659,9 +657,7 @@ class TransformersBackend:
         results: list[Generation | None] = [None] * len(ids)
         if not ids:
             return results
-        prefix_len = _shared_prefix_len(ids)
-        prefix = ids[0][:prefix_len] if prefix_len >= MIN_SHARED_PREFIX else []
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        prefix, order = _reused_prefix_and_order(ids)
         if params.sampling:
             batches = [[i] for i in range(len(ids))]
         else:
@@ -1242,6 +1238,15 @@ def start_token(tokenizer: Any) -> int | None:
         if candidate is not None:
             return int(candidate)
     return None
+
+
+def _reused_prefix_and_order(ids: list[list[int]]) -> tuple[list[int], list[int]]:
+    """How the rows of one call are planned: the tokens they all start with when there are
+    enough to be worth computing once (else none), and the rows shortest first, so a batch
+    holds rows of similar length."""
+    shared = _shared_prefix_len(ids)
+    prefix = ids[0][:shared] if shared >= MIN_SHARED_PREFIX else []
+    return prefix, sorted(range(len(ids)), key=lambda i: len(ids[i]))
 
 
 def _shared_prefix_len(ids: list[list[int]]) -> int:

@@ -21,10 +21,14 @@ from sqlalchemy.orm import Session
 
 from .errors import NotFoundError, WorkbenchError
 from .store import Label, LabelEvent, Prompt, PromptVersion, Store, utcnow
-from .templates import PromptFile, parse_cached, parse_prompt
+from .templates import PromptFile, dump_prompt, parse_cached, parse_prompt, strip_volatile
 
 LABEL_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,99}$")
 RESERVED_LABELS = {"latest"}
+PROMPT_KIND = "prompt"
+TRIALS_KIND = "trials"  # a companion that keeps another prompt's variants (migration 0011)
+TRIALS_SUFFIX = ".trials"
+MAX_NAME = 100  # prompt.name's column width
 T = TypeVar("T")
 
 
@@ -148,6 +152,7 @@ class Library:
                     PromptVersion,
                     (PromptVersion.prompt_id == Prompt.id) & (PromptVersion.number == latest.c.n),
                 )
+                .where(Prompt.kind == PROMPT_KIND)
                 .order_by(Prompt.name)
             ).all()
             labels = self._labels_by_prompt(s)
@@ -181,10 +186,13 @@ class Library:
             return self._infos(s, prompt, rows)
 
     def all_versions(self) -> list[VersionInfo]:
-        """Every version of every prompt, by prompt name then number (for export)."""
+        """Every version of every prompt, by prompt name then number (for export).
+
+        Trials (see `save_trial`) are scratch work, not the library: they are left out."""
         with self.store.read() as s:
             out: list[VersionInfo] = []
-            for prompt in s.scalars(select(Prompt).order_by(Prompt.name)):
+            query = select(Prompt).where(Prompt.kind == PROMPT_KIND).order_by(Prompt.name)
+            for prompt in s.scalars(query):
                 rows = s.scalars(
                     select(PromptVersion)
                     .where(PromptVersion.prompt_id == prompt.id)
@@ -229,6 +237,32 @@ class Library:
         pf = parse_prompt(prompt) if isinstance(prompt, str) else prompt
         return self._retrying(lambda s: self.save_in(s, pf, note))
 
+    def save_trial(self, prompt: PromptFile, of: str, note: str = "") -> VersionInfo:
+        """Keep a variant of prompt `of` as a version of its hidden companion `of.trials`.
+
+        An ablation or a few-shot search runs dozens of variants; each must be a stored version
+        (a run names its versions, History shows them), but none may become `of@latest` or
+        crowd the Library. A variant with the content of any earlier trial is that trial, not a
+        new version, so trying it again names the same version and its outputs come from the
+        cache.
+        """
+        name = trial_name(of)
+        front = dict(strip_volatile(prompt.front))
+        front["name"] = name
+        pf = parse_prompt(dump_prompt(front, prompt.body), name)
+
+        def save(s: Session) -> VersionInfo:
+            self._prompt(s, of)  # the prompt tried must exist
+            writer = self.writer_in(s, name, kind=TRIALS_KIND)
+            content = pf.canonical_text()
+            digest = content_hash(content)
+            number = writer.earliest.get(digest)
+            if number is None:
+                number, _ = writer.add(pf, note, content=content, digest=digest)
+            return self._info(s, s.get_one(PromptVersion, writer.id_of(number)))
+
+        return self._retrying(save)
+
     def restore(self, ref: str | Ref, note: str | None = None) -> SaveResult:
         old = self.get(ref)
         return self.save(old.file, note if note is not None else f"restored from v{old.number}")
@@ -266,9 +300,9 @@ class Library:
         return self._retrying(remove)
 
     # --- building blocks shared with import (one session = one transaction) -------------------
-    def writer_in(self, s: Session, name: str) -> PromptWriter:
+    def writer_in(self, s: Session, name: str, *, kind: str = "prompt") -> PromptWriter:
         """A writer of prompt `name`'s versions and labels; it takes the prompt's lock first."""
-        return PromptWriter(self.store, s, name)
+        return PromptWriter(self.store, s, name, kind=kind)
 
     def save_in(
         self,
@@ -401,10 +435,19 @@ class PromptWriter:
     there is one way a version is numbered and a label is moved.
     """
 
-    def __init__(self, store: Store, s: Session, name: str):
+    def __init__(self, store: Store, s: Session, name: str, *, kind: str = PROMPT_KIND):
         store.lock(s, "prompt", name)
-        self.s, self.name = s, name
-        self.prompt_id: int | None = s.scalar(select(Prompt.id).where(Prompt.name == name))
+        self.s, self.name, self.kind = s, name, kind
+        found = s.execute(select(Prompt.id, Prompt.kind).where(Prompt.name == name)).first()
+        self.prompt_id: int | None = found[0] if found else None
+        if found is not None and found[1] != kind:
+            raise WorkbenchError(
+                f"{name!r} holds the trials of {name.removesuffix(TRIALS_SUFFIX)!r} (an "
+                "ablation's or a search's variants): give the prompt another name"
+                if found[1] == TRIALS_KIND
+                else f"a prompt named {name!r} exists already, so the trials of "
+                f"{name.removesuffix(TRIALS_SUFFIX)!r} cannot be kept under that name: rename it"
+            )
         rows = (
             s.execute(
                 select(PromptVersion.number, PromptVersion.id, PromptVersion.content_hash)
@@ -461,7 +504,9 @@ class PromptWriter:
         now = utcnow()
         if self.prompt_id is None:
             self.prompt_id = self.s.execute(
-                insert(Prompt).values(name=self.name, created_at=now).returning(Prompt.id)
+                insert(Prompt)
+                .values(name=self.name, created_at=now, kind=self.kind)
+                .returning(Prompt.id)
             ).scalar_one()
         number = (latest or 0) + 1
         if preferred_number is not None and preferred_number > number:
@@ -514,6 +559,17 @@ class PromptWriter:
         return LabelMove(
             self.name, label, self._numbers.get(previous) if previous else None, number, now
         )
+
+
+def trial_name(name: str) -> str:
+    """The companion prompt that keeps `name`'s trials (see Library.save_trial)."""
+    trial = name + TRIALS_SUFFIX
+    if len(trial) > MAX_NAME:
+        raise WorkbenchError(
+            f"{name!r} is too long to keep trials beside it ({len(trial)} characters with "
+            f"{TRIALS_SUFFIX!r}; names hold at most {MAX_NAME}): save it under a shorter name"
+        )
+    return trial
 
 
 def check_label(label: str) -> None:

@@ -131,6 +131,9 @@ class Prompt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # "prompt", or "trials": the hidden companion that holds an ablation's or a search's
+    # variants (migration 0011; see Library.save_trial).
+    kind: Mapped[str] = mapped_column(String(20), default="prompt", server_default="prompt")
 
 
 class PromptVersion(Base):

@@ -4,7 +4,7 @@ loads it, balanced per split, and no review in two places.
 The splits exist so few-shot optimisation can pick examples on train, choose on dev and report a
 held-out test score; a review in two splits (or in sentiment-20.csv, which the README's figures
 use) would make those scores look better than they are, so overlap is checked after the same
-normalisation a person would apply when reading (case and surrounding spaces).
+normalisation a person would apply when reading (case and spacing).
 """
 
 from __future__ import annotations

@@ -859,6 +859,8 @@ SAMPLES: dict[str, Any] = {
     "contains-json": "contains-json",
     "is-xml": "is-xml:a.b",
     "contains-xml": "contains-xml",
+    "is-html": "is-html",
+    "contains-html": "contains-html",
     "gleu": "gleu",
     "rouge-n": "rouge-n",
     "sacrebleu": "sacrebleu",

@@ -113,3 +113,231 @@ def contains_xml(text: str, required: list[str] | None = None) -> tuple[bool, st
         if ok:
             return True, "contains well-formed XML"
     return False, "No valid XML content found matching the requirements"
+
+
+# --- HTML ---------------------------------------------------------------------------------------
+
+# The elements of the HTML standard a person writes by hand (wrappers html/head/body count
+# only when written out; a custom element, with a hyphen in its name, counts too)
+HTML_ELEMENTS = frozenset(
+    [
+        "html",
+        "head",
+        "title",
+        "base",
+        "link",
+        "meta",
+        "style",
+        "body",
+        "article",
+        "section",
+        "nav",
+        "aside",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "footer",
+        "address",
+        "p",
+        "hr",
+        "pre",
+        "blockquote",
+        "ol",
+        "ul",
+        "li",
+        "dl",
+        "dt",
+        "dd",
+        "figure",
+        "figcaption",
+        "main",
+        "div",
+        "a",
+        "em",
+        "strong",
+        "small",
+        "s",
+        "cite",
+        "q",
+        "dfn",
+        "abbr",
+        "ruby",
+        "rt",
+        "rp",
+        "data",
+        "time",
+        "code",
+        "var",
+        "samp",
+        "kbd",
+        "sub",
+        "sup",
+        "i",
+        "b",
+        "u",
+        "mark",
+        "bdi",
+        "bdo",
+        "span",
+        "br",
+        "wbr",
+        "img",
+        "iframe",
+        "embed",
+        "object",
+        "param",
+        "picture",
+        "source",
+        "video",
+        "audio",
+        "track",
+        "map",
+        "area",
+        "svg",
+        "math",
+        "script",
+        "noscript",
+        "canvas",
+        "ins",
+        "del",
+        "table",
+        "caption",
+        "colgroup",
+        "col",
+        "tbody",
+        "thead",
+        "tfoot",
+        "tr",
+        "td",
+        "th",
+        "form",
+        "label",
+        "input",
+        "button",
+        "select",
+        "datalist",
+        "optgroup",
+        "option",
+        "textarea",
+        "output",
+        "progress",
+        "meter",
+        "fieldset",
+        "legend",
+        "details",
+        "summary",
+        "dialog",
+        "menu",
+        "slot",
+        "template",
+    ]
+)
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+_WRAPPERS = frozenset({"html", "head", "body"})
+
+
+class _HtmlReader:
+    """Elements written in the text and whether text stands outside every element."""
+
+    def __init__(self, text: str) -> None:
+        from html.parser import HTMLParser
+
+        self.elements: list[str] = []
+        self.loose_text = False
+        stack: list[str] = []
+        reader = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag: str, attrs: object) -> None:
+                reader.elements.append(tag)
+                if tag not in _VOID and tag not in _WRAPPERS:
+                    stack.append(tag)
+
+            def handle_startendtag(self, tag: str, attrs: object) -> None:
+                reader.elements.append(tag)
+
+            def handle_endtag(self, tag: str) -> None:
+                if tag in stack:
+                    while stack and stack.pop() != tag:
+                        pass
+
+            def handle_data(self, data: str) -> None:
+                if not stack and data.strip():
+                    reader.loose_text = True
+
+        parser = Parser(convert_charrefs=True)
+        parser.feed(text)
+        parser.close()
+
+
+def is_html(text: str) -> tuple[bool, str]:
+    """Whether the whole text is an HTML fragment or document: it holds an element of the
+    HTML standard (or a custom one) and no text outside its elements, unless a <body> is
+    written out (as promptfoo decides with its parser)."""
+    trimmed = text.strip()
+    if not trimmed:
+        return False, "Output is empty"
+    if re.match(r"<\?xml", trimmed, re.IGNORECASE):
+        return False, "Output appears to be XML, not HTML"
+    reader = _HtmlReader(trimmed)
+    lowered = trimmed.lower()
+    if reader.loose_text and not re.search(r"<body(?=[\s>/])", lowered):
+        return False, "Output must be wrapped in HTML tags"
+    for tag in reader.elements:
+        if tag in _WRAPPERS:
+            if re.search(rf"<{tag}(?=[\s>/])", lowered):
+                return True, "Output is valid HTML"
+        elif tag in HTML_ELEMENTS or "-" in tag:
+            return True, "Output is valid HTML"
+    return False, "Output does not contain recognized HTML elements"
+
+
+_HTML_HINTS: tuple[tuple[re.Pattern[str], int], ...] = (
+    (re.compile(r"<[a-zA-Z][a-zA-Z0-9-]*(?:\s[^>]*)?/>"), 1),
+    (re.compile(r"&(?:[a-zA-Z]+|#[0-9]+|#x[0-9a-fA-F]+);"), 1),
+    (re.compile(r"<!DOCTYPE\s+html", re.IGNORECASE), 2),
+    (re.compile(r"<!--[^-]*(?:-[^-]+)*-->"), 1),
+    (re.compile(r"\s[a-zA-Z-]+=\s*[\"'][^\"']*[\"']"), 1),
+    (
+        re.compile(
+            r"<(html|head|body|div|span|p|a|img|h[1-6]|ul|ol|li|table|tr|td|th|form|input|"
+            r"button|script|style|link|meta|br|hr)\b",
+            re.IGNORECASE,
+        ),
+        2,
+    ),
+)
+_OPENING = re.compile(r"<[a-zA-Z][a-zA-Z0-9-]*(?:\s[^>]*)?>")
+_CLOSING = re.compile(r"</[a-zA-Z][a-zA-Z0-9-]*\s*>")
+
+
+def contains_html(text: str) -> tuple[bool, str]:
+    """Whether HTML appears in the text, by promptfoo's count of signs (tags, entities, a
+    doctype, comments, attributes, common element names): two signs are enough."""
+    opening, closing = bool(_OPENING.search(text)), bool(_CLOSING.search(text))
+    signs = 2 if opening and closing else int(opening or closing)
+    signs += sum(weight for pattern, weight in _HTML_HINTS if pattern.search(text))
+    if signs >= 2:
+        return True, "contains HTML"
+    return False, "Expected output to contain HTML content"

@@ -988,11 +988,14 @@ def _is_refusal(check: Check, value: Any, ctx: Context) -> _Result:
 
 
 def _markup(check: Check, value: Any, ctx: Context) -> _Result:
-    checks = {
-        "is-xml": markup.is_xml,
-        "contains-xml": markup.contains_xml,
-    }
-    ok, reason = checks[check.type](ctx.output, value)
+    if check.type == "is-html":
+        ok, reason = markup.is_html(ctx.output)
+    elif check.type == "contains-html":
+        ok, reason = markup.contains_html(ctx.output)
+    elif check.type == "is-xml":
+        ok, reason = markup.is_xml(ctx.output, value)
+    else:
+        ok, reason = markup.contains_xml(ctx.output, value)
     return _yes(ok, reason)
 
 
@@ -1151,6 +1154,10 @@ _TABLE: list[tuple[ScorerInfo, Validator, ScorerFn]] = [
         value="reference"), _valid_elements, _markup),
     (_S("contains-xml", "well-formed XML appears in the output (with the required elements, if "
         "named)", value="reference"), _valid_elements, _markup),
+    (_S("is-html", "the whole output is HTML: standard elements, no text outside them"),
+     _no_value, _markup),
+    (_S("contains-html", "HTML appears in the output (at least two signs: tags, entities …)"),
+     _no_value, _markup),
     (_S("json-schema", "the output is JSON valid under a JSON Schema", value="required"),
      _valid_schema, _json_schema),
     (_S("json-field", "a field of the JSON output ({path, equals|contains|regex}) exists or "

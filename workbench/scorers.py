@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import json_text, markup, text_metrics
+from . import json_text, markup, sql_check, text_metrics
 from .answers import normalise
 from .errors import WorkbenchError
 
@@ -490,6 +490,21 @@ def _valid_elements(kind: str, value: Any) -> list[str] | None:
         f"{kind}: the value, if given, lists the required elements: text such as "
         '"root.child, root.other", a list, or {"requiredElements": [...]}'
     )
+
+
+def _valid_sql_options(kind: str, value: Any) -> Any:
+    """is-sql / contains-sql: promptfoo's {databaseType} is accepted (the grammar here is
+    SQLite's either way); allowed tables and columns are not checked, so they are refused."""
+    if value is None or value == "" or value == {}:
+        return None
+    if isinstance(value, Mapping) and set(value) <= {"databaseType"}:
+        return dict(value)
+    if isinstance(value, Mapping) and set(value) & {"allowedTables", "allowedColumns"}:
+        raise AssertionConfigError(
+            f"{kind}: allowedTables and allowedColumns are not supported here (the statement is "
+            "checked for syntax only)"
+        )
+    raise AssertionConfigError(f'{kind}: the value, if given, is {{"databaseType": "MySQL"}}')
 
 
 def _valid_finish_reason(kind: str, value: Any) -> str:
@@ -993,7 +1008,11 @@ def _is_refusal(check: Check, value: Any, ctx: Context) -> _Result:
 
 
 def _markup(check: Check, value: Any, ctx: Context) -> _Result:
-    if check.type == "is-html":
+    if check.type == "is-sql":
+        ok, reason = sql_check.is_sql(ctx.output)
+    elif check.type == "contains-sql":
+        ok, reason = sql_check.contains_sql(ctx.output)
+    elif check.type == "is-html":
         ok, reason = markup.is_html(ctx.output)
     elif check.type == "contains-html":
         ok, reason = markup.contains_html(ctx.output)
@@ -1159,6 +1178,10 @@ _TABLE: list[tuple[ScorerInfo, Validator, ScorerFn]] = [
         value="reference"), _valid_elements, _markup),
     (_S("contains-xml", "well-formed XML appears in the output (with the required elements, if "
         "named)", value="reference"), _valid_elements, _markup),
+    (_S("is-sql", "the whole output is SQL, every statement valid in SQLite's grammar",
+        value="reference"), _valid_sql_options, _markup),
+    (_S("contains-sql", "SQL in a ```sql fence (or the whole output) is valid", value="reference"),
+     _valid_sql_options, _markup),
     (_S("is-html", "the whole output is HTML: standard elements, no text outside them"),
      _no_value, _markup),
     (_S("contains-html", "HTML appears in the output (at least two signs: tags, entities …)"),

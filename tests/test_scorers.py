@@ -7,11 +7,13 @@ import math
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import workbench.scorers as scorers
+from workbench import text_metrics
 from workbench.errors import WorkbenchError
 from workbench.scorers import (
     SCORERS,
@@ -983,3 +985,66 @@ def test_importing_scorers_pulls_in_neither_streamlit_nor_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- promptfoo's rules, piece by piece (the parity suite checks them against promptfoo) -------
+
+
+@pytest.mark.parametrize(
+    "text, items",
+    [
+        ("a, b", ["a", "b"]),
+        ('"a, b", c,', ["a, b", "c"]),
+        ('"say \\"hi\\"", x', ['say "hi"', "x"]),
+        ('"say ""hi""", x', ['say "hi"', "x"]),
+        (",, a ,,", ["a"]),
+    ],
+)
+def test_comma_separated_values(text: str, items: list[str]) -> None:
+    assert text_metrics.split_values(text) == items
+
+
+def test_levenshtein_counts_utf16_units_and_keeps_spaces() -> None:
+    assert text_metrics.levenshtein_distance("😀", "a") == 2
+    assert text_metrics.levenshtein_distance("  Hello", "Hello") == 2
+    assert score({"type": "levenshtein", "value": "sitting", "threshold": 3}, "kitten").passed
+    assert not score({"type": "levenshtein", "value": "sitting", "threshold": 2}, "kitten").passed
+
+
+@pytest.mark.parametrize(
+    "pattern, text, found",
+    [
+        ("^\\d+$", "42\n", False),  # JavaScript's $ is the very end
+        ("(?<y>\\d{4})", "in 2024", True),
+        ("[$]", "a$", True),
+        ("(?m)^b$", "a\nb", True),  # Python's own flags: kept as written
+    ],
+)
+def test_regex_reads_javascript(pattern: str, text: str, found: bool) -> None:
+    assert score({"type": "regex", "value": pattern}, text).passed is found
+
+
+def test_xml_with_an_internal_subset_is_refused_and_never_expanded() -> None:
+    bomb = '<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><x>&b;</x>'
+    result = score("is-xml", bomb)
+    assert not result.passed and "internal subsets are not supported" in result.detail
+
+
+def test_sql_is_compiled_never_run(tmp_path: Path) -> None:
+    target = tmp_path / "made.db"
+    assert score("is-sql", f"ATTACH DATABASE '{target}' AS x").passed
+    assert score("is-sql", f"VACUUM INTO '{target}'").passed
+    assert not target.exists()
+    refused = {"type": "is-sql", "value": {"allowedTables": ["users"]}}
+    with pytest.raises(AssertionConfigError, match="allowedTables and allowedColumns"):
+        parse_check(refused)
+
+
+def test_finish_reason_cost_and_refusal() -> None:
+    assert score("finish-reason:STOP", "x", finish_reason="stop").passed
+    assert not score("finish-reason:stop", "x", finish_reason="length").passed
+    assert not score("finish-reason:stop", "x").passed
+    assert score("cost<=0", "x").passed
+    assert score("is-refusal", "").passed
+    assert score("is-refusal", "I’m sorry, I can’t help with that.").passed
+    assert not score("is-refusal", "Paris is the capital of France.").passed

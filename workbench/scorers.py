@@ -704,7 +704,7 @@ def js_pattern(pattern: str) -> str:
         elif ch == "[":
             in_class = True
         elif ch == "$":
-            ch = r"(?!\n)\Z"
+            ch = r"\Z"
         elif pattern.startswith("(?<", i) and pattern[i + 3 : i + 4] not in ("=", "!"):
             ch, i = "(?P<", i + 2
         out.append(ch)

@@ -685,18 +685,31 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 _INLINE_FLAGS = re.compile(r"^\(\?[aiLmsux]+\)")
 
 
+_JS_SPACES = (
+    "\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+)
+_JS_ESCAPES = {"\\s": f"[{_JS_SPACES}]", "\\S": f"[^{_JS_SPACES}]"}
+
+
 def js_pattern(pattern: str) -> str:
-    """A JavaScript regular expression (promptfoo's regex) in Python's dialect: `$` is the very
-    end of the text (Python's also matches before a final newline) and `(?<name>` is a named
-    group. A pattern that sets Python's own flags, such as `(?m)`, is kept as written."""
+    """A JavaScript regular expression (promptfoo's regex) in Python's dialect, so a pattern
+    finds what it finds in promptfoo: `$` is the very end of the text (Python's also matches
+    before a final newline), `(?<name>` is a named group, `\\d`, `\\w` and `\\b` are ASCII while
+    `\\s` is Unicode's spaces, and `.` stops at any line break. A pattern that sets Python's
+    own flags, such as `(?m)`, is kept as written."""
     if _INLINE_FLAGS.match(pattern):
         return pattern
-    out: list[str] = []
+    out: list[str] = ["(?a)"]
     i, in_class = 0, False
     while i < len(pattern):
         ch = pattern[i]
         if ch == "\\" and i + 1 < len(pattern):
-            out.append(pattern[i : i + 2])
+            pair = pattern[i : i + 2]
+            if pair == "\\s" and in_class:
+                pair = _JS_SPACES
+            elif not in_class:
+                pair = _JS_ESCAPES.get(pair, pair)
+            out.append(pair)
             i += 2
             continue
         if in_class:
@@ -705,6 +718,8 @@ def js_pattern(pattern: str) -> str:
             in_class = True
         elif ch == "$":
             ch = r"\Z"
+        elif ch == ".":
+            ch = r"[^\n\r\u2028\u2029]"
         elif pattern.startswith("(?<", i) and pattern[i + 3 : i + 4] not in ("=", "!"):
             ch, i = "(?P<", i + 2
         out.append(ch)

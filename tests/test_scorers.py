@@ -171,6 +171,7 @@ BAD_ASSERTIONS = [
     ({"type": "word-count", "value": {"min": 5, "max": 2}}, "min 5 is more than max 2"),
     ({"type": "contains-any", "value": '"a, b'}, "is not closed"),
     ({"type": "levenshtein", "value": 5}, "the reference text"),
+    ({"type": "levenshtein", "value": "x", "threshold": 0.8}, "for a similarity from 0 to 1"),
     ({"type": "latency", "threshold": -1}, "must be ≥ 0"),
     ({"type": "contains", "value": "x", "threshold": 0.5}, "yes/no check and takes no threshold"),
     ("contains>=0.5", "takes no threshold"),
@@ -791,6 +792,13 @@ def test_similar_without_its_package_fails_the_row(monkeypatch: pytest.MonkeyPat
         ("latency-s<=2", {"latency_s": 2.25}, False, "latency (s) 2.25 > 2"),
         ("latency<=2000", {"latency_s": 2.0}, True, "latency (ms) 2000 ≤ 2000"),
         ("latency<=2000", {"latency_s": 2.25}, False, "latency (ms) 2250 > 2000"),
+        (
+            "latency<=2",
+            {"latency_s": 1.5},
+            False,
+            "latency (ms) 1500 > 2 (latency is in milliseconds, as in promptfoo; latency-s takes "
+            "seconds)",
+        ),
         ("latency<=2", {}, False, "no latency recorded for this output"),
         ("not-latency<=2", {}, False, "no latency recorded for this output"),
         ("tokens<=64", {"completion_tokens": 12}, True, "completion tokens 12 ≤ 64"),

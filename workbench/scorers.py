@@ -43,7 +43,7 @@ import string
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import json_text, markup, sql_check, text_metrics
@@ -1003,7 +1003,11 @@ def _latency(check: Check, value: Any, ctx: Context) -> _Result:
         return _missing("no latency recorded for this output")
     if check.type == "latency-s":
         return _compare(check, "latency (s)", ctx.latency_s)
-    return _compare(check, "latency (ms)", ctx.latency_s * 1000, digits=0)
+    result = _compare(check, "latency (ms)", ctx.latency_s * 1000, digits=0)
+    if not result.passed and (check.threshold or 0) < 100:
+        hint = " (latency is in milliseconds, as in promptfoo; latency-s takes seconds)"
+        return replace(result, detail=result.detail + hint)
+    return result
 
 
 def _cost(check: Check, value: Any, ctx: Context) -> _Result:
@@ -1417,6 +1421,12 @@ def parse_check(raw: Mapping[str, Any] | str | Check) -> Check:
             )
         if info.lower_is_better and threshold < 0:
             raise AssertionConfigError(f"{name}: the threshold must be ≥ 0, got {threshold:g}")
+        if name == "levenshtein" and not threshold.is_integer():
+            # an edit distance is whole: 0.8 is the old similarity meaning, kept by its own name
+            raise AssertionConfigError(
+                f"levenshtein's threshold is a maximum number of edits (promptfoo's meaning), "
+                f"got {threshold:g}; for a similarity from 0 to 1 use edit-similarity"
+            )
     elif info.threshold_required:
         raise AssertionConfigError(
             f"{name} needs a threshold (e.g. {{type: {name}, threshold: 2}} or {name}<=2)"

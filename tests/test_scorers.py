@@ -166,7 +166,7 @@ BAD_ASSERTIONS = [
     ("rouge-l>=50", "did you mean 0.5?"),
     ({"type": "f1", "threshold": -0.1}, "from 0 to 1"),
     ("sacrebleu>=150", "from 0 to 100"),
-    ("bleu>=20", "from 0 to 1"),
+    ("bleu>=20", "did you mean 0.2? sacreBLEU's 0–100 scale: sacrebleu"),
     ({"type": "word-count", "value": "many"}, "the exact number of words"),
     ({"type": "word-count", "value": {"min": 5, "max": 2}}, "min 5 is more than max 2"),
     ({"type": "contains-any", "value": '"a, b'}, "is not closed"),

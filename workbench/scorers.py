@@ -1415,6 +1415,8 @@ def parse_check(raw: Mapping[str, Any] | str | Check) -> Check:
         threshold = _number("the threshold", name, threshold)
         if info.scale is not None and not 0 <= threshold <= info.scale:
             hint = f" (did you mean {threshold / 100:g}?)" if info.scale == 1 else ""
+            if name == "bleu":
+                hint = f" (did you mean {threshold / 100:g}? sacreBLEU's 0–100 scale: sacrebleu)"
             raise AssertionConfigError(
                 f"{name} scores run from 0 to {info.scale:g}; threshold {threshold:g} is "
                 f"outside{hint}"

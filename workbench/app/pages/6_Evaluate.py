@@ -19,8 +19,9 @@ from workbench.stability import StabilityReport
 MAX_VERSIONS = 4
 ASSERT_HELP = (
     "One per line: a shorthand such as `exact-match`, `icontains:{{ expected }}`, "
-    "`not-contains:sorry`, `is-json`, `rouge-l>=0.5`, `latency<=2`, or a JSON object "
-    '`{"type": "json-schema", "value": {...}}`. Added to the assertions in each prompt file.'
+    "`not-contains:sorry`, `is-json`, `rouge-l>=0.5`, `latency<=2000` (milliseconds), or a "
+    'JSON object `{"type": "json-schema", "value": {...}}`. Added to the assertions in each '
+    "prompt file."
 )
 
 ui.page(

@@ -30,7 +30,7 @@ from .evaluate import (
     score_output,
     version_checks,
 )
-from .library import Library, SaveResult, VersionInfo
+from .library import Library, SaveResult, VersionInfo, content_hash
 from .runner import Progress, Runner, samples_for
 from .runs import OutputRecord
 from .scorers import Check, weighted_pass
@@ -283,7 +283,18 @@ def save_trial(library: Library, pf: PromptFile, of: str, note: str = "") -> Ver
     name = of + TRIALS_SUFFIX  # until Library.save_trial lands: a plain prompt of that name
     front = dict(strip_volatile(pf.front))
     front["name"] = name
-    return library.save(parse_prompt(dump_prompt(front, pf.body), name), note).version
+    trial = parse_prompt(dump_prompt(front, pf.body), name)
+    digest = content_hash(trial.canonical_text())
+    known = (
+        [v for v in library.versions(name) if v.content_hash == digest]
+        if _exists(library, name)
+        else []
+    )
+    return known[0] if known else library.save(trial, note).version
+
+
+def _exists(library: Library, name: str) -> bool:
+    return any(p.name == name for p in library.list_prompts())
 
 
 # --- saving the winner ------------------------------------------------------------------------

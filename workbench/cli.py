@@ -858,7 +858,7 @@ def ablate_command(
     extra = _assertions(assertions)
     ablation.check_ablation(library, ref, rows, extra, resamples=resamples)  # before a model
     runner = _runner(model, dtype, trust_remote_code, library)
-    with _progress(False) as display:
+    with _progress(fmt == "json") as display:  # as for eval --json: stderr keeps errors only
         report = ablation.ablate(
             library,
             runner,

@@ -159,9 +159,11 @@ def test_self_consistency_with_one_and_five_samples(samples: int, keys: list[str
     assert [k for k in variants if k.startswith("sc-")] == keys
     one = variants["sc-1"].file
     assert one is not None and "samples" not in one.metadata
+    assert variants["sc-1"].samples == 1 and variants["original"].samples == samples
     if "sc-5" in variants:
         five = variants["sc-5"].file
         assert five is not None and five.metadata["samples"] == 5
+        assert variants["sc-5"].samples == 5
 
 
 def test_a_variant_that_cannot_be_built_fails_alone() -> None:

@@ -43,6 +43,7 @@ from .compose import (
 )
 from .errors import WorkbenchError
 from .lint import lint
+from .techniques import SelfConsistency
 from .templates import PromptFile
 
 ORIGINAL = "original"
@@ -70,6 +71,12 @@ class Variant:
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+    @property
+    def samples(self) -> int:
+        """Samples drawn per row: the file's self-consistency samples (a vote), else 1."""
+        block = SelfConsistency.from_metadata(self.file.metadata) if self.file else None
+        return block.samples if block is not None and block.samples > 1 else 1
 
 
 @dataclass(frozen=True)

@@ -350,3 +350,16 @@ def test_the_command_refuses_bad_input_with_one_line_and_status_2(
     assert code == 2 and out == ""
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert problem in err
+
+
+def test_a_prompt_with_its_own_assertions_needs_no_expected_column_in_dev(
+    builtin_library: Library,
+) -> None:
+    text = builtin_library.get(PROMPT).file.canonical_text()
+    builtin_library.save(
+        text.replace("technique: zero-shot", "technique: zero-shot\n  assert: [is-json]")
+    )
+    report = improve(
+        builtin_library, None, PROMPT, TRAIN, NO_EXPECTED, budget=3, scorer=planted("x")
+    )
+    assert len(report.trials) == 3

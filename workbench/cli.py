@@ -886,7 +886,15 @@ def improve_command(
             progress=(
                 (
                     lambda p: display(
-                        Progress(p.trials, p.budget, 0, 0.0, p.eta_s, p.elapsed_s), "trials"
+                        Progress(
+                            p.trials,
+                            p.budget,
+                            0,
+                            p.rows.tokens_per_s if p.rows is not None else 0.0,
+                            p.eta_s,
+                            p.elapsed_s,
+                        ),
+                        "trials",
                     )
                 )
                 if display

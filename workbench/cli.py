@@ -900,6 +900,160 @@ def _assertions(texts: Sequence[str]) -> list[Check]:
     return extra
 
 
+EXIT_REFUSED = 2  # a search refused before it ran (bad sets, budget…), as a usage mistake
+
+
+@app.command("improve")
+@click.argument("ref")
+@click.option("--train", required=True, help="Labelled examples to choose from (FILE|TESTSET).")
+@click.option("--dev", required=True, help="The set the choice is scored on (FILE|TESTSET).")
+@click.option(
+    "--test",
+    default=None,
+    help="A held-out set (FILE|TESTSET): the original and the winner are scored on it at the "
+    "end, never used to choose.",
+)
+@click.option(
+    "--budget",
+    type=int,
+    default=24,
+    show_default=True,
+    help="Trials at most: one trial is one variant evaluated on the dev set.",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["greedy", "random"]),
+    default="greedy",
+    show_default=True,
+    help="greedy: forward selection; random: random subsets (the baseline).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search order.")
+@click.option(
+    "--max-examples", type=int, default=9, show_default=True, help="Examples in the prompt at most."
+)
+@click.option(
+    "--save",
+    is_flag=True,
+    help="Store the winner as the next version of the prompt (NAME@latest), with a note.",
+)
+@model_options
+@json_flag
+def improve_command(
+    ref: str,
+    train: str,
+    dev: str,
+    test: str | None,
+    budget: int,
+    strategy: str,
+    seed: int,
+    max_examples: int,
+    save: bool,
+    model: str | None,
+    dtype: str,
+    trust_remote_code: bool,
+    as_json: bool,
+) -> None:
+    """Choose REF's few-shot examples (and how it asks) by their score on a dev set.
+
+    Tries ways of asking (mode, answer choices from the train labels, calibration), then
+    chooses examples from --train by greedy forward selection or random search, every trial
+    a stored run. Prints the original's and the winner's dev and test scores side by side.
+    Run it again after a kill or Ctrl+C: finished trials come from the cache.
+    """
+    from .improve import check_request, improve, report_dict, save_winner
+    from .runner import Progress
+
+    library = _library()
+    try:
+        sets = [_dataset_or_test_set(library, s) if s else None for s in (train, dev, test)]
+        train_set, dev_set, test_set = sets
+        assert train_set is not None and dev_set is not None
+        check_request(
+            library,
+            ref,
+            train_set,
+            dev_set,
+            test_set,
+            budget=budget,
+            strategy=strategy,
+            max_examples=max_examples,
+        )
+    except WorkbenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_REFUSED) from None
+    runner = _runner(model, dtype, trust_remote_code, library)
+    with _progress(as_json, "trials") as display:
+        report = improve(
+            library,
+            runner,
+            ref,
+            train_set,
+            dev_set,
+            test_set,
+            budget=budget,
+            strategy=strategy,
+            seed=seed,
+            max_examples=max_examples,
+            progress=(
+                (
+                    lambda p: display(
+                        Progress(
+                            p.trials,
+                            p.budget,
+                            0,
+                            p.rows.tokens_per_s if p.rows is not None else 0.0,
+                            p.eta_s,
+                            p.elapsed_s,
+                        ),
+                        "trials",
+                    )
+                )
+                if display
+                else None
+            ),
+        )
+    saved = save_winner(library, report) if save else None
+    if as_json:
+        data = report_dict(report)
+        data["saved"] = saved.version.ref if saved is not None else None
+        _echo_json(data)
+        return
+    _table(
+        ["TRIAL", "PHASE", "VARIANT", "DEV", "GENERATED"],
+        [
+            [t.number, t.phase, t.config.describe(), f"{t.dev.accuracy:.0%}", t.generated]
+            for t in report.trials
+        ],
+    )
+    click.echo()
+    _table(
+        ["", "VERSION", "VARIANT", "DEV", "TEST"],
+        [
+            [
+                role,
+                o.ref,
+                o.config.describe(),
+                f"{o.dev.accuracy:.0%} of {o.dev.rows}",
+                f"{o.test.accuracy:.0%} of {o.test.rows}" if o.test is not None else "-",
+            ]
+            for role, o in (("original", report.original), ("winner", report.winner))
+        ],
+    )
+    for change in report.changes():
+        click.echo(f"- {change}")
+    cached = sum(1 for t in report.trials if t.generated == 0)
+    click.echo(
+        f"{len(report.trials)} trials ({cached} from the cache), {report.wall_s:.0f} s"
+        + (" — cancelled" if report.cancelled else "")
+    )
+    if save:
+        click.echo(
+            f"saved {saved.version.ref}"
+            if saved is not None
+            else "nothing saved: no variant beat the original on dev"
+        )
+
+
 SPLIT_ROWS_SHOWN = 20
 
 

@@ -296,7 +296,7 @@ def test_a_server_runs_a_declared_constraint_free_and_refuses_a_required_one(
 
     version = save(builtin_library, prompt_text, output_pattern="[0-9]+")
     rendered = version.file.render({"text": "a"})
-    assert output_constraint(version, rendered, GREEDY, False, None) is None
+    assert output_constraint(version, rendered, GREEDY, lambda: False, None) is None
     with pytest.raises(WorkbenchError, match="cannot decode under a grammar"):
-        output_constraint(version, rendered, GREEDY.with_(constrain=True), False, None)
+        output_constraint(version, rendered, GREEDY.with_(constrain=True), lambda: False, None)
     assert not Capabilities().constrained

@@ -218,7 +218,10 @@ class Runner:
         if samples is not None and samples < 1:
             raise WorkbenchError(f"--samples must be at least 1, got {samples}")
         rendered: dict[tuple[str, int], Rendered] = {}
-        capabilities = self.backend.capabilities
+
+        def capable() -> bool:  # asked only of a declared constraint: no model for a typo
+            return self.backend.capabilities.constrained
+
         for version in versions:
             params = GenerationParams.build(version.file.options, overrides)  # raises if bad
             for index, row in enumerate(row_list):
@@ -228,7 +231,7 @@ class Runner:
                 except WorkbenchError as exc:
                     raise WorkbenchError(f"{version.ref}: {where}{exc}") from None
                 try:  # a bad constraint (schema, pattern) is refused here, before a model loads
-                    output_constraint(version, done, params, capabilities.constrained, choices)
+                    output_constraint(version, done, params, capable, choices)
                 except (ConstraintError, CapabilityError) as exc:
                     raise type(exc)(f"{version.ref}: {where}{exc}") from None
         if scored and not self.backend.capabilities.choices:
@@ -312,7 +315,7 @@ class Runner:
                     rendered.variables.get(k) != v for k, v in variables.items()
                 ):  # not prepared in this process, or changed by the JSON round trip
                     rendered = version.file.render(variables)
-                constraint = output_constraint(version, rendered, params, capable, request)
+                constraint = output_constraint(version, rendered, params, lambda: capable, request)
                 row_params = params.with_(constraint=constraint) if constraint else params
                 for sample in range(n):
                     if (vid, row_index, sample) in done:
@@ -905,7 +908,7 @@ def output_constraint(
     version: VersionInfo,
     rendered: Rendered,
     params: GenerationParams,
-    capable: bool,
+    capable: Callable[[], bool],
     request: ChoiceRequest | None,
 ) -> Constraint | None:
     """The constraint a row's answer is decoded under, or None (see workbench.constraints).
@@ -924,7 +927,7 @@ def output_constraint(
                 "constraint (metadata.json_schema, metadata.output_pattern or metadata.choices)"
             )
         return None
-    if not capable:
+    if not capable():
         if params.constrain:
             raise CapabilityError(
                 "this model's backend cannot decode under a grammar: run without --constrain"

@@ -147,6 +147,19 @@ def test_an_answer_cut_by_max_new_tokens_is_marked_length(tiny_backend: Any) -> 
         jsonschema.validate(json.loads(out.text), schema)
 
 
+def test_a_branch_of_a_constrained_answer_stays_under_the_constraint(tiny_backend: Any) -> None:
+    params = under(json_schema(SCHEMAS["required and optional"], "test"))
+    [x] = inputs(["abc"])
+    [parent] = tiny_backend.generate([x], params)
+    forced = parent.logprobs.tokens[:3]
+    branch = tiny_backend.generate_forced(x, forced, params, seed=0)
+    assert branch.finish_reason == "eos"
+    jsonschema.validate(json.loads(branch.text), SCHEMAS["required and optional"])
+    outside = tiny_backend.token_ids("zz")[:1]
+    with pytest.raises(ValueError, match="leave the answer's constraint"):
+        tiny_backend.generate_forced(x, outside, params, seed=0)
+
+
 # --- declared by the prompt, through the runner -------------------------------------------------
 
 SCHEMA = SCHEMAS["required and optional"]

@@ -313,3 +313,29 @@ def test_a_server_runs_a_declared_constraint_free_and_refuses_a_required_one(
     with pytest.raises(WorkbenchError, match="cannot decode under a grammar"):
         output_constraint(version, rendered, GREEDY.with_(constrain=True), lambda: False, None)
     assert not Capabilities().constrained
+
+
+def test_the_cli_says_what_an_answer_was_decoded_under_and_no_constrain_runs_free(
+    tiny_backend: Any, tiny_model_dir: Path, tmp_path: Path, capsys: Any, prompt_text: Any
+) -> None:
+    from workbench.cli import main
+
+    folder = tmp_path / "builtins"  # where WORKBENCH_PROMPTS_DIR points (conftest)
+    folder.mkdir(exist_ok=True)
+    text = prompt_text(
+        "digits",
+        "Digits for {{ text }}:",
+        model={"apiType": "completion", "options": {"maxOutputTokens": 8}},
+        metadata={"technique": "zero-shot", "output_pattern": "[0-9]{2}"},
+    )
+    (folder / "digits.prompty").write_text(text, encoding="utf-8")
+    model = ["--model", str(tiny_model_dir)]
+    assert main(["run", "digits", "--var", "text=a", *model]) == 0
+    out, err = capsys.readouterr()
+    assert re.fullmatch(r"[0-9]{2}\n", out)
+    assert "under regex (metadata.output_pattern)" in err
+    assert main(["run", "digits", "--var", "text=a", "--no-constrain", *model]) == 0
+    out, err = capsys.readouterr()
+    assert "under " not in err
+    assert main(["run", "digits", "--var", "text=a", "--constrain", "--no-cache", *model]) == 0
+    assert "under regex" in capsys.readouterr().err

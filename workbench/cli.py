@@ -582,8 +582,10 @@ def run_command(
             origin = wording.latency_text(out)
         else:
             origin = f"{wording.latency_text(out)} · {wording.tokens_per_s_text(out)} tok/s{ttft}"
+        constraint = out.params.get("constraint")
+        under = f" · under {constraint['kind']} ({constraint['source']})" if constraint else ""
         click.echo(
-            f"[{out.prompt}@{out.version} · {out.finish_reason} · {out.prompt_tokens}+"
+            f"[{out.prompt}@{out.version} · {out.finish_reason}{under} · {out.prompt_tokens}+"
             f"{out.completion_tokens} tokens · {origin} · run {out.run_id}]",
             err=True,
         )

@@ -7,10 +7,14 @@ decodes under it — a grammar engine masks every token that would leave the lan
 step (see backends.processors.GrammarMask) — so the answer is schema-valid, matches the pattern
 or is one of the answers by construction, unless it runs out of `max_new_tokens`.
 
-The engine is llguidance (the grammar engine inside llama.cpp, also used by vLLM and SGLang):
-on this kind of CPU it computed a mask in well under a millisecond per row and step, and as a
-Python package it is one self-contained wheel with no dependencies, where xgrammar brings
-apache-tvm-ffi and declares triton (figures in docs/notes/constrained.md).
+The engine is llguidance (the grammar engine inside llama.cpp, also used by vLLM and SGLang),
+chosen over xgrammar on this kind of CPU (2 cores, default model, json-answer's schema,
+measured replaying 16 valid answers): a step's masks took 0.46 ms at batch 1 and 0.44 ms at
+batch 16 (its thread pool fills the rows in parallel) against xgrammar's 0.20 and 2.13 ms, both
+far below a model step (tens to hundreds of ms); compiling the schema took 1 ms against 58 ms.
+Both accepted every valid answer. llguidance is one self-contained wheel with no dependencies;
+xgrammar needs apache-tvm-ffi and declares torch, transformers, pydantic and triton (the README
+has the end-to-end figures).
 
 A constraint is a plain frozen record, part of the generation parameters (`params.constraint`),
 so it is in the cache key, groups rows into batches and is stored with every output's

@@ -1,9 +1,9 @@
 """Constrained decoding on the default model: the built-in `json-answer` free and constrained.
 
-Run on demand (not part of the test suite):
+Run on demand (not part of the test suite), with this checkout first on the path:
 
-    .venv/bin/python benchmarks/constrained.py               # 32 questions, batched and batch 1
-    .venv/bin/python benchmarks/constrained.py --rows 16 --no-batch-1
+    PYTHONPATH=. .venv/bin/python benchmarks/constrained.py   # 32 questions, batched, batch 1
+    PYTHONPATH=. .venv/bin/python benchmarks/constrained.py --rows 16 --no-batch-1
 
 Each question runs through `json-answer` (a json-format prompt whose `schema` input is the
 constraint) with `--no-constrain` and with the default (constrained), greedy, without the cache:
@@ -81,6 +81,7 @@ def main() -> None:
     load_builtins(library, settings.prompts_dir)
     version = library.get("json-answer")
     rows = [{"question": q} for q in (QUESTIONS * 4)[: args.rows]]
+    schema = json.loads(version.file.inputs["schema"].default)  # the rows give questions only
     print(
         f"model {backend.info.name} ({backend.info.revision}, {backend.info.dtype}), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
@@ -111,7 +112,7 @@ def main() -> None:
                     continue
                 parsed += 1
                 try:
-                    jsonschema.validate(value, json.loads(out.variables["schema"]))
+                    jsonschema.validate(value, schema)
                     valid += out.finish_reason != "length"
                 except jsonschema.ValidationError:
                     pass

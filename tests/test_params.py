@@ -92,7 +92,8 @@ def test_every_option_sets_a_parameter_and_says_what_each_backend_does(option: A
 
 
 def test_every_parameter_but_do_sample_has_a_prompty_option() -> None:
-    fields = set(GenerationParams.__dataclass_fields__) - {"do_sample"}
+    # The output constraint is declared in metadata (workbench.constraints), not model.options.
+    fields = set(GenerationParams.__dataclass_fields__) - {"do_sample", "constrain", "constraint"}
     assert {o.field for o in MODEL_OPTIONS} == fields
 
 

@@ -454,6 +454,25 @@ def choice_options(command: Command) -> Command:
     )(command)
 
 
+def constrain_option(command: Command) -> Command:
+    """--constrain/--no-constrain, shared by run and eval (see workbench.constraints)."""
+    return click.option(
+        "--constrain/--no-constrain",
+        "constrain",
+        default=None,
+        help="Decode under the prompt's declared output constraint (metadata.json_schema, the "
+        "json-format schema input, metadata.output_pattern or metadata.choices), so the answer "
+        "follows it by construction. On by default when one is declared; --constrain refuses a "
+        "prompt that declares none. Local models only; stored with each output.",
+    )(command)
+
+
+def _with_constrain(overrides: dict[str, Any], constrain: bool | None) -> dict[str, Any]:
+    """The run's overrides with the --constrain switch (stored with the run, so a resume
+    decodes the same way)."""
+    return overrides if constrain is None else {**overrides, "constrain": constrain}
+
+
 def _choice_request(choices: str | None, calibrate: bool) -> ChoiceRequest | None:
     from .choices import ChoiceRequest, ChoicesError
 
@@ -501,6 +520,7 @@ def _runner(
 @click.option("--no-cache", is_flag=True, help="Generate even when an identical output is stored.")
 @click.option("--batch-size", type=int, help="Rows per batch (default: chosen from the lengths).")
 @choice_options
+@constrain_option
 @model_options
 @json_flag
 def run_command(
@@ -514,6 +534,7 @@ def run_command(
     batch_size: int | None,
     choices: str | None,
     calibrate: bool,
+    constrain: bool | None,
     model: str | None,
     dtype: str,
     trust_remote_code: bool,
@@ -528,7 +549,7 @@ def run_command(
     from .params import parse_param_pairs
     from .runner import samples_for
 
-    overrides = parse_param_pairs(list(param))
+    overrides = _with_constrain(parse_param_pairs(list(param)), constrain)
     request = _choice_request(choices, calibrate)
     library = _library()
     version = library.get(ref)
@@ -562,8 +583,10 @@ def run_command(
             origin = wording.latency_text(out)
         else:
             origin = f"{wording.latency_text(out)} · {wording.tokens_per_s_text(out)} tok/s{ttft}"
+        constraint = out.params.get("constraint")
+        under = f" · under {constraint['kind']} ({constraint['source']})" if constraint else ""
         click.echo(
-            f"[{out.prompt}@{out.version} · {out.finish_reason} · {out.prompt_tokens}+"
+            f"[{out.prompt}@{out.version} · {out.finish_reason}{under} · {out.prompt_tokens}+"
             f"{out.completion_tokens} tokens · {origin} · run {out.run_id}]",
             err=True,
         )
@@ -694,6 +717,7 @@ EXIT_BELOW_MIN = 3  # distinct from errors (1) and usage mistakes (2), for CI sc
 @click.option("--param", "param", multiple=True, help="Generation parameter NAME=VALUE.")
 @click.option("--no-cache", is_flag=True, help="Generate even when an identical output is stored.")
 @choice_options
+@constrain_option
 @model_options
 @json_flag
 def eval_command(
@@ -706,6 +730,7 @@ def eval_command(
     no_cache: bool,
     choices: str | None,
     calibrate: bool,
+    constrain: bool | None,
     model: str | None,
     dtype: str,
     trust_remote_code: bool,
@@ -723,7 +748,7 @@ def eval_command(
 
     if output is not None:
         report_format(output, REPORT_FORMATS)
-    overrides = parse_param_pairs(list(param))
+    overrides = _with_constrain(parse_param_pairs(list(param)), constrain)
     library = _library()
     rows = _dataset_or_test_set(library, dataset)
     extra = []

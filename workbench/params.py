@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .constraints import Constraint, ConstraintError
 from .errors import WorkbenchError
 
 
@@ -119,6 +120,12 @@ class GenerationParams:
     do_sample: bool | None = None  # None: sample exactly when temperature > 0
     seed: int = 0
     stop: tuple[str, ...] = field(default_factory=tuple)
+    # Decode under the prompt's declared output constraint: None when it declares one, False
+    # never, True required (a prompt that declares none is refused). See workbench.constraints.
+    constrain: bool | None = None
+    # The constraint this request decodes under, resolved per row by the runner from the
+    # prompt (never typed as an option): part of the key, and stored with each output.
+    constraint: Constraint | None = None
 
     @property
     def sampling(self) -> bool:
@@ -156,8 +163,16 @@ class GenerationParams:
         return self
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as JSON values; `constrain` and `constraint` only when set, so the
+        parameters stored before they existed (and every free request's) read as before."""
         d = asdict(self)
         d["stop"] = list(self.stop)
+        if self.constrain is None:
+            d.pop("constrain")
+        if self.constraint is None:
+            d.pop("constraint")
+        else:
+            d["constraint"] = self.constraint.as_dict()
         return d
 
     @property
@@ -179,6 +194,7 @@ class GenerationParams:
         for penalty in ("frequency_penalty", "presence_penalty"):
             if d[penalty] == 0:
                 d.pop(penalty)
+        d.pop("constrain", None)  # the switch: what it resolved to (`constraint`) is the key
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -199,6 +215,8 @@ class GenerationParams:
         typed = typed_values(values)
         if "stop" in typed:
             typed["stop"] = tuple(typed["stop"])
+        if typed.get("constraint") is not None:
+            typed["constraint"] = Constraint.from_dict(typed["constraint"])
         return cls(**typed).validate()
 
     def with_(self, **changes: Any) -> GenerationParams:
@@ -223,6 +241,8 @@ def typed_values(values: Mapping[str, Any]) -> dict[str, Any]:
     typed = {name: _coerce(name, value) for name, value in values.items()}
     if "stop" in typed:
         typed["stop"] = list(typed["stop"])
+    if isinstance(typed.get("constraint"), Constraint):
+        typed["constraint"] = typed["constraint"].as_dict()
     return typed
 
 
@@ -255,7 +275,15 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, str):
                 return (value,)
             return tuple(str(s) for s in value)
-    except (TypeError, ValueError):
+        if name == "constrain":
+            return _coerce("do_sample", value)
+        if name == "constraint":
+            if value is None or isinstance(value, Constraint):
+                return value
+            if isinstance(value, Mapping):
+                return Constraint.from_dict(value)
+            raise ValueError
+    except (TypeError, ValueError, ConstraintError):
         raise ParameterError(f"invalid generation parameter: {name} cannot be {value!r}") from None
     return value
 

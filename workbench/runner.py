@@ -44,6 +44,7 @@ from .choices import (
     declared_choices,
     normalise,
 )
+from .constraints import Constraint, ConstraintError, declared
 from .datasets import Dataset, check_columns
 from .db_faults import DatabaseFault
 from .errors import NotFoundError, WorkbenchError
@@ -217,14 +218,22 @@ class Runner:
         if samples is not None and samples < 1:
             raise WorkbenchError(f"--samples must be at least 1, got {samples}")
         rendered: dict[tuple[str, int], Rendered] = {}
+
+        def capable() -> bool:  # asked only of a declared constraint: no model for a typo
+            return self.backend.capabilities.constrained
+
         for version in versions:
-            GenerationParams.build(version.file.options, overrides)  # raises on a bad parameter
+            params = GenerationParams.build(version.file.options, overrides)  # raises if bad
             for index, row in enumerate(row_list):
+                where = f"row {index + 1}: " if len(row_list) > 1 else ""
                 try:
-                    rendered[(version.content_hash, index)] = version.file.render(row)
+                    done = rendered[(version.content_hash, index)] = version.file.render(row)
                 except WorkbenchError as exc:
-                    where = f"row {index + 1}: " if len(row_list) > 1 else ""
                     raise WorkbenchError(f"{version.ref}: {where}{exc}") from None
+                try:  # a bad constraint (schema, pattern) is refused here, before a model loads
+                    output_constraint(version, done, params, capable, choices)
+                except (ConstraintError, CapabilityError) as exc:
+                    raise type(exc)(f"{version.ref}: {where}{exc}") from None
         if scored and not self.backend.capabilities.choices:
             raise CapabilityError(
                 f"{self.backend.info.name} gives no log-probabilities for choices: scoring "
@@ -292,6 +301,7 @@ class Runner:
             request = ChoiceRequest.from_stored(run.calibration)
         plan = _Plan(run_id)
         prepared = self._rendered.pop(run_id, {})
+        capable = self.backend.capabilities.constrained
         for vid in version_ids:
             version = versions[vid]
             params = GenerationParams.build(version.file.options, overrides)
@@ -305,6 +315,8 @@ class Runner:
                     rendered.variables.get(k) != v for k, v in variables.items()
                 ):  # not prepared in this process, or changed by the JSON round trip
                     rendered = version.file.render(variables)
+                constraint = output_constraint(version, rendered, params, lambda: capable, request)
+                row_params = params.with_(constraint=constraint) if constraint else params
                 for sample in range(n):
                     if (vid, row_index, sample) in done:
                         continue
@@ -318,7 +330,7 @@ class Runner:
                             sample,
                             dict(variables),
                             rendered,
-                            params,
+                            row_params,
                             seed,
                             choices=choices,
                             calibrate=choices is not None
@@ -381,10 +393,15 @@ class Runner:
         pending = [c for c in plan.cells if c.cache_key not in hits]
         scoring = [c for c in pending if c.choices is not None]
         pending = [c for c in pending if c.choices is None]
+        checked: set[Constraint] = set()
         for cell in pending:  # every row must fit before the first token is generated
             assert cell.model_input is not None
+            constraint = cell.params.constraint
             try:
                 backend.check_fits(backend.count_tokens(cell.model_input), cell.params)
+                if constraint is not None and constraint not in checked:
+                    checked.add(constraint)
+                    backend.check_constraint(constraint)  # with the tokenizer, not the weights
             except WorkbenchError as exc:
                 self._finish_run(run_id, "failed", str(exc))
                 raise type(exc)(f"{cell.version.ref}, row {cell.row_index + 1}: {exc}") from None
@@ -885,6 +902,38 @@ def check_choices(
                 "vote on: drop samples (self-consistency) or the choices"
             )
     return scored
+
+
+def output_constraint(
+    version: VersionInfo,
+    rendered: Rendered,
+    params: GenerationParams,
+    capable: Callable[[], bool],
+    request: ChoiceRequest | None,
+) -> Constraint | None:
+    """The constraint a row's answer is decoded under, or None (see workbench.constraints).
+
+    On by default when the prompt declares one; `params.constrain` False turns it off, True
+    requires one. Answers scored as choices are not generated, so they take none. A backend
+    that cannot decode under a grammar runs declared constraints free (its outputs then say
+    so: none is stored with them), and refuses a required one."""
+    if params.constrain is False or effective_choices(version, request) is not None:
+        return None
+    constraint = declared(version.file.metadata, version.file.techniques, rendered.variables)
+    if constraint is None:
+        if params.constrain:
+            raise ConstraintError(
+                "constrained decoding was asked for, but the prompt declares no output "
+                "constraint (metadata.json_schema, metadata.output_pattern or metadata.choices)"
+            )
+        return None
+    if not capable():
+        if params.constrain:
+            raise CapabilityError(
+                "this model's backend cannot decode under a grammar: run without --constrain"
+            )
+        return None
+    return constraint
 
 
 def content_free_names(version: VersionInfo, row: Mapping[str, Any]) -> list[str]:

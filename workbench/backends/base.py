@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
+from ..constraints import Constraint
 from ..errors import WorkbenchError
 from ..logprobs import TokenLogprobs
 from ..params import GenerationParams
@@ -251,6 +252,12 @@ class Backend(Protocol):
 
         Only with `capabilities.choices`; otherwise raises CapabilityError naming the backend.
         A choice that tokenises to nothing is refused (ChoicesError) before any forward pass."""
+        ...
+
+    def check_constraint(self, constraint: Constraint) -> None:
+        """Refuse (ConstraintError) a constraint no answer can follow with this model's
+        tokenizer: nothing can begin it, or only an empty answer satisfies it. Loads no
+        weights. Only with `capabilities.constrained`; otherwise raises CapabilityError."""
         ...
 
     def generate(

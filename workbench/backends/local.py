@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..choices import ChoicesError, continuation
+from ..constraints import Constraint, ConstraintError
 from ..logprobs import DEFAULT_TOP_K
 from ..params import GenerationParams
 from ..templates import Rendered
@@ -49,7 +50,13 @@ from .chat_template import (
     template_hash,
 )
 from .model_files import ResolvedModel, resolve_model
-from .processors import FrequencyPresencePenalty, LogprobRecorder, RepetitionPenalty, chosen_by
+from .processors import (
+    FrequencyPresencePenalty,
+    GrammarMask,
+    LogprobRecorder,
+    RepetitionPenalty,
+    chosen_by,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +65,7 @@ DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16
 MIN_SHARED_PREFIX = 8  # tokens; below this a shared prefix is not worth a separate pass
 BATCH_TOKEN_BUDGET = 32 * 160  # rows × (longest suffix + new tokens) per batch
 MAX_BATCH = 32
+COMPILED_CONSTRAINTS = 64  # compiled grammars kept per backend (one per distinct constraint)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -131,9 +139,12 @@ class TransformersBackend:
     once this model's tokenizer has been seen to render it the same way (see chat_template).
     """
 
-    # The tokenizer and the logits are here: exact token counts and cuts, text scoring, and
-    # every generated token's log-probability with its top alternatives (`Generation.logprobs`).
-    capabilities = Capabilities(token_ids=True, logits=True, logprobs=True, choices=True)
+    # The tokenizer and the logits are here: exact token counts and cuts, text scoring, every
+    # generated token's log-probability with its top alternatives (`Generation.logprobs`), and
+    # decoding under a grammar (`params.constraint`, see GrammarMask).
+    capabilities = Capabilities(
+        token_ids=True, logits=True, logprobs=True, choices=True, constrained=True
+    )
     top_k_logprobs = DEFAULT_TOP_K  # alternatives recorded per generated token
 
     def __init__(
@@ -198,6 +209,8 @@ class TransformersBackend:
         )
         self._prefix_lock = threading.Lock()
         self._generate_lock = threading.Lock()
+        self._grammar_tokenizer: Any = None
+        self._compiled: dict[Constraint, Any] = {}
 
     # --- what loads on first use ----------------------------------------------------------------
     @property
@@ -358,6 +371,75 @@ class TransformersBackend:
             return Truncation(text, exact=True)
         return Truncation(str(self.tokenizer.decode(ids[: max(tokens, 0)])), exact=True)
 
+    # --- constraints ----------------------------------------------------------------------------
+    def check_constraint(self, constraint: Constraint) -> None:
+        """Refuse a constraint no answer can follow with this tokenizer (ConstraintError): one
+        that allows no first token, or only the end (an empty answer). Loads the tokenizer,
+        not the weights, so a run is refused before the model loads."""
+        self._compile(constraint)
+
+    def _compile(self, constraint: Constraint) -> Any:
+        """The constraint's llguidance matcher at the start of an answer, compiled once."""
+        found = self._compiled.get(constraint)
+        if found is not None:
+            return found
+        from llguidance import LLMatcher
+
+        constraint.check()
+        matcher = LLMatcher(self._llg_tokenizer(), constraint.grammar(), log_level=0)
+        if matcher.is_error():
+            raise ConstraintError(f"{constraint.source}: {_one_line(matcher.get_error())}")
+        first = _allowed_ids(matcher.compute_bitmask())
+        eos = self._llg_tokenizer().eos_token
+        if not first:
+            raise ConstraintError(
+                f"{constraint.source}: no answer can satisfy it (not one token of "
+                f"{self.info.name}'s vocabulary can begin it)"
+            )
+        if first == [eos]:
+            raise ConstraintError(
+                f"{constraint.source}: no answer but an empty one satisfies it"
+                + (" (choices that tokenise to nothing)" if constraint.kind == "choices" else "")
+            )
+        if len(self._compiled) >= COMPILED_CONSTRAINTS:
+            self._compiled.pop(next(iter(self._compiled)))
+        self._compiled[constraint] = matcher
+        return matcher
+
+    def _llg_tokenizer(self) -> Any:
+        """The tokenizer as llguidance reads it (about a second to build, so built once)."""
+        if self._grammar_tokenizer is None:
+            import llguidance.hf
+
+            tokenizer = self.tokenizer
+            eos = tokenizer.eos_token_id
+            vocab = _read_config(self._resolved).get("vocab_size")
+            try:
+                self._grammar_tokenizer = llguidance.hf.from_tokenizer(
+                    tokenizer,
+                    n_vocab=vocab if isinstance(vocab, int) and vocab >= len(tokenizer) else None,
+                    eos_token=eos,
+                )
+            except ValueError as exc:
+                raise ModelError(
+                    f"{self.info.name}: constrained decoding needs a fast tokenizer "
+                    f"(tokenizer.json): {exc}"
+                ) from None
+        return self._grammar_tokenizer
+
+    def _grammar_mask(self, params: GenerationParams, rows: int) -> GrammarMask | None:
+        """A fresh mask for `rows` answers under `params.constraint` (None without one)."""
+        if params.constraint is None:
+            return None
+        start = self._compile(params.constraint)
+        return GrammarMask(
+            [start.deep_copy() for _ in range(rows)],
+            int(self.model.config.vocab_size),
+            sorted(self.eos_ids),
+            int(self._llg_tokenizer().eos_token),
+            executor=_executor() if rows > 1 else None,
+        )
+
     # --- scoring --------------------------------------------------------------------------------
     def token_pieces(self, ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
         tokenizer = self.tokenizer
@@ -415,7 +497,17 @@ class TransformersBackend:
         processors = chosen_by(params)
         scored = LogprobRecorder(1, self.top_k_logprobs, processors)
         recorder = LogprobRecorder(1, self.top_k_logprobs, processors)
-        kwargs = self._generate_kwargs(params, [cancel] if cancel else [], len(prompt), recorder)
+        grammar = self._grammar_mask(params, 1)
+        if grammar is not None:
+            start = self._compile(params.constraint)  # type: ignore[arg-type]
+            if start.deep_copy().validate_tokens(forced) < len(forced):
+                raise ValueError(
+                    f"the forced tokens leave the answer's constraint "
+                    f"({params.constraint.label}): an answer under it cannot begin so"  # type: ignore[union-attr]
+                )
+        kwargs = self._generate_kwargs(
+            params, [cancel] if cancel else [], len(prompt), recorder, grammar
+        )
         steps: list[Any] = list(kwargs["logits_processor"])[:-1]  # ours, without the recorder
         if params.repetition_penalty != 1.0:  # generate's own, which runs before ours
             steps.insert(0, RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
@@ -728,6 +820,7 @@ class TransformersBackend:
             mask[r, p + width - len(suffix) :] = 1
         cache = self._batch_cache(prefix_cache, len(rows))
         recorder = LogprobRecorder(len(rows), self.top_k_logprobs, chosen_by(params))
+        grammar = self._grammar_mask(params, len(rows))
         started = time.perf_counter()
         early: dict[int, Generation] = {}
 
@@ -742,11 +835,19 @@ class TransformersBackend:
         with self._generate_lock, torch.inference_mode():
             if cache is not None and not params.sampling:
                 generated = self._greedy(
-                    input_ids, mask, cache, p, params, cancel, recorder, ended if on_row else None
+                    input_ids,
+                    mask,
+                    cache,
+                    p,
+                    params,
+                    cancel,
+                    recorder,
+                    ended if on_row else None,
+                    grammar=grammar,
                 )
             else:
                 kwargs = self._generate_kwargs(
-                    params, [cancel] if cancel else [], p + width, recorder
+                    params, [cancel] if cancel else [], p + width, recorder, grammar
                 )
                 kwargs["cache"] = cache
                 if params.sampling:
@@ -780,6 +881,8 @@ class TransformersBackend:
         cancel: Cancel | None,
         recorder: LogprobRecorder,
         on_end: Callable[[int, list[int]], None] | None = None,
+        *,
+        grammar: GrammarMask | None = None,
     ) -> list[list[int]]:
         """Greedy decoding that lets finished rows leave the batch.
 
@@ -791,8 +894,9 @@ class TransformersBackend:
         tokens are the same as generate's greedy tokens. Frequency and presence penalties are
         the same processor generate is given, fed this loop's generated tokens; a repetition
         penalty reads each row's own prompt tokens and answer, never its padding (see
-        RepetitionPenalty), so a padded row answers as it does alone. `recorder` hears each step's
-        final logits (after the penalties) and the tokens chosen from them.
+        RepetitionPenalty), so a padded row answers as it does alone. `grammar` masks after
+        them, and hears each step's tokens. `recorder` hears each step's final logits (after
+        the penalties and the mask) and the tokens chosen from them.
         """
         import torch
 
@@ -829,10 +933,14 @@ class TransformersBackend:
                     logits = repetition(torch.cat([prompt_ids, history], dim=1), logits)
                 if penalty is not None:
                     logits = penalty(history, logits)
+            if grammar is not None:
+                logits = grammar.mask(logits)
             chosen = logits.argmax(-1)
             recorder.observe(logits)
             recorder.took(chosen, slots)
             next_ids = chosen.tolist()
+            if grammar is not None:
+                grammar.took(next_ids)
             for slot, token in enumerate(next_ids):
                 row = slots[slot]
                 if finished[row]:
@@ -860,6 +968,8 @@ class TransformersBackend:
                     history, prompt_ids = history[keep], prompt_ids[keep]
                 if repetition is not None:
                     repetition.select(keep)
+                if grammar is not None:
+                    grammar.select(keep)
                 slots = [slots[k] for k in live]
             mask = torch.cat([mask, mask.new_ones((len(slots), 1))], dim=1)
             step_ids, step_pos = feed[:, None], (last_pos + 1)[:, None]
@@ -899,9 +1009,11 @@ class TransformersBackend:
         cancels: list[Cancel],
         prompt_len: int,
         recorder: LogprobRecorder,
+        grammar: GrammarMask | None = None,
     ) -> dict[str, Any]:
         """Keyword arguments for transformers' generate; `prompt_len` is the width of the
         input_ids it is given (prompt and padding), after which its answer tokens start.
+        `grammar` masks after the penalties and before the warpers (see GrammarMask).
 
         The sampling warpers (temperature, top-k, top-p) are given as processors here, in
         transformers' own order and after our penalties, rather than as generate's options:
@@ -942,6 +1054,8 @@ class TransformersBackend:
         processors: list[Any] = []
         if params.penalised:
             processors.append(FrequencyPresencePenalty.for_params(params, prompt_len))
+        if grammar is not None:
+            processors.append(grammar)
         if params.sampling:
             if params.temperature != 1.0:
                 processors.append(TemperatureLogitsWarper(params.temperature))
@@ -1110,7 +1224,8 @@ class TokenStream:
             backend.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
         )
         recorder = LogprobRecorder(1, backend.top_k_logprobs, chosen_by(params))
-        kwargs = backend._generate_kwargs(params, self._cancels, len(self.ids), recorder)
+        grammar = backend._grammar_mask(params, 1)
+        kwargs = backend._generate_kwargs(params, self._cancels, len(self.ids), recorder, grammar)
         kwargs["cache"] = backend._batch_cache(None, 1)
         output: dict[str, Any] = {}
 
@@ -1297,3 +1412,31 @@ def _read_config(resolved: ResolvedModel) -> dict[str, Any]:
 
 def _config_window(config: Any) -> int:
     return int(getattr(config, "max_position_embeddings", None) or 2048)
+
+
+def _allowed_ids(bitmask: bytes, limit: int = 2) -> list[int]:
+    """The first token ids a bitmask (one bit per id, little-endian 32-bit words) allows,
+    at most `limit` + 1 of them: enough to tell none, only the end, or more."""
+    ids: list[int] = []
+    for start in range(0, len(bitmask), 4):
+        word = int.from_bytes(bitmask[start : start + 4], "little")
+        while word:
+            low = word & -word
+            ids.append(start * 8 + low.bit_length() - 1)
+            if len(ids) > limit:
+                return ids
+            word ^= low
+    return ids
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+@functools.cache
+def _executor() -> Any:
+    """llguidance's thread pool, which computes a batch's masks in parallel (one per process)."""
+    from llguidance import LLExecutor
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return LLExecutor(num_threads=max(1, cores or 1))

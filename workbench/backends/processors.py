@@ -9,13 +9,16 @@ processor runs, not when this module is imported.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..logprobs import TokenLogprobs
 from ..params import GenerationParams
 
 if TYPE_CHECKING:
     import torch
+
+GRAMMAR = "grammar"  # the grammar mask's name among the processors a distribution comes after
 
 
 class FrequencyPresencePenalty:
@@ -75,14 +78,122 @@ class RepetitionPenalty:
         return torch.where(seen, penalised, scores)
 
 
+class GrammarMask:
+    """Masks, at each step and for each row, every token its grammar does not allow next.
+
+    Each row has its own llguidance matcher (a copy of the constraint's compiled one), which
+    computes the allowed tokens as a bitmask, one bit per token id; disallowed logits become
+    -inf, so greedy decoding and sampling alike choose only tokens that keep the answer inside
+    the language, and the answer can end (EOS is allowed) only where the language can. The
+    mask runs after the penalties and before the sampling warpers (vLLM's order): top-p and
+    top-k then pick among allowed tokens only.
+
+    Called as a logits processor (`processor(input_ids, scores)`, inside generate) it first
+    hands each matcher the token chosen at the step before (the last column of `input_ids`);
+    the backend's own greedy loop calls `mask` and `took` instead, and `select` when rows
+    leave its batch. Once a row has chosen EOS its later steps (padding, in a batch) are not
+    masked: they are cut from its answer anyway. A matcher that has stopped (nothing can
+    follow, as after a closed JSON object) allows only the end. Every EOS id of the model
+    counts as the end of the answer, whichever the matcher's tokenizer names.
+    """
+
+    def __init__(
+        self,
+        matchers: Sequence[Any],
+        vocab_size: int,
+        eos_ids: Sequence[int],
+        engine_eos: int,
+        executor: Any = None,
+    ):
+        import torch
+
+        self.matchers = list(matchers)
+        self.eos_ids, self.engine_eos = sorted(eos_ids), engine_eos
+        self.vocab_size, self.executor = vocab_size, executor
+        self._bitmask = torch.full(
+            (len(self.matchers), (vocab_size + 31) // 32), -1, dtype=torch.int32
+        )
+        self._started = False
+        self.ended = [False] * len(self.matchers)  # the row chose an EOS: its answer is over
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only these rows (rows that finished left the batch)."""
+        rows = keep.tolist()
+        self.matchers = [self.matchers[k] for k in rows]
+        self.ended = [self.ended[k] for k in rows]
+        self._bitmask = self._bitmask[keep].contiguous()
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._started:
+            self.took(input_ids[:, -1].tolist())
+        return self.mask(scores)
+
+    def took(self, tokens: Sequence[int]) -> None:
+        """Advance each row's matcher by the token chosen for it at the step last masked."""
+        for i, token in enumerate(tokens):
+            if self.ended[i]:
+                continue
+            matcher = self.matchers[i]
+            if token in self.eos_ids:
+                self.ended[i] = True
+                token = self.engine_eos
+            if not matcher.is_stopped():
+                matcher.consume_token(int(token))
+
+    def mask(self, scores: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+        import torch
+
+        self._started = True
+        bitmask = self._bitmask
+        live = [(m, i) for i, m in enumerate(self.matchers) if not self.ended[i]]
+        if not live:
+            return scores
+        bitmask.fill_(0)
+        row_bytes = bitmask.shape[1] * 4
+        # A stopped matcher (nothing can follow: the JSON is closed) allows only the end.
+        masked = [(m, i) for m, i in live if not (m.is_stopped() or m.is_error())]
+        if self.executor is not None and len(masked) > 1:
+            self.executor.unsafe_compute_mask_ptr(
+                masked, bitmask.data_ptr(), row_bytes, len(bitmask)
+            )
+        else:
+            for matcher, i in masked:
+                matcher.unsafe_compute_mask_ptr(bitmask[i].data_ptr(), row_bytes)
+        # One bit per token id, little-endian words: numpy unpacks them in C (shifting in
+        # torch cost more than the mask's own computation).
+        bits = np.unpackbits(bitmask.numpy().view(np.uint8), axis=1, bitorder="little")
+        allowed = torch.from_numpy(bits[:, : scores.shape[-1]].view(np.bool_))
+        if scores.shape[-1] > allowed.shape[1]:  # ids past the grammar's vocabulary: never
+            pad = allowed.new_zeros((len(bitmask), scores.shape[-1] - allowed.shape[1]))
+            allowed = torch.cat([allowed, pad], dim=1)
+        for matcher, i in live:
+            if matcher.is_stopped() or matcher.is_error():
+                allowed[i, self.engine_eos] = True
+        ends = allowed[:, self.engine_eos].clone()
+        if self.engine_eos not in self.eos_ids:  # not an end for this model: its EOS ids are
+            allowed[:, self.engine_eos] = False
+        for eos in self.eos_ids:
+            if eos < allowed.shape[1]:
+                allowed[:, eos] |= ends
+        for i, done in enumerate(self.ended):
+            if done:  # the row has ended: its padding is not masked
+                allowed[i] = True
+        # torch.where, not masked_fill: about five times faster on a mostly-masked vocabulary.
+        return torch.where(allowed, scores, float("-inf"))
+
+
 def chosen_by(params: GenerationParams) -> tuple[str, ...]:
     """The processors that shape the distribution a token is chosen from, in the order they
-    run (transformers' order: its repetition penalty, then ours, then the sampling warpers)."""
+    run (transformers' order: its repetition penalty, then ours, then the grammar's mask,
+    then the sampling warpers). A distribution after `grammar` is after the mask."""
     names: list[str] = []
     if params.repetition_penalty != 1.0:
         names.append("repetition_penalty")
     if params.penalised:
         names.append("frequency_presence_penalty")
+    if params.constraint is not None:
+        names.append(GRAMMAR)
     if params.sampling:
         if params.temperature != 1.0:
             names.append("temperature")

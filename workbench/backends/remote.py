@@ -62,6 +62,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ..config import OpenAISettings, Settings
+from ..constraints import Constraint
 from ..logprobs import TokenLogprobs
 from ..params import GenerationParams
 from ..templates import Rendered
@@ -570,6 +571,12 @@ class RemoteBackend:
         raise CapabilityError(
             f"{self.info.name} is a server, and it gives no log-probabilities for choices: "
             "scoring answer choices needs a local model (or run without --choices)"
+        )
+
+    def check_constraint(self, constraint: Constraint) -> None:
+        raise CapabilityError(
+            f"{self.info.name} is a server: constrained decoding is not sent to servers yet "
+            "(run without --constrain)"
         )
 
     def log_likelihood(self, text: str) -> LogLikelihood:

@@ -1,0 +1,133 @@
+"""Constrained decoding on the default model: the built-in `json-answer` free and constrained.
+
+Run on demand (not part of the test suite), with this checkout first on the path:
+
+    PYTHONPATH=. .venv/bin/python benchmarks/constrained.py   # 32 questions, batched, batch 1
+    PYTHONPATH=. .venv/bin/python benchmarks/constrained.py --rows 16 --no-batch-1
+
+Each question runs through `json-answer` (a json-format prompt whose `schema` input is the
+constraint) with `--no-constrain` and with the default (constrained), greedy, without the cache:
+once at the batch size the runner picks and once one row at a time (batch 1). Printed per mode:
+how many answers parse as JSON, how many validate against the prompt's own schema, how many
+ran out of max_new_tokens (`length`), generated tokens, wall time and tokens per second, and
+constrained ÷ free throughput. The issue's target: 100% schema-valid constrained, constrained
+throughput ≥ 80% of free at the runner's batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "Who wrote Hamlet?",
+    "What is the boiling point of water in Celsius?",
+    "Which planet is known as the red planet?",
+    "What is 7 times 8?",
+    "Which ocean is the largest?",
+    "What gas do plants take in from the air?",
+    "What is the chemical symbol for gold?",
+    "How many days are in a leap year?",
+    "Who painted the Mona Lisa?",
+    "What is the tallest mountain on Earth?",
+    "What language is spoken in Brazil?",
+    "At what Fahrenheit temperature does water freeze?",
+    "How many continents are there?",
+    "What is the largest mammal?",
+    "What is the capital of Japan?",
+    "How many sides does a hexagon have?",
+    "Who discovered penicillin?",
+    "What is the square root of 81?",
+    "Which metal is liquid at room temperature?",
+    "What is the longest river in Africa?",
+    "How many minutes are in an hour?",
+    "What is the hardest natural substance?",
+    "Which country has the largest population?",
+    "What is the main language of Mexico?",
+    "How many strings does a standard guitar have?",
+    "What is the currency of the United Kingdom?",
+    "Which organ pumps blood through the body?",
+    "What is frozen water called?",
+    "How many planets are in the solar system?",
+    "What is the capital of Canada?",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--no-batch-1", action="store_true", help="skip the one-by-one runs")
+    args = parser.parse_args()
+
+    import jsonschema
+    import torch
+
+    from workbench.backends.local import load_backend
+    from workbench.config import Settings
+    from workbench.exchange import load_builtins
+    from workbench.library import Library
+    from workbench.runner import Runner
+    from workbench.store import Store
+
+    settings = Settings.from_env()
+    backend = load_backend("default", settings.storage_dir)
+    tmp = tempfile.mkdtemp(prefix="wb-bench-")
+    library = Library(Store(f"sqlite:///{tmp}/bench.db"))
+    load_builtins(library, settings.prompts_dir)
+    version = library.get("json-answer")
+    rows = [{"question": q} for q in (QUESTIONS * 4)[: args.rows]]
+    schema = json.loads(version.file.inputs["schema"].default)  # the rows give questions only
+    print(
+        f"model {backend.info.name} ({backend.info.revision}, {backend.info.dtype}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+        f"{len(rows)} questions"
+    )
+    Runner(library, backend).run([version], rows[:1], use_cache=False)  # load and warm up
+
+    rates: dict[tuple[str, str], float] = {}
+    for batch_label, batch_size in [("batched", None), ("batch 1", 1)]:
+        if batch_size == 1 and args.no_batch_1:
+            continue
+        for mode, constrain in [("free", False), ("constrained", True)]:
+            started = time.perf_counter()
+            summary = Runner(library, backend).run(
+                [version],
+                rows,
+                overrides={"constrain": constrain},
+                use_cache=False,
+                batch_size=batch_size,
+            )
+            wall = time.perf_counter() - started
+            parsed = valid = cut = 0
+            for out in summary.outputs:
+                cut += out.finish_reason == "length"
+                try:
+                    value = json.loads(out.text)
+                except ValueError:
+                    continue
+                parsed += 1
+                try:
+                    jsonschema.validate(value, schema)
+                    valid += out.finish_reason != "length"
+                except jsonschema.ValidationError:
+                    pass
+            tokens = summary.generated_tokens
+            rates[(batch_label, mode)] = tokens / wall
+            n = len(summary.outputs)
+            print(
+                f"{batch_label:8s} {mode:12s} parse {parsed}/{n}  schema-valid {valid}/{n}  "
+                f"length {cut}/{n}  {tokens} tokens  wall {wall:.1f} s  "
+                f"{tokens / wall:.1f} tok/s",
+                flush=True,
+            )
+        free, constrained = rates[(batch_label, "free")], rates[(batch_label, "constrained")]
+        print(f"{batch_label:8s} constrained ÷ free throughput: {constrained / free:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -53,7 +53,7 @@ def test_a_user_prompt_cannot_take_a_trials_name_nor_the_reverse(
         library.save(prompt_text(name="demo.trials"))
     library.save(prompt_text(name="other"))
     library.save(prompt_text(name="other.trials"))
-    with pytest.raises(WorkbenchError, match="a prompt named 'other.trials' exists already"):
+    with pytest.raises(WorkbenchError, match=r"a prompt named 'other\.trials' exists already"):
         library.save_trial(parse_prompt(prompt_text(name="other")), of="other")
 
 

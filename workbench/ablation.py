@@ -30,15 +30,14 @@ from .evaluate import (
     score_output,
     version_checks,
 )
-from .library import Library, SaveResult, VersionInfo, content_hash
+from .library import TRIALS_SUFFIX, Library, SaveResult, VersionInfo
 from .runner import Progress, Runner, samples_for
 from .runs import OutputRecord
 from .scorers import Check, weighted_pass
-from .templates import PromptFile, dump_prompt, parse_prompt, strip_volatile
+from .templates import dump_prompt, parse_prompt, strip_volatile
 from .variants import ORIGINAL, Variant, make_variants
 
 DEFAULT_CHECK = "exact-match"  # no assertions anywhere, an expected column: compare with it
-TRIALS_SUFFIX = ".trials"
 
 
 class AblationError(WorkbenchError):
@@ -192,7 +191,7 @@ def _run_variant(
         if variant.key == ORIGINAL and variant.choices is None:
             trial = original  # the original's own version: its runs stay under its name
         else:
-            trial = save_trial(library, variant.file, original.prompt, f"ablation: {label}")
+            trial = library.save_trial(variant.file, original.prompt, f"ablation: {label}")
         if samples_for(trial) > 1:
             ref, run_id, scores = _vote_scores(
                 library, runner, trial, dataset, checks, report, cancel
@@ -272,29 +271,6 @@ def _compare(results: list[VariantResult], resamples: int, seed: int) -> list[Va
                 )
         out.append(replace(result, ci=ci, difference=difference))
     return out
-
-
-def save_trial(library: Library, pf: PromptFile, of: str, note: str = "") -> VersionInfo:
-    """`Library.save_trial` (a hidden `of.trials` version reused for identical content)."""
-    saver = getattr(library, "save_trial", None)
-    if saver is not None:
-        saved: VersionInfo = saver(pf, of, note)
-        return saved
-    name = of + TRIALS_SUFFIX  # until Library.save_trial lands: a plain prompt of that name
-    front = dict(strip_volatile(pf.front))
-    front["name"] = name
-    trial = parse_prompt(dump_prompt(front, pf.body), name)
-    digest = content_hash(trial.canonical_text())
-    known = (
-        [v for v in library.versions(name) if v.content_hash == digest]
-        if _exists(library, name)
-        else []
-    )
-    return known[0] if known else library.save(trial, note).version
-
-
-def _exists(library: Library, name: str) -> bool:
-    return any(p.name == name for p in library.list_prompts())
 
 
 # --- saving the winner ------------------------------------------------------------------------

@@ -30,12 +30,11 @@ the end, side by side with their dev scores, so overfitting to dev shows.
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from .backends.base import Cancel
 from .choices import ChoiceRequest, declared_choices
@@ -45,7 +44,7 @@ from .errors import WorkbenchError
 from .evaluate import EXPECTED_COLUMN, EvalReport, evaluate, plan, version_checks
 from .library import Library, SaveResult, VersionInfo
 from .runner import Progress, Runner
-from .templates import Mode, PromptFile, dump_prompt, parse_prompt, strip_volatile
+from .templates import Mode, PromptFile
 
 Strategy = Literal["greedy", "random"]
 STRATEGIES: tuple[Strategy, ...] = ("greedy", "random")
@@ -242,7 +241,7 @@ class _Search:
         if self.left() <= 0:
             return None
         pf = self.file(config)
-        version = save_trial(self.library, pf, self.original.prompt, config.describe())
+        version = self.library.save_trial(pf, self.original.prompt, config.describe())
         label = f"{self.phase}: {config.describe()}"
         self._report(label, None)
         began = time.perf_counter()
@@ -293,7 +292,7 @@ class _Search:
 
     def score_only(self, pf: PromptFile, config: Config, data: Dataset) -> Score | None:
         """A score outside the budget (the original on dev, both on test)."""
-        version = save_trial(self.library, pf, self.original.prompt, config.describe())
+        version = self.library.save_trial(pf, self.original.prompt, config.describe())
         return self._score(version, data, self.request(config), f"{self.phase}: {data.name}")[0]
 
     def _report(self, label: str, rows: Progress | None) -> None:
@@ -312,17 +311,6 @@ class _Search:
                 eta,
             )
         )
-
-
-def save_trial(library: Library, pf: PromptFile, of: str, note: str) -> VersionInfo:
-    """A trial as a version of the hidden companion prompt `NAME.trials` (Library.save_trial;
-    until the library has it, saved under that name as an ordinary prompt)."""
-    saver = getattr(library, "save_trial", None)
-    if saver is not None:
-        return cast(VersionInfo, saver(pf, of=of, note=note))
-    front: dict[str, Any] = copy.deepcopy(strip_volatile(pf.front))
-    front["name"] = f"{of}.trials"
-    return library.save(parse_prompt(dump_prompt(front, pf.body), front["name"]), note).version
 
 
 def score_of(report: EvalReport, calibrated: bool) -> Score:

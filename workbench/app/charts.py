@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 
 from workbench import wording
+from workbench.ablation import AblationReport
 from workbench.compare import ColumnScores, ColumnStats, Comparison
 from workbench.probability_scores import BINS, ReliabilityBin
 from workbench.scorers import Score, weighted_pass
@@ -297,4 +298,35 @@ def reliability_chart(series: Sequence[tuple[str, Sequence[ReliabilityBin]]]) ->
     )
     fig.update_xaxes(range=[0, 102], autorange=False)
     fig.update_yaxes(range=[0, 105], autorange=False)
+    return fig
+
+
+def ablation_chart(report: AblationReport) -> go.Figure:
+    """Each finished variant's mean score with its bootstrap 95% interval as error bars, on a
+    0–100% axis, and the original's score as a dashed line: a bar whose interval crosses the
+    line may differ from the original by noise alone (the table's paired difference says)."""
+    done = [r for r in report.results if r.ci is not None]
+    labels = [r.variant.label for r in done]
+    means = [100 * (r.ci.estimate if r.ci else 0.0) for r in done]
+    fig = go.Figure(
+        go.Bar(
+            x=[plain(label) for label in labels],
+            y=means,
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [100 * r.ci.high - m for r, m in zip(done, means, strict=True) if r.ci],
+                "arrayminus": [
+                    m - 100 * r.ci.low for r, m in zip(done, means, strict=True) if r.ci
+                ],
+            },
+            text=[f"{m:.0f}%" for m in means],
+            cliponaxis=False,
+        )
+    )
+    original = report.original.ci
+    if original is not None:
+        fig.add_hline(y=100 * original.estimate, line_dash="dash", annotation_text="original")
+    fig.update_layout(title=plain(f"{report.prompt} on {report.dataset}"), **LAYOUT)
+    fig.update_yaxes(range=[0, 105], autorange=False, ticksuffix="%", title="score (95% CI)")
     return fig

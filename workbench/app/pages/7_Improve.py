@@ -1,0 +1,140 @@
+"""Improve: what each technique block of a prompt is worth on a labelled dataset (ablation with
+bootstrap intervals), and saving the best variant as the prompt's next version."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from workbench import ablation, jobs, scorers, testsets, wording
+from workbench.ablation import AblationReport
+from workbench.app import charts, state, ui
+from workbench.datasets import Dataset
+
+ASSERT_HELP = (
+    "One per line, as on the Evaluate page (for example `icontains:{{ expected }}`). Empty: the "
+    "prompt's own assertions, else exact match with the `expected` column."
+)
+
+ui.page(
+    "Improve",
+    "Try the prompt without each technique block, in the other mode, with fewer examples, with "
+    "scored answer choices — and see which differences are more than noise.",
+)
+lib = ui.load_library()
+choice = ui.model_sidebar()
+version = ui.version_picker(lib, "improve_version")
+if version is None:
+    st.stop()
+
+assertions_text = st.text_area(
+    "Assertions", key="improve_asserts", height=80, help=ASSERT_HELP, placeholder="exact-match"
+)
+left, right = st.columns(2)
+resamples = int(
+    left.number_input(
+        "Bootstrap resamples", min_value=100, max_value=100000, value=2000, key="improve_resamples"
+    )
+)
+seed = int(right.number_input("Seed", min_value=0, value=0, key="improve_seed"))
+
+dataset: Dataset | None = None
+stored_sets = testsets.list_test_sets(lib.store)
+source = st.radio(
+    "Rows from",
+    ["Typed or uploaded", "A stored test set"],
+    horizontal=True,
+    key="improve_source",
+    disabled=not stored_sets,
+)
+with ui.guard("Reading the rows"):
+    if source == "A stored test set" and stored_sets:
+        chosen = st.selectbox("Test set", [s.ref for s in stored_sets], key="improve_test_set")
+        dataset = testsets.get_test_set(lib.store, chosen)
+    else:
+        typed = ui.text_variables(list(version.file.template_variables()), {})
+        dataset = ui.rows_input([*typed, "expected"], {}, key="improve_rows")
+        if dataset is not None:
+            dataset = Dataset(
+                dataset.name,
+                dataset.columns,
+                tuple({k: v for k, v in row.items() if v != ""} for row in dataset.rows),
+            )
+    if dataset is not None:
+        st.caption(
+            ui.escape_markdown(f"{dataset.name}: {wording.plural(len(dataset.rows), 'row')}")
+        )
+
+
+def start() -> jobs.Job:
+    """Check everything here (a missing expected column shows at once); run in the job."""
+    assert dataset is not None and version is not None
+    rows, ref = dataset, version.ref
+    extra = scorers.parse_assertion_lines(assertions_text)
+    ablation.check_ablation(lib, ref, rows, extra, resamples=resamples)
+    runner = state.runner(choice)
+    st.session_state.pop("improve_report", None)
+
+    def work(job: jobs.Job) -> AblationReport:
+        return ablation.ablate(
+            lib,
+            runner,
+            ref,
+            rows,
+            extra,
+            resamples=resamples,
+            seed=seed,
+            progress=lambda label, p: job.report(p),
+            cancel=job.cancel,
+        )
+
+    return jobs.start_job(f"ablation of {ref} on {wording.plural(len(rows.rows), 'row')}", work)
+
+
+ui.run_button(
+    "Run the ablation",
+    key="improve_run",
+    state_key="improve_job",
+    start=start,
+    action="Starting the ablation",
+    disabled=dataset is None,
+)
+
+
+def watch(job: jobs.Job) -> None:
+    p = job.progress
+    st.progress(p.done / p.total if p and p.total else 0.0, text=ui.escape_markdown(job.title))
+    if job.done:
+        if job.error:
+            st.error(ui.escape_markdown(f"The ablation stopped: {job.error}"))
+        elif job.result is not None:
+            st.session_state["improve_report"] = job.result
+
+
+ui.watch_job("improve_job", "improve_cancel", watch)
+
+report: AblationReport | None = st.session_state.get("improve_report")
+if report is not None:
+    st.divider()
+    st.subheader("Variants · " + ui.escape_markdown(report.prompt))
+    for note in report.notes:
+        st.info(ui.escape_markdown(note))
+    st.dataframe(
+        pd.DataFrame(ablation.table_rows(report), columns=list(ablation.HEADERS)),
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(
+        "DIFF is the variant's score minus the original's on the same rows, with its bootstrap "
+        "95% interval; * marks an interval that excludes 0 (unlikely to be noise)."
+    )
+    st.plotly_chart(charts.ablation_chart(report), key="improve_chart")
+    best = report.best()
+    if (
+        best is not None
+        and best.key != ablation.ORIGINAL
+        and st.button(f"Save “{best.variant.label}” as the next version", key="improve_save_best")
+    ):
+        with ui.guard("Saving the best variant"):
+            saved = ablation.save_best(lib, report)
+            st.success(ui.escape_markdown(saved.message))

@@ -704,6 +704,22 @@ def watch_job(
     st.fragment(run_every=POLL_S if live else None)(frame)()
 
 
+def keep_result(result_key: str, what: str) -> Callable[[jobs.Job], None]:
+    """A `watch_job` view for a job that ends in a report: a progress bar while it runs, then
+    its error (`The {what} stopped: …`) or its result kept under `result_key` for the page."""
+
+    def show(job: jobs.Job) -> None:
+        p = job.progress
+        st.progress(p.done / p.total if p and p.total else 0.0, text=escape_markdown(job.title))
+        if job.done:
+            if job.error:
+                st.error(escape_markdown(f"The {what} stopped: {job.error}"))
+            elif job.result is not None:
+                st.session_state[result_key] = job.result
+
+    return show
+
+
 def running_line(job: jobs.Job) -> str:
     """The status of a working job in one line: "Running run 12: … · 3/10 · 4.2 s" (rows or
     outputs done, when the job reports progress)."""

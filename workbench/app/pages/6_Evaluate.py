@@ -269,17 +269,9 @@ def stopped(job: jobs.Job) -> str:
     return "Stopped before the first answer."
 
 
-def watch(job: jobs.Job) -> None:
-    p = job.progress
-    st.progress(p.done / p.total if p and p.total else 0.0, text=ui.escape_markdown(job.title))
-    if job.done:
-        if job.error:
-            st.error(ui.escape_markdown(f"The evaluation stopped: {job.error}"))
-        elif job.result is not None:
-            st.session_state["eval_report"] = job.result
-
-
-ui.watch_job("eval_job", "eval_cancel", watch, stopped=stopped)
+ui.watch_job(
+    "eval_job", "eval_cancel", ui.keep_result("eval_report", "evaluation"), stopped=stopped
+)
 
 
 def show(report: EvalReport) -> None:

@@ -101,17 +101,7 @@ ui.run_button(
 )
 
 
-def watch(job: jobs.Job) -> None:
-    p = job.progress
-    st.progress(p.done / p.total if p and p.total else 0.0, text=ui.escape_markdown(job.title))
-    if job.done:
-        if job.error:
-            st.error(ui.escape_markdown(f"The ablation stopped: {job.error}"))
-        elif job.result is not None:
-            st.session_state["improve_report"] = job.result
-
-
-ui.watch_job("improve_job", "improve_cancel", watch)
+ui.watch_job("improve_job", "improve_cancel", ui.keep_result("improve_report", "ablation"))
 
 report: AblationReport | None = st.session_state.get("improve_report")
 if report is not None:

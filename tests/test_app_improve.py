@@ -8,7 +8,8 @@ from typing import Any
 
 from conftest import app_test
 
-from workbench import jobs
+from workbench import jobs, testsets
+from workbench.datasets import Dataset
 from workbench.runs import list_runs
 from workbench.workspace import open_library
 
@@ -64,4 +65,57 @@ def test_a_bad_assertion_is_refused_before_anything_runs(app_env: Path) -> None:
     assert not at.exception, at.exception
     assert at.error and "regex" in at.error[0].value.lower()
     assert "improve_job" not in at.session_state
+    assert list_runs(open_library().store) == []
+
+
+def _search_page(train: list[dict[str, str]], dev: list[dict[str, str]]) -> Any:
+    store = open_library().store
+    testsets.save_test_set(store, "train", Dataset("train", ("text", "expected"), tuple(train)))
+    testsets.save_test_set(store, "dev", Dataset("dev", ("text", "expected"), tuple(dev)))
+    at = app_test(PAGE).run()
+    at.selectbox(key="improve_version").set_value("zero-shot-sentiment").run()
+    at.radio(key="improve_method").set_value("Few-shot search").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="improve_train").set_value("train@1").run()
+    at.selectbox(key="improve_dev").set_value("dev@1").run()
+    return at
+
+
+TRAIN = [
+    {"text": "Great!", "expected": "Positive"},
+    {"text": "Awful.", "expected": "Negative"},
+    {"text": "It is blue.", "expected": "Neutral"},
+]
+DEV = [
+    {"text": "I love it", "expected": "Positive"},
+    {"text": "I hate it", "expected": "Negative"},
+]
+
+
+def test_a_few_shot_search_shows_dev_and_test_of_original_and_winner(app_env: Path) -> None:
+    at = _search_page(TRAIN, DEV)
+    at.number_input(key="improve_budget").set_value(2).run()
+    at.button(key="improve_search_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    job = jobs.get_job(at.session_state["improve_search_job"])
+    assert job is not None and job.wait(300) and job.error is None, job and job.error
+    at.run()
+    assert not at.exception, at.exception
+    outcomes = at.dataframe[0].value
+    assert list(outcomes[""]) == ["original", "winner"]
+    assert outcomes["trial"].iloc[0] == "zero-shot-sentiment@1"
+    trials = at.dataframe[1].value
+    assert 1 <= len(trials) <= 2  # the budget
+    assert "zero-shot-sentiment.trials" not in [p.name for p in open_library().list_prompts()]
+
+
+def test_train_rows_that_are_also_dev_rows_are_refused_before_anything_runs(
+    app_env: Path,
+) -> None:
+    at = _search_page(TRAIN, TRAIN[:1] + DEV)
+    at.button(key="improve_search_run").click().run()
+    assert not at.exception, at.exception
+    assert at.error and "dev" in at.error[0].value
+    assert "improve_search_job" not in at.session_state
     assert list_runs(open_library().store) == []

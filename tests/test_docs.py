@@ -46,7 +46,7 @@ def test_every_page_is_described_and_every_picture_exists() -> None:
     import re
 
     pages = sorted((ROOT / "workbench" / "app" / "pages").glob("*.py"))
-    assert len(pages) == 6
+    assert len(pages) == 7
     for page in pages:
         title = page.stem.split("_", 1)[1]
         assert f"- **{title}** —" in README, title

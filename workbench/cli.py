@@ -986,7 +986,6 @@ def improve_command(
     Run it again after a kill or Ctrl+C: finished trials come from the cache.
     """
     from .improve import check_request, improve, report_dict, save_winner
-    from .runner import Progress
 
     library = _library()
     try:
@@ -1019,23 +1018,7 @@ def improve_command(
             strategy=strategy,
             seed=seed,
             max_examples=max_examples,
-            progress=(
-                (
-                    lambda p: display(
-                        Progress(
-                            p.trials,
-                            p.budget,
-                            0,
-                            p.rows.tokens_per_s if p.rows is not None else 0.0,
-                            p.eta_s,
-                            p.elapsed_s,
-                        ),
-                        "trials",
-                    )
-                )
-                if display
-                else None
-            ),
+            progress=(lambda p: display(p.overall(), "trials")) if display else None,
         )
     saved = save_winner(library, report) if save else None
     if as_json:

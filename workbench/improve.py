@@ -131,6 +131,12 @@ class ImproveProgress:
     elapsed_s: float
     eta_s: float | None  # at most this long: the budget left at the mean time of a trial
 
+    def overall(self) -> Progress:
+        """The search as a runner-style progress (trials done of the budget), for a progress
+        bar or a job that shows one."""
+        speed = self.rows.tokens_per_s if self.rows is not None else 0.0
+        return Progress(self.trials, self.budget, 0, speed, self.eta_s, self.elapsed_s)
+
 
 @dataclass(frozen=True)
 class ImproveReport:

@@ -1,5 +1,6 @@
 """Improve: what each technique block of a prompt is worth on a labelled dataset (ablation with
-bootstrap intervals), and saving the best variant as the prompt's next version."""
+bootstrap intervals), or which few-shot examples to give it (a search on dev rows, checked on
+test rows) — and saving the best as the prompt's next version."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import streamlit as st
 
 from workbench import ablation, jobs, scorers, testsets, wording
 from workbench.ablation import AblationReport
-from workbench.app import charts, state, ui
+from workbench.app import charts, fewshot_panel, state, ui
 from workbench.datasets import Dataset
+from workbench.variants import ORIGINAL
 
 ASSERT_HELP = (
     "One per line, as on the Evaluate page (for example `icontains:{{ expected }}`). Empty: the "
@@ -25,6 +27,19 @@ lib = ui.load_library()
 choice = ui.model_sidebar()
 version = ui.version_picker(lib, "improve_version")
 if version is None:
+    st.stop()
+
+ABLATION, SEARCH = "Technique ablation", "Few-shot search"
+method = st.radio(
+    "Method",
+    [ABLATION, SEARCH],
+    horizontal=True,
+    key="improve_method",
+    help="Ablation: what each technique block is worth. Few-shot search: which labelled "
+    "examples to put in the prompt, chosen on dev rows and checked on test rows.",
+)
+if method == SEARCH:
+    fewshot_panel.draw(lib, choice, version)
     st.stop()
 
 assertions_text = st.text_area(
@@ -122,7 +137,7 @@ if report is not None:
     best = report.best()
     if (
         best is not None
-        and best.key != ablation.ORIGINAL
+        and best.key != ORIGINAL
         and st.button(f"Save “{best.variant.label}” as the next version", key="improve_save_best")
     ):
         with ui.guard("Saving the best variant"):

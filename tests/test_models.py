@@ -455,7 +455,7 @@ def test_the_local_backend_declares_its_capabilities_on_its_class(
 
     # A class attribute: known before (and without) loading anything.
     assert TransformersBackend.capabilities == Capabilities(
-        token_ids=True, logits=True, logprobs=True, choices=True
+        token_ids=True, logits=True, logprobs=True, choices=True, constrained=True
     )
     assert tiny_backend.capabilities.has("logits") and tiny_backend.capabilities.has("token_ids")
     assert not tiny_backend.capabilities.has("constrained")

@@ -458,7 +458,7 @@ def test_the_local_backend_declares_its_capabilities_on_its_class(
         token_ids=True, logits=True, logprobs=True, choices=True, constrained=True
     )
     assert tiny_backend.capabilities.has("logits") and tiny_backend.capabilities.has("token_ids")
-    assert not tiny_backend.capabilities.has("constrained")
+    assert tiny_backend.capabilities.has("constrained")
 
 
 def test_truncate_to_tokens_is_exact(tiny_backend: Any) -> None:

@@ -450,6 +450,54 @@ def test_two_tabs_save_and_run_at_once(browser: Any, server: str) -> None:
         expect(page.get_by_test_id("stMetric").filter(has_text="Finish")).to_be_visible()
 
 
+ABLATION_ROWS = 9  # three of each label from the shipped test split: the step stays short
+
+
+def test_improve_ablation_table_and_chart(
+    page: Any, server: str, shots: Any, tmp_path: Path
+) -> None:
+    """Improve: the few-shot prompt's technique ablation on uploaded labelled rows — a table
+    with intervals and a chart, counted as a person's actions."""
+    import csv
+
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(APP_TIMEOUT_MS)
+    expect.set_options(timeout=30_000)
+    with (REPO_ROOT / "examples" / "sentiment-test.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    picked: list[dict[str, str]] = []
+    for label in ("Positive", "Negative", "Neutral"):
+        picked += [r for r in rows if r["expected"] == label][: ABLATION_ROWS // 3]
+    data = tmp_path / "reviews.csv"
+    with data.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "expected"])
+        writer.writeheader()
+        writer.writerows(picked)
+
+    open_page(page, server)
+    act = Actions(page)
+    act.nav("Improve")
+    act.choose("Prompt", "few-shot-sentiment")
+    act.click(page.get_by_text("Upload a file", exact=True))
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(data))
+    act.count += 2  # "Browse files", then the file picked
+    settle(page)
+    expect(page.get_by_text(f"reviews.csv: {ABLATION_ROWS} rows")).to_be_visible()
+    act.click(page.get_by_role("button", name="Run the ablation"))
+    chart = page.get_by_test_id("stPlotlyChart").first
+    expect(chart).to_be_visible(timeout=10 * APP_TIMEOUT_MS)
+    settle(page)
+    assert page.locator("[data-testid='stException']").count() == 0
+    expect(page.get_by_text("Variants · few-shot-sentiment@1")).to_be_visible()
+    table = page.get_by_test_id("stDataFrame").first
+    expect(table).to_be_visible()
+    page.wait_for_timeout(500)  # let plotly draw
+    print(f"ablation: {act.count} user actions")
+    page.get_by_text("Method", exact=True).scroll_into_view_if_needed()
+    shots(page, "improve")
+
+
 @contextmanager
 def request_listener() -> Iterator[tuple[str, list[str]]]:
     """An HTTP server on 127.0.0.1 that records the path of every request it gets."""

@@ -5,8 +5,10 @@ version, and refuses every bad request before anything runs."""
 from __future__ import annotations
 
 import csv
+import random
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,14 @@ import pytest
 from workbench.choices import ChoiceRequest
 from workbench.compose import read_draft
 from workbench.datasets import Dataset
+from workbench.demos import Demo
 from workbench.evaluate import EvaluationError
 from workbench.improve import (
+    Config,
     ImproveError,
     ImproveProgress,
     Score,
+    _refinements,
     improve,
     report_dict,
     save_winner,
@@ -89,7 +94,7 @@ def test_greedy_selection_finds_the_planted_examples(builtin_library: Library) -
     assert len(report.trials) <= 60 and report.improved and not report.cancelled
     # Greedy stops when nothing helps: no example beyond what raised the score.
     assert len(held) < 8
-    assert {t.phase for t in report.trials} == {"format", "greedy"}
+    assert {t.phase for t in report.trials} == {"format", "greedy", "refine"}
 
 
 def test_greedy_balances_labels_before_adding_more_of_one(builtin_library: Library) -> None:
@@ -142,7 +147,7 @@ def test_random_search_keeps_its_best_subset(builtin_library: Library) -> None:
     assert report.strategy == "random" and len(report.trials) == 30
     best = max(t.dev.accuracy for t in report.trials)
     assert report.winner.dev.accuracy == best
-    assert {t.phase for t in report.trials} == {"format", "random"}
+    assert {t.phase for t in report.trials} <= {"format", "random", "refine"}
 
 
 def test_formats_include_completion_mode_and_scored_calibrated_labels(
@@ -363,3 +368,134 @@ def test_a_prompt_with_its_own_assertions_needs_no_expected_column_in_dev(
         builtin_library, None, PROMPT, TRAIN, NO_EXPECTED, budget=3, scorer=planted("x")
     )
     assert len(report.trials) == 3
+
+
+# --- short examples first, then the chosen ones asked other ways and in other orders ------------
+
+
+def test_candidates_are_tried_shortest_first(builtin_library: Library) -> None:
+    train = dataset(
+        "train.csv",
+        ("a long and winding positive review of the thing", "Positive"),
+        ("good", "Positive"),
+        ("a long and winding negative review of the thing", "Negative"),
+        ("bad", "Negative"),
+        ("a long and winding neutral review of the thing", "Neutral"),
+        ("fine", "Neutral"),
+    )
+    report = improve(builtin_library, None, PROMPT, train, DEV, budget=3, scorer=planted("nothing"))
+    first = report.trials[0].config.demos or ()
+    assert [d.input for d in first] == ["good", "bad", "fine"]
+
+
+def test_refine_tries_the_chosen_examples_in_other_orders_and_ways() -> None:
+    demos = tuple(Demo(f"text {i}", LABELS[i % 3]) for i in range(3))
+    chosen = Config("completion", LABELS, False, demos)
+    formats = [
+        Config("completion", None, False, demos[:1]),
+        Config("completion", LABELS, False, demos[:1]),
+        Config("completion", LABELS, True, demos[:1]),
+    ]
+    out = _refinements(chosen, formats, random.Random(0))
+    assert out[:2] == [
+        Config("completion", None, False, demos),
+        Config("completion", LABELS, True, demos),
+    ]
+    assert out[2] == replace(chosen, demos=tuple(reversed(demos)))
+    assert all(set(c.demos or ()) == set(demos) for c in out)
+    assert len(out) == len(set(out)) and chosen not in out
+
+
+def test_the_refine_phase_runs_after_selection(builtin_library: Library) -> None:
+    report = improve(
+        builtin_library, None, PROMPT, TRAIN, DEV, budget=60, seed=3, scorer=planted("x")
+    )
+    phases = [t.phase for t in report.trials]
+    assert phases[-1] == "refine" and phases.index("refine") > phases.index("greedy")
+
+
+# --- instruction candidates -------------------------------------------------------------------
+
+
+def rewrites(*texts: str) -> Callable[[str, int], list[str]]:
+    def rewrite(original: str, draws: int) -> list[str]:
+        assert original.startswith("Classify the sentiment") and draws >= 1
+        return list(texts)
+
+    return rewrite
+
+
+def rewarded(word: str) -> Callable[[VersionInfo, Dataset, ChoiceRequest | None], Score]:
+    def score(version: VersionInfo, data: Dataset, _: Any) -> Score:
+        acc = 1.0 if word in version.file.body else 0.0
+        return Score(acc, acc, len(data.rows), log_loss=1.0)
+
+    return score
+
+
+def test_instruction_rewrites_are_tried_and_the_best_kept(builtin_library: Library) -> None:
+    report = improve(
+        builtin_library,
+        None,
+        PROMPT,
+        TRAIN,
+        DEV,
+        TEST,
+        budget=12,
+        instructions=3,
+        scorer=rewarded("BEST"),
+        rewriter=rewrites(
+            "Here is the new instruction: Say whether the text is Positive, Negative or Neutral.",
+            "",  # empty: dropped
+            "user:\nSay it",  # a role line would add a turn: dropped
+            "Label the {{ text }} now please",  # template syntax: dropped
+            "Classify the sentiment of the following text as Positive, Negative, or Neutral.",
+            "Decide: Positive, Negative or Neutral? BEST answer with the label.",
+            "Decide: Positive, Negative or Neutral? BEST answer with the label.",  # repeated
+            "Name the feeling of the text: Positive, Negative or Neutral.",
+        ),
+    )
+    tried = [t.config.instruction for t in report.trials if t.phase == "instructions"]
+    assert tried == [
+        "Say whether the text is Positive, Negative or Neutral.",
+        "Decide: Positive, Negative or Neutral? BEST answer with the label.",
+        "Name the feeling of the text: Positive, Negative or Neutral.",
+    ]
+    assert report.winner.config.instruction == tried[1]
+    assert any("instruction rewritten" in c for c in report.changes())
+    # The trial differs from the original only in its instruction line.
+    winner = report.winner.file
+    original = builtin_library.get(PROMPT).file
+    assert winner.body.startswith(f"{tried[1]}\n")
+    assert winner.body.split("\n")[1:][-3:] == original.body.split("\n")[1:][-3:]
+    assert winner.render({"text": "hi"}).text.startswith(str(tried[1]))
+
+
+def test_the_model_writes_the_rewrites_as_a_stored_run(runner: Runner) -> None:
+    report = improve(
+        runner.library, runner, PROMPT, TRAIN, DEV, budget=5, max_examples=3, instructions=2
+    )
+    assert len([t for t in report.trials if t.phase == "instructions"]) <= 2
+    meta = [r for r in list_runs(runner.library.store, limit=1000) if r.samples == 4]
+    assert meta, "the meta-prompt ran once with two draws per rewrite wanted"
+
+
+@pytest.mark.parametrize(
+    ("instructions", "problem"),
+    [(-1, "ask for 0 to 20 rewrites, got -1"), (21, "ask for 0 to 20 rewrites, got 21")],
+)
+def test_a_bad_number_of_instructions_is_refused(
+    builtin_library: Library, instructions: int, problem: str
+) -> None:
+    with pytest.raises(ImproveError, match=problem):
+        improve(builtin_library, None, PROMPT, TRAIN, DEV, instructions=instructions)
+
+
+def test_a_prompt_without_an_instruction_has_none_to_rewrite(builtin_library: Library) -> None:
+    pf = builtin_library.get(PROMPT).file
+    body_only = pf.canonical_text().replace(
+        "Classify the sentiment of the following text as Positive, Negative, or Neutral.\n", ""
+    )
+    builtin_library.save(body_only)
+    with pytest.raises(ImproveError, match="has no instruction to rewrite"):
+        improve(builtin_library, None, PROMPT, TRAIN, DEV, instructions=2)

@@ -957,6 +957,14 @@ EXIT_REFUSED = 2  # a search refused before it ran (bad sets, budget…), as a u
     "--max-examples", type=int, default=9, show_default=True, help="Examples in the prompt at most."
 )
 @click.option(
+    "--instructions",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Ask the model for N rewrites of the prompt's instruction and try each (they count "
+    "against the budget).",
+)
+@click.option(
     "--save",
     is_flag=True,
     help="Store the winner as the next version of the prompt (NAME@latest), with a note.",
@@ -972,6 +980,7 @@ def improve_command(
     strategy: str,
     seed: int,
     max_examples: int,
+    instructions: int,
     save: bool,
     model: str | None,
     dtype: str,
@@ -1001,6 +1010,7 @@ def improve_command(
             budget=budget,
             strategy=strategy,
             max_examples=max_examples,
+            instructions=instructions,
         )
     except WorkbenchError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -1018,6 +1028,7 @@ def improve_command(
             strategy=strategy,
             seed=seed,
             max_examples=max_examples,
+            instructions=instructions,
             progress=(lambda p: display(p.overall(), "trials")) if display else None,
         )
     saved = save_winner(library, report) if save else None

@@ -14,13 +14,17 @@ small, on top of `evaluate`:
    (DESIGN.md). So before choosing examples, each way of asking — the prompt's own mode and
    completion mode; generated, or answer choices taken from the distinct train labels, raw or
    calibrated — is tried with one example per label; the best on dev is kept.
-2. *Selection*: greedy forward selection (add the example that most raises the dev score; stop
+2. *Instructions* (when asked): a meta-prompt asks the model for rewrites of the prompt's
+   instruction (workbench.instructions); each is tried with the best way of asking.
+3. *Selection*: greedy forward selection (add the example that most raises the dev score; stop
    when none helps, at `max_examples`, or when the budget is spent). Each step tries a few
    examples per label, the least represented label first, each appended next to the question;
    examples tried and not taken go to the back of their label's queue, so the next step sees new
    ones. `random` spends the same budget on random subsets in random order (the baseline).
    Equal accuracy is broken by the log-loss of the scored labels when there is one, which keeps
-   a greedy step from stalling on a small dev set.
+   a greedy step from stalling on a small dev set. Candidates are tried shortest first.
+4. *Refine*: the chosen examples asked the other ways (calibration often pays only once there
+   are several examples) and in two other orders (reversed, shuffled).
 
 The search is deterministic for a seed: re-running it after a kill or a cancel replays the same
 trials, and every row already scored is a cache hit, so only unfinished work is done (that is the
@@ -42,6 +46,7 @@ from .datasets import Dataset
 from .demos import Demo, with_choices, with_demos, with_line_stop, with_mode
 from .errors import WorkbenchError
 from .evaluate import EXPECTED_COLUMN, EvalReport, evaluate, plan, version_checks
+from .instructions import clean_rewrite, instruction_of, meta_prompt, with_instruction
 from .library import Library, SaveResult, VersionInfo
 from .runner import Progress, Runner
 from .templates import Mode, PromptFile
@@ -69,13 +74,15 @@ class Config:
     choices: tuple[str, ...] | None = None  # declared in the prompt: the label is scored
     calibrate: bool = False
     demos: tuple[Demo, ...] | None = None
+    instruction: str | None = None  # a rewrite of the prompt's instruction; None keeps it
 
     def describe(self) -> str:
         scoring = "generated"
         if self.choices is not None:
             scoring = "choices, calibrated" if self.calibrate else "choices"
         shots = "own examples" if self.demos is None else f"{len(self.demos)} examples"
-        return f"{self.mode} · {scoring} · {shots}"
+        told = "" if self.instruction is None else f" · instruction {self.instruction[:50]!r}"
+        return f"{self.mode} · {scoring} · {shots}{told}"
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,8 @@ class ImproveReport:
                 if b.choices is not None
                 else "answers generated (no choices)"
             )
+        if b.instruction is not None:
+            out.append(f"instruction rewritten: {b.instruction!r}")
         if b.calibrate:
             out.append("calibrated (run with --calibrate)")
         stops = "stopSequences"
@@ -229,7 +238,10 @@ class _Search:
         return 0 if self.cancelled else self.budget - self.spent
 
     def file(self, config: Config) -> PromptFile:
-        pf = with_mode(self.original.file, config.mode)
+        pf = self.original.file
+        if config.instruction is not None:
+            pf = with_instruction(pf, config.instruction)
+        pf = with_mode(pf, config.mode)
         if config.demos is not None:
             pf = with_demos(pf, config.demos, self.question)
         if config.mode == "completion" and config.choices is None and config != self.start:
@@ -415,6 +427,7 @@ def check_request(
     budget: int,
     strategy: str,
     max_examples: int,
+    instructions: int = 0,
 ) -> tuple[VersionInfo, str, tuple[str, ...], list[Demo]]:
     """Everything that can be wrong, before any model loads or runs: (version, question
     variable, extra assertions, candidate examples)."""
@@ -427,7 +440,17 @@ def check_request(
     for role, data in (("train", train), ("dev", dev), ("test", test)):
         if data is not None and not data.rows:
             raise ImproveError(f"the {role} set {data.name} has no rows")
+    if not 0 <= instructions <= MAX_INSTRUCTIONS:
+        raise ImproveError(
+            f"instructions: ask for 0 to {MAX_INSTRUCTIONS} rewrites, got {instructions}"
+        )
     version = library.get(ref)
+    if instructions and instruction_of(version.file) is None:
+        raise ImproveError(
+            f"{version.ref} has no instruction to rewrite: no plain lines come before its "
+            "first template line; write the instruction as plain text above the question, or "
+            "run without instructions"
+        )
     question = question_variable(version, dev)
     demos = _demos(train, question)
     _overlap(train, dev, question, "dev")
@@ -462,15 +485,20 @@ def improve(
     strategy: str = "greedy",
     seed: int = DEFAULT_SEED,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
+    instructions: int = 0,
     progress: Callable[[ImproveProgress], None] | None = None,
     cancel: Cancel | None = None,
     scorer: TrialScorer | None = None,
+    rewriter: Rewriter | None = None,
 ) -> ImproveReport:
     """Search the prompt's examples (and how it is asked) for the best dev score.
 
     `budget` counts trials (one evaluation of one variant on dev); the original's dev score and
     both test scores are extra. After `cancel` the report holds the best found so far and no
-    test scores. `scorer` replaces evaluation (tests); by default every trial is a stored run.
+    test scores. `instructions` asks the runner's model for that many rewrites of the
+    prompt's instruction and tries each (they count against the budget). `scorer` replaces
+    evaluation and `rewriter` the model's rewrites (tests); by default every trial is a
+    stored run.
     """
     version, question, extra, demos = check_request(
         library,
@@ -481,6 +509,7 @@ def improve(
         budget=budget,
         strategy=strategy,
         max_examples=max_examples,
+        instructions=instructions,
     )
     pf = version.file
     start = Config(pf.mode, declared_choices(pf.metadata), False, None)
@@ -491,31 +520,42 @@ def improve(
     rng = random.Random(seed)
     order = list(range(len(demos)))
     rng.shuffle(order)
+    # Short examples first (the seeded order breaks ties): on the 135M default a short, plain
+    # example teaches a label better than a long review, and it keeps the prompt short.
+    order.sort(key=lambda i: len(demos[i].input.split()))
     search.phase = "original"
     original_dev = search.score_only(pf, start, dev)
-    best: tuple[Config, Score] | None = (start, original_dev) if original_dev else None
 
     search.phase = "format"
     seed_demos = _one_per_label(demos, order, labels, max_examples)
-    for config in _formats(pf, labels, runner, scorer, seed_demos):
-        found = search.trial(config, dev)
-        if found is not None and (best is None or found.dev.beats(best[1])):
-            best = (found.config, found.dev)
-    if best is not None and search.trials:
-        fmt = max(
-            (t for t in search.trials if t.phase == "format"),
-            key=_rank,
-            default=None,
-        )
-        if fmt is not None:
-            search.phase = strategy
-            if strategy == "greedy":
-                found = _greedy(search, dev, fmt, demos, order, labels, max_examples)
-            else:
-                found = _random(search, dev, fmt, demos, rng, max_examples)
-            if found is not None and found.dev.beats(best[1]):
-                best = (found.config, found.dev)
+    formats = _formats(pf, labels, runner, scorer, seed_demos)
+    for config in formats:
+        search.trial(config, dev)
+    base = _best(search.trials)
+    if base is not None and instructions > 0:
+        search.phase = "instructions"
+        rewrite = rewriter or _model_rewriter(library, runner, version.prompt)
+        texts = _rewrites(rewrite, instruction_of(pf) or "", instructions)
+        for text in texts:
+            search.trial(replace(base.config, instruction=text), dev)
+        base = _best(search.trials)
+    if base is not None:
+        search.phase = strategy
+        if strategy == "greedy":
+            chosen = _greedy(search, dev, base, demos, order, labels, max_examples)
+        else:
+            chosen = _random(search, dev, base, demos, rng, max_examples)
+        if chosen is not None and chosen.config.demos:
+            # The examples chosen, asked the other ways and in other orders: calibration
+            # and order both change a small model's answers (Zhao et al. 2021).
+            search.phase = "refine"
+            for config in _refinements(chosen.config, formats, rng):
+                search.trial(config, dev)
 
+    best: tuple[Config, Score] | None = (start, original_dev) if original_dev else None
+    for trial in search.trials:
+        if best is None or trial.dev.beats(best[1]):
+            best = (trial.config, trial.dev)
     if best is None:  # cancelled before the original was scored
         raise ImproveError("cancelled before the original prompt was scored")
     winner_config, winner_dev = best
@@ -554,6 +594,58 @@ def improve(
         cancelled=search.cancelled,
         wall_s=time.perf_counter() - search.started,
     )
+
+
+def _best(trials: Sequence[Trial]) -> Trial | None:
+    return max(trials, key=_rank, default=None)
+
+
+def _refinements(chosen: Config, formats: Sequence[Config], rng: random.Random) -> list[Config]:
+    """The chosen examples with each other way of asking, then reversed and shuffled."""
+    demos = chosen.demos or ()
+    out = [
+        replace(f, demos=demos, instruction=chosen.instruction)
+        for f in formats
+        if (f.mode, f.choices, f.calibrate) != (chosen.mode, chosen.choices, chosen.calibrate)
+    ]
+    if len(demos) > 1:
+        shuffled = list(demos)
+        rng.shuffle(shuffled)
+        for other in (tuple(reversed(demos)), tuple(shuffled)):
+            if other != demos:
+                out.append(replace(chosen, demos=other))
+    return list(dict.fromkeys(out))
+
+
+# A source of instruction rewrites (tests): the original instruction and how many → texts.
+Rewriter = Callable[[str, int], Sequence[str]]
+REWRITE_DRAWS = 2  # samples asked per rewrite wanted: some come back unusable or repeated
+MAX_INSTRUCTIONS = 20
+
+
+def _rewrites(rewrite: Rewriter, original: str, n: int) -> list[str]:
+    """Up to `n` distinct usable rewrites (see instructions.clean_rewrite)."""
+    out: list[str] = []
+    for text in rewrite(original, n * REWRITE_DRAWS):
+        cleaned = clean_rewrite(text, original)
+        if cleaned is not None and cleaned not in out:
+            out.append(cleaned)
+    return out[:n]
+
+
+def _model_rewriter(library: Library, runner: Runner | None, of: str) -> Rewriter:
+    """Rewrites drawn from the meta-prompt (instructions.META_PROMPT), sampled with one seed
+    per draw. The meta-prompt is stored as a trial of the prompt, so its run is an ordinary
+    stored run and a repeated search gets the same rewrites from the cache."""
+
+    def rewrite(original: str, draws: int) -> list[str]:
+        if runner is None:
+            return []
+        version = library.save_trial(meta_prompt(), of, "instruction rewrites")
+        summary = runner.run([version], [{"instruction": original}], samples=draws)
+        return [o.text for o in summary.outputs if o.text and o.error is None]
+
+    return rewrite
 
 
 def _rank(trial: Trial) -> tuple[float, float, float, int]:

@@ -49,7 +49,7 @@ def draw(lib: Library, choice: state.ModelChoice, version: VersionInfo) -> None:
             dev = dataset_input(lib, "Dev rows", "improve_dev")
         with right:
             test = dataset_input(lib, "Test rows", "improve_test", optional=True)
-    left, middle, right = st.columns(3)
+    left, middle, right, far = st.columns(4)
     budget = int(
         left.number_input(
             "Budget (trials)", min_value=1, max_value=500, value=improve.DEFAULT_BUDGET,
@@ -60,6 +60,17 @@ def draw(lib: Library, choice: state.ModelChoice, version: VersionInfo) -> None:
         "Strategy", ["greedy", "random"], horizontal=True, key="improve_strategy"
     )
     seed = int(right.number_input("Seed", min_value=0, value=0, key="improve_search_seed"))
+    instructions = int(
+        far.number_input(
+            "Instruction rewrites",
+            min_value=0,
+            max_value=improve.MAX_INSTRUCTIONS,
+            value=0,
+            key="improve_instructions",
+            help="The model writes this many rewrites of the prompt's instruction; each is "
+            "tried (they count against the budget). The 135M default writes weak ones.",
+        )
+    )
 
     def start() -> jobs.Job:
         """Every refusal here, before the model loads; the search runs in the job."""
@@ -74,6 +85,7 @@ def draw(lib: Library, choice: state.ModelChoice, version: VersionInfo) -> None:
             budget=budget,
             strategy=strategy,
             max_examples=improve.DEFAULT_MAX_EXAMPLES,
+            instructions=instructions,
         )
         runner = state.runner(choice)
         st.session_state.pop("improve_search_report", None)
@@ -89,6 +101,7 @@ def draw(lib: Library, choice: state.ModelChoice, version: VersionInfo) -> None:
                 budget=budget,
                 strategy=strategy,
                 seed=seed,
+                instructions=instructions,
                 progress=lambda p: job.report(p.overall()),
                 cancel=job.cancel,
             )

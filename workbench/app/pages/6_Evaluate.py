@@ -136,52 +136,27 @@ st.markdown(
     "(or `expected_<metric>` for one metric)."
 )
 dataset: Dataset | None = None
-stored_sets = testsets.list_test_sets(lib.store)
-source = st.radio(
-    "Rows from",
-    ["Typed or uploaded", "A stored test set"],
-    horizontal=True,
-    key="eval_source",
-    disabled=not stored_sets,
-    help="Test sets are saved below or with `workbench testsets save`.",
-)
 with ui.guard("Reading the rows"):
-    if source == "A stored test set" and stored_sets:
-        chosen = st.selectbox(
-            "Test set",
-            [s.ref for s in stored_sets],
-            format_func=lambda ref: next(
-                f"{s.ref} · {wording.plural(s.rows, 'row')}" + (f" · {s.note}" if s.note else "")
-                for s in stored_sets
-                if s.ref == ref
-            ),
-            key="eval_test_set",
+    dataset, typed = ui.labelled_rows(
+        lib,
+        variables,
+        defaults,
+        "eval",
+        help="Test sets are saved below or with `workbench testsets save`.",
+    )
+    if dataset is not None and typed:
+        left, right = st.columns([3, 1], vertical_alignment="bottom")
+        set_name = left.text_input(
+            "Save these rows as a test set", key="eval_save_name", placeholder="sentiment"
         )
-        dataset = testsets.get_test_set(lib.store, chosen)
-        st.dataframe(pd.DataFrame(dataset.rows), hide_index=True, width="stretch", height=180)
-    else:
-        typed = ui.text_variables(variables, defaults)
-        dataset = ui.rows_input([*typed, "expected"], defaults, key="eval_rows")
-        if dataset is not None:
-            dataset = Dataset(
-                dataset.name,
-                dataset.columns,
-                tuple({k: v for k, v in row.items() if v != ""} for row in dataset.rows),
-            )
-            left, right = st.columns([3, 1], vertical_alignment="bottom")
-            set_name = left.text_input(
-                "Save these rows as a test set", key="eval_save_name", placeholder="sentiment"
-            )
-            if right.button("Save test set", key="eval_save_set", disabled=not set_name.strip()):
-                info, created = testsets.save_test_set(lib.store, set_name.strip(), dataset)
-                if created:
-                    st.success(
-                        ui.escape_markdown(
-                            f"Saved as {info.ref} ({wording.plural(info.rows, 'row')})."
-                        )
-                    )
-                else:
-                    st.info(ui.escape_markdown(f"Unchanged: same rows as {info.ref}."))
+        if right.button("Save test set", key="eval_save_set", disabled=not set_name.strip()):
+            info, created = testsets.save_test_set(lib.store, set_name.strip(), dataset)
+            if created:
+                st.success(
+                    ui.escape_markdown(f"Saved as {info.ref} ({wording.plural(info.rows, 'row')}).")
+                )
+            else:
+                st.info(ui.escape_markdown(f"Unchanged: same rows as {info.ref}."))
 
 
 def start(rows: Dataset) -> jobs.Job:

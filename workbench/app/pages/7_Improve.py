@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from workbench import ablation, jobs, scorers, testsets, wording
+from workbench import ablation, jobs, scorers, wording
 from workbench.ablation import AblationReport
 from workbench.app import charts, fewshot_panel, state, ui
 from workbench.datasets import Dataset
@@ -54,27 +54,8 @@ resamples = int(
 seed = int(right.number_input("Seed", min_value=0, value=0, key="improve_seed"))
 
 dataset: Dataset | None = None
-stored_sets = testsets.list_test_sets(lib.store)
-source = st.radio(
-    "Rows from",
-    ["Typed or uploaded", "A stored test set"],
-    horizontal=True,
-    key="improve_source",
-    disabled=not stored_sets,
-)
 with ui.guard("Reading the rows"):
-    if source == "A stored test set" and stored_sets:
-        chosen = st.selectbox("Test set", [s.ref for s in stored_sets], key="improve_test_set")
-        dataset = testsets.get_test_set(lib.store, chosen)
-    else:
-        typed = ui.text_variables(list(version.file.template_variables()), {})
-        dataset = ui.rows_input([*typed, "expected"], {}, key="improve_rows")
-        if dataset is not None:
-            dataset = Dataset(
-                dataset.name,
-                dataset.columns,
-                tuple({k: v for k, v in row.items() if v != ""} for row in dataset.rows),
-            )
+    dataset, _ = ui.labelled_rows(lib, list(version.file.template_variables()), {}, "improve")
     if dataset is not None:
         st.caption(
             ui.escape_markdown(f"{dataset.name}: {wording.plural(len(dataset.rows), 'row')}")

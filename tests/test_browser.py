@@ -484,6 +484,12 @@ def test_improve_ablation_table_and_chart(
     act.count += 2  # "Browse files", then the file picked
     settle(page)
     expect(page.get_by_text(f"reviews.csv: {ABLATION_ROWS} rows")).to_be_visible()
+    # A generated label is followed by the next example's "Text" (4 tokens end before the
+    # stop), so the label is checked as contained, as the README advises.
+    page.get_by_role("textbox", name="Assertions").fill("icontains:{{ expected }}")
+    page.keyboard.press("Control+Enter")  # a text area's value is sent on Ctrl+Enter
+    act.count += 1
+    settle(page)
     act.click(page.get_by_role("button", name="Run the ablation"))
     chart = page.get_by_test_id("stPlotlyChart").first
     expect(chart).to_be_visible(timeout=10 * APP_TIMEOUT_MS)
@@ -494,7 +500,8 @@ def test_improve_ablation_table_and_chart(
     expect(table).to_be_visible()
     page.wait_for_timeout(500)  # let plotly draw
     print(f"ablation: {act.count} user actions")
-    page.get_by_text("Method", exact=True).scroll_into_view_if_needed()
+    heading = page.get_by_text("Variants · few-shot-sentiment@1")
+    heading.evaluate("h => h.scrollIntoView({block: 'start'})")
     shots(page, "improve")
 
 

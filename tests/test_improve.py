@@ -402,6 +402,8 @@ def test_refine_tries_the_chosen_examples_in_other_orders_and_ways() -> None:
         Config("completion", LABELS, True, demos),
     ]
     assert out[2] == replace(chosen, demos=tuple(reversed(demos)))
+    chat = [Config("chat", LABELS, True, demos[:1])]
+    assert _refinements(chosen, [*formats, *chat], random.Random(0))[-1].mode == "chat"
     assert all(set(c.demos or ()) == set(demos) for c in out)
     assert len(out) == len(set(out)) and chosen not in out
 
@@ -452,6 +454,7 @@ def test_instruction_rewrites_are_tried_and_the_best_kept(builtin_library: Libra
             "Classify the sentiment of the following text as Positive, Negative, or Neutral.",
             "Decide: Positive, Negative or Neutral? BEST answer with the label.",
             "Decide: Positive, Negative or Neutral? BEST answer with the label.",  # repeated
+            "Decide: Positive or Negative? BEST.",  # drops Neutral, which the original names
             "Name the feeling of the text: Positive, Negative or Neutral.",
         ),
     )

@@ -75,6 +75,15 @@ def test_only_usable_rewrites_are_kept(answer: str, kept: str | None) -> None:
         assert cleaned is not None and cleaned.startswith(kept) and "\n" not in cleaned
 
 
+def test_a_rewrite_that_drops_a_label_the_original_names_is_not_kept() -> None:
+    labels = ("Positive", "Negative", "Neutral", "Mixed")  # "Mixed" is not in the original
+    dropped = "Say whether the text is positive or negative."
+    kept = "Say whether the text is positive, negative or neutral."
+    assert clean_rewrite(dropped, ORIGINAL, labels) is None
+    assert clean_rewrite(kept, ORIGINAL, labels) == kept
+    assert clean_rewrite(dropped, ORIGINAL) == dropped  # no labels given: not checked
+
+
 def test_the_meta_prompt_renders_the_instruction() -> None:
     rendered = meta_prompt().render({"instruction": ORIGINAL})
     assert rendered.messages[-1].content.endswith(ORIGINAL)

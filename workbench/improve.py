@@ -541,7 +541,7 @@ def improve(
     if base is not None and instructions > 0:
         search.phase = "instructions"
         rewrite = rewriter or _model_rewriter(library, runner, version.prompt)
-        texts = _rewrites(rewrite, instruction_of(pf) or "", instructions)
+        texts = _rewrites(rewrite, instruction_of(pf) or "", instructions, labels)
         for text in texts:
             search.trial(replace(base.config, instruction=text), dev)
         base = _best(search.trials)
@@ -608,20 +608,26 @@ def _best(trials: Sequence[Trial]) -> Trial | None:
 
 
 def _refinements(chosen: Config, formats: Sequence[Config], rng: random.Random) -> list[Config]:
-    """The chosen examples with each other way of asking, then reversed and shuffled."""
+    """The chosen examples asked the other ways in the same mode, then reversed and shuffled,
+    then in the other mode (the order the kept-back trials are spent in)."""
     demos = chosen.demos or ()
-    out = [
+    others = [
         replace(f, demos=demos, instruction=chosen.instruction)
         for f in formats
         if (f.mode, f.choices, f.calibrate) != (chosen.mode, chosen.choices, chosen.calibrate)
     ]
+    orders = []
     if len(demos) > 1:
         shuffled = list(demos)
         rng.shuffle(shuffled)
-        for other in (tuple(reversed(demos)), tuple(shuffled)):
-            if other != demos:
-                out.append(replace(chosen, demos=other))
-    return list(dict.fromkeys(out))
+        orders = [
+            replace(chosen, demos=other)
+            for other in (tuple(reversed(demos)), tuple(shuffled))
+            if other != demos
+        ]
+    same_mode = [c for c in others if c.mode == chosen.mode]
+    other_mode = [c for c in others if c.mode != chosen.mode]
+    return list(dict.fromkeys([*same_mode, *orders, *other_mode]))
 
 
 # A source of instruction rewrites (tests): the original instruction and how many → texts.
@@ -630,11 +636,11 @@ REWRITE_DRAWS = 2  # samples asked per rewrite wanted: some come back unusable o
 MAX_INSTRUCTIONS = 20
 
 
-def _rewrites(rewrite: Rewriter, original: str, n: int) -> list[str]:
+def _rewrites(rewrite: Rewriter, original: str, n: int, labels: Sequence[str]) -> list[str]:
     """Up to `n` distinct usable rewrites (see instructions.clean_rewrite)."""
     out: list[str] = []
     for text in rewrite(original, n * REWRITE_DRAWS):
-        cleaned = clean_rewrite(text, original)
+        cleaned = clean_rewrite(text, original, labels)
         if cleaned is not None and cleaned not in out:
             out.append(cleaned)
     return out[:n]

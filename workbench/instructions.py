@@ -16,6 +16,7 @@ turn), so a variant is always an ordinary prompt that renders and lints.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .templates import ROLE_LINE, PromptFile, dump_prompt, parse_prompt, strip_volatile
@@ -104,9 +105,10 @@ _LEAD = re.compile(
 )
 
 
-def clean_rewrite(text: str, original: str) -> str | None:
+def clean_rewrite(text: str, original: str, labels: Sequence[str] = ()) -> str | None:
     """A model's answer as an instruction, or None when it is not usable: empty, the original
-    again, too short or long, or holding template syntax or a role line."""
+    again, too short or long, holding template syntax or a role line, or dropping one of the
+    `labels` the original names (a rewrite that forgets "Neutral" has changed the task)."""
     answer = _LEAD.sub("", text.strip())
     paragraph = answer.split("\n\n")[0].strip().strip('"“”').strip()
     lines = [line.strip() for line in paragraph.split("\n") if line.strip()]
@@ -118,6 +120,10 @@ def clean_rewrite(text: str, original: str) -> str | None:
         or len(out) > MAX_INSTRUCTION_CHARS
         or TEMPLATE_SYNTAX.search(out)
         or _same(out, original)
+        or any(
+            label.lower() in original.lower() and label.lower() not in out.lower()
+            for label in labels
+        )
     ):
         return None
     return out

@@ -105,10 +105,15 @@ if report is not None:
     st.subheader("Variants · " + ui.escape_markdown(report.prompt))
     for note in report.notes:
         st.info(ui.escape_markdown(note))
+    table = pd.DataFrame(ablation.table_rows(report), columns=list(ablation.HEADERS))
+    # The figures first, the long description of the change after them, so a narrow window
+    # still shows every score, interval and difference.
+    shown = ["VARIANT", "SCORE", "95% CI", "DIFF", "DIFF 95% CI", "ROWS", "CHANGE", "RUN", "STATUS"]
     st.dataframe(
-        pd.DataFrame(ablation.table_rows(report), columns=list(ablation.HEADERS)),
+        table[shown],
         hide_index=True,
         width="stretch",
+        column_config={"CHANGE": st.column_config.TextColumn(width="large")},
     )
     st.caption(
         "DIFF is the variant's score minus the original's on the same rows, with its bootstrap "

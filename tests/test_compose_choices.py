@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import BUILTIN_PROMPTS_DIR, app_test, shown
 
 from workbench import compose
+from workbench.errors import PromptFileError
 from workbench.templates import parse_prompt
 from workbench.workspace import open_library
 
@@ -40,6 +42,31 @@ def test_choices_are_written_read_back_and_removed() -> None:
     assert "choices" not in removed.metadata
     # unchanged: the same canonical text
     assert compose.apply_draft(built, again) == built.canonical_text()
+
+
+def test_calibration_is_declared_beside_the_choices_and_goes_with_them() -> None:
+    base = builtin("few-shot-sentiment")
+    draft = compose.read_draft(base)
+    chosen = compose.build(base, draft.edit(choices=("Positive", "Negative", "Neutral")))
+    calibrated = compose.with_calibration(chosen, True)
+    assert calibrated.metadata["calibrate"] is True and calibrated.body == chosen.body
+    assert compose.with_calibration(calibrated, True) is calibrated
+    assert "calibrate" not in compose.with_calibration(calibrated, False).metadata
+    removed = compose.build(calibrated, compose.read_draft(calibrated).edit(choices=None))
+    assert not {"choices", "calibrate"} & set(removed.metadata)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ("calibrate: yes please", "metadata.calibrate must be true or false"),
+        ("calibrate: true", "metadata.calibrate needs metadata.choices"),
+    ],
+)
+def test_a_bad_calibrate_is_one_line(metadata: str, problem: str) -> None:
+    text = "---\nname: p\nmetadata:\n  " + metadata + "\n---\n{{ text }}\n"
+    with pytest.raises(PromptFileError, match=problem):
+        parse_prompt(text, "p")
 
 
 def test_bad_choices_are_one_line() -> None:

@@ -172,6 +172,21 @@ def test_formats_include_completion_mode_and_scored_calibrated_labels(
     assert not report.improved and save_winner(builtin_library, report) is None
 
 
+def test_a_calibrated_winner_declares_its_calibration(builtin_library: Library) -> None:
+    def calibrated_best(version: VersionInfo, data: Dataset, request: Any) -> Score:
+        acc = 1.0 if request is not None and request.calibrate else 0.0
+        assert (request is not None) == (version.file.metadata.get("calibrate") is True)
+        return Score(acc, acc, len(data.rows), log_loss=1.0)
+
+    report = improve(builtin_library, None, PROMPT, TRAIN, DEV, budget=6, scorer=calibrated_best)
+    assert report.winner.config.calibrate
+    assert "choices calibrated (metadata.calibrate)" in report.changes()
+    saved = save_winner(builtin_library, report)
+    assert saved is not None and saved.version.file.metadata["calibrate"] is True
+    # Run as it is, the saved version calibrates: no option to remember.
+    assert saved.version.file.metadata["choices"] == list(LABELS)
+
+
 def test_the_winner_is_saved_as_the_next_version_with_a_note(builtin_library: Library) -> None:
     report = improve(
         builtin_library,

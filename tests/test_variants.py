@@ -33,6 +33,7 @@ ALLOWED = {
     "choices": {"choices"},
     "choices-off": {"choices"},
     "choices-calibrated": {"choices"},
+    "choices-raw": set(),
 }
 
 
@@ -64,11 +65,11 @@ def test_every_builtin_variant_renders_and_changes_only_its_block(path: Path) ->
         assert variant.file.name == original.name
         assert variant.file.description == original.description
         assert _changed(original, variant.file) <= ALLOWED[variant.key], variant.key
+        assert variant.choices is None  # every variant is a file: calibration is declared
         if variant.key == "choices-calibrated":
-            assert variant.choices is not None and variant.choices.calibrate
+            assert variant.file.metadata["calibrate"] is True
         else:
             assert _changed(original, variant.file), variant.key  # not the original again
-            assert variant.choices is None
         if not variant.key.startswith("mode-"):  # a switched mode warns about its role lines
             assert variant.lint == ()
             assert [i for i in lint(variant.file) if i.severity == "warning"] == [
@@ -138,10 +139,23 @@ def test_declared_choices_give_generated_and_calibrated_variants() -> None:
     assert set(variants) == {"original", "mode-completion", "choices-off", "choices-calibrated"}
     off = variants["choices-off"].file
     assert off is not None and "choices" not in off.metadata
-    calibrated = variants["choices-calibrated"]
-    assert calibrated.file is pf and calibrated.choices is not None
-    assert calibrated.choices.calibrate and calibrated.choices.choices is None
+    calibrated = variants["choices-calibrated"].file
+    assert calibrated is not None and calibrated.metadata["calibrate"] is True
+    assert calibrated.body == pf.body and calibrated.metadata["choices"] == pf.metadata["choices"]
     assert "only the mode and answer-choices variants are possible" in found.notes[0]
+
+
+def test_a_prompt_declaring_calibration_gets_an_uncalibrated_variant() -> None:
+    pf = _prompt(
+        "user:\nSentiment of: {{ text }}\n",
+        metadata={"choices": ["Positive", "Negative"], "calibrate": True},
+    )
+    variants = {v.key: v for v in make_variants(pf).variants}
+    assert "choices-calibrated" not in variants
+    raw = variants["choices-raw"].file
+    assert raw is not None and "calibrate" not in raw.metadata and raw.body == pf.body
+    off = variants["choices-off"].file  # without choices, calibration goes too
+    assert off is not None and not {"choices", "calibrate"} & set(off.metadata)
 
 
 @pytest.mark.parametrize(("samples", "keys"), [(3, ["sc-1", "sc-5"]), (5, ["sc-1"])])

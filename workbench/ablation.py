@@ -287,8 +287,7 @@ class SavedBest:
 def save_best(library: Library, report: AblationReport, key: str | None = None) -> SavedBest:
     """Save the best variant (or the one named by `key`) as the next version of the original
     prompt, with a note listing what changed and the scores. Nothing is saved when the original
-    is best, and a variant that only changes a run option (calibration) saves its file with the
-    option named in the note, since a prompt file cannot hold it."""
+    is best."""
     if key is None:
         chosen = report.best()
         if chosen is None:
@@ -331,8 +330,6 @@ def best_note(report: AblationReport, result: VariantResult) -> str:
     ]
     if result.difference is not None:
         parts.append(f"difference {format_difference(result.difference)} (paired, 95% CI)")
-    if result.variant.choices is not None and result.variant.choices.calibrate:
-        parts.append("scored with --calibrate")
     return "; ".join(parts) + f"; {result.n} rows, run {result.run_id}"
 
 

@@ -67,6 +67,15 @@ def declared_choices(metadata: Mapping[str, Any]) -> tuple[str, ...] | None:
     return None if value is None else parse_choices(value)
 
 
+def declared_calibration(metadata: Mapping[str, Any]) -> bool:
+    """Whether a prompt asks for its choices to be calibrated (`metadata.calibrate: true`).
+
+    Calibration is otherwise a run option (--calibrate); a prompt whose choices only work
+    calibrated — what the few-shot search saves — declares it, so running the saved version
+    as it is reproduces the score it was chosen for."""
+    return metadata.get("calibrate") is True
+
+
 def normalise(logprobs: Sequence[float]) -> list[float]:
     """Summed log-probabilities → probabilities over the choices (a softmax)."""
     top = max(logprobs)

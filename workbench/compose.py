@@ -762,6 +762,20 @@ def _apply_self_consistency(
         front.pop("metadata", None)
 
 
+def with_calibration(pf: PromptFile, on: bool) -> PromptFile:
+    """`pf` declaring (or not) that its answer choices are calibrated (metadata.calibrate)."""
+    if bool(pf.metadata.get("calibrate")) == on:
+        return pf
+    front: dict[str, Any] = copy.deepcopy(strip_volatile(pf.front))
+    meta = dict(front.get("metadata") or {})
+    if on:
+        meta["calibrate"] = True
+    else:
+        meta.pop("calibrate", None)
+    front["metadata"] = meta
+    return parse_prompt(dump_prompt(front, pf.body), pf.name)
+
+
 def _apply_choices(
     front: dict[str, Any], choices: tuple[str, ...] | None, old: tuple[str, ...] | None
 ) -> None:
@@ -772,6 +786,7 @@ def _apply_choices(
     meta = dict(meta) if isinstance(meta, dict) else {}
     if choices is None:
         meta.pop("choices", None)
+        meta.pop("calibrate", None)  # calibration is of the choices: it goes with them
     else:
         try:
             meta["choices"] = list(parse_choices(list(choices)))

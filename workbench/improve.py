@@ -41,9 +41,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .backends.base import Cancel
-from .choices import ChoiceRequest, declared_choices
+from .choices import ChoiceRequest, declared_calibration, declared_choices
+from .compose import with_calibration
 from .datasets import Dataset
-from .demos import Demo, with_choices, with_demos, with_line_stop, with_mode
+from .demos import (
+    Demo,
+    with_choices,
+    with_demos,
+    with_line_stop,
+    with_mode,
+)
 from .errors import WorkbenchError
 from .evaluate import EXPECTED_COLUMN, EvalReport, evaluate, plan, version_checks
 from .instructions import clean_rewrite, instruction_of, meta_prompt, with_instruction
@@ -184,8 +191,8 @@ class ImproveReport:
             )
         if b.instruction is not None:
             out.append(f"instruction rewritten: {b.instruction!r}")
-        if b.calibrate:
-            out.append("calibrated (run with --calibrate)")
+        if b.calibrate != a.calibrate:
+            out.append("choices calibrated (metadata.calibrate)" if b.calibrate else "uncalibrated")
         stops = "stopSequences"
         if self.winner.file.options.get(stops) != self.original.file.options.get(stops):
             out.append("stops at the end of the line")
@@ -252,10 +259,9 @@ class _Search:
             pf = with_demos(pf, config.demos, self.question)
         if config.mode == "completion" and config.choices is None and config != self.start:
             pf = with_line_stop(pf)  # a generated label is judged without the text after it
-        return with_choices(pf, config.choices)
-
-    def request(self, config: Config) -> ChoiceRequest | None:
-        return ChoiceRequest(None, True) if config.calibrate else None
+        if not config.calibrate:  # before the choices go: calibrate needs them
+            pf = with_calibration(pf, False)
+        return with_calibration(with_choices(pf, config.choices), config.calibrate)
 
     def trial(self, config: Config, dev: Dataset) -> Trial | None:
         """Score one configuration on dev (once per search); None when out of budget or
@@ -269,7 +275,7 @@ class _Search:
         label = f"{self.phase}: {config.describe()}"
         self._report(label, None)
         began = time.perf_counter()
-        score, run_id, generated = self._score(version, dev, self.request(config), label)
+        score, run_id, generated = self._score(version, dev, config.calibrate, label)
         if score is None:  # cancelled part way: not a result
             return None
         trial = Trial(
@@ -288,9 +294,10 @@ class _Search:
         return trial
 
     def _score(
-        self, version: VersionInfo, data: Dataset, request: ChoiceRequest | None, label: str
+        self, version: VersionInfo, data: Dataset, calibrated: bool, label: str
     ) -> tuple[Score | None, int | None, int]:
         if self.scorer is not None:
+            request = ChoiceRequest(None, True) if calibrated else None
             return self.scorer(version, data, request), None, len(data.rows)
         assert self.runner is not None
         last: list[Progress] = []
@@ -307,17 +314,16 @@ class _Search:
             list(self.extra),
             progress=rows,
             cancel=self.cancel,
-            choices=request,
         )
         if self.cancelled or not report.versions:
             return None, None, 0
         generated = last[0].done - last[0].cached if last else len(data.rows)
-        return score_of(report, request is not None), report.versions[0].run_id, generated
+        return score_of(report, calibrated), report.versions[0].run_id, generated
 
     def score_only(self, pf: PromptFile, config: Config, data: Dataset) -> Score | None:
         """A score outside the budget (the original on dev, both on test)."""
         version = self.library.save_trial(pf, self.original.prompt, config.describe())
-        return self._score(version, data, self.request(config), f"{self.phase}: {data.name}")[0]
+        return self._score(version, data, config.calibrate, f"{self.phase}: {data.name}")[0]
 
     def _report(self, label: str, rows: Progress | None) -> None:
         if self.progress is None:
@@ -518,7 +524,7 @@ def improve(
         instructions=instructions,
     )
     pf = version.file
-    start = Config(pf.mode, declared_choices(pf.metadata), False, None)
+    start = Config(pf.mode, declared_choices(pf.metadata), declared_calibration(pf.metadata), None)
     search = _Search(
         library, runner, version, question, extra, budget, progress, cancel, scorer, start
     )

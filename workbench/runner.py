@@ -41,6 +41,7 @@ from .choices import (
     ChoicesError,
     average,
     content_free_variables,
+    declared_calibration,
     declared_choices,
     normalise,
 )
@@ -334,8 +335,10 @@ class Runner:
                             seed,
                             choices=choices,
                             calibrate=choices is not None
-                            and request is not None
-                            and request.calibrate,
+                            and (
+                                (request is not None and request.calibrate)
+                                or declared_calibration(version.file.metadata)
+                            ),
                         )
                     )
         return plan

@@ -501,6 +501,16 @@ def _check_front(pf: PromptFile) -> None:
             parse_choices(meta["choices"])
         except ChoicesError as exc:
             fail(f"metadata.choices: {exc}", "metadata", "choices")
+    if isinstance(meta, dict) and "calibrate" in meta:
+        if not isinstance(meta["calibrate"], bool):
+            fail("metadata.calibrate must be true or false", "metadata", "calibrate")
+        if meta["calibrate"] and meta.get("choices") is None:
+            fail(
+                "metadata.calibrate needs metadata.choices: only scored answer choices are "
+                "calibrated",
+                "metadata",
+                "calibrate",
+            )
     raw_inputs = front.get("inputs")
     if raw_inputs is not None:
         if not isinstance(raw_inputs, dict | list):

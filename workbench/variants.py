@@ -30,7 +30,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from .choices import ChoiceRequest, ChoicesError, declared_choices
+from .choices import ChoiceRequest, ChoicesError, declared_calibration, declared_choices
 from .compose import (
     Constraints,
     Draft,
@@ -40,6 +40,7 @@ from .compose import (
     build,
     read_draft,
     suggested_choices,
+    with_calibration,
 )
 from .errors import WorkbenchError
 from .lint import lint
@@ -212,9 +213,8 @@ def _self_consistency(draft: Draft, add: Add, notes: list[str]) -> None:
 
 
 def _choices(pf: PromptFile, draft: Draft, add: Add, notes: list[str]) -> list[Variant]:
-    """Answer-choices variants; returns those that only change a run option (added directly,
-    since their file is the original's)."""
-    calibrated = ChoiceRequest(None, calibrate=True)
+    """Answer-choices variants; returns those built directly as files (calibration is the
+    file's `metadata.calibrate`, which the draft does not edit)."""
     if draft.choices is not None:
         try:
             declared_choices(pf.metadata)
@@ -227,13 +227,21 @@ def _choices(pf: PromptFile, draft: Draft, add: Add, notes: list[str]) -> list[V
             "metadata.choices removed: the answer is generated",
             lambda d: d.edit(choices=None),
         )
+        if declared_calibration(pf.metadata):
+            return [
+                Variant(
+                    "choices-raw",
+                    "choices, uncalibrated",
+                    "metadata.calibrate removed: the most likely label, uncalibrated",
+                    with_calibration(pf, False),
+                )
+            ]
         return [
             Variant(
                 "choices-calibrated",
                 "choices, calibrated",
-                "answer choices scored with contextual calibration",
-                pf,
-                calibrated,
+                "metadata.calibrate: true — answer choices scored with contextual calibration",
+                with_calibration(pf, True),
             )
         ]
     labels = suggested_choices(draft)
@@ -254,12 +262,12 @@ def _choices(pf: PromptFile, draft: Draft, add: Add, notes: list[str]) -> list[V
         lambda d: d.edit(choices=labels),
     )
     key, label = "choices-calibrated", "choices scored, calibrated"
-    change = f"metadata.choices [{said}] added, scored with contextual calibration"
+    change = f"metadata.choices [{said}] added, calibrated (metadata.calibrate: true)"
     try:
         with_choices = build(pf, draft.edit(choices=labels))
     except WorkbenchError as exc:  # the plain "choices" variant above fails the same way
         return [Variant(key, label, change, None, error=str(exc))]
-    return [Variant(key, label, change, with_choices, calibrated)]
+    return [Variant(key, label, change, with_calibration(with_choices, True))]
 
 
 def _built(

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import time
 
 QUESTIONS = [
@@ -65,28 +63,15 @@ def main() -> None:
     args = parser.parse_args()
 
     import jsonschema
-    import torch
+    from bench_setup import default_model_and_library, machine_line
 
-    from workbench.backends.local import load_backend
-    from workbench.config import Settings
-    from workbench.exchange import load_builtins
-    from workbench.library import Library
     from workbench.runner import Runner
-    from workbench.store import Store
 
-    settings = Settings.from_env()
-    backend = load_backend("default", settings.storage_dir)
-    tmp = tempfile.mkdtemp(prefix="wb-bench-")
-    library = Library(Store(f"sqlite:///{tmp}/bench.db"))
-    load_builtins(library, settings.prompts_dir)
+    backend, library = default_model_and_library()
     version = library.get("json-answer")
     rows = [{"question": q} for q in (QUESTIONS * 4)[: args.rows]]
     schema = json.loads(version.file.inputs["schema"].default)  # the rows give questions only
-    print(
-        f"model {backend.info.name} ({backend.info.revision}, {backend.info.dtype}), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
-        f"{len(rows)} questions"
-    )
+    print(f"{machine_line(backend)}, {len(rows)} questions")
     Runner(library, backend).run([version], rows[:1], use_cache=False)  # load and warm up
 
     rates: dict[tuple[str, str], float] = {}

@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,23 +100,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    import torch
+    from bench_setup import default_model_and_library, machine_line
 
-    from workbench.backends.local import load_backend
-    from workbench.config import Settings
-    from workbench.exchange import load_builtins
-    from workbench.library import Library
-    from workbench.store import Store
-
-    settings = Settings.from_env()
-    backend = load_backend("default", settings.storage_dir)
-    tmp = tempfile.mkdtemp(prefix="wb-bench-")
-    library = Library(Store(f"sqlite:///{tmp}/bench.db"))
-    load_builtins(library, settings.prompts_dir)
-    print(
-        f"model {backend.info.name} ({backend.info.revision}, {backend.info.dtype}), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
-    )
+    backend, library = default_model_and_library()
+    print(machine_line(backend))
 
     workloads = {
         "W1": ("zero-shot-sentiment-chat", [{"text": r} for r in REVIEWS], 32),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,21 +42,15 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from bench_setup import default_model_and_library, machine_line
 
-    from workbench.backends.local import load_backend
-    from workbench.config import Settings
+    from workbench.choices import declared_choices
     from workbench.datasets import read_dataset
-    from workbench.exchange import load_builtins
-    from workbench.library import Library
     from workbench.params import GenerationParams
     from workbench.runner import Runner
-    from workbench.store import Store
     from workbench.variants import make_variants
 
-    settings = Settings.from_env()
-    backend = load_backend("default", settings.storage_dir)
-    library = Library(Store(f"sqlite:///{tempfile.mkdtemp(prefix='wb-bench-')}/bench.db"))
-    load_builtins(library, settings.prompts_dir)
+    backend, library = default_model_and_library()
     rows: list[dict[str, Any]] = []
     for name in ("sentiment-train.csv", "sentiment-dev.csv"):
         rows += [{"text": r["text"]} for r in read_dataset(ROOT / "examples" / name).rows]
@@ -70,15 +63,13 @@ def main() -> None:
             if (
                 variant.file is None
                 or variant.choices is not None
+                or declared_choices(variant.file.metadata) is not None  # scored, not generated
                 or variant.samples not in (None, 1)
             ):
                 continue
             trials.append(library.save_trial(variant.file, prompt, variant.label))
     trials = list({t.ref: t for t in trials}.values())[: args.variants]
-    print(
-        f"model {backend.info.name} ({backend.info.dtype}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; {len(trials)} variants × {len(rows)} rows"
-    )
+    print(f"{machine_line(backend)}; {len(trials)} variants × {len(rows)} rows")
 
     model, tok = backend.model, backend.tokenizer
 

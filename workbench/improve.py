@@ -13,7 +13,7 @@ small, on top of `evaluate`:
    labelled examples and its label scored by log-probability with contextual calibration
    (DESIGN.md). So before choosing examples, each way of asking — the prompt's own mode and
    completion mode; generated, or answer choices taken from the distinct train labels, raw or
-   calibrated — is tried with one example per label; the best on dev is kept.
+   calibrated — is tried with two examples per label; the best on dev is kept.
 2. *Instructions* (when asked): a meta-prompt asks the model for rewrites of the prompt's
    instruction (workbench.instructions); each is tried with the best way of asking.
 3. *Selection*: greedy forward selection (add the example that most raises the dev score; stop

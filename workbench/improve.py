@@ -546,7 +546,7 @@ def improve(
     base = _best(search.trials)
     if base is not None and instructions > 0:
         search.phase = "instructions"
-        rewrite = rewriter or _model_rewriter(library, runner, version.prompt)
+        rewrite = rewriter or _model_rewriter(library, runner, version.prompt, cancel)
         texts = _rewrites(rewrite, instruction_of(pf) or "", instructions, labels)
         for text in texts:
             search.trial(replace(base.config, instruction=text), dev)
@@ -652,7 +652,9 @@ def _rewrites(rewrite: Rewriter, original: str, n: int, labels: Sequence[str]) -
     return out[:n]
 
 
-def _model_rewriter(library: Library, runner: Runner | None, of: str) -> Rewriter:
+def _model_rewriter(
+    library: Library, runner: Runner | None, of: str, cancel: Cancel | None
+) -> Rewriter:
     """Rewrites drawn from the meta-prompt (instructions.META_PROMPT), sampled with one seed
     per draw. The meta-prompt is stored as a trial of the prompt, so its run is an ordinary
     stored run and a repeated search gets the same rewrites from the cache."""
@@ -661,7 +663,7 @@ def _model_rewriter(library: Library, runner: Runner | None, of: str) -> Rewrite
         if runner is None:
             return []
         version = library.save_trial(meta_prompt(), of, "instruction rewrites")
-        summary = runner.run([version], [{"instruction": original}], samples=draws)
+        summary = runner.run([version], [{"instruction": original}], samples=draws, cancel=cancel)
         return [o.text for o in summary.outputs if o.text and o.error is None]
 
     return rewrite

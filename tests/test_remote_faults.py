@@ -143,9 +143,14 @@ def write_rows(path: Path, n: int) -> Path:
 
 
 def start_cli(url: str, tmp_path: Path, setup: str = "") -> subprocess.Popen[bytes]:
-    """`workbench run … --dataset` against the stub, in a child that `setup` may patch first."""
+    """`workbench run … --dataset` against the stub, in a child that `setup` may patch first.
+
+    Its stderr goes to a file, never a pipe nobody reads (a full pipe would block the child in
+    a write, where no Ctrl+C reaches it); SIGUSR1 makes it print every thread's stack there,
+    which `ended_within` asks for before it kills a child that did not end."""
     code = (
-        "import runpy, sys\n"
+        "import faulthandler, runpy, signal, sys\n"
+        "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
         f"{setup}\n"
         "sys.argv = ['workbench', *sys.argv[1:]]\n"
         "runpy.run_module('workbench.cli', run_name='__main__', alter_sys=True)\n"
@@ -153,13 +158,25 @@ def start_cli(url: str, tmp_path: Path, setup: str = "") -> subprocess.Popen[byt
     rows = write_rows(tmp_path / "rows.csv", 12)
     args = ["run", "zero-shot-sentiment-chat", "--dataset", str(rows), "--model", f"openai:@{url}"]
     env = child_env()
-    return subprocess.Popen(
+    err = (tmp_path / "stderr.txt").open("wb")
+    proc = subprocess.Popen(
         [sys.executable, "-c", code, *args],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=err,
     )
+    err.close()  # the child has its own copy
+    CHILD_STDERR[proc.pid] = tmp_path / "stderr.txt"
+    return proc
+
+
+CHILD_STDERR: dict[int, Path] = {}
+
+
+def stderr_of(proc: subprocess.Popen[bytes]) -> str:
+    path = CHILD_STDERR.get(proc.pid)
+    return path.read_text(errors="replace")[-6000:] if path and path.exists() else ""
 
 
 def query(sql: str) -> list[tuple[Any, ...]]:
@@ -169,10 +186,14 @@ def query(sql: str) -> list[tuple[Any, ...]]:
 
 
 def ended_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether the child ended in time; one that did not prints its threads' stacks to its
+    stderr file (see start_cli) and is killed."""
     try:
         proc.wait(seconds)
         return True
     except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
         proc.kill()
         proc.wait(10)
         return False
@@ -189,12 +210,12 @@ def test_ctrl_c_on_a_dataset_run_ends_it_at_once_and_keeps_finished_rows(
         wait_for(lambda: query("select count(*) from output")[0][0] == 2)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
-        assert ended_within(proc, 5), "Ctrl+C waited for the requests in flight"
+        assert ended_within(proc, 5), "Ctrl+C waited for the requests in flight\n" + stderr_of(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    assert proc.returncode == 130, proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.returncode == 130, stderr_of(proc)
     kept = query("select finish_reason, text from output order by row_index")
     assert kept == [("eos", "Hello from the stub")] * 2
     assert query("select status from run") != [("running",)]
@@ -221,7 +242,7 @@ def test_ctrl_c_ends_a_run_whose_rows_hang_where_no_close_reaches(
         wait_for(lambda: query("select count(*) from run")[0][0] == 1)
         time.sleep(1.0)  # the rows' threads are in their lookups
         proc.send_signal(signal.SIGINT)
-        assert ended_within(proc, 5), "Ctrl+C waited for threads that hang"
+        assert ended_within(proc, 5), "Ctrl+C waited for threads that hang\n" + stderr_of(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -244,7 +265,7 @@ def test_a_second_ctrl_c_ends_the_wait_for_hung_rows(
         time.sleep(1.5)
         assert proc.poll() is None  # the first Ctrl+C still waits for the hung rows
         proc.send_signal(signal.SIGINT)
-        assert ended_within(proc, 5), "a second Ctrl+C did not end the command"
+        assert ended_within(proc, 5), "a second Ctrl+C did not end the command\n" + stderr_of(proc)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -150,6 +150,10 @@ def start_cli(url: str, tmp_path: Path, setup: str = "") -> subprocess.Popen[byt
     which `ended_within` asks for before it kills a child that did not end."""
     code = (
         "import faulthandler, runpy, signal, sys\n"
+        # Ctrl+C as in a terminal, however the suite was started: a command started in the
+        # background by a non-interactive shell (`… &`) inherits SIGINT ignored, and so would
+        # this child, which would then never see the Ctrl+C these tests send.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
         f"{setup}\n"
         "sys.argv = ['workbench', *sys.argv[1:]]\n"

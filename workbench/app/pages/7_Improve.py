@@ -107,8 +107,8 @@ if report is not None:
         st.info(ui.escape_markdown(note))
     table = pd.DataFrame(ablation.table_rows(report), columns=list(ablation.HEADERS))
     # The figures first, the long description of the change after them, so a narrow window
-    # still shows every score, interval and difference.
-    shown = ["VARIANT", "SCORE", "95% CI", "DIFF", "DIFF 95% CI", "ROWS", "CHANGE", "RUN", "STATUS"]
+    # still shows every score, interval and difference — and why a variant has none (STATUS).
+    shown = ["VARIANT", "SCORE", "95% CI", "DIFF", "DIFF 95% CI", "ROWS", "STATUS", "CHANGE", "RUN"]
     st.dataframe(
         table[shown],
         hide_index=True,

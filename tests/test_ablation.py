@@ -96,8 +96,10 @@ def test_the_table_marks_differences_whose_interval_excludes_zero(runner: Runner
         assert row[0] == result.variant.label
         significant = result.difference is not None and result.difference.excludes_zero
         assert row[5].endswith("*") == significant
-    data = report_dict(report)
-    assert json.loads(json.dumps(data))["variants"][0]["key"] == "original"
+    data = json.loads(json.dumps(report_dict(report)))
+    assert data["variants"][0]["key"] == "original"
+    calibrated = {v["key"]: v["calibrated"] for v in data["variants"]}
+    assert calibrated["choices-calibrated"] and not calibrated["original"]
 
 
 def test_a_self_consistency_prompt_scores_the_majority_answer(runner: Runner) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from .backends.base import Cancel
 from .bootstrap import Interval, bootstrap_mean, bootstrap_paired_difference, check_resamples
+from .choices import declared_calibration
 from .datasets import Dataset
 from .errors import WorkbenchError
 from .evaluate import (
@@ -420,7 +421,8 @@ def report_dict(report: AblationReport) -> dict[str, Any]:
                 "ci": _interval_dict(r.ci),
                 "difference": _interval_dict(r.difference),
                 "significant": r.difference is not None and r.difference.excludes_zero,
-                "calibrated": r.variant.choices is not None and r.variant.choices.calibrate,
+                "calibrated": r.variant.file is not None
+                and declared_calibration(r.variant.file.metadata),
                 "lint": list(r.variant.lint),
             }
             for r in report.results

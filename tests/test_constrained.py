@@ -339,3 +339,22 @@ def test_the_cli_says_what_an_answer_was_decoded_under_and_no_constrain_runs_fre
     assert "under " not in err
     assert main(["run", "digits", "--var", "text=a", "--constrain", "--no-cache", *model]) == 0
     assert "under regex" in capsys.readouterr().err
+
+
+def test_violation_says_why_an_answer_does_not_follow_its_constraint() -> None:
+    from workbench.constraints import violation
+
+    schema = json_schema(
+        {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}, "s"
+    )
+    assert violation(schema, ' {"a": 1}\n') is None
+    assert violation(schema, "hello") == "not JSON"
+    assert "at a" in (violation(schema, '{"a": "x"}') or "")
+    assert (violation(schema, '{"a": 1}', "length") or "").startswith("incomplete")
+    assert violation(schema, None) == "no answer"
+    pattern = regex("[0-9]+", "p")
+    assert violation(pattern, "12") is None
+    assert violation(pattern, "12a") == "does not match the pattern"
+    labels = choices(["Yes", "No"], "c")
+    assert violation(labels, "Yes\n") is None
+    assert violation(labels, "Maybe") == "not one of the choices"

@@ -165,6 +165,52 @@ def declared(
     return found[0].check() if found else None
 
 
+def violation(
+    constraint: Constraint, text: str | None, finish_reason: str | None = None
+) -> str | None:
+    """Why an answer does not follow `constraint`, in one line, or None when it does.
+
+    Every answer is checked, constrained or not: a free answer's validity is what constraining
+    is measured against, and a server may ignore a constraint it was sent. An answer cut by
+    `max_new_tokens` (`finish_reason` "length") is incomplete whatever its text, never valid.
+    A JSON answer must be one JSON value (surrounding whitespace allowed) valid against the
+    schema; a pattern must match the whole answer; a choice must be one of them (surrounding
+    whitespace allowed)."""
+    if text is None:
+        return "no answer"
+    if finish_reason == "length":
+        return "incomplete: the answer reached max_new_tokens before the constraint was complete"
+    if constraint.kind == "json_schema":
+        import jsonschema
+        from jsonschema.exceptions import best_match
+
+        from .json_text import loads
+
+        try:
+            value = loads(text.strip())
+        except ValueError:
+            return "not JSON"
+        schema = json.loads(constraint.spec)
+        validator = jsonschema.validators.validator_for(
+            schema, default=jsonschema.Draft202012Validator
+        )(schema)
+        error = best_match(validator.iter_errors(value))
+        if error is None:
+            return None
+        at = "/".join(str(p) for p in error.absolute_path)
+        return f"not valid against the schema{' at ' + at if at else ''}: {error.message}"
+    if constraint.kind == "regex":
+        import re
+
+        try:
+            matched = re.fullmatch(constraint.spec, text) is not None
+        except re.error:  # a pattern the engine reads and Python's re does not: no verdict
+            return None
+        return None if matched else "does not match the pattern"
+    allowed = json.loads(constraint.spec)
+    return None if text.strip() in allowed else "not one of the choices"
+
+
 def _check_schema(spec: str, where: str) -> None:
     import jsonschema
 

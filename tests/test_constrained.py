@@ -21,6 +21,7 @@ from workbench.constraints import Constraint, ConstraintError, choices, json_sch
 from workbench.errors import WorkbenchError
 from workbench.params import GenerationParams
 from workbench.runner import Runner, cache_key
+from workbench.runs import run_outputs
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "nested object": {
@@ -358,3 +359,73 @@ def test_violation_says_why_an_answer_does_not_follow_its_constraint() -> None:
     labels = choices(["Yes", "No"], "c")
     assert violation(labels, "Yes\n") is None
     assert violation(labels, "Maybe") == "not one of the choices"
+
+
+# --- constrained and free side by side (evaluate --vs-free) ---------------------------------------
+
+
+def test_evaluate_vs_free_reports_the_same_version_constrained_and_free(
+    runner: Runner, prompt_text: Any
+) -> None:
+    from workbench.datasets import Dataset
+    from workbench.evaluate import FREE, evaluate, render_report, report_dict
+
+    version = save(runner.library, prompt_text, json_schema=SCHEMA)
+    rows = Dataset("rows", ("text",), tuple({"text": t} for t in TEXTS))
+    report = evaluate(runner.library, runner, [version.ref], rows, ["is-json"], vs_free=True)
+    constrained, free = report.versions
+    assert constrained.ref == free.ref == version.ref
+    assert constrained.decoding == "json_schema (metadata.json_schema)"
+    assert free.decoding == FREE and free.label.endswith("(free)")
+    assert constrained.valid_rate == 1.0 and constrained.json_parse_rate == 1.0
+    assert constrained.cut == 0 and constrained.mean_tokens is not None
+    # the free answers of a random model: measured against the same schema, rarely valid
+    assert free.valid_rate is not None and free.valid_rate < 1.0
+    assert all(r.violation for r in free.rows if r.finish_reason == "length")
+    stored = run_outputs(runner.store, free.run_id)
+    assert all("constraint" not in o.params for o in stored)
+    data = report_dict(report)["versions"]
+    assert [v["decoding"] for v in data] == [constrained.decoding, FREE]
+    assert data[0]["constraint_valid_rate"] == 1.0
+    assert b"json_schema (metadata.json_schema)" in render_report(report, ".csv")
+
+
+def test_evaluate_vs_free_runs_a_version_without_a_constraint_once(
+    runner: Runner, prompt_text: Any
+) -> None:
+    from workbench.datasets import Dataset
+    from workbench.evaluate import evaluate
+
+    version = save(runner.library, prompt_text)
+    rows = Dataset("rows", ("text",), ({"text": "a"},))
+    [only] = evaluate(
+        runner.library, runner, [version.ref], rows, ["is-json"], vs_free=True
+    ).versions
+    assert only.decoding is None and only.valid_rate is None and only.label == version.ref
+
+
+def test_eval_cli_vs_free_prints_both_rows(
+    tiny_backend: Any, tiny_model_dir: Path, tmp_path: Path, capsys: Any, prompt_text: Any
+) -> None:
+    from workbench.cli import main
+
+    folder = tmp_path / "builtins"  # where WORKBENCH_PROMPTS_DIR points (conftest)
+    folder.mkdir(exist_ok=True)
+    text = prompt_text(
+        "digits",
+        "Digits for {{ text }}:",
+        model={"apiType": "completion", "options": {"maxOutputTokens": 8}},
+        metadata={"technique": "zero-shot", "output_pattern": "[0-9]{2}"},
+    )
+    (folder / "digits.prompty").write_text(text, encoding="utf-8")
+    data = tmp_path / "rows.csv"
+    data.write_text("text\na\nb\n", encoding="utf-8")
+    model = ["--model", str(tiny_model_dir)]
+    args = ["eval", "digits", "--dataset", str(data), "--assert", "regex:^[0-9]{2}$", *model]
+    assert main([*args, "--vs-free"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "DECODED" in out[0] and "VALID" in out[0] and "LATENCY" in out[0]
+    assert "regex (metadata.output_pattern)" in out[2] and "100%" in out[2]
+    assert " free " in out[3]
+    assert main([*args, "--vs-free", "--no-constrain"]) != 0
+    assert "--vs-free runs constrained and free" in capsys.readouterr().err

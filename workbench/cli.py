@@ -718,6 +718,12 @@ EXIT_BELOW_MIN = 3  # distinct from errors (1) and usage mistakes (2), for CI sc
 @click.option("--no-cache", is_flag=True, help="Generate even when an identical output is stored.")
 @choice_options
 @constrain_option
+@click.option(
+    "--vs-free",
+    is_flag=True,
+    help="Run each version that declares an output constraint twice, constrained and free, "
+    "side by side: constraint-valid and JSON-parse rates, pass rate, tokens and latency.",
+)
 @model_options
 @json_flag
 def eval_command(
@@ -731,6 +737,7 @@ def eval_command(
     choices: str | None,
     calibrate: bool,
     constrain: bool | None,
+    vs_free: bool,
     model: str | None,
     dtype: str,
     trust_remote_code: bool,
@@ -747,6 +754,8 @@ def eval_command(
 
     if output is not None:
         report_format(output, REPORT_FORMATS)
+    if vs_free and constrain is False:
+        raise WorkbenchError("--vs-free runs constrained and free: leave out --no-constrain")
     overrides = _with_constrain(parse_param_pairs(list(param)), constrain)
     library = _library()
     rows = _dataset_or_test_set(library, dataset)
@@ -765,6 +774,7 @@ def eval_command(
             use_cache=not no_cache,
             progress=(lambda ref, p: display(p, ref)) if display else None,
             choices=request,
+            vs_free=vs_free,
         )
     if output is not None:
         write_report(report, output)
@@ -773,6 +783,7 @@ def eval_command(
     else:
         metrics = sorted({m.metric for v in report.versions for m in v.metrics})
         json_column = any(v.expects_json for v in report.versions)
+        declared = any(v.decoding is not None for v in report.versions)
         _table(
             [
                 "VERSION",
@@ -781,6 +792,7 @@ def eval_command(
                 "PASSED",
                 "PASS RATE",
                 *(["JSON PARSED"] if json_column else []),
+                *(["DECODED", "VALID", "CUT", "TOKENS", "LATENCY"] if declared else []),
                 *[m.upper() for m in metrics],
             ],
             [
@@ -791,6 +803,7 @@ def eval_command(
                     v.passed,
                     f"{v.pass_rate:.0%}",
                     *([f"{v.json_parse_rate:.0%}"] if json_column else []),
+                    *(_decoding_cells(v) if declared else []),
                     *[_metric_cell(v, m) for m in metrics],
                 ]
                 for v in report.versions
@@ -807,6 +820,21 @@ def eval_command(
             err=True,
         )
         raise click.exceptions.Exit(EXIT_BELOW_MIN)
+
+
+def _decoding_cells(version: VersionReport) -> list[str]:
+    """How a version's answers were decoded and what it cost: the constraint (or "free"), the
+    share that follow it, how many were cut by max_new_tokens, mean tokens and latency."""
+    valid = version.valid_rate
+    tokens = version.mean_tokens
+    latency = version.mean_latency_s
+    return [
+        version.decoding or "—",
+        "—" if valid is None else f"{valid:.0%}",
+        str(version.cut),
+        "—" if tokens is None else f"{tokens:.1f}",
+        "—" if latency is None else f"{latency:.2f} s",
+    ]
 
 
 @app.command("ablate")

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from .backends.base import Backend, Cancel
 from .choices import ChoiceRequest
+from .constraints import Constraint, declared, violation
 from .datasets import Dataset
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
@@ -58,6 +59,7 @@ from .store import Score as ScoreRow
 CHOICE_CHECK = "exact-match"  # scored answer choices, with no assertion given: the label itself
 ASSERT_KEY = "assert"  # metadata.assert in a prompt file, as in promptfoo's test cases
 REPORT_FORMATS = (".json", ".csv", ".xml")
+FREE = "free"
 
 
 class EvaluationError(WorkbenchError):
@@ -73,6 +75,13 @@ class RowResult:
     scores: list[Score]
     passed: bool
     score: float  # weighted share of assertions passed
+    finish_reason: str | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    # Why the answer does not follow the prompt's declared output constraint, None when it
+    # does; `declares` False when the prompt declares none for this row (nothing to follow).
+    violation: str | None = None
+    declares: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,41 @@ class VersionReport:
     expects_json: bool = False  # a json-format prompt, or JSON assertions
     # From the outputs' scored answer choices (None: a generated run, no choices to score).
     choice_scores: ChoiceScores | None = None
+    # What the answers were decoded under: a constraint's label, "free" for a prompt that
+    # declares one but ran without it, None when it declares none.
+    decoding: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The ref, with how it was decoded when it declares a constraint (side by side, the
+        same version appears twice)."""
+        if self.decoding is None:
+            return self.ref
+        return f"{self.ref} ({'free' if self.decoding == FREE else 'constrained'})"
+
+    @property
+    def valid_rate(self) -> float | None:
+        """Share of answers that follow the prompt's declared constraint (schema-valid JSON, a
+        matching pattern, one of the choices); cut answers never count. None: none declared."""
+        declaring = [r for r in self.rows if r.declares]
+        if not declaring:
+            return None
+        return sum(r.violation is None for r in declaring) / len(declaring)
+
+    @property
+    def cut(self) -> int:
+        """Answers that reached max_new_tokens (finish `length`)."""
+        return sum(r.finish_reason == "length" for r in self.rows)
+
+    @property
+    def mean_tokens(self) -> float | None:
+        counts = [r.completion_tokens for r in self.rows if r.completion_tokens is not None]
+        return statistics.fmean(counts) if counts else None
+
+    @property
+    def mean_latency_s(self) -> float | None:
+        times = [r.latency_s for r in self.rows if r.latency_s is not None]
+        return statistics.fmean(times) if times else None
 
     @property
     def json_parse_rate(self) -> float:
@@ -207,6 +251,21 @@ def plan(
 
 
 # --- running and scoring --------------------------------------------------------------------------
+def answer_constraint(version: VersionInfo, output: OutputRecord) -> Constraint | None:
+    """The constraint an answer was decoded under, or — for a free answer — the one its prompt
+    declares for that row (what the free answer is measured against); None when none."""
+    stored = output.params.get("constraint")
+    if stored:
+        return Constraint.from_dict(stored)
+    if output.choices is not None:  # scored answer choices are one of them by construction
+        return None
+    try:
+        file = version.file
+        return declared(file.metadata, file.techniques, file.resolve_variables(output.variables))
+    except WorkbenchError:  # a row the prompt cannot render was refused when it ran
+        return None
+
+
 def score_output(
     output: OutputRecord, checks: Sequence[Check], model: Backend | None = None
 ) -> list[Score]:
@@ -240,8 +299,13 @@ def evaluate(
     progress: Callable[[str, Progress], None] | None = None,
     cancel: Cancel | None = None,
     choices: ChoiceRequest | None = None,
+    vs_free: bool = False,
 ) -> EvalReport:
     """Run each version over the dataset (one sample per row) and score every output.
+
+    With `vs_free`, a version whose answers were decoded under a constraint runs again free,
+    and both are reported side by side (constraint-valid and JSON-parse rates, pass rate,
+    tokens, latency): a constraint can fix the format and still hurt the answer.
 
     After `cancel` the report holds what was finished: the versions done, and the rows the
     cancelled version had generated (scored as usual); the versions after it are left out.
@@ -251,46 +315,103 @@ def evaluate(
     for version, checks in plans:
         if cancel is not None and cancel.is_set():
             break
-        summary = runner.run(
-            [version],
+        report = _evaluate_version(
+            library,
+            runner,
+            version,
+            checks,
             dataset,
-            overrides=overrides,
-            samples=1,
-            use_cache=use_cache,
-            progress=(lambda p, ref=version.ref: progress(ref, p)) if progress else None,  # type: ignore[misc]
-            cancel=cancel,
-            choices=choices,
+            overrides,
+            use_cache,
+            progress,
+            cancel,
+            choices,
         )
-        needs_model = any(SCORERS[c.type].needs_model for c in checks)
-        model = runner.backend if needs_model else None
-        rows = []
-        for output in summary.outputs:
-            scores = score_output(output, checks, model)
-            share, all_passed = weighted_pass(scores)
-            rows.append(
-                RowResult(
-                    output.row_index,
-                    output.id,
-                    dict(output.variables),
-                    output.text,
-                    scores,
-                    all_passed,
-                    share,
+        reports.append(report)
+        if vs_free and report.decoding not in (None, FREE):
+            if cancel is not None and cancel.is_set():
+                break
+            free = {**(overrides or {}), "constrain": False}
+            reports.append(
+                _evaluate_version(
+                    library,
+                    runner,
+                    version,
+                    checks,
+                    dataset,
+                    free,
+                    use_cache,
+                    progress,
+                    cancel,
+                    choices,
                 )
             )
-        store_scores(library.store, [(r.output_id, r.scores) for r in rows], checks)
-        reports.append(
-            VersionReport(
-                version.ref,
-                summary.run.id,
-                summary.run.model,
-                rows,
-                _metrics(rows),
-                expects_json=expects_json(version, checks),
-                choice_scores=score_choices(library.store, summary.outputs),
+    return EvalReport(dataset.name, {v.ref: c for v, c in plans}, reports)
+
+
+def _evaluate_version(
+    library: Library,
+    runner: Runner,
+    version: VersionInfo,
+    checks: Sequence[Check],
+    dataset: Dataset,
+    overrides: Mapping[str, Any] | None,
+    use_cache: bool,
+    progress: Callable[[str, Progress], None] | None,
+    cancel: Cancel | None,
+    choices: ChoiceRequest | None,
+) -> VersionReport:
+    summary = runner.run(
+        [version],
+        dataset,
+        overrides=overrides,
+        samples=1,
+        use_cache=use_cache,
+        progress=(lambda p: progress(version.ref, p)) if progress else None,
+        cancel=cancel,
+        choices=choices,
+    )
+    needs_model = any(SCORERS[c.type].needs_model for c in checks)
+    model = runner.backend if needs_model else None
+    rows = []
+    decoded: set[str] = set()
+    for output in summary.outputs:
+        scores = score_output(output, checks, model)
+        share, all_passed = weighted_pass(scores)
+        constraint = answer_constraint(version, output)
+        if constraint is not None:
+            decoded.add(constraint.label if output.params.get("constraint") else FREE)
+        rows.append(
+            RowResult(
+                output.row_index,
+                output.id,
+                dict(output.variables),
+                output.text,
+                scores,
+                all_passed,
+                share,
+                finish_reason=output.finish_reason,
+                completion_tokens=output.completion_tokens,
+                latency_s=output.latency_s,
+                violation=(
+                    violation(constraint, output.text, output.finish_reason)
+                    if constraint is not None
+                    else None
+                ),
+                declares=constraint is not None,
             )
         )
-    return EvalReport(dataset.name, {v.ref: c for v, c in plans}, reports)
+    store_scores(library.store, [(r.output_id, r.scores) for r in rows], checks)
+    return VersionReport(
+        version.ref,
+        summary.run.id,
+        summary.run.model,
+        rows,
+        _metrics(rows),
+        expects_json=expects_json(version, checks),
+        choice_scores=score_choices(library.store, summary.outputs),
+        decoding=" · ".join(sorted(decoded)) if decoded else None,
+    )
 
 
 def _metrics(rows: Sequence[RowResult]) -> list[MetricSummary]:
@@ -486,6 +607,11 @@ def report_dict(report: EvalReport) -> dict[str, Any]:
                 "pass_rate": v.pass_rate,
                 "mean_score": v.mean_score,
                 "json_parse_rate": v.json_parse_rate,
+                "decoding": v.decoding,
+                "constraint_valid_rate": v.valid_rate,
+                "cut": v.cut,
+                "mean_completion_tokens": v.mean_tokens,
+                "mean_latency_s": v.mean_latency_s,
                 "assertions": [asdict(c) for c in report.checks.get(v.ref, [])],
                 "metrics": [asdict(m) for m in v.metrics],
                 "probability_scores": _choices_dict(v.choice_scores),
@@ -498,6 +624,8 @@ def report_dict(report: EvalReport) -> dict[str, Any]:
                         "passed": r.passed,
                         "score": r.score,
                         "scores": [asdict(s) for s in r.scores],
+                        "finish_reason": r.finish_reason,
+                        "constraint_violation": r.violation if r.declares else None,
                         "p_expected": expected_probabilities(v, r.row_index)[0],
                         "p_expected_calibrated": expected_probabilities(v, r.row_index)[1],
                     }
@@ -517,6 +645,7 @@ def render_report(report: EvalReport, fmt: str) -> bytes:
         return csv_bytes(
             [
                 "version",
+                "decoding",
                 "run",
                 "row",
                 "metric",
@@ -530,6 +659,7 @@ def render_report(report: EvalReport, fmt: str) -> bytes:
             (
                 [
                     v.ref,
+                    v.decoding or "",
                     v.run_id,
                     r.row_index + 1,
                     s.metric,
@@ -550,18 +680,18 @@ def render_report(report: EvalReport, fmt: str) -> bytes:
             suite = ElementTree.SubElement(
                 suites,
                 "testsuite",
-                name=v.ref,
+                name=v.label,
                 tests=str(len(v.rows)),
                 failures=str(len(v.rows) - v.passed),
             )
             _xml_properties(suite, v)
             for r in v.rows:
                 case = ElementTree.SubElement(
-                    suite, "testcase", classname=v.ref, name=f"row {r.row_index + 1}"
+                    suite, "testcase", classname=v.label, name=f"row {r.row_index + 1}"
                 )
-                failed = [s for s in r.scores if not s.passed]
+                failed = [f"{s.metric}: {s.detail}" for s in r.scores if not s.passed]
                 if failed:
-                    message = "; ".join(f"{s.metric}: {s.detail}" for s in failed)
+                    message = "; ".join(failed)
                     failure = ElementTree.SubElement(case, "failure", message=_xml_text(message))
                     failure.text = _xml_text(r.output or "")
         ElementTree.indent(suites)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -336,3 +337,132 @@ def test_score_comparison_refuses_before_scoring(library: Library, tiny_backend:
             library, comparison, scorers.parse_assertion_lines("is-json\nexact-match")
         )
     assert evaluate.stored_scores(library.store, comparison.output_ids) == {}
+
+
+# --- constrained and free side by side ------------------------------------------------------------
+SCHEMA = {
+    "type": "object",
+    "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 9}},
+    "required": ["a"],
+    "additionalProperties": False,
+}
+UNDER = {"kind": "json_schema", "spec": json.dumps(SCHEMA, sort_keys=True), "source": "s"}
+
+
+def _schema_prompt(library: Library, prompt_text: Any, **metadata: Any) -> str:
+    text = prompt_text(
+        "js",
+        "user:\nJSON for {{ text }}:\n",
+        model={"options": {"maxOutputTokens": 24}},
+        metadata={"technique": "zero-shot", **metadata},
+    )
+    return library.save(text).version.ref
+
+
+def test_a_constrain_override_is_labelled_constrained_or_free() -> None:
+    assert compare.column_label("p@1", "m", {"constrain": True}) == "p@1 · m · constrained"
+    assert compare.column_label("p@1", "m", {"constrain": False, "seed": 2}) == (
+        "p@1 · m · free, seed=2"
+    )
+
+
+def test_declared_constraint_is_what_the_runner_decodes_under(
+    library: Library, prompt_text: Any
+) -> None:
+    plain = _schema_prompt(library, prompt_text)
+    assert compare.declared_constraint(library.get(plain)) is None
+    ref = _schema_prompt(library, prompt_text, json_schema=SCHEMA)
+    found = compare.declared_constraint(library.get(ref))
+    assert found is not None and found.kind == "json_schema"
+    assert compare.describe(found) == "JSON Schema from metadata.json_schema"
+    choices = _schema_prompt(library, prompt_text, choices=["Yes", "No"])
+    assert compare.declared_constraint(library.get(choices)) is None  # scored, not generated
+
+
+def test_json_answer_declares_its_schema_input(builtin_library: Library) -> None:
+    builtin = compare.declared_constraint(builtin_library.get("json-answer"))
+    assert builtin is not None and compare.describe(builtin) == "JSON Schema from input schema"
+    # a row's own schema is the one its answer decodes under
+    row = compare.declared_constraint(
+        builtin_library.get("json-answer"), {"schema": json.dumps(SCHEMA)}
+    )
+    assert row is not None and row.spec == json.dumps(SCHEMA, sort_keys=True)
+
+
+def test_constrained_and_free_adds_a_free_twin_of_each_constrained_column(
+    library: Library, prompt_text: Any
+) -> None:
+    ref = _schema_prompt(library, prompt_text, json_schema=SCHEMA)
+    plain = _schema_prompt(library, prompt_text)
+    rows = [{"text": "a"}]
+    same = [ColumnSpec(ref, "m"), ColumnSpec(ref, "m")]  # json-answer has one version
+    specs = compare.constrained_and_free(library, same, rows)
+    assert [s.overrides for s in specs] == [{"constrain": True}, {"constrain": False}]
+    assert [s.label for s in specs] == [f"{ref} · m · constrained", f"{ref} · m · free"]
+    kept = [
+        ColumnSpec(plain, "m"),  # declares nothing
+        ColumnSpec(ref, "m", {"constrain": False}),  # already free
+        ColumnSpec(ref, "openai:x@http://h/v1"),  # a server decodes free for now
+    ]
+    assert compare.constrained_and_free(library, kept, rows) == kept
+    with pytest.raises(WorkbenchError, match="at most 4"):
+        compare.constrained_and_free(
+            library, [ColumnSpec(ref, "m", {"seed": s}) for s in range(3)], rows
+        )
+
+
+def test_answers_are_checked_against_their_constraint_and_counted_per_column(
+    library: Library, prompt_text: Any
+) -> None:
+    ref = _schema_prompt(library, prompt_text, json_schema=SCHEMA)
+    constrained = [
+        _output('{"a": 1}', id=1, params={"constraint": UNDER}, completion_tokens=6),
+        _output('{"a": ', id=2, params={"constraint": UNDER}, finish_reason="length"),
+    ]
+    free = [
+        _output('{"a": 3}', id=3, cached=True, completion_tokens=6),
+        _output("Sure! here", id=4, finish_reason="length", completion_tokens=24),
+        _output(None, id=5, error="boom"),
+    ]
+    cells: list[list[OutputRecord | None]] = [
+        [a, b] for a, b in zip([*constrained, None], free, strict=True)
+    ]
+    columns = [
+        Column(f"{ref} · m · constrained", ref, "m", {"constrain": True}, 1),
+        Column(f"{ref} · m · free", ref, "m", {"constrain": False}, 2),
+    ]
+    comparison = Comparison(columns, [{"text": str(i)} for i in range(3)], cells)
+    checks = compare.check_answers(library, comparison)
+    assert set(checks) == {1, 2, 3, 4}  # not the error
+    assert checks[1].problem is None and checks[1].decoded is not None
+    assert checks[2].problem is not None and checks[2].problem.startswith("incomplete")
+    assert checks[2].line.startswith("under JSON Schema from s · does not follow it: incomplete")
+    assert checks[3].decoded is None and checks[3].problem is None
+    assert checks[3].line == "free · follows JSON Schema from metadata.json_schema"
+    assert checks[4].problem is not None
+    under, loose = compare.constraint_figures(comparison, checks)
+    assert (under.decoding, loose.decoding) == ("JSON Schema from s", "free")
+    assert (under.checked, under.valid, under.cut) == (2, 1, 1)
+    assert (under.json_checked, under.json_parsed) == (2, 1)
+    assert under.valid_rate == 0.5 and under.json_parse_rate == 0.5
+    assert (loose.answers, loose.checked, loose.valid, loose.cut) == (2, 2, 1, 1)
+    assert loose.mean_tokens == 15.0
+    assert loose.generated == 1 and loose.mean_latency_s == 0.5  # the cached one is not timed
+
+
+def test_a_version_constrained_and_free_side_by_side_on_the_tiny_model(
+    library: Library, prompt_text: Any, tiny_backend: Any
+) -> None:
+    ref = _schema_prompt(library, prompt_text, json_schema=SCHEMA)
+    rows = [{"text": "a"}, {"text": "bb"}]
+    specs = compare.constrained_and_free(library, [ColumnSpec(ref, "tiny")], rows)
+    comparison = compare.run_columns(
+        library, specs, rows, lambda spec: Runner(library, tiny_backend)
+    )
+    under, free = comparison.column(0), comparison.column(1)
+    assert all(o.params["constraint"]["source"] == "metadata.json_schema" for o in under)
+    assert all("constraint" not in o.params for o in free)
+    figures = compare.constraint_figures(comparison, compare.check_answers(library, comparison))
+    assert figures[0].valid == figures[0].checked == 2 and figures[0].cut == 0
+    assert figures[0].json_parse_rate == 1.0
+    assert figures[1].decoding == "free" and figures[1].checked == 2

@@ -230,3 +230,67 @@ def test_the_prompts_own_assertions_judge_without_a_model(library: Library) -> N
     assert [c.type for c in grid.column_checks(library, plain)[0]] == ["contains"]
     labelled = Comparison(columns, [{"text": "a", "expected": "x"}], [[_out("x")]])
     assert [c.type for c in grid.column_checks(library, labelled)[0]] == ["contains", "exact-match"]
+
+
+# --- constrained and free side by side ------------------------------------------------------
+def _figures(**kw: Any) -> compare.ConstraintFigures:
+    base: dict[str, Any] = dict(
+        label="p@1 · m · constrained",
+        decoding="JSON Schema from input schema",
+        answers=4,
+        checked=4,
+        valid=3,
+        json_checked=4,
+        json_parsed=3,
+        cut=1,
+        mean_tokens=12.5,
+        mean_latency_s=0.25,
+        generated=4,
+    )
+    base.update(kw)
+    return compare.ConstraintFigures(**base)
+
+
+def _summary(passed: int, scored: int) -> grid.ColumnSummary:
+    return grid.ColumnSummary("x", 4, scored, passed, None, 4, 0, 0.25, 12.5, 0, 0, None)
+
+
+def test_constraint_lines_say_what_a_column_decoded_under_and_flag_cut_answers() -> None:
+    assert grid.constraint_lines(_figures()) == [
+        "decoded under JSON Schema from input schema",
+        "follows the constraint 3/4 (75%)",
+        "parses as JSON 3/4 (75%)",
+        "1 answer cut at max_new_tokens (incomplete)",
+    ]
+    free = grid.constraint_lines(_figures(decoding="free", cut=0, json_checked=0))
+    assert free == ["decoded free", "follows the constraint 3/4 (75%)"]
+    assert grid.constraint_lines(_figures(decoding=None, checked=0)) == []
+
+
+def test_constraint_table_puts_rates_pass_tokens_latency_and_cuts_side_by_side() -> None:
+    free = _figures(
+        label="p@1 · m · free",
+        decoding="free",
+        valid=1,
+        json_parsed=2,
+        cut=0,
+        mean_latency_s=None,
+        generated=0,
+    )
+    rows = grid.constraint_table([_figures(), free], [_summary(2, 4), _summary(3, 4)])
+    assert rows[0] == {
+        "column": "1: p@1 · m · constrained",
+        "decoded": "JSON Schema from input schema",
+        "parses as JSON": "3/4 (75%)",
+        "constraint-valid": "3/4 (75%)",
+        "pass": "2/4 (50%)",
+        "mean tokens": "12.5",
+        "mean latency": "0.25 s over 4",
+        "cut (length)": "1",
+    }
+    assert rows[1]["constraint-valid"] == "1/4 (25%)" and rows[1]["pass"] == "3/4 (75%)"
+    assert rows[1]["mean latency"] == "cached (not timed)"
+    nothing = grid.constraint_table(
+        [_figures(decoding=None, checked=0, json_checked=0)], [_summary(0, 0)]
+    )
+    assert nothing[0]["decoded"] == "nothing declared" and nothing[0]["pass"] == "–"

@@ -20,7 +20,8 @@ from typing import Any
 
 from . import evaluate, wording
 from .answers import answer_key
-from .backends.base import Cancel
+from .backends.base import Cancel, is_remote_spec
+from .constraints import SCHEMA_INPUT, Constraint, declared, violation
 from .datasets import Dataset
 from .datasets import check_columns as check_dataset_columns
 from .errors import WorkbenchError
@@ -28,18 +29,20 @@ from .library import Library, VersionInfo
 from .params import GenerationParams
 from .ratings import RatingRecord
 from .reports import csv_bytes
-from .runner import Progress, Runner, required_variables
+from .runner import Progress, Runner, effective_choices, required_variables
 from .runs import OutputRecord, get_run, list_runs, run_outputs
 from .scorers import (
     SCORERS,
     Check,
     Score,
     check_needs_expected,
+    parse_json_output,
     weighted_pass,
 )
 from .store import Store
 
 MAX_COLUMNS = 4
+CONSTRAIN = "constrain"  # the override that turns a declared output constraint on or off
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,17 @@ def column_label(ref: str, model: str, overrides: Mapping[str, Any]) -> str:
         short_model = model.rsplit("@", 1)[0]
     else:
         short_model = model.rstrip("/").rsplit("/", 1)[-1]
-    knobs = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    knobs = ", ".join(
+        _knob(k, v) for k, v in sorted(overrides.items()) if k != CONSTRAIN or v is not None
+    )
     return f"{ref} · {short_model}" + (f" · {knobs}" if knobs else "")
+
+
+def _knob(name: str, value: Any) -> str:
+    """One override in a column's label; the constrain switch as "constrained" or "free"."""
+    if name == CONSTRAIN and isinstance(value, bool):
+        return "constrained" if value else evaluate.FREE
+    return f"{name}={value}"
 
 
 # --- running columns ----------------------------------------------------------------------------
@@ -463,6 +475,213 @@ def score_comparison(
     outputs = [scores for items in scored for _, scores in items]
     passed = sum(weighted_pass(scores)[1] for scores in outputs)
     return ScoringResult(len(outputs), passed, plans)
+
+
+# --- output constraints: constrained and free side by side -----------------------------------
+KIND_NAMES = {"json_schema": "JSON Schema", "regex": "pattern", "choices": "choices"}
+
+
+def describe(constraint: Constraint) -> str:
+    """What a constraint is, for a switch or a caption: `JSON Schema from input schema`."""
+    return f"{KIND_NAMES[constraint.kind]} from {constraint.source}"
+
+
+def declared_constraint(
+    version: VersionInfo, values: Mapping[str, Any] | None = None
+) -> Constraint | None:
+    """The output constraint `version`'s answers decode under by default for a row (`values`
+    over its inputs' defaults), as the runner resolves it (`runner.output_constraint`): None
+    when it declares none, or when its answers are scored as answer choices rather than
+    generated. Raises ConstraintError for a declaration that cannot be decoded under."""
+    if effective_choices(version, None) is not None:
+        return None
+    file = version.file
+    given: dict[str, Any] = {n: s.default for n, s in file.inputs.items() if s.has_default}
+    given.update(values or {})
+    return declared(file.metadata, file.techniques, given)
+
+
+def constrained_and_free(
+    library: Library,
+    specs: Sequence[ColumnSpec],
+    rows: Dataset | Sequence[Mapping[str, Any]],
+) -> list[ColumnSpec]:
+    """The columns with each one that decodes under its version's declared constraint (for
+    the first row) followed by the same column free: the constrained column says so
+    (`constrain` True), its twin runs with `constrain` False. Columns already free, on a
+    server (which decodes free for now) or whose prompt declares nothing stay as given;
+    identical columns are kept once. Raises when that makes more than MAX_COLUMNS columns, or
+    (naming the column) when a declared constraint cannot be decoded under."""
+    row_list = rows.rows if isinstance(rows, Dataset) else rows
+    first = dict(row_list[0]) if row_list else {}
+    out: list[ColumnSpec] = []
+    for number, spec in enumerate(specs, 1):
+        switch = spec.overrides.get(CONSTRAIN)
+        twins = [spec]
+        if switch is not False and not is_remote_spec(spec.model):
+            try:
+                constraint = declared_constraint(library.get(spec.ref), first)
+            except WorkbenchError as exc:
+                raise WorkbenchError(f"column {number} ({spec.label}): {exc}") from None
+            if constraint is not None:
+                twins = [_switched(spec, True), _switched(spec, False)]
+        out.extend(t for t in twins if t not in out)
+    if len(out) > MAX_COLUMNS:
+        raise WorkbenchError(
+            f"constrained and free side by side makes {len(out)} columns, and a comparison "
+            f"has at most {MAX_COLUMNS}: compare fewer columns"
+        )
+    return out
+
+
+def _switched(spec: ColumnSpec, on: bool) -> ColumnSpec:
+    return ColumnSpec(spec.ref, spec.model, {**spec.overrides, CONSTRAIN: on}, spec.dtype)
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    """An answer against the output constraint its prompt declares."""
+
+    decoded: Constraint | None  # what it was decoded under; None: free
+    against: Constraint  # what it is measured against: that, else the declared one
+    problem: str | None  # why it does not follow it (`constraints.violation`); None: it does
+
+    @property
+    def line(self) -> str:
+        """One plain line for under an answer: what it was decoded under and whether it
+        follows the constraint (a cut answer is incomplete, never valid)."""
+        under = f"under {describe(self.decoded)}" if self.decoded else evaluate.FREE
+        if self.problem is None:
+            return f"{under} · follows {describe(self.against)}"
+        if self.decoded is not None:
+            return f"{under} · does not follow it: {self.problem}"
+        return f"{under} · does not follow {describe(self.against)}: {self.problem}"
+
+
+def check_answer(
+    version: VersionInfo,
+    output: OutputRecord,
+    memo: dict[tuple[str, str], Constraint | None] | None = None,
+) -> AnswerCheck | None:
+    """`output` against its constraint: the one it was decoded under, else (a free answer)
+    the one its prompt declares for its row, as `evaluate.answer_constraint` reads it. None:
+    an error, a scored choice, or nothing declared. `memo` keeps declared constraints by
+    version and schema input, so a column of free answers compiles each one once."""
+    if output.error is not None:
+        return None
+    stored = output.params.get("constraint")
+    decoded = Constraint.from_dict(stored) if stored else None
+    against = decoded
+    if against is None and output.choices is None:
+        try:
+            values = version.file.resolve_variables(output.variables)
+        except WorkbenchError:  # a row the prompt cannot render was refused when it ran
+            return None
+        key = (version.ref, json.dumps(values.get(SCHEMA_INPUT), sort_keys=True, default=str))
+        if memo is None or key not in memo:
+            try:
+                found = declared(version.file.metadata, version.file.techniques, values)
+            except WorkbenchError:
+                found = None
+            if memo is not None:
+                memo[key] = found
+        else:
+            found = memo[key]
+        against = found
+    if against is None:
+        return None
+    return AnswerCheck(decoded, against, violation(against, output.text, output.finish_reason))
+
+
+def check_answers(library: Library, comparison: Comparison) -> dict[int, AnswerCheck]:
+    """By output id, every answer of the comparison whose prompt declares a constraint,
+    checked against it (see `check_answer`)."""
+    memo: dict[tuple[str, str], Constraint | None] = {}
+    versions: dict[str, VersionInfo | None] = {}
+    checks: dict[int, AnswerCheck] = {}
+    for c, column in enumerate(comparison.columns):
+        if column.ref not in versions:
+            try:
+                versions[column.ref] = library.get(column.ref)
+            except WorkbenchError:  # a version deleted since: nothing to check against
+                versions[column.ref] = None
+        version = versions[column.ref]
+        if version is None:
+            continue
+        for output in comparison.column(c):
+            found = check_answer(version, output, memo)
+            if found is not None:
+                checks[output.id] = found
+    return checks
+
+
+@dataclass(frozen=True)
+class ConstraintFigures:
+    """A column's answers against their declared output constraint, and what it costs."""
+
+    label: str
+    decoding: str | None  # `describe` of what it decoded under, "free"; None: none declared
+    answers: int  # outputs without an error
+    checked: int  # of those, answers whose prompt declares a constraint
+    valid: int  # of those, answers that follow it (a cut answer never does)
+    json_checked: int  # answers measured against a JSON Schema
+    json_parsed: int  # of those, answers that parse as JSON (is-json's rules)
+    cut: int  # answers that reached max_new_tokens (finish "length")
+    mean_tokens: float | None  # completion tokens, over every answer
+    mean_latency_s: float | None  # over the answers generated by this comparison's runs
+    generated: int
+
+    @property
+    def valid_rate(self) -> float | None:
+        return self.valid / self.checked if self.checked else None
+
+    @property
+    def json_parse_rate(self) -> float | None:
+        return self.json_parsed / self.json_checked if self.json_checked else None
+
+
+def constraint_figures(
+    comparison: Comparison, checks: Mapping[int, AnswerCheck]
+) -> list[ConstraintFigures]:
+    """Per column: what it was decoded under, the constraint-valid and (for a JSON Schema)
+    JSON-parse rates, the answers cut at max_new_tokens, mean tokens and mean latency (of the
+    answers generated now: a cached answer's time is its original run's)."""
+    out = []
+    for c, column in enumerate(comparison.columns):
+        answers = [o for o in comparison.column(c) if o.error is None]
+        checked = [checks[o.id] for o in answers if o.id in checks]
+        json_texts = [
+            o.text for o in answers if o.id in checks and checks[o.id].against.kind == "json_schema"
+        ]
+        decodings = sorted({describe(k.decoded) if k.decoded else evaluate.FREE for k in checked})
+        tokens = [o.completion_tokens for o in answers if o.completion_tokens is not None]
+        latencies = wording.timed_latencies(answers)
+        out.append(
+            ConstraintFigures(
+                label=column.label,
+                decoding=" · ".join(decodings) if decodings else None,
+                answers=len(answers),
+                checked=len(checked),
+                valid=sum(k.problem is None for k in checked),
+                json_checked=len(json_texts),
+                json_parsed=sum(_parses(t) for t in json_texts),
+                cut=sum(o.finish_reason == "length" for o in answers),
+                mean_tokens=statistics.fmean(tokens) if tokens else None,
+                mean_latency_s=statistics.fmean(latencies) if latencies else None,
+                generated=len(latencies),
+            )
+        )
+    return out
+
+
+def _parses(text: str | None) -> bool:
+    if text is None:
+        return False
+    try:
+        parse_json_output(text)
+    except ValueError:
+        return False
+    return True
 
 
 # --- word-level diff ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from . import divergence, evaluate
-from .compare import Comparison, agreement
+from .compare import Comparison, ConstraintFigures, agreement
 from .datasets import Dataset
 from .divergence import Answer, Decoder, Divergence
 from .errors import WorkbenchError
@@ -416,6 +416,59 @@ def summary_lines(summary: ColumnSummary, *, baseline: bool) -> list[str]:
         rated.append(f"stars {summary.mean_stars:.1f}")
     lines.append(" · ".join(rated))
     return lines
+
+
+# --- constrained and free: the figures per column --------------------------------------------
+def _share(part: int, whole: int) -> str:
+    return f"{part}/{whole} ({part / whole:.0%})" if whole else "–"
+
+
+def constraint_lines(figures: ConstraintFigures) -> list[str]:
+    """Under a column's summary when its prompt declares an output constraint: what it was
+    decoded under, how many answers follow it, parse as JSON, and were cut. None declared:
+    nothing."""
+    if figures.decoding is None:
+        return []
+    lines = [
+        f"decoded {figures.decoding}"
+        if figures.decoding == "free"
+        else f"decoded under {figures.decoding}",
+        f"follows the constraint {_share(figures.valid, figures.checked)}",
+    ]
+    if figures.json_checked:
+        lines.append(f"parses as JSON {_share(figures.json_parsed, figures.json_checked)}")
+    if figures.cut:
+        lines.append(f"{plural(figures.cut, 'answer')} cut at max_new_tokens (incomplete)")
+    return lines
+
+
+def constraint_table(
+    figures: Sequence[ConstraintFigures], summaries: Sequence[ColumnSummary]
+) -> list[dict[str, str]]:
+    """One row per column, for putting the same version constrained and free side by side:
+    what it was decoded under, JSON-parse and constraint-valid rates, the grid's pass rate
+    (assertions or expected answers: a constraint can fix the format and hurt the answer),
+    mean tokens, mean latency and the answers cut at max_new_tokens. Plain text cells."""
+    rows = []
+    for number, (f, summary) in enumerate(zip(figures, summaries, strict=True), 1):
+        latency = (
+            f"{f.mean_latency_s:.2f} s over {f.generated}"
+            if f.mean_latency_s is not None
+            else ("cached (not timed)" if f.answers else "–")
+        )
+        rows.append(
+            {
+                "column": f"{number}: {f.label}",
+                "decoded": f.decoding or "nothing declared",
+                "parses as JSON": _share(f.json_parsed, f.json_checked),
+                "constraint-valid": _share(f.valid, f.checked),
+                "pass": _share(summary.passed, summary.scored),
+                "mean tokens": f"{f.mean_tokens:.1f}" if f.mean_tokens is not None else "–",
+                "mean latency": latency,
+                "cut (length)": str(f.cut),
+            }
+        )
+    return rows
 
 
 # --- rating labels: text, never emoji only ---------------------------------------------------

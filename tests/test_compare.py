@@ -436,7 +436,8 @@ def test_answers_are_checked_against_their_constraint_and_counted_per_column(
     assert set(checks) == {1, 2, 3, 4}  # not the error
     assert checks[1].problem is None and checks[1].decoded is not None
     assert checks[2].problem is not None and checks[2].problem.startswith("incomplete")
-    assert checks[2].line.startswith("under JSON Schema from s · does not follow it: incomplete")
+    assert checks[1].line == "under JSON Schema from s · follows it"
+    assert checks[2].line.startswith("under JSON Schema from s · does not: incomplete")
     assert checks[3].decoded is None and checks[3].problem is None
     assert checks[3].line == "free · follows JSON Schema from metadata.json_schema"
     assert checks[4].problem is not None

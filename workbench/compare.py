@@ -21,6 +21,7 @@ from typing import Any
 from . import evaluate, wording
 from .answers import answer_key
 from .backends.base import Cancel, is_remote_spec
+from .choices import declared_choices
 from .constraints import SCHEMA_INPUT, Constraint, declared, violation
 from .datasets import Dataset
 from .datasets import check_columns as check_dataset_columns
@@ -29,7 +30,7 @@ from .library import Library, VersionInfo
 from .params import GenerationParams
 from .ratings import RatingRecord
 from .reports import csv_bytes
-from .runner import Progress, Runner, effective_choices, required_variables
+from .runner import Progress, Runner, required_variables
 from .runs import OutputRecord, get_run, list_runs, run_outputs
 from .scorers import (
     SCORERS,
@@ -40,6 +41,7 @@ from .scorers import (
     weighted_pass,
 )
 from .store import Store
+from .templates import PromptFile
 
 MAX_COLUMNS = 4
 CONSTRAIN = "constrain"  # the override that turns a declared output constraint on or off
@@ -487,15 +489,16 @@ def describe(constraint: Constraint) -> str:
 
 
 def declared_constraint(
-    version: VersionInfo, values: Mapping[str, Any] | None = None
+    version: VersionInfo | PromptFile, values: Mapping[str, Any] | None = None
 ) -> Constraint | None:
-    """The output constraint `version`'s answers decode under by default for a row (`values`
-    over its inputs' defaults), as the runner resolves it (`runner.output_constraint`): None
-    when it declares none, or when its answers are scored as answer choices rather than
-    generated. Raises ConstraintError for a declaration that cannot be decoded under."""
-    if effective_choices(version, None) is not None:
+    """The output constraint a version's (or a draft's) answers decode under by default for a
+    row (`values` over its inputs' defaults), as the runner resolves it
+    (`runner.output_constraint`): None when it declares none, or when its answers are scored
+    as answer choices rather than generated. Raises ConstraintError for a declaration that
+    cannot be decoded under (ChoicesError for bad choices)."""
+    file = version.file if isinstance(version, VersionInfo) else version
+    if declared_choices(file.metadata) is not None:
         return None
-    file = version.file
     given: dict[str, Any] = {n: s.default for n, s in file.inputs.items() if s.has_default}
     given.update(values or {})
     return declared(file.metadata, file.techniques, given)
@@ -550,12 +553,13 @@ class AnswerCheck:
     def line(self) -> str:
         """One plain line for under an answer: what it was decoded under and whether it
         follows the constraint (a cut answer is incomplete, never valid)."""
-        under = f"under {describe(self.decoded)}" if self.decoded else evaluate.FREE
-        if self.problem is None:
-            return f"{under} · follows {describe(self.against)}"
         if self.decoded is not None:
-            return f"{under} · does not follow it: {self.problem}"
-        return f"{under} · does not follow {describe(self.against)}: {self.problem}"
+            verdict = "follows it" if self.problem is None else f"does not: {self.problem}"
+            return f"under {describe(self.decoded)} · {verdict}"
+        what = describe(self.against)
+        if self.problem is None:
+            return f"{evaluate.FREE} · follows {what}"
+        return f"{evaluate.FREE} · does not follow {what}: {self.problem}"
 
 
 def check_answer(

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from workbench import jobs, wording
-from workbench.app import memory, state, token_panel, ui
+from workbench.app import constrain_panel, memory, state, token_panel, ui
+from workbench.compare import AnswerCheck
 from workbench.datasets import Dataset, check_columns
 from workbench.errors import NotFoundError
 from workbench.exchange import export_outputs
@@ -29,10 +30,17 @@ if overrides:
 
 variables = list(version.file.template_variables())
 defaults = {n: spec.default for n, spec in version.file.inputs.items() if spec.has_default}
+# Shown only when the prompt declares an output constraint: `constrain` as the CLI passes it.
+overrides = {
+    **overrides,
+    **constrain_panel.switch(version, defaults, choice.spec, f"play_constrain:{version.ref}"),
+}
 
 
 def show_output(output: OutputRecord, cached: bool) -> None:
     ui.show_text(output.text)
+    # under what it was decoded, and whether it follows it (cut: incomplete, never valid)
+    constrain_panel.show_check(constrain_panel.check_outputs(lib, [output]).get(output.id))
     tokens = output.completion_tokens or 0
     cols = st.columns(5)
     cols[0].metric("Tokens", f"{output.prompt_tokens} → {tokens}")
@@ -188,7 +196,11 @@ def dataset_stopped(job: jobs.Job) -> str:
     )
 
 
-def outputs_frame(outputs: list[OutputRecord]) -> pd.DataFrame:
+def outputs_frame(
+    outputs: list[OutputRecord], checks: dict[int, AnswerCheck] | None = None
+) -> pd.DataFrame:
+    """The rows' answers; with `checks` (a finished run whose prompt declares an output
+    constraint), what each was decoded under and whether it follows it."""
     return pd.DataFrame(
         [
             {
@@ -198,6 +210,7 @@ def outputs_frame(outputs: list[OutputRecord]) -> pd.DataFrame:
                 "tokens": o.completion_tokens,
                 "latency": wording.latency_text(o),  # cached and batched rows say so
                 "finish": o.finish_reason,
+                **({"constraint": checks[o.id].line if o.id in checks else ""} if checks else {}),
             }
             for o in sorted(outputs, key=lambda o: (o.row_index, o.sample_index))
         ]
@@ -214,8 +227,9 @@ def show_job(job: jobs.Job) -> None:
         text += f" · about {progress.eta_s:.0f} s left"
     st.progress(done / total if total else 0.0, text=text)
     outputs = job.outputs_so_far()
-    if outputs:
-        st.dataframe(outputs_frame(outputs), hide_index=True, width="stretch")
+    if outputs:  # checked against the constraint once finished, not on every redraw
+        checks = constrain_panel.check_outputs(lib, outputs) if job.done else None
+        st.dataframe(outputs_frame(outputs, checks), hide_index=True, width="stretch")
     if not job.done:
         return
     summary: RunSummary | None = job.result
@@ -287,5 +301,6 @@ with dataset_tab, ui.guard("Reading the rows"):
         outputs = opened_outputs(single=False)
         if outputs:
             st.caption(f"Run {outputs[0].run_id}, opened from the address")
-            st.dataframe(outputs_frame(outputs), hide_index=True, width="stretch")
+            checks = constrain_panel.check_outputs(lib, outputs)
+            st.dataframe(outputs_frame(outputs, checks), hide_index=True, width="stretch")
             token_panel.show_row_tokens(lib, outputs, choice)

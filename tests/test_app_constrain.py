@@ -101,3 +101,109 @@ def test_playground_switch_is_on_by_default_and_off_runs_free(app_env: Path) -> 
     assert free.params["constrain"] is False and "constraint" not in free.params
     said = _texts(at.warning) + _texts(at.caption)
     assert "free · " in said and "under JSON Schema" not in said
+
+
+def test_playground_on_a_server_says_it_decodes_free_instead_of_a_switch(app_env: Path) -> None:
+    at = _play(JSON)
+    at.radio(key="model_source").set_value("OpenAI-compatible server").run()
+    assert not at.exception, at.exception
+    assert _switches(at) == []
+    assert "a server decodes free for now" in _texts(at.caption)
+
+
+# --- Compose --------------------------------------------------------------------------------------
+COMPOSE = "pages/1_Compose.py"
+
+
+def test_compose_says_which_constraint_a_prompt_declares_and_nothing_otherwise(
+    app_env: Path,
+) -> None:
+    at = app_test(COMPOSE).run()
+    at.selectbox(key="compose_prompt").set_value(JSON).run()
+    assert not at.exception, at.exception
+    assert "Output constraint: JSON Schema from input schema." in _texts(at.caption)
+    assert _switches(at) == []  # Compose runs nothing: no switch to set
+    # A schema the engine cannot decode under is said at once, before any run.
+    at.text_area(key=f"compose:{JSON}@1:schema").set_value('{"type": 3}').run()
+    assert not at.exception, at.exception
+    assert "Output constraint: input schema: invalid JSON Schema" in _texts(at.error)
+
+    at.selectbox(key="compose_prompt").set_value(PLAIN).run()
+    assert "Output constraint" not in _texts(at.caption) + _texts(at.error)
+
+
+# --- Compare --------------------------------------------------------------------------------------
+COMPARE = "pages/3_Compare.py"
+
+
+def _compare(prompt: str, **params: str) -> Any:
+    at = app_test(COMPARE)
+    for key, value in {"prompt": prompt, "v": "1", "base": "1", **params}.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_compare_offers_no_switch_for_a_prompt_that_declares_no_constraint(
+    app_env: Path,
+) -> None:
+    at = _compare(PLAIN)
+    assert _switches(at) == []
+    assert "cmp_vs_free" not in [c.key for c in at.checkbox]
+
+
+def test_compare_runs_a_version_constrained_and_free_side_by_side(app_env: Path) -> None:
+    from workbench import testsets
+    from workbench.datasets import Dataset
+
+    rows = tuple({"question": q, "schema": SCHEMA} for q in ("A digit?", "Another digit?"))
+    testsets.save_test_set(
+        open_library().store, "digits", Dataset("digits", ("question", "schema"), rows)
+    )
+    at = _compare(JSON, testset="digits")
+    switches = _switches(at)
+    assert len(switches) == 2 and all(s.value is True for s in switches)
+    for i in range(2):
+        at.text_input(key=f"cmp_params_{i}").set_value("max_new_tokens=24").run()
+    at.checkbox(key="cmp_vs_free").check().run()
+    assert not at.exception, at.exception
+    assert "Runs 2 columns" in _texts(at.caption)  # json-answer has one version: once each
+
+    at.button(key="cmp_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    job = jobs.get_job(at.session_state["cmp_job"])
+    assert job is not None and job.wait(120) and job.error is None
+    at.run()
+    assert not at.exception, at.exception
+
+    comparison = job.result
+    assert [c.label.split(" · ")[-1] for c in comparison.columns] == [
+        "constrained, max_new_tokens=24",
+        "free, max_new_tokens=24",
+    ]
+    under, free = comparison.column(0), comparison.column(1)
+    assert all(o.params["constraint"]["source"] == "input schema" for o in under)
+    assert all("constraint" not in o.params for o in free)
+
+    [table] = [d.value for d in at.dataframe if "constraint-valid" in d.value.columns]
+    assert list(table["decoded"]) == ["JSON Schema from input schema", "free"]
+    assert table["constraint-valid"][0] == "2/2 (100%)"
+    assert table["parses as JSON"][0] == "2/2 (100%)"
+    assert table["cut (length)"][0] == "0"
+    assert list(table.columns) == [
+        "column",
+        "decoded",
+        "parses as JSON",
+        "constraint-valid",
+        "pass",
+        "mean tokens",
+        "mean latency",
+        "cut (length)",
+    ]
+    captions = _texts(at.caption)
+    assert "decoded under JSON Schema from input schema" in captions
+    assert "decoded free" in captions
+    assert captions.count("under JSON Schema from input schema · follows it") == 2
+    assert captions.count("free · ") == 2

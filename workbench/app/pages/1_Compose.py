@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from workbench import compose, editor
-from workbench.app import links, state, ui
+from workbench.app import constrain_panel, links, state, ui
 from workbench.backends import Backend
 from workbench.techniques import TECHNIQUES
 from workbench.templates import MODES, PromptFile, Rendered, parse_prompt
@@ -293,6 +293,8 @@ with preview:
         st.caption("Nothing to preview until the problem named under the template is fixed.")
     else:
         ui.show_messages(rendered)
+        if pf is not None:  # the output constraint runs will decode under (none: nothing)
+            constrain_panel.declared_note(pf)
         st.markdown("**What the model reads**")
         if state.is_loaded(choice) or st.button(
             "Count tokens (loads the model)", key="compose_count"

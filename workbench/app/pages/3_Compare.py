@@ -14,8 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from workbench import compare, divergence, evaluate, grid, jobs, ratings, scorers
-from workbench.app import charts, state, token_text, ui
-from workbench.compare import ColumnSpec, Comparison
+from workbench.app import charts, constrain_panel, state, token_text, ui
+from workbench.compare import AnswerCheck, ColumnSpec, Comparison, ConstraintFigures
 from workbench.datasets import Dataset
 from workbench.errors import WorkbenchError
 from workbench.params import GenerationParams, parse_param_pairs
@@ -151,11 +151,16 @@ def column_inputs(name: str, count: int) -> tuple[list[ColumnSpec], list[str]]:
             pairs = [p.strip() for p in params_text.split(",") if p.strip()]
             try:
                 overrides = parse_param_pairs(pairs)
-                GenerationParams.build(lib.get(f"{name}@{number}").file.options, overrides)
+                version = lib.get(f"{name}@{number}")
+                GenerationParams.build(version.file.options, overrides)
             except WorkbenchError as exc:
                 st.error(ui.escape_markdown(exc))
                 problems.append(f"column {i + 1}: {exc}")
                 continue
+            if compare.CONSTRAIN not in overrides:  # typed constrain=… wins over the switch
+                overrides |= constrain_panel.switch(
+                    version, {}, model or choice.spec, f"cmp_constrain_{i}"
+                )
             specs.append(
                 ColumnSpec(f"{name}@{number}", model or choice.spec, overrides, choice.dtype)
             )
@@ -216,6 +221,36 @@ def pick_rows(name: str, specs: list[ColumnSpec]) -> Dataset | None:
     dataset = ui.map_columns(dataset, typed, key="cmp_rows")
     rows = tuple({k: v for k, v in r.items() if v != ""} for r in dataset.rows)
     return Dataset(dataset.name, dataset.columns, rows)
+
+
+def side_by_side(
+    specs: list[ColumnSpec], dataset: Dataset | None, problems: list[str]
+) -> list[ColumnSpec]:
+    """The columns to run: with "constrained and free side by side" (offered when a column
+    decodes under its prompt's constraint), each such column and the same one free."""
+    if not any(s.overrides.get(compare.CONSTRAIN) is True for s in specs):
+        return specs
+    if not st.checkbox(
+        "Constrained and free side by side",
+        key="cmp_vs_free",
+        help="Adds the free run of each constrained column as its own column, with the "
+        "constraint-valid and JSON-parse rates, pass rate, tokens, latency and cut answers "
+        "of each: a constraint can fix the format and still hurt the answer.",
+    ):
+        return specs
+    try:
+        run_specs = compare.constrained_and_free(lib, specs, dataset.rows if dataset else [])
+    except WorkbenchError as exc:
+        st.error(ui.escape_markdown(exc))
+        problems.append(str(exc))
+        return specs
+    st.caption(
+        ui.escape_markdown(
+            f"Runs {grid.plural(len(run_specs), 'column')}: "
+            + "; ".join(f"{n}. {s.label}" for n, s in enumerate(run_specs, 1))
+        )
+    )
+    return run_specs
 
 
 def write_url(selection: grid.Selection) -> None:
@@ -297,13 +332,14 @@ if mode == RUN_COLUMNS:
     use_cache = st.checkbox(
         "Reuse stored answers for identical requests", True, key="cmp_use_cache"
     )
+    run_specs = side_by_side(specs, dataset, problems)
     if problems:
         st.warning("Fix the parameters marked above to run this comparison.")
 
     def start() -> jobs.Job:
         assert dataset is not None
-        job = start_comparison(specs, dataset)
-        st.session_state["cmp_expected"] = len(specs) * len(dataset.rows)
+        job = start_comparison(run_specs, dataset)
+        st.session_state["cmp_expected"] = len(run_specs) * len(dataset.rows)
         st.session_state.pop("cmp_result", None)
         return job
 
@@ -460,6 +496,7 @@ def draw_cell(
     *,
     diff_on: bool,
     timing: bool,
+    checks: dict[int, AnswerCheck],
 ) -> None:
     cell = row.cells[c]
     output = cell.output
@@ -480,6 +517,9 @@ def draw_cell(
         ui.show_text(output.text)
     if cell.scores:
         st.text(compare.score_badges(cell.scores))  # plain text: nothing quoted is interpreted
+    check = checks.get(output.id)
+    if check is not None:  # what it decoded under; a cut answer is incomplete, never valid
+        st.caption(ui.escape_markdown(check.line))
     if timing:
         st.caption(ui.escape_markdown(timing_line(output)))
     rating_controls(output, current.get(output.id))
@@ -496,12 +536,42 @@ def grid_model(comparison: Comparison, scores: dict[int, list[scorers.Score]]) -
     return model
 
 
+def constraint_checks(
+    comparison: Comparison,
+) -> tuple[dict[int, AnswerCheck], list[ConstraintFigures]]:
+    """Every answer against its prompt's declared constraint, and the figures per column;
+    kept while the comparison's outputs stay the same (validating is per answer)."""
+    key = (tuple(comparison.output_ids), tuple(c.ref for c in comparison.columns))
+    kept = st.session_state.get("cmp_constraint")
+    if kept is not None and kept[0] == key:
+        return kept[1]  # type: ignore[no-any-return]
+    checks = compare.check_answers(lib, comparison)
+    found = (checks, compare.constraint_figures(comparison, checks))
+    st.session_state["cmp_constraint"] = (key, found)
+    return found
+
+
+def show_constraint_table(
+    figures: list[ConstraintFigures], summaries: list[grid.ColumnSummary]
+) -> None:
+    """Constrained and free side by side: the figures of every column in one table (plain
+    text cells; labels carry names)."""
+    st.markdown("**Output constraint per column**")
+    st.dataframe(
+        pd.DataFrame(grid.constraint_table(figures, summaries)), hide_index=True, width="stretch"
+    )
+
+
 def show_grid(comparison: Comparison) -> None:
     st.divider()
     score_panel(comparison)  # first: what it stores shows in this same run
     scores = evaluate.stored_scores(lib.store, comparison.output_ids)
     model = grid_model(comparison, scores)
     current = ratings.ratings(lib.store, comparison.output_ids)
+    checks, figures = constraint_checks(comparison)
+    summaries = grid.summarise(model, current)
+    if any(f.decoding is not None for f in figures):
+        show_constraint_table(figures, summaries)
     problem = st.session_state.pop("cmp_rating_problem", None)
     if problem:
         st.error(ui.escape_markdown(problem))
@@ -551,10 +621,11 @@ def show_grid(comparison: Comparison) -> None:
     ]
     for col, title in zip(header, titles, strict=False):
         col.markdown(f"**{ui.escape_markdown(title)}**")
-    for c, summary in enumerate(grid.summarise(model, current)):
+    for c, summary in enumerate(summaries):
         with header[inputs + c]:
             st.markdown(f"**{ui.escape_markdown(summary.label)}**")
-            for line in grid.summary_lines(summary, baseline=c == model.baseline):
+            lines = grid.summary_lines(summary, baseline=c == model.baseline)
+            for line in lines + grid.constraint_lines(figures[c]):
                 st.caption(ui.escape_markdown(line))
     shown_rows = grid.page_of(rows, page, PER_PAGE)
     found = divergence_of(comparison, [r.index for r in shown_rows])
@@ -575,7 +646,7 @@ def show_grid(comparison: Comparison) -> None:
                 cols[k].text(row.expected if row.expected is not None else "")
             for c in range(len(model.labels)):
                 with cols[inputs + c]:
-                    draw_cell(model, row, c, current, diff_on=diff_on, timing=timing)
+                    draw_cell(model, row, c, current, diff_on=diff_on, timing=timing, checks=checks)
             if len(model.labels) > 1:
                 row_detail(model, row)
     if st.toggle("Charts", key="cmp_charts"):

@@ -7,8 +7,12 @@ It streams a fixed answer word by word as Server-Sent Events on /v1/chat/complet
 /v1/completions, and lists one model on /v1/models. Asked for log-probabilities it gives each
 word (one token) -(i+1)/4 and k alternatives (the word, then "alt1"… one nat apart), in the
 shape of the endpoint asked (chat: `content`; completions: parallel lists), or it omits them or
-refuses the request (`logprobs`). Held requests watch their connection, so a
-test can see that the client closed it (`closed_by_client`) rather than waited.
+refuses the request (`logprobs`). It refuses request fields it is told it does not know, as a
+strict server does (`unknown_fields`: HTTP 400 naming them), and OpenAI's json_schema
+`response_format` as llama-cpp-python does (`json_object_only`: HTTP 500 naming it); it never
+follows a constraint, so what it answers under one is `answer` as always. Held requests watch
+their connection, so a test can see that the client closed it (`closed_by_client`) rather than
+waited.
 
 Run as a script (`python tests/openai_stub.py --stall-after 2`) it serves in the foreground and
 prints its URL, for trying the CLI against a slow server by hand.
@@ -56,6 +60,12 @@ class StubBehaviour:
     # Asked for log-probabilities: "give" them, "omit" them (answer as if not asked), "refuse"
     # the request (HTTP 400 naming them, as a strict server does) or send them "garbled".
     logprobs: str = "give"
+    # Request fields answered with HTTP 400 "Unrecognized request argument supplied: …", as
+    # OpenAI answers fields it does not know (vLLM's guided_choice, llama.cpp's grammar).
+    unknown_fields: set[str] = field(default_factory=set)
+    # Refuse `response_format` of type json_schema with HTTP 500, as llama-cpp-python 0.3 does
+    # (it reads only "text" and "json_object", with an optional "schema").
+    json_object_only: bool = False
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -142,6 +152,21 @@ def _handler(b: StubBehaviour) -> type[BaseHTTPRequestHandler]:
             if failure is not None:
                 status, headers = failure
                 self._json(status, {"error": {"message": f"stub says {status}"}}, headers)
+                return
+            unknown = sorted(k for k in body if k in b.unknown_fields)
+            if unknown:
+                message = f"Unrecognized request argument supplied: {', '.join(unknown)}"
+                self._json(400, {"error": {"message": message, "type": "invalid_request_error"}})
+                return
+            form = body.get("response_format")
+            if b.json_object_only and isinstance(form, dict) and form.get("type") != "json_object":
+                # llama-cpp-python's words for it (a pydantic literal_error, sent as a 500)
+                message = (
+                    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', "
+                    "'response_format', 'type'), 'msg': \"Input should be 'text' or "
+                    f"'json_object'\", 'input': {form.get('type')!r}}}"
+                )
+                self._json(500, {"error": {"message": message, "type": "internal_server_error"}})
                 return
             if b.logprobs == "refuse" and ("logprobs" in body or "top_logprobs" in body):
                 message = "logprobs and top_logprobs are not supported by this server"

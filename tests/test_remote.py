@@ -402,8 +402,9 @@ def test_a_server_declares_no_logits_and_refuses_to_score_text(
 ) -> None:
     _, url = stub
     backend = backend_for(url)
-    # declared by the backend, nothing probed: generated tokens' log-probabilities only
-    assert backend.capabilities == Capabilities(logprobs=True)
+    # declared by the backend, nothing probed: generated tokens' log-probabilities, and a
+    # constraint sent with each request
+    assert backend.capabilities == Capabilities(logprobs=True, constrained=True)
     assert not backend.capabilities.has("logits")
     with pytest.raises(CapabilityError, match="scoring a text needs a local model"):
         backend.log_likelihood("some text")

@@ -17,18 +17,24 @@ lists `tokens`, `token_logprobs` and `top_logprobs` ([{token: logprob}]). `token
 either into `TokenStep`s, whole or one streamed piece at a time; it is kept apart from the
 answer's own validation so that log-probabilities the workbench cannot read cost only
 themselves, never the answer.
+
+The other way, `constraint_fields` writes a prompt's output constraint as the request fields
+the main server families read (see its docstring), and `refused_fields` finds which of them an
+error answer names, so the backend can send the request again without them.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import json_text
+from ..constraints import Constraint, ConstraintError
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -242,3 +248,116 @@ def _show(value: Any, limit: int = 120) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- constraints, as requests carry them ---------------------------------------------------------
+
+SCHEMA_NAME = "answer"  # OpenAI's json_schema form needs a name; servers only echo it
+# Every field a constraint may be sent as; `response_format` has a second form (JSON_OBJECT).
+CONSTRAINT_FIELDS = (
+    "response_format",
+    "json_schema",
+    "structured_outputs",
+    "guided_choice",
+    "guided_regex",
+    "grammar",
+)
+JSON_OBJECT = "response_format:json_object"  # llama-cpp-python's form of response_format
+
+
+def constraint_fields(
+    constraint: Constraint,
+    *,
+    chat: bool,
+    refused: Collection[str] = (),
+) -> dict[str, Any]:
+    """The request fields that ask a server to decode under `constraint`, less `refused` ones.
+
+    One request carries every form the main server families read, because each family ignores
+    the others' fields (vLLM logs them, llama.cpp, llama-cpp-python and Ollama drop them) and
+    nothing else tells which server this is:
+
+    - json_schema: OpenAI's `response_format: {"type": "json_schema", "json_schema": {name,
+      schema, strict}}`, which OpenAI, vLLM, llama.cpp's llama-server and Ollama read. A server
+      that refuses it (llama-cpp-python: HTTP 500 naming `response_format`) is sent
+      `{"type": "json_object", "schema": …}` instead (`JSON_OBJECT` in `refused`), which
+      llama-cpp-python turns into a grammar. On /completions also llama.cpp's own `json_schema`.
+    - choices: vLLM's `structured_outputs.choice` (v0.10.2 on) and `guided_choice` (before
+      v0.12; newer ones ignore it, and it gives way to `structured_outputs` where both exist),
+      and a GBNF `grammar` of the alternatives for llama.cpp and llama-cpp-python.
+    - regex: vLLM's `structured_outputs.regex` and `guided_regex`. llama.cpp has no regular
+      expressions, and no maintained regex-to-GBNF converter exists, so there the answer is
+      checked after it comes.
+
+    A strict server (OpenAI's) refuses fields it does not know with HTTP 400 naming them; the
+    backend then sends the request again without them (`refused_fields`). Raises
+    ConstraintError for a spec that is not what its kind says (a JSON list of text for choices,
+    a JSON object for a schema): that cannot be sent at all."""
+    fields: dict[str, Any] = {}
+    if constraint.kind == "json_schema":
+        schema = _spec(constraint, dict, "the JSON Schema is not a JSON object")
+        if not chat:
+            fields["json_schema"] = schema
+        fields = {k: v for k, v in fields.items() if k not in refused}
+        if "response_format" not in refused:
+            fields["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": SCHEMA_NAME, "schema": schema, "strict": True},
+            }
+        elif JSON_OBJECT not in refused:
+            fields["response_format"] = {"type": "json_object", "schema": schema}
+        return fields
+    if constraint.kind == "regex":
+        fields["structured_outputs"] = {"regex": constraint.spec}
+        fields["guided_regex"] = constraint.spec
+    else:
+        choices = _spec(constraint, list, "the choices are not a JSON list of text")
+        fields["structured_outputs"] = {"choice": choices}
+        fields["guided_choice"] = choices
+        fields["grammar"] = gbnf_choices(choices)
+    return {k: v for k, v in fields.items() if k not in refused}
+
+
+def refused_fields(status: int, body: str, sent: Collection[str]) -> list[str]:
+    """The constraint fields among `sent` that an error answer names: a field a server does
+    not take. 400 and 422 are how servers refuse a field; llama-cpp-python answers a
+    `response_format` it cannot read with 500 (its message names the field), which must not
+    be retried as a server fault."""
+    if status not in (400, 422, 500):
+        return []
+    return [field for field in sent if field in CONSTRAINT_FIELDS and field in body]
+
+
+def gbnf_choices(choices: Sequence[str]) -> str:
+    """A GBNF grammar (llama.cpp's) whose only sentences are the choices."""
+    return "root ::= " + " | ".join(_gbnf_literal(c) for c in choices)
+
+
+_GBNF_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _gbnf_literal(text: str) -> str:
+    """A GBNF string literal: quotes, backslashes and control characters escaped, the rest
+    as UTF-8 (which llama.cpp reads in literals)."""
+    out = []
+    for char in text:
+        if char in _GBNF_ESCAPES:
+            out.append(_GBNF_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _spec(constraint: Constraint, kind: type, problem: str) -> Any:
+    """The constraint's spec read as JSON of type `kind`; ConstraintError saying `problem`."""
+    value: Any
+    try:
+        value = json.loads(constraint.spec)
+    except ValueError:
+        value = None
+    texts = isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+    if not isinstance(value, kind) or (kind is list and not texts):
+        raise ConstraintError(f"{constraint.source}: {problem}; it cannot be sent to a server")
+    return value

@@ -40,6 +40,20 @@ that refuses those fields (HTTP 400 or 422 naming them) is asked once more witho
 again; one that answers without them, or with some the workbench cannot read, is not asked
 again either. Either way it is logged once, `capabilities.logprobs` turns False, and every
 later answer carries the same `notice`, which the runner reports once per run.
+
+A prompt's declared output constraint (`params.constraint`) is sent with every request in the
+forms the main server families read, all at once, since each ignores the others' fields
+(`openai_wire.constraint_fields`): a JSON Schema as OpenAI's `response_format` json_schema
+(OpenAI, vLLM, llama.cpp, Ollama; llama-cpp-python, which refuses that, gets its own
+`json_object` form with the schema), choices as vLLM's `structured_outputs`/`guided_choice`
+and a GBNF `grammar` (llama.cpp, llama-cpp-python), a pattern as vLLM's
+`structured_outputs`/`guided_regex` only. A server that refuses one of these fields (a strict
+OpenAI server: HTTP 400 naming it) is asked once more without it and never sent it again. So
+`capabilities.constrained` is True and `check_constraint` refuses only a spec that cannot be
+written into a request. Whether the server followed it is only known from the answer: each one
+is checked (`ignored_constraint`); one that breaks it carries a `notice` saying so, reported
+once per run, and the runner stores the reason as that output's error, so it never passes
+for valid (nor answers a later run from the cache).
 """
 
 from __future__ import annotations
@@ -62,7 +76,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ..config import OpenAISettings, Settings
-from ..constraints import Constraint
+from ..constraints import Constraint, violation
 from ..logprobs import TokenLogprobs
 from ..params import GenerationParams
 from ..templates import Rendered
@@ -83,13 +97,16 @@ from .base import (
     is_remote_spec,
 )
 from .openai_wire import (
+    JSON_OBJECT,
     Chunk,
     TokenStep,
     Usage,
     WireError,
+    constraint_fields,
     parse_chunk,
     parse_completion,
     parse_models,
+    refused_fields,
     token_steps,
 )
 
@@ -187,14 +204,17 @@ class RemoteBackend:
     It can generate and nothing more that every server offers: token counts and cuts use the
     server's tokenize endpoint when it has one (llama.cpp's, llama-cpp-python's) and are
     labelled estimates otherwise, and a server's logits are out of reach. The log-probabilities
-    of the tokens it generates are asked for and kept when the server gives them.
+    of the tokens it generates are asked for and kept when the server gives them, and a
+    declared output constraint is sent and its answers checked against it (see the module).
     """
 
     @property
     def capabilities(self) -> Capabilities:
         """`logprobs` until the server has refused them, answered without them or sent some
-        that cannot be read: only its answers tell, and nobody else asks it."""
-        return Capabilities(logprobs=self._logprobs_state == "asking")
+        that cannot be read: only its answers tell, and nobody else asks it. `constrained`
+        always: a constraint is sent with the request, and an answer that does not follow it
+        is marked, never taken for valid."""
+        return Capabilities(logprobs=self._logprobs_state == "asking", constrained=True)
 
     @property
     def top_k_logprobs(self) -> int:
@@ -238,6 +258,10 @@ class RemoteBackend:
         self._logprobs_state = "asking" if settings.top_logprobs > 0 else "off"
         self._logprobs_notice: str | None = None
         self._logprobs_lock = threading.Lock()
+        # Constraint fields (and JSON_OBJECT, the second form of response_format) this server
+        # refused: never sent again.
+        self._refused_fields: set[str] = set()
+        self._constraint_lock = threading.Lock()
         model_id, window, revision = self._describe()
         self.model = model_id
         self.info = ModelInfo(
@@ -347,12 +371,13 @@ class RemoteBackend:
                     self._sleep(self._backoff(attempt, None), call)
                     continue
                 raise self._unreachable(exc) from None
+            # A refused field first: llama-cpp-python refuses a field with 500, not a fault.
+            if response.status_code >= 400 and refuses is not None and refuses(response):
+                raise _Rejected(response)
             if response.status_code in RETRY_STATUS and attempt < self.settings.max_retries:
                 self._sleep(self._backoff(attempt, response), call)
                 continue
             if response.status_code >= 400:
-                if refuses is not None and refuses(response):
-                    raise _Rejected(response)
                 raise self._refused(response)
             return response
         raise AssertionError("unreachable")
@@ -468,6 +493,62 @@ class RemoteBackend:
             self._logprobs_state, self._logprobs_notice = state, notice
         log.warning("%s", notice)
 
+    # --- constraints ----------------------------------------------------------------------------
+    def _constraint_refused(self, response: httpx.Response, body: Mapping[str, Any]) -> bool:
+        """Whether `response` refuses constraint fields `body` carried. They are then never
+        sent to this server again (logged once each) and the caller sends the request again:
+        the answer is checked against its constraint when it comes. `response.read()` must
+        have been called."""
+        named = refused_fields(response.status_code, response.text, list(body))
+        if not named:
+            return False
+        markers = {
+            JSON_OBJECT
+            if field == "response_format" and body[field].get("type") == "json_object"
+            else field
+            for field in named
+        }
+        with self._constraint_lock:
+            new = markers - self._refused_fields
+            self._refused_fields |= markers
+        why = f"HTTP {response.status_code}: {' '.join(_detail(response).split())[:200]}"
+        for marker in sorted(new):
+            if marker == "response_format":
+                log.warning(
+                    "the server at %s refused response_format json_schema (%s); it is sent "
+                    '{"type": "json_object", "schema": …} instead, as llama-cpp-python reads it',
+                    self.server.public_url,
+                    why,
+                )
+            else:
+                log.warning(
+                    "the server at %s refused %s (%s); it is no longer sent there, and answers "
+                    "are checked against their constraint when they come",
+                    self.server.public_url,
+                    "response_format json_object" if marker == JSON_OBJECT else marker,
+                    why,
+                )
+        return True
+
+    def _constraint_body(self, constraint: Constraint, chat: bool) -> dict[str, Any]:
+        with self._constraint_lock:
+            refused = frozenset(self._refused_fields)
+        return constraint_fields(constraint, chat=chat, refused=refused)
+
+    def _notice(self, params: GenerationParams, text: str, reason: FinishReason) -> str | None:
+        """What to say once per run about this answer: that the server gives no
+        log-probabilities, and that it did not follow the constraint, if it did not."""
+        notes = [self._logprobs_notice]
+        constraint = params.constraint
+        why = _unfollowed(constraint, text, reason) if constraint is not None else None
+        if constraint is not None and why is not None:
+            short = why.split(":")[0].split(" at ")[0]  # the same words for every such answer
+            notes.append(
+                f"{_what_broke(constraint, reason, self.server.public_url)}: {short}; such "
+                "answers are stored with the reason as their error"
+            )
+        return "; ".join(n for n in notes if n) or None
+
     # --- inputs ---------------------------------------------------------------------------------
     def model_input(self, rendered: Rendered) -> ModelInput:
         if rendered.mode == "completion":
@@ -574,10 +655,11 @@ class RemoteBackend:
         )
 
     def check_constraint(self, constraint: Constraint) -> None:
-        raise CapabilityError(
-            f"{self.info.name} is a server: constrained decoding is not sent to servers yet "
-            "(run without --constrain)"
-        )
+        """Refuse only a constraint that cannot be written into a request (ConstraintError).
+
+        Nothing is asked of the server: which forms it reads shows in its first answer, and
+        whether it followed them in every answer (see the module)."""
+        constraint_fields(constraint, chat=True)
 
     def log_likelihood(self, text: str) -> LogLikelihood:
         raise CapabilityError(
@@ -736,13 +818,14 @@ class RemoteBackend:
                             "POST",
                             path,
                             call=call,
-                            refuses=_rejects_logprobs if asked else None,
+                            refuses=_refusal(body, asked),
                             json=body,
                         )
                 except _Stopped:
                     return None
                 except _Rejected as rejected:
-                    self._logprobs_refused(rejected.response)
+                    if not self._constraint_refused(rejected.response, body):
+                        self._logprobs_refused(rejected.response)
                     continue
                 break
         latency = time.perf_counter() - started
@@ -779,7 +862,7 @@ class RemoteBackend:
             None,
             concurrency,
             logprobs=record,
-            notice=self._logprobs_notice,
+            notice=self._notice(params, text, reason),
         )
 
     @contextmanager
@@ -826,6 +909,8 @@ class RemoteBackend:
             body["presence_penalty"] = params.presence_penalty
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.constraint is not None:
+            body.update(self._constraint_body(params.constraint, model_input.messages is not None))
         body["stream"] = stream
         if stream and self._usage_in_stream:
             body["stream_options"] = {"include_usage": True}
@@ -875,6 +960,8 @@ class RemoteBackend:
                             call.attach(response)
                             if response.status_code >= 400:
                                 response.read()
+                                if self._constraint_refused(response, body):
+                                    continue
                                 if self._usage_in_stream and _rejects_stream_options(response):
                                     self._usage_in_stream = False
                                     continue
@@ -981,7 +1068,7 @@ class RemoteBackend:
             ttft,
             concurrency,
             logprobs=record,
-            notice=self._logprobs_notice,
+            notice=self._notice(params, text, reason),
         )
 
     def _chunks(self, response: httpx.Response) -> Iterator[Chunk]:
@@ -1298,6 +1385,46 @@ def _nobody_there(exc: BaseException) -> bool:
             return True  # EAI_AGAIN: the name server did not answer this time
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def ignored_constraint(
+    constraint: Constraint, text: str | None, finish_reason: str | None
+) -> str | None:
+    """Why a server's answer does not follow the constraint it was sent, in one line, or None.
+
+    This is what the runner stores as such an output's error: "the server ignored the
+    constraint (json_schema from metadata.json_schema): not JSON". Only a finished answer is
+    judged: one that ran out of `max_new_tokens` ends `length`, which already says it is
+    incomplete (as on a local model), and a cancelled one is redone on resume. An answer that
+    a stop string ended may have been cut inside a valid one, and is said so."""
+    why = _unfollowed(constraint, text, finish_reason)
+    return None if why is None else f"{_what_broke(constraint, finish_reason, None)}: {why}"
+
+
+def _unfollowed(constraint: Constraint, text: str | None, finish_reason: str | None) -> str | None:
+    if finish_reason not in ("eos", "stop"):
+        return None
+    return violation(constraint, text, finish_reason)
+
+
+def _what_broke(constraint: Constraint, finish_reason: str | None, url: str | None) -> str:
+    server = f"the server at {url}" if url else "the server"
+    label = f"({constraint.kind} from {constraint.source})"
+    if finish_reason == "stop":
+        return f"an answer {server} ended at a stop string does not follow the constraint {label}"
+    return f"{server} ignored the constraint {label}"
+
+
+def _refusal(body: Mapping[str, Any], asked: bool) -> Callable[[httpx.Response], bool]:
+    """Whether an error answer refuses a field of `body` that can be left out: a constraint
+    field, or the log-probabilities when they were `asked` for."""
+
+    def refuses(response: httpx.Response) -> bool:
+        if asked and _rejects_logprobs(response):
+            return True
+        return bool(refused_fields(response.status_code, response.text, list(body)))
+
+    return refuses
 
 
 def _rejects_stream_options(response: httpx.Response) -> bool:

@@ -111,6 +111,26 @@ def test_playground_on_a_server_says_it_decodes_free_instead_of_a_switch(app_env
     assert "a server decodes free for now" in _texts(at.caption)
 
 
+def test_playground_dataset_rows_say_what_each_answer_decoded_under(app_env: Path) -> None:
+    at = _play(JSON)
+    at.session_state[f"play_ds:{JSON}@1:rows"] = {
+        "edited_rows": {0: {"question": "A digit?", "schema": SCHEMA}},
+        "added_rows": [{"question": "Another?", "schema": SCHEMA}],
+        "deleted_rows": [],
+    }
+    at.number_input(key=f"param:{JSON}@1:max_new_tokens").set_value(24).run()
+    at.toggle(key=f"play_constrain:{JSON}@1").set_value(False).run()
+    at.button(key="play_run_dataset").click().run()
+    assert not at.exception, at.exception
+    job = jobs.get_job(at.session_state["play_dataset_job"])
+    assert job is not None and job.wait(120) and job.error is None
+    at.run()
+    assert not at.exception, at.exception
+    assert all("constraint" not in o.params for o in _outputs())
+    frame = at.dataframe[-1].value
+    assert all(line.startswith("free · ") for line in frame["constraint"])
+
+
 # --- Compose --------------------------------------------------------------------------------------
 COMPOSE = "pages/1_Compose.py"
 

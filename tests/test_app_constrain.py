@@ -103,12 +103,12 @@ def test_playground_switch_is_on_by_default_and_off_runs_free(app_env: Path) -> 
     assert "free · " in said and "under JSON Schema" not in said
 
 
-def test_playground_on_a_server_says_it_decodes_free_instead_of_a_switch(app_env: Path) -> None:
+def test_playground_offers_the_switch_on_a_server_too(app_env: Path) -> None:
     at = _play(JSON)
     at.radio(key="model_source").set_value("OpenAI-compatible server").run()
     assert not at.exception, at.exception
-    assert _switches(at) == []
-    assert "a server decodes free for now" in _texts(at.caption)
+    [switch] = _switches(at)  # a server is sent the constraint with each request
+    assert switch.value is True and "sent to the server" in (switch.help or "")
 
 
 def test_playground_dataset_rows_say_what_each_answer_decoded_under(app_env: Path) -> None:

@@ -402,9 +402,13 @@ def test_constrained_and_free_adds_a_free_twin_of_each_constrained_column(
     kept = [
         ColumnSpec(plain, "m"),  # declares nothing
         ColumnSpec(ref, "m", {"constrain": False}),  # already free
-        ColumnSpec(ref, "openai:x@http://h/v1"),  # a server decodes free for now
     ]
     assert compare.constrained_and_free(library, kept, rows) == kept
+    server = [ColumnSpec(ref, "openai:x@http://h/v1")]  # a server is sent the constraint too
+    assert [s.overrides for s in compare.constrained_and_free(library, server, rows)] == [
+        {"constrain": True},
+        {"constrain": False},
+    ]
     with pytest.raises(WorkbenchError, match="at most 4"):
         compare.constrained_and_free(
             library, [ColumnSpec(ref, "m", {"seed": s}) for s in range(3)], rows
@@ -418,6 +422,8 @@ def test_answers_are_checked_against_their_constraint_and_counted_per_column(
     constrained = [
         _output('{"a": 1}', id=1, params={"constraint": UNDER}, completion_tokens=6),
         _output('{"a": ', id=2, params={"constraint": UNDER}, finish_reason="length"),
+        # a server's answer that ignored the constraint: stored with the reason as its error
+        _output("Sure", id=6, params={"constraint": UNDER}, error="the server ignored it"),
     ]
     free = [
         _output('{"a": 3}', id=3, cached=True, completion_tokens=6),
@@ -425,7 +431,7 @@ def test_answers_are_checked_against_their_constraint_and_counted_per_column(
         _output(None, id=5, error="boom"),
     ]
     cells: list[list[OutputRecord | None]] = [
-        [a, b] for a, b in zip([*constrained, None], free, strict=True)
+        [a, b] for a, b in zip(constrained, free, strict=True)
     ]
     columns = [
         Column(f"{ref} · m · constrained", ref, "m", {"constrain": True}, 1),
@@ -433,7 +439,8 @@ def test_answers_are_checked_against_their_constraint_and_counted_per_column(
     ]
     comparison = Comparison(columns, [{"text": str(i)} for i in range(3)], cells)
     checks = compare.check_answers(library, comparison)
-    assert set(checks) == {1, 2, 3, 4}  # not the error
+    assert set(checks) == {1, 2, 3, 4, 6}  # not the error without an answer
+    assert checks[6].problem == "not JSON"
     assert checks[1].problem is None and checks[1].decoded is not None
     assert checks[2].problem is not None and checks[2].problem.startswith("incomplete")
     assert checks[1].line == "under JSON Schema from s · follows it"
@@ -443,9 +450,9 @@ def test_answers_are_checked_against_their_constraint_and_counted_per_column(
     assert checks[4].problem is not None
     under, loose = compare.constraint_figures(comparison, checks)
     assert (under.decoding, loose.decoding) == ("JSON Schema from s", "free")
-    assert (under.checked, under.valid, under.cut) == (2, 1, 1)
-    assert (under.json_checked, under.json_parsed) == (2, 1)
-    assert under.valid_rate == 0.5 and under.json_parse_rate == 0.5
+    assert (under.answers, under.checked, under.valid, under.cut) == (3, 3, 1, 1)
+    assert (under.json_checked, under.json_parsed) == (3, 1)
+    assert under.valid_rate == under.json_parse_rate == pytest.approx(1 / 3)
     assert (loose.answers, loose.checked, loose.valid, loose.cut) == (2, 2, 1, 1)
     assert loose.mean_tokens == 15.0
     assert loose.generated == 1 and loose.mean_latency_s == 0.5  # the cached one is not timed

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import evaluate, wording
 from .answers import answer_key
-from .backends.base import Cancel, is_remote_spec
+from .backends.base import Cancel
 from .choices import declared_choices
 from .constraints import SCHEMA_INPUT, Constraint, declared, violation
 from .datasets import Dataset
@@ -511,17 +511,17 @@ def constrained_and_free(
 ) -> list[ColumnSpec]:
     """The columns with each one that decodes under its version's declared constraint (for
     the first row) followed by the same column free: the constrained column says so
-    (`constrain` True), its twin runs with `constrain` False. Columns already free, on a
-    server (which decodes free for now) or whose prompt declares nothing stay as given;
-    identical columns are kept once. Raises when that makes more than MAX_COLUMNS columns, or
-    (naming the column) when a declared constraint cannot be decoded under."""
+    (`constrain` True), its twin runs with `constrain` False. Columns already free or whose
+    prompt declares nothing stay as given; identical columns are kept once. Raises when that
+    makes more than MAX_COLUMNS columns, or (naming the column) when a declared constraint
+    cannot be decoded under."""
     row_list = rows.rows if isinstance(rows, Dataset) else rows
     first = dict(row_list[0]) if row_list else {}
     out: list[ColumnSpec] = []
     for number, spec in enumerate(specs, 1):
         switch = spec.overrides.get(CONSTRAIN)
         twins = [spec]
-        if switch is not False and not is_remote_spec(spec.model):
+        if switch is not False:
             try:
                 constraint = declared_constraint(library.get(spec.ref), first)
             except WorkbenchError as exc:
@@ -570,8 +570,10 @@ def check_answer(
     """`output` against its constraint: the one it was decoded under, else (a free answer)
     the one its prompt declares for its row, as `evaluate.answer_constraint` reads it. None:
     an error, a scored choice, or nothing declared. `memo` keeps declared constraints by
-    version and schema input, so a column of free answers compiles each one once."""
-    if output.error is not None:
+    version and schema input, so a column of free answers compiles each one once. A server's
+    answer that ignored its constraint is stored with the reason as its error, and checked
+    like any other; an error without an answer is not."""
+    if output.error is not None and output.text is None:
         return None
     stored = output.params.get("constraint")
     decoded = Constraint.from_dict(stored) if stored else None
@@ -625,7 +627,7 @@ class ConstraintFigures:
 
     label: str
     decoding: str | None  # `describe` of what it decoded under, "free"; None: none declared
-    answers: int  # outputs without an error
+    answers: int  # outputs with an answer (no error, or one that broke its constraint)
     checked: int  # of those, answers whose prompt declares a constraint
     valid: int  # of those, answers that follow it (a cut answer never does)
     json_checked: int  # answers measured against a JSON Schema
@@ -652,7 +654,8 @@ def constraint_figures(
     answers generated now: a cached answer's time is its original run's)."""
     out = []
     for c, column in enumerate(comparison.columns):
-        answers = [o for o in comparison.column(c) if o.error is None]
+        # a server's answer that ignored its constraint is an error with an answer: checked
+        answers = [o for o in comparison.column(c) if o.error is None or o.id in checks]
         checked = [checks[o.id] for o in answers if o.id in checks]
         json_texts = [
             o.text for o in answers if o.id in checks and checks[o.id].against.kind == "json_schema"

@@ -33,6 +33,11 @@ SWITCH_HELP = (
     "incomplete). Off: the model decodes free, as `workbench run --no-constrain`; its answers "
     "are still checked against the constraint."
 )
+SERVER_HELP = (
+    "On: the constraint is sent to the server with each request, in the forms servers read, "
+    "and every answer is checked against it: one that does not follow it is stored with the "
+    "reason as its error. Off: the server decodes free, as `workbench run --no-constrain`."
+)
 
 
 def declared(
@@ -51,21 +56,18 @@ def switch(
 ) -> dict[str, bool]:
     """The switch for `version` (its constraint for a row of `values` over the defaults), and
     the override it gives: `{"constrain": True|False}`, or nothing when the prompt declares no
-    constraint (nothing is drawn) or the model is a server (it decodes free for now: said in a
-    caption, as the runner does it)."""
+    constraint (nothing is drawn). On a server (`model_spec`) the constraint is sent with each
+    request and every answer checked against it (the help says so)."""
     found = declared(version, values)
     if found is None:
         return {}
     what = compare.describe(found) if isinstance(found, Constraint) else "an output constraint"
-    if is_remote_spec(model_spec):
-        st.caption(
-            ui.escape_markdown(
-                f"This prompt declares {what}; a server decodes free for now, so its answers "
-                "are only checked against it."
-            )
-        )
-        return {}
-    on = st.toggle(ui.escape_markdown(f"{SWITCH}: {what}"), value=True, key=key, help=SWITCH_HELP)
+    on = st.toggle(
+        ui.escape_markdown(f"{SWITCH}: {what}"),
+        value=True,
+        key=key,
+        help=SERVER_HELP if is_remote_spec(model_spec) else SWITCH_HELP,
+    )
     if isinstance(found, str):
         st.warning(
             ui.escape_markdown(

@@ -151,3 +151,50 @@ def test_stability_across_seeds_report_and_charts(app_env: Path) -> None:
     runs = list_runs(open_library().store)
     assert len(runs) == 1 and runs[0].total == 12 and runs[0].done == 12
     assert len(at.get("download_button")) == 2
+
+
+def test_constrained_and_free_side_by_side(app_env: Path) -> None:
+    """json-answer declares a JSON Schema (its schema input): the page offers the switch and
+    the side-by-side run, and the report shows the same version constrained and free."""
+    at = app_test(PAGE).run()
+    at.multiselect(key="eval_refs").set_value(["json-answer@1"]).run()
+    assert not at.exception, at.exception
+    assert at.toggle(key="eval_constrain").value is True
+    at.checkbox(key="eval_vs_free").check().run()
+    # json-answer's own schema is longer than the tiny model's context: a small one per row
+    schema = json.dumps(
+        {
+            "type": "object",
+            "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 9}},
+            "required": ["a"],
+            "additionalProperties": False,
+        }
+    )
+    at.session_state["eval_rows:rows"] = {
+        "edited_rows": {0: {"question": "A digit?", "schema": schema, "expected": "x"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.text_area(key="eval_asserts").set_value("is-json").run()
+    at.text_input(key="eval_params").set_value("max_new_tokens=24").run()
+    at.button(key="eval_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    job = jobs.get_job(at.session_state["eval_job"])
+    assert job is not None and job.wait(120) and job.error is None, job and job.error
+    at.run()
+    assert not at.exception, at.exception
+    summary = at.dataframe[-2].value
+    assert list(summary["version"]) == ["json-answer@1 (constrained)", "json-answer@1 (free)"]
+    assert list(summary["decoded under"]) == ["json_schema (input schema)", "free"]
+    assert summary["constraint-valid"].iloc[0] == 1.0
+    assert {"cut (length)", "mean tokens", "mean latency (s)"} <= set(summary.columns)
+    detail = at.dataframe[-1].value
+    assert detail["constraint"].iloc[0] == "follows it"
+
+
+def test_no_constrain_switch_for_a_prompt_that_declares_no_constraint(app_env: Path) -> None:
+    at = app_test(PAGE).run()
+    at.multiselect(key="eval_refs").set_value([CHAT]).run()
+    assert not [t for t in at.toggle if t.key == "eval_constrain"]
+    assert not [c for c in at.checkbox if c.key == "eval_vs_free"]

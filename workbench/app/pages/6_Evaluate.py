@@ -9,8 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from workbench import evaluate, jobs, probability_scores, scorers, stability, testsets, wording
-from workbench.app import charts, state, ui
+from workbench.app import charts, constrain_panel, state, ui
 from workbench.choices import ChoiceRequest
+from workbench.constraints import Constraint
 from workbench.datasets import Dataset
 from workbench.evaluate import EvalReport
 from workbench.params import parse_param_pairs
@@ -125,6 +126,30 @@ else:
         ).strip()
         or None
     )
+constrain: bool | None = None
+vs_free = False
+if measure == PASS_RATE and not score_choices:
+    constrained = {
+        ref: found
+        for ref in refs
+        if isinstance(found := constrain_panel.declared(lib.get(ref), {}), Constraint)
+    }
+    if constrained:
+        what = ", ".join(f"{ref}: {c.label}" for ref, c in constrained.items())
+        constrain = st.toggle(
+            "Constrain the output",
+            True,
+            key="eval_constrain",
+            help=constrain_panel.SWITCH_HELP + f" Declared: {what}.",
+        )
+        vs_free = constrain and st.checkbox(
+            "Constrained and free side by side",
+            key="eval_vs_free",
+            help="Each version that declares a constraint runs twice, constrained and free: "
+            "constraint-valid and JSON-parse rates, pass rate, answers cut at max_new_tokens, "
+            "tokens and latency, side by side (`workbench eval --vs-free`). A constraint can "
+            "fix the format and still hurt the answer.",
+        )
 params_text = st.text_input(
     "Parameters",
     key="eval_params",
@@ -163,6 +188,8 @@ def start(rows: Dataset) -> jobs.Job:
     """Check the request here (a bad assertion or parameter shows at once, before anything
     runs); the model loads and the rows run in the job, so the running state shows at once."""
     overrides = parse_param_pairs([p.strip() for p in params_text.split(",") if p.strip()])
+    if constrain is not None:
+        overrides.setdefault("constrain", constrain)
     runner = state.runner(choice)
     if measure == STABILITY:
         versions = [lib.get(ref) for ref in refs]
@@ -206,6 +233,7 @@ def start(rows: Dataset) -> jobs.Job:
             progress=lambda ref, p: job.report(p),
             cancel=job.cancel,
             choices=request,
+            vs_free=vs_free,
         )
 
     return jobs.start_job(
@@ -217,7 +245,7 @@ def start_evaluation() -> jobs.Job:
     assert dataset is not None
     job = start(dataset)
     st.session_state.pop("eval_report", None)
-    st.session_state["eval_total"] = len(refs) * len(dataset.rows)
+    st.session_state["eval_total"] = (len(refs) + vs_free * len(refs)) * len(dataset.rows)
     return job
 
 
@@ -249,21 +277,40 @@ ui.watch_job(
 )
 
 
+def _follows(row: evaluate.RowResult) -> str:
+    """Whether a row's answer follows its prompt's declared constraint, in plain words."""
+    if not row.declares:
+        return ""
+    return "follows it" if row.violation is None else row.violation
+
+
 def show(report: EvalReport) -> None:
     st.divider()
     st.subheader("Report · " + ui.escape_markdown(report.dataset))
     metrics = sorted({m.metric for v in report.versions for m in v.metrics})
     json_column = any(v.expects_json for v in report.versions)
+    declared = any(v.decoding is not None for v in report.versions)
     summary = pd.DataFrame(
         [
             {
-                "version": v.ref,
+                "version": v.label,
                 "run": v.run_id,
                 "rows": len(v.rows),
                 "passed": v.passed,
                 "pass rate": v.pass_rate,
                 "mean score": v.mean_score,
                 **({"JSON parsed": v.json_parse_rate} if json_column else {}),
+                **(
+                    {
+                        "decoded under": v.decoding,
+                        "constraint-valid": v.valid_rate,
+                        "cut (length)": v.cut,
+                        "mean tokens": v.mean_tokens,
+                        "mean latency (s)": v.mean_latency_s,
+                    }
+                    if declared
+                    else {}
+                ),
                 **{
                     f"{m.metric} (mean · pass)": (
                         f"{m.mean:.2f} · {m.pass_rate:.0%}"
@@ -280,11 +327,11 @@ def show(report: EvalReport) -> None:
         summary,
         hide_index=True,
         width="stretch",
-        column_config=ui.share_columns("pass rate", "JSON parsed"),
+        column_config=ui.share_columns("pass rate", "JSON parsed", "constraint-valid"),
     )
     st.plotly_chart(
         charts.rate_chart(
-            [v.ref for v in report.versions],
+            [v.label for v in report.versions],
             [v.pass_rate for v in report.versions],
             "Rows passing every assertion",
         ),
@@ -300,12 +347,13 @@ def show(report: EvalReport) -> None:
     detail = pd.DataFrame(
         [
             {
-                "version": v.ref,
+                "version": v.label,
                 "row": r.row_index + 1,
                 **{k: str(val) for k, val in r.variables.items()},
                 "output": r.output,
                 "passed": r.passed,
                 "failed": "; ".join(f"{s.metric}: {s.detail}" for s in r.scores if not s.passed),
+                **({"constraint": _follows(r)} if declared else {}),
                 **dict(
                     zip(p_columns, evaluate.expected_probabilities(v, r.row_index), strict=False)
                 ),

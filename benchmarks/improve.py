@@ -62,7 +62,6 @@ def main() -> None:
         for variant in make_variants(original.file, rows[0]).variants:
             if (
                 variant.file is None
-                or variant.choices is not None
                 or declared_choices(variant.file.metadata) is not None  # scored, not generated
                 or variant.samples not in (None, 1)
             ):

@@ -508,6 +508,32 @@ def test_improve_ablation_table_and_chart(
     shots(page, "improve")
 
 
+def test_compare_constrained_and_free_side_by_side(page: Any, server: str, shots: Any) -> None:
+    """Compare: json-answer (a JSON Schema in its schema input) constrained and free, side by
+    side, with the per-column table of what each decoded under and what it cost."""
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(APP_TIMEOUT_MS)
+    expect.set_options(timeout=30_000)
+    open_page(page, server)
+    act = Actions(page)
+    act.nav("Compare")
+    act.choose("Prompt", "json-answer")
+    act.click(page.get_by_text("Constrained and free side by side", exact=True))
+    act.click(page.get_by_role("button", name="Run comparison"))
+    heading = page.get_by_text("Output constraint per column", exact=True)
+    expect(heading).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
+    settle(page)
+    no_errors(page)
+    expect(page.get_by_text("json-answer@1 · ", exact=False).first).to_be_visible()
+    table = page.get_by_test_id("stDataFrame").first
+    expect(table).to_be_visible()
+    print(f"constrained and free side by side: {act.count} user actions")
+    assert act.count <= 6, act.count
+    heading.evaluate("h => h.scrollIntoView({block: 'start'})")
+    shots(page, "compare-constrained")
+
+
 @contextmanager
 def request_listener() -> Iterator[tuple[str, list[str]]]:
     """An HTTP server on 127.0.0.1 that records the path of every request it gets."""

@@ -138,3 +138,43 @@ def test_builtin_inputs_without_the_tokenizer_equal_the_tokenizers(
     params = GenerationParams()
     assert cache_key(quick, mine, params, 0) == cache_key(default_backend, theirs, params, 0)
     assert quick._tokenizer is None and not quick.loaded
+
+
+JSON_QUESTIONS = [
+    "What colour is the sky on a clear day?",
+    "How many sides does a triangle have?",
+    "What is the freezing point of water in Celsius?",
+    "Which animal is known as the king of the jungle?",
+    "What is 12 divided by 4?",
+    "What is the opposite of hot?",
+    "How many hours are in a day?",
+    "What do bees make?",
+    "Which season comes after winter?",
+    "What is the capital of Italy?",
+    "How many wheels does a bicycle have?",
+    "What is the main ingredient of bread?",
+    "Which star is closest to the Earth?",
+    "What is the plural of mouse?",
+    "How many minutes are in an hour?",
+    "What instrument has black and white keys?",
+]
+
+
+def test_json_answer_constrained_is_schema_valid_for_every_question(
+    builtin_library: Any, default_backend: Any
+) -> None:
+    """The built-in json-answer under its own schema (the issue measured 0/16 free): every
+    answer is one JSON object valid against the schema and ends before max_new_tokens."""
+    import json
+
+    import jsonschema
+
+    version = builtin_library.get("json-answer")
+    schema = json.loads(version.file.inputs["schema"].default)
+    rows = [{"question": q} for q in JSON_QUESTIONS]
+    outputs = Runner(builtin_library, default_backend).run([version], rows).outputs
+    assert len(outputs) == 16
+    for out in outputs:
+        assert out.params["constraint"]["source"] == "input schema"
+        assert out.finish_reason == "eos", (out.variables, out.text)
+        jsonschema.validate(json.loads(out.text or ""), schema)

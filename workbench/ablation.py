@@ -189,7 +189,7 @@ def _run_variant(
     label = variant.label
     report = (lambda p: progress(label, p)) if progress is not None else None
     try:
-        if variant.key == ORIGINAL and variant.choices is None:
+        if variant.key == ORIGINAL:
             trial = original  # the original's own version: its runs stay under its name
         else:
             trial = library.save_trial(variant.file, original.prompt, f"ablation: {label}")
@@ -206,7 +206,6 @@ def _run_variant(
                 checks,
                 progress=(lambda _ref, p: report(p)) if report is not None else None,
                 cancel=cancel,
-                choices=variant.choices,
             )
             if not evaluated.versions:
                 return VariantResult(variant, "cancelled", trial.ref)

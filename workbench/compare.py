@@ -22,7 +22,7 @@ from . import evaluate, wording
 from .answers import answer_key
 from .backends.base import Cancel
 from .choices import declared_choices
-from .constraints import SCHEMA_INPUT, Constraint, declared, violation
+from .constraints import Constraint, declared, violation
 from .datasets import Dataset
 from .datasets import check_columns as check_dataset_columns
 from .errors import WorkbenchError
@@ -575,27 +575,11 @@ def check_answer(
     like any other; an error without an answer is not."""
     if output.error is not None and output.text is None:
         return None
-    stored = output.params.get("constraint")
-    decoded = Constraint.from_dict(stored) if stored else None
-    against = decoded
-    if against is None and output.choices is None:
-        try:
-            values = version.file.resolve_variables(output.variables)
-        except WorkbenchError:  # a row the prompt cannot render was refused when it ran
-            return None
-        key = (version.ref, json.dumps(values.get(SCHEMA_INPUT), sort_keys=True, default=str))
-        if memo is None or key not in memo:
-            try:
-                found = declared(version.file.metadata, version.file.techniques, values)
-            except WorkbenchError:
-                found = None
-            if memo is not None:
-                memo[key] = found
-        else:
-            found = memo[key]
-        against = found
+    against = evaluate.answer_constraint(version, output, memo)
     if against is None:
         return None
+    stored = output.params.get("constraint")
+    decoded = Constraint.from_dict(stored) if stored else None
     return AnswerCheck(decoded, against, violation(against, output.text, output.finish_reason))
 
 

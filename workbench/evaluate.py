@@ -12,6 +12,7 @@ from the caller (`--assert` on the command line); expected values from the datas
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from .backends.base import Backend, Cancel
 from .choices import ChoiceRequest
-from .constraints import Constraint, declared, violation
+from .constraints import SCHEMA_INPUT, Constraint, declared, violation
 from .datasets import Dataset
 from .errors import WorkbenchError
 from .library import Library, VersionInfo
@@ -251,19 +252,35 @@ def plan(
 
 
 # --- running and scoring --------------------------------------------------------------------------
-def answer_constraint(version: VersionInfo, output: OutputRecord) -> Constraint | None:
+def answer_constraint(
+    version: VersionInfo,
+    output: OutputRecord,
+    memo: dict[tuple[str, str], Constraint | None] | None = None,
+) -> Constraint | None:
     """The constraint an answer was decoded under, or — for a free answer — the one its prompt
-    declares for that row (what the free answer is measured against); None when none."""
+    declares for that row (what the free answer is measured against); None when none. `memo`
+    keeps declared constraints by version and schema input, so a run of free answers checks
+    each declaration once."""
     stored = output.params.get("constraint")
     if stored:
         return Constraint.from_dict(stored)
     if output.choices is not None:  # scored answer choices are one of them by construction
         return None
+    file = version.file
     try:
-        file = version.file
-        return declared(file.metadata, file.techniques, file.resolve_variables(output.variables))
+        values = file.resolve_variables(output.variables)
     except WorkbenchError:  # a row the prompt cannot render was refused when it ran
         return None
+    key = (version.ref, json.dumps(values.get(SCHEMA_INPUT), sort_keys=True, default=str))
+    if memo is not None and key in memo:
+        return memo[key]
+    try:
+        found = declared(file.metadata, file.techniques, values)
+    except WorkbenchError:  # refused when it ran constrained; nothing to measure against
+        found = None
+    if memo is not None:
+        memo[key] = found
+    return found
 
 
 def score_output(
@@ -375,10 +392,11 @@ def _evaluate_version(
     model = runner.backend if needs_model else None
     rows = []
     decoded: set[str] = set()
+    memo: dict[tuple[str, str], Constraint | None] = {}
     for output in summary.outputs:
         scores = score_output(output, checks, model)
         share, all_passed = weighted_pass(scores)
-        constraint = answer_constraint(version, output)
+        constraint = answer_constraint(version, output, memo)
         if constraint is not None:
             decoded.add(constraint.label if output.params.get("constraint") else FREE)
         rows.append(

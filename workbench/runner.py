@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 from .answers import counts as answer_counts
 from .answers import group_answers
 from .backends.base import (
-    REMOTE_PREFIX,
     Backend,
     Cancel,
     CapabilityError,
@@ -756,7 +755,7 @@ class Runner:
             params=cell.params.as_dict(),
             seed=cell.seed,
             **g.stored_columns(),
-            error=None if cached else _ignored_constraint(cell, g, info),
+            error=None if cached else g.error,
             answer=sc.extract(g.text) if sc is not None else None,
             cache_key=cell.cache_key,
             cached=cached,
@@ -938,17 +937,6 @@ def output_constraint(
             )
         return None
     return constraint
-
-
-def _ignored_constraint(cell: _Cell, g: Generation, info: ModelInfo) -> str | None:
-    """Why a server's answer breaks the constraint it was sent, stored as the output's error so
-    it never passes for valid (nor answers a later run from the cache); None otherwise. A local
-    model decodes under the grammar's mask, so only a server's answers need the check."""
-    if cell.params.constraint is None or info.backend != REMOTE_PREFIX:
-        return None
-    from .backends.remote import ignored_constraint  # a server's backend: already imported
-
-    return ignored_constraint(cell.params.constraint, g.text, g.finish_reason)
 
 
 def content_free_names(version: VersionInfo, row: Mapping[str, Any]) -> list[str]:

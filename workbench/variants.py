@@ -30,7 +30,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from .choices import ChoiceRequest, ChoicesError, declared_calibration, declared_choices
+from .choices import ChoicesError, declared_calibration, declared_choices
 from .compose import (
     Constraints,
     Draft,
@@ -56,16 +56,16 @@ EMPTY_SCHEMA = "{}"
 @dataclass(frozen=True)
 class Variant:
     """One variant: what it is (`key` a stable slug, `label` for people, `change` one line),
-    the prompt file to store as a trial, and how to run it (`choices`; `samples` comes from the
-    file's self-consistency block). `error` set: it could not be built, `file` is None.
-    `lint` lists warnings the variant has and the original has not (a completion prompt's role
-    lines after a mode switch, say): shown, not refused, since they are what the switch means."""
+    the prompt file to store as a trial (how it runs — samples, scored choices, calibration —
+    is declared in the file, so a saved variant runs as it did here). `error` set: it could not
+    be built, `file` is None. `lint` lists warnings the variant has and the original has not
+    (a completion prompt's role lines after a mode switch, say): shown, not refused, since
+    they are what the switch means."""
 
     key: str
     label: str
     change: str
     file: PromptFile | None
-    choices: ChoiceRequest | None = None
     error: str | None = None
     lint: tuple[str, ...] = ()
 

@@ -127,6 +127,10 @@ class Generation:
     # Something the person should hear once per run, not once per row: a server that gives no
     # log-probabilities says so here on each of its answers, and the runner reports it once.
     notice: str | None = None
+    # An answer that is not what was asked for, kept with the reason as the output's error so
+    # it never passes for valid nor answers a later run from the cache: a server's answer that
+    # ignored the constraint it was sent. (A local model decodes under the grammar's mask.)
+    error: str | None = None
 
     def stored_columns(self) -> dict[str, Any]:
         """What an output row keeps of this generation, by column: one place for the runner's

@@ -863,6 +863,7 @@ class RemoteBackend:
             concurrency,
             logprobs=record,
             notice=self._notice(params, text, reason),
+            error=_ignored(params, text, reason),
         )
 
     @contextmanager
@@ -1069,6 +1070,7 @@ class RemoteBackend:
             concurrency,
             logprobs=record,
             notice=self._notice(params, text, reason),
+            error=_ignored(params, text, reason),
         )
 
     def _chunks(self, response: httpx.Response) -> Iterator[Chunk]:
@@ -1387,16 +1389,22 @@ def _nobody_there(exc: BaseException) -> bool:
     return False
 
 
+def _ignored(params: GenerationParams, text: str, reason: FinishReason) -> str | None:
+    constraint = params.constraint
+    return None if constraint is None else ignored_constraint(constraint, text, reason)
+
+
 def ignored_constraint(
     constraint: Constraint, text: str | None, finish_reason: str | None
 ) -> str | None:
     """Why a server's answer does not follow the constraint it was sent, in one line, or None.
 
-    This is what the runner stores as such an output's error: "the server ignored the
-    constraint (json_schema from metadata.json_schema): not JSON". Only a finished answer is
-    judged: one that ran out of `max_new_tokens` ends `length`, which already says it is
-    incomplete (as on a local model), and a cancelled one is redone on resume. An answer that
-    a stop string ended may have been cut inside a valid one, and is said so."""
+    This is the answer's `Generation.error`, which the runner stores as the output's error:
+    "the server ignored the constraint (json_schema from metadata.json_schema): not JSON".
+    Only a finished answer is judged: one that ran out of `max_new_tokens` ends `length`,
+    which already says it is incomplete (as on a local model), and a cancelled one is redone
+    on resume. An answer that a stop string ended may have been cut inside a valid one, and is
+    said so."""
     why = _unfollowed(constraint, text, finish_reason)
     return None if why is None else f"{_what_broke(constraint, finish_reason, None)}: {why}"
 

@@ -524,7 +524,12 @@ def test_compare_constrained_and_free_side_by_side(page: Any, server: str, shots
     heading = page.get_by_text("Output constraint per column", exact=True)
     expect(heading).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
     settle(page)
-    no_errors(page)
+    if SERVED_SETUP[server] == "local":
+        no_errors(page)
+    else:  # llama-cpp-python's schema grammar leaves out bounds such as confidence ≤ 1
+        assert page.locator("[data-testid='stException']").count() == 0
+        errors = page.get_by_test_id("stAlertContentError").all_inner_texts()
+        assert all(e.startswith("the server did not follow the constraint") for e in errors)
     expect(page.get_by_text("json-answer@1 · ", exact=False).first).to_be_visible()
     table = page.get_by_test_id("stDataFrame").first
     expect(table).to_be_visible()

@@ -422,7 +422,7 @@ def test_answers_are_checked_against_their_constraint_and_counted_per_column(
     constrained = [
         _output('{"a": 1}', id=1, params={"constraint": UNDER}, completion_tokens=6),
         _output('{"a": ', id=2, params={"constraint": UNDER}, finish_reason="length"),
-        # a server's answer that ignored the constraint: stored with the reason as its error
+        # a server's answer that did not follow the constraint: stored with the reason as its error
         _output("Sure", id=6, params={"constraint": UNDER}, error="the server ignored it"),
     ]
     free = [

@@ -179,7 +179,7 @@ def test_a_strict_server_is_asked_again_without_the_fields_it_does_not_know(
     assert [sent(r) for r in behaviour.requests] == [CHOICE_FIELDS, {}, {}]
     # sent free, so checked after: the stub's answer is not one of the choices
     assert first.notice == (
-        f"the server at {url} ignored the constraint (choices from metadata.choices): not one "
+        f"the server at {url} did not follow the constraint (choices from metadata.choices): not one "
         "of the choices; such answers are stored with the reason as their error"
     )
 
@@ -211,12 +211,12 @@ def test_an_answer_that_ignores_the_constraint_says_so(
         assert g.notice is None
         return
     assert g.notice == (
-        f"the server at {url} ignored the constraint {label}: {reason}; such answers are "
+        f"the server at {url} did not follow the constraint {label}: {reason}; such answers are "
         "stored with the reason as their error"
     )
     stored = ignored_constraint(constraint, g.text, g.finish_reason)
     assert stored is not None
-    assert stored.startswith(f"the server ignored the constraint {label}: {reason}")
+    assert stored.startswith(f"the server did not follow the constraint {label}: {reason}")
 
 
 def test_only_a_finished_answer_is_judged() -> None:
@@ -247,10 +247,10 @@ def test_the_runner_stores_an_ignored_constraint_as_the_outputs_error(
     summary = runner.run([version], rows, overrides={"constrain": True})  # no longer refused
     assert [o.text for o in summary.outputs] == ["Hello from the stub"] * 2  # kept, as answered
     assert [o.error for o in summary.outputs] == [
-        "the server ignored the constraint (json_schema from metadata.json_schema): not JSON"
+        "the server did not follow the constraint (json_schema from metadata.json_schema): not JSON"
     ] * 2
     assert summary.notices == (
-        f"the server at {url} ignored the constraint (json_schema from metadata.json_schema): "
+        f"the server at {url} did not follow the constraint (json_schema from metadata.json_schema): "
         "not JSON; such answers are stored with the reason as their error",
     )
     assert [o.error for o in run_outputs(runner.store, summary.run.id)] == [
@@ -264,7 +264,7 @@ def test_the_runner_stores_an_ignored_constraint_as_the_outputs_error(
     streamed = runner.stream(version, {"text": "c"})
     "".join(streamed)
     assert streamed.output is not None and (streamed.output.error or "").endswith("not JSON")
-    assert streamed.notice is not None and "ignored the constraint" in streamed.notice
+    assert streamed.notice is not None and "did not follow the constraint" in streamed.notice
     # an answer that follows it is valid, and cached as usual
     behaviour.answer = '{"ok": true}'
     valid = runner.run([version], [{"text": "d"}])

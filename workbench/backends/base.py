@@ -129,7 +129,7 @@ class Generation:
     notice: str | None = None
     # An answer that is not what was asked for, kept with the reason as the output's error so
     # it never passes for valid nor answers a later run from the cache: a server's answer that
-    # ignored the constraint it was sent. (A local model decodes under the grammar's mask.)
+    # did not follow the constraint it was sent. (A local model decodes under the grammar's mask.)
     error: str | None = None
 
     def stored_columns(self) -> dict[str, Any]:

@@ -1400,7 +1400,7 @@ def ignored_constraint(
     """Why a server's answer does not follow the constraint it was sent, in one line, or None.
 
     This is the answer's `Generation.error`, which the runner stores as the output's error:
-    "the server ignored the constraint (json_schema from metadata.json_schema): not JSON".
+    "the server did not follow the constraint (json_schema from metadata.json_schema): not JSON".
     Only a finished answer is judged: one that ran out of `max_new_tokens` ends `length`,
     which already says it is incomplete (as on a local model), and a cancelled one is redone
     on resume. An answer that a stop string ended may have been cut inside a valid one, and is
@@ -1420,7 +1420,7 @@ def _what_broke(constraint: Constraint, finish_reason: str | None, url: str | No
     label = f"({constraint.kind} from {constraint.source})"
     if finish_reason == "stop":
         return f"an answer {server} ended at a stop string does not follow the constraint {label}"
-    return f"{server} ignored the constraint {label}"
+    return f"{server} did not follow the constraint {label}"
 
 
 def _refusal(body: Mapping[str, Any], asked: bool) -> Callable[[httpx.Response], bool]:

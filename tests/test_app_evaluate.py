@@ -30,9 +30,8 @@ def _page_with_rows(refs: list[str]) -> Any:
     return at
 
 
-def test_two_versions_report_and_stored_scores(app_env: Path) -> None:
-    at = _page_with_rows([CHAT, COMPLETION])
-    at.text_area(key="eval_asserts").set_value("exact-match\nnot-contains:zzzz").run()
+def _evaluate(at: Any) -> Any:
+    """Click Evaluate, wait for the job, redraw: the finished job."""
     at.button(key="eval_run").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -40,6 +39,13 @@ def test_two_versions_report_and_stored_scores(app_env: Path) -> None:
     assert job is not None and job.wait(120) and job.error is None, job and job.error
     at.run()
     assert not at.exception, at.exception
+    return job
+
+
+def test_two_versions_report_and_stored_scores(app_env: Path) -> None:
+    at = _page_with_rows([CHAT, COMPLETION])
+    at.text_area(key="eval_asserts").set_value("exact-match\nnot-contains:zzzz").run()
+    job = _evaluate(at)
     summary = at.dataframe[-2].value
     assert list(summary["version"]) == [CHAT, COMPLETION]
     assert list(summary["rows"]) == [2, 2]
@@ -126,13 +132,7 @@ def test_stability_across_seeds_report_and_charts(app_env: Path) -> None:
     assert not at.exception, at.exception
     assert not any(t.key == "eval_asserts" for t in at.text_area)  # no assertions here
     at.number_input(key="eval_seeds").set_value(3).run()
-    at.button(key="eval_run").click().run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    job = jobs.get_job(at.session_state["eval_job"])
-    assert job is not None and job.wait(120) and job.error is None, job and job.error
-    at.run()
-    assert not at.exception, at.exception
+    job = _evaluate(at)
     assert any("3 seeds" in s.value for s in at.subheader)
     tables = [d.value for d in at.dataframe]
     summary = next(t for t in tables if "agreement" in t.columns and "seeds" in t.columns)
@@ -177,13 +177,7 @@ def test_constrained_and_free_side_by_side(app_env: Path) -> None:
     }
     at.text_area(key="eval_asserts").set_value("is-json").run()
     at.text_input(key="eval_params").set_value("max_new_tokens=24").run()
-    at.button(key="eval_run").click().run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    job = jobs.get_job(at.session_state["eval_job"])
-    assert job is not None and job.wait(120) and job.error is None, job and job.error
-    at.run()
-    assert not at.exception, at.exception
+    _evaluate(at)
     summary = at.dataframe[-2].value
     assert list(summary["version"]) == ["json-answer@1 (constrained)", "json-answer@1 (free)"]
     assert list(summary["decoded under"]) == ["json_schema (input schema)", "free"]

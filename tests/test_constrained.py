@@ -316,11 +316,8 @@ def test_a_server_runs_a_declared_constraint_free_and_refuses_a_required_one(
     assert not Capabilities().constrained
 
 
-def test_the_cli_says_what_an_answer_was_decoded_under_and_no_constrain_runs_free(
-    tiny_backend: Any, tiny_model_dir: Path, tmp_path: Path, capsys: Any, prompt_text: Any
-) -> None:
-    from workbench.cli import main
-
+def built_in_digits(tmp_path: Path, prompt_text: Any) -> None:
+    """A built-in prompt `digits` whose answer must be two digits (metadata.output_pattern)."""
     folder = tmp_path / "builtins"  # where WORKBENCH_PROMPTS_DIR points (conftest)
     folder.mkdir(exist_ok=True)
     text = prompt_text(
@@ -330,6 +327,14 @@ def test_the_cli_says_what_an_answer_was_decoded_under_and_no_constrain_runs_fre
         metadata={"technique": "zero-shot", "output_pattern": "[0-9]{2}"},
     )
     (folder / "digits.prompty").write_text(text, encoding="utf-8")
+
+
+def test_the_cli_says_what_an_answer_was_decoded_under_and_no_constrain_runs_free(
+    tiny_backend: Any, tiny_model_dir: Path, tmp_path: Path, capsys: Any, prompt_text: Any
+) -> None:
+    from workbench.cli import main
+
+    built_in_digits(tmp_path, prompt_text)
     model = ["--model", str(tiny_model_dir)]
     assert main(["run", "digits", "--var", "text=a", *model]) == 0
     out, err = capsys.readouterr()
@@ -409,15 +414,7 @@ def test_eval_cli_vs_free_prints_both_rows(
 ) -> None:
     from workbench.cli import main
 
-    folder = tmp_path / "builtins"  # where WORKBENCH_PROMPTS_DIR points (conftest)
-    folder.mkdir(exist_ok=True)
-    text = prompt_text(
-        "digits",
-        "Digits for {{ text }}:",
-        model={"apiType": "completion", "options": {"maxOutputTokens": 8}},
-        metadata={"technique": "zero-shot", "output_pattern": "[0-9]{2}"},
-    )
-    (folder / "digits.prompty").write_text(text, encoding="utf-8")
+    built_in_digits(tmp_path, prompt_text)
     data = tmp_path / "rows.csv"
     data.write_text("text\na\nb\n", encoding="utf-8")
     model = ["--model", str(tiny_model_dir)]

@@ -179,8 +179,8 @@ def test_a_strict_server_is_asked_again_without_the_fields_it_does_not_know(
     assert [sent(r) for r in behaviour.requests] == [CHOICE_FIELDS, {}, {}]
     # sent free, so checked after: the stub's answer is not one of the choices
     assert first.notice == (
-        f"the server at {url} did not follow the constraint (choices from metadata.choices): not one "
-        "of the choices; such answers are stored with the reason as their error"
+        f"the server at {url} did not follow the constraint (choices from metadata.choices): "
+        "not one of the choices; such answers are stored with the reason as their error"
     )
 
 
@@ -250,8 +250,9 @@ def test_the_runner_stores_an_ignored_constraint_as_the_outputs_error(
         "the server did not follow the constraint (json_schema from metadata.json_schema): not JSON"
     ] * 2
     assert summary.notices == (
-        f"the server at {url} did not follow the constraint (json_schema from metadata.json_schema): "
-        "not JSON; such answers are stored with the reason as their error",
+        f"the server at {url} did not follow the constraint "
+        "(json_schema from metadata.json_schema): not JSON; such answers are stored with the "
+        "reason as their error",
     )
     assert [o.error for o in run_outputs(runner.store, summary.run.id)] == [
         o.error for o in summary.outputs

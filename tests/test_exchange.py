@@ -85,7 +85,7 @@ def test_export_version_has_history(full_library: Library) -> None:
     assert exported.media_type == "text/plain"
     pf = parse_prompt(exported.data.decode("utf-8"))
     assert pf.metadata == {
-        "version": 3,
+        "workbench_version": 3,
         "note": "restored from v1",
         "labels": ["candidate", "production"],
     }
@@ -95,7 +95,7 @@ def test_export_version_has_history(full_library: Library) -> None:
 
 def test_export_version_by_label(full_library: Library) -> None:
     pf = parse_prompt(export_version(full_library, "beta@production").data.decode())
-    assert pf.metadata["version"] == 1
+    assert pf.metadata["workbench_version"] == 1
     assert pf.metadata["technique"] == "zero-shot"
     assert "note" not in pf.metadata  # an empty note is not written
 
@@ -353,8 +353,15 @@ def test_same_version_twice_in_one_import_is_fine(
     ("metadata", "problem"),
     [
         ({"version": 0}, "metadata.version must be a whole number ≥ 1, got 0"),
-        ({"version": "three"}, "metadata.version must be a whole number ≥ 1, got 'three'"),
-        ({"version": True}, "metadata.version must be a whole number ≥ 1, got True"),
+        ({"workbench_version": 0}, "metadata.workbench_version must be a whole number ≥ 1, got 0"),
+        (
+            {"workbench_version": "three"},
+            "metadata.workbench_version must be a whole number ≥ 1, got 'three'",
+        ),
+        (
+            {"workbench_version": True},
+            "metadata.workbench_version must be a whole number ≥ 1, got True",
+        ),
         ({"note": ["a"]}, "metadata.note must be text"),
         ({"labels": "production"}, "metadata.labels must be a list of label names"),
         ({"labels": ["Bad Label"]}, "label 'Bad Label' is not usable"),

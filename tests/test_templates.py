@@ -390,7 +390,7 @@ def test_with_history_adds_version_note_labels(prompt_text: PromptText) -> None:
     meta = parse_prompt(exported).metadata
     assert meta == {
         "technique": "role",
-        "version": 3,
+        "workbench_version": 3,
         "note": "new note",
         "labels": ["production", "staging"],
     }
@@ -400,7 +400,7 @@ def test_with_history_adds_version_note_labels(prompt_text: PromptText) -> None:
 
 def test_with_history_omits_empty_note_and_labels(prompt_text: PromptText) -> None:
     exported = parse_prompt(prompt_text()).with_history(1, "", [])
-    assert parse_prompt(exported).metadata == {"version": 1}
+    assert parse_prompt(exported).metadata == {"workbench_version": 1}
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,14 @@
 """Export prompt versions as `.prompty` files and import them back, all or nothing.
 
-An exported file is the version's content plus its place in history (`metadata.version`, `note`,
-`labels`). Import strips those fields again, so export → import into an empty database → export
-gives the same bytes. Zips are written deterministically (sorted entries, fixed timestamps) so
-they too can be compared and committed.
+An exported file is the version's content plus its place in history (`metadata.workbench_version`,
+`note`, `labels`). Import strips those fields again, so export → import into an empty database →
+export gives the same bytes. Exports written before `workbench_version` carry the number as a
+whole-number `metadata.version`, and import reads it so; any other `metadata.version` is Prompty's
+free-text field and stays in the content. Files as Prompty's own tools write them import too: a file
+without a name (all body, empty front matter, or no `name:`) takes its file's name.
+
+Zips are written deterministically (sorted entries, fixed timestamps) so they too can be compared
+and committed.
 
 Import checks every file before writing anything and writes in one transaction: one bad file
 rejects the whole import with a message naming it, and the database is left as it was.
@@ -31,7 +36,13 @@ from .library import Library, PromptWriter, Ref, VersionInfo, check_label, conte
 from .lint import option_issues
 from .reports import csv_bytes
 from .store import AppState, Prompt, utcnow
-from .templates import MAX_FILE_BYTES, PromptFile, parse_prompt_bytes
+from .templates import (
+    MAX_FILE_BYTES,
+    PromptFile,
+    history_of,
+    name_from_source,
+    parse_prompt_bytes,
+)
 from .wording import plural
 
 # One zip carries a whole library back in: 20,000 versions of the built-ins' size (about 1 KB)
@@ -358,22 +369,12 @@ def _too_big_zip(size: int, more: bool = False) -> str:
 
 
 def _incoming(source: str, data: bytes) -> _Incoming:
-    pf = parse_prompt_bytes(data, source)
+    pf = parse_prompt_bytes(data, source, default_name=name_from_source(source))
     invalid = [i for i in option_issues(pf) if i.code == "invalid-option"]
     if invalid:  # a value no run could use; options that are only ignored are lint's business
         raise PromptFileError(invalid[0].message, line=invalid[0].line)
-    meta = pf.metadata
-    version = meta.get("version")
-    if version is not None and (
-        isinstance(version, bool) or not isinstance(version, int) or version < 1
-    ):
-        raise PromptFileError(f"metadata.version must be a whole number ≥ 1, got {version!r}")
-    note = meta.get("note", "")
-    if not isinstance(note, str):
-        raise PromptFileError("metadata.note must be text")
-    labels = meta.get("labels") or []
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise PromptFileError("metadata.labels must be a list of label names")
+    history = history_of(pf.front)
+    version, note, labels = history.version, history.note, history.labels
     for label in labels:
         try:
             check_label(label)

@@ -23,6 +23,7 @@ import functools
 import re
 import secrets
 import types
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,12 +44,24 @@ from .sandbox import ENV as _ENV
 
 Mode = Literal["chat", "completion"]
 MODES: tuple[Mode, ...] = ("chat", "completion")
+# Prompty's apiType values: `responses` (OpenAI's Responses API) runs as chat here; embedding and
+# image prompts make no text and are out of scope.
+API_TYPES: dict[str, Mode] = {"chat": "chat", "completion": "completion", "responses": "chat"}
+OUT_OF_SCOPE_API_TYPES = ("embedding", "image")
 ROLES = ("system", "user", "assistant", "developer")
 MAX_FILE_BYTES = 1024 * 1024
+# A library key: what `name` becomes (see `slug`), and what names a prompt on a command line.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-# Metadata that describes where a version sits in its history, not what it says: written on
-# export, stripped on import, and never part of the content hash.
-VOLATILE_METADATA = ("version", "note", "labels")
+MAX_DISPLAY_NAME = 200
+# Where a version sits in its history, not what it says: written on export under `metadata`,
+# stripped on import, and never part of the content hash. Our version number has its own key:
+# Prompty's `metadata.version` is free text ("2.0") that belongs to the file's content.
+HISTORY_VERSION_KEY = "workbench_version"
+VOLATILE_METADATA = (HISTORY_VERSION_KEY, "note", "labels")
+# Exports before `workbench_version` carried the number as `metadata.version`: a whole number
+# there, with no `workbench_version` beside it, is read as that (see `history_of`).
+LEGACY_VERSION_KEY = "version"
+TEMPLATE_FORMATS = ("jinja2", "nunjucks")
 
 # Prompty's role-line grammar: `user:` or `user[name="Alice"]:`, optionally after `#`.
 ROLE_LINE = re.compile(
@@ -58,7 +71,32 @@ ROLE_LINE = re.compile(
 _HEADER_LIKE = re.compile(r"^\s*#?\s*([A-Za-z][A-Za-z_-]*)\s*(\[[^\]]*\])?\s*:\s*$")
 _UNSUPPORTED_ROLES = {"tool", "function", "human", "ai", "bot", "model"}
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
-_INPUT_KINDS = {"string", "number", "integer", "float", "boolean", "array", "object"}
+_INPUT_KINDS = {"string", "number", "integer", "float", "boolean", "array", "object", "thread"}
+_OUT_OF_SCOPE_KINDS = {"image", "audio", "file"}
+# `${env:NAME}`, `${env:NAME:default}`, `${file:path}`: Prompty resolves these when it loads a
+# file. The workbench keeps them as written and never resolves them, so a stored prompt can never
+# capture a secret from the app's environment or a file beside it.
+REFERENCE = re.compile(r"^\$\{(env|file):[^}]*\}$", re.IGNORECASE)
+# nunjucks syntax the workbench's Jinja does not share, each with what to write instead.
+_NUNJUCKS_ONLY: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\{%-?\s*elseif\b"), "{% elseif %} is nunjucks-only: write {% elif %}"),
+    (
+        re.compile(r"\{%-?\s*(asyncEach|asyncAll|ifAsync|endeach|endall)\b"),
+        "{% asyncEach %}, {% asyncAll %} and {% ifAsync %} are nunjucks-only: use for and if",
+    ),
+    (
+        re.compile(r"\|\s*dump\b"),
+        "the filter 'dump' is nunjucks-only: write 'tojson'",
+    ),
+    (
+        re.compile(r"\|\s*nl2br\b"),
+        "the filter 'nl2br' is nunjucks-only (an HTML filter): drop it",
+    ),
+    (
+        re.compile(r"(\{\{|\{%)[^}\n]*(?<![\w.])r/[^/\n]+/[gimy]*"),
+        "regular-expression literals (r/…/) are nunjucks-only: keep the pattern as a string",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +153,14 @@ class PromptFile:
     # --- front matter views -------------------------------------------------------------
     @property
     def name(self) -> str:
-        return str(self.front["name"])
+        """The library key: the file's name as a slug (`My Prompt` → `my-prompt`)."""
+        return slug(self.display_name)
+
+    @property
+    def display_name(self) -> str:
+        """The name as written (Prompty's `displayName` when the file has one)."""
+        shown = self.front.get("displayName")
+        return str(shown) if isinstance(shown, str) and shown.strip() else str(self.front["name"])
 
     @property
     def description(self) -> str:
@@ -130,7 +175,19 @@ class PromptFile:
     def mode(self) -> Mode:
         model = self.front.get("model") or {}
         api = model.get("apiType", "chat") if isinstance(model, Mapping) else "chat"
-        return "completion" if api == "completion" else "chat"
+        return API_TYPES.get(str(api), "chat")
+
+    @property
+    def model_id(self) -> str | None:
+        """The model the file names (`model: gpt-4` or `model: {id: gpt-4}`), if any."""
+        model = self.front.get("model")
+        if isinstance(model, Mapping):
+            model = model.get("id")
+        return model if isinstance(model, str) and model and not is_reference(model) else None
+
+    @property
+    def template_format(self) -> str:
+        return _template_format(self.front) or "jinja2"
 
     @property
     def options(self) -> Mapping[str, Any]:
@@ -250,7 +307,7 @@ class PromptFile:
         """File text for export: the content plus where it sits in its prompt's history."""
         front = strip_volatile(self.front)
         meta = dict(front.get("metadata") or {})
-        meta["version"] = version
+        meta[HISTORY_VERSION_KEY] = version
         if note:
             meta["note"] = note
         if labels:
@@ -279,6 +336,10 @@ class PromptFile:
                 values[name] = coerce_value(name, spec.kind, given[name])
             elif spec.has_default:
                 values[name] = spec.default
+            elif spec.kind == "thread":
+                values[name] = []  # no conversation: Prompty inserts nothing either
+            if spec.kind == "thread" and name in values:
+                thread_turns(name, values[name])  # each turn a role and its text
         for name, value in given.items():
             values.setdefault(name, value)
         for name, value in values.items():
@@ -306,9 +367,18 @@ class PromptFile:
 
     def _render(self, variables: Mapping[str, Any] | None) -> Rendered:
         values = self.resolve_variables(variables)
+        threads = {
+            name: thread_turns(name, values[name])
+            for name, spec in self.inputs.items()
+            if spec.kind == "thread" and name in values
+        }
+        thread_mark = f"{_MARK_OPEN}{self._marker}#"
+        # A conversation goes into the template as a marker, replaced by its turns once the
+        # text is split into messages (as Prompty does with its nonce).
+        render_values = {**values, **{n: f"{thread_mark}{n}{_MARK_CLOSE}" for n in threads}}
         try:
             with sandbox.budget():
-                text = self.compiled.render(**values)
+                text = self.compiled.render(**render_values)
         except TemplateLimitError as exc:
             raise TemplateLimitError(
                 exc.problem, source=self.source, line=self._error_line(exc)
@@ -336,6 +406,14 @@ class PromptFile:
                 f"rendering failed: {exc}", source=self.source, line=self._error_line(exc)
             ) from None
         messages = tuple(_split_messages(text, f"{_MARK_OPEN}{self._marker}:"))
+        if threads:
+            messages = tuple(_insert_threads(messages, thread_mark, threads))
+        if threads and any(thread_mark in m.content for m in messages):
+            raise PromptFileError(
+                "a conversation (kind: thread) input is inserted whole, with {{ name }} on its "
+                "own: a filter, a loop or an index over it has no text to work on",
+                source=self.source,
+            )
         if any(_MARK_OPEN in m.content for m in messages):
             raise PromptFileError(
                 "a role line ended up inside a message after rendering: keep each role line "
@@ -397,10 +475,156 @@ def _split_messages(text: str, marker: str) -> Iterator[Message]:
         yield Message(role, "\n".join(buf).strip("\n"))
 
 
+def _insert_threads(
+    messages: tuple[Message, ...], mark: str, threads: Mapping[str, list[Message]]
+) -> Iterator[Message]:
+    """Each conversation marker replaced by its turns, as Prompty does: the message around it is
+    cut there, each side stripped of whitespace (and dropped when nothing is left). With no
+    marker anywhere, the conversations follow the last message."""
+    pattern = re.compile(re.escape(mark) + r"([A-Za-z_][A-Za-z0-9_]*)" + _MARK_CLOSE)
+    found = False
+    for message in messages:
+        pieces = pattern.split(message.content)
+        if len(pieces) == 1:
+            yield message
+            continue
+        found = True
+        for i, piece in enumerate(pieces):
+            if i % 2:
+                yield from threads.get(piece, ())
+            elif piece.strip():
+                yield Message(message.role, piece.strip())
+    if not found:
+        for turns in threads.values():
+            yield from turns
+
+
+def thread_turns(name: str, value: Any) -> list[Message]:
+    """A conversation value: a list of turns, each `{role, content}` (role `user` if left out)."""
+    if not isinstance(value, list | tuple):
+        raise PromptFileError(
+            f"input {name!r} is a conversation (kind: thread): give a list of turns, each "
+            f"{{role, content}}, not {type(value).__name__}"
+        )
+    turns = []
+    for number, turn in enumerate(value, 1):
+        role = turn.get("role", "user") if isinstance(turn, Mapping) else None
+        content = turn.get("content", "") if isinstance(turn, Mapping) else None
+        if role not in ROLES or not isinstance(content, str):
+            raise PromptFileError(
+                f"input {name!r}, turn {number}: each turn of a conversation is "
+                "{role, content} with a role of " + ", ".join(ROLES) + " and text content"
+            )
+        turns.append(Message(str(role), content))
+    return turns
+
+
+# --- names and references -------------------------------------------------------------------
+
+
+def is_reference(value: Any) -> bool:
+    """`${env:…}` or `${file:…}`, kept as written (see REFERENCE)."""
+    return isinstance(value, str) and REFERENCE.match(value) is not None
+
+
+def slug(name: str) -> str:
+    """The library key for a display name: `Shakespearean Writing Prompty` →
+    `shakespearean-writing-prompty`, `ExamplePrompt` → `example-prompt`. A name that is a key
+    already is its own slug, so every name the library held before keeps its key."""
+    if NAME_PATTERN.match(name):
+        return name
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name)  # camelCase → camel-Case
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^a-z0-9._-]+", "-", text.lower())
+    text = re.sub(r"-{2,}", "-", text).lstrip("._-").rstrip("-")
+    return text
+
+
+def _name_problem(name: Any) -> str | None:
+    """Why a display name cannot name a prompt, or None when it can."""
+    if not isinstance(name, str) or not name.strip():
+        return "front matter needs a 'name' (lowercase letters, digits, '-', '_' or '.')"
+    if (
+        len(name) > MAX_DISPLAY_NAME
+        or any(c in name for c in "/\\")
+        or any(unicodedata.category(c).startswith("C") for c in name)
+        or not NAME_PATTERN.match(slug(name))
+    ):
+        return (
+            f"name {name[:120]!r} is not usable: use letters, digits, spaces, '-', '_' or '.' "
+            "(no '/' or '\\'), at most 100 characters once lowercased with '-' for spaces"
+        )
+    return None
+
+
+def name_from_source(source: str) -> str:
+    """The name a file without one takes: its file name without `.prompty` (`a.zip:x/y.prompty`
+    → `y`)."""
+    base = source.rsplit(":", 1)[-1].replace("\\", "/").rsplit("/", 1)[-1]
+    return base.removesuffix(".prompty") or "prompt"
+
+
+def _template_format(front: Mapping[str, Any]) -> str | None:
+    template = front.get("template")
+    fmt = template.get("format") if isinstance(template, Mapping) else template
+    if isinstance(fmt, Mapping):
+        fmt = fmt.get("kind")
+    return None if fmt is None else str(fmt)
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class History:
+    """Where an exported file sat in its prompt's history (see VOLATILE_METADATA)."""
+
+    version: int | None = None
+    note: str = ""
+    labels: tuple[str, ...] = ()
+
+
+def _legacy_history(meta: Mapping[str, Any]) -> bool:
+    """An export written before `workbench_version`: `metadata.version` a whole number."""
+    old = meta.get(LEGACY_VERSION_KEY)
+    return HISTORY_VERSION_KEY not in meta and isinstance(old, int) and not isinstance(old, bool)
+
+
+def _history_keys(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    if _legacy_history(meta):
+        return (LEGACY_VERSION_KEY, "note", "labels")
+    return VOLATILE_METADATA
+
+
+def history_of(front: Mapping[str, Any]) -> History:
+    """The history fields of a file's front matter, checked; PromptFileError when one is bad.
+
+    `metadata.workbench_version` is the version number; an older export's whole-number
+    `metadata.version` is read the same way. Any other `metadata.version` ("2.0") is content."""
+    meta = front.get("metadata")
+    if not isinstance(meta, Mapping):
+        return History()
+    key = LEGACY_VERSION_KEY if _legacy_history(meta) else HISTORY_VERSION_KEY
+    version = meta.get(key)
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise PromptFileError(f"metadata.{key} must be a whole number ≥ 1, got {version!r}")
+    note = meta.get("note", "")
+    if not isinstance(note, str):
+        raise PromptFileError("metadata.note must be text")
+    labels = meta.get("labels") or []
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise PromptFileError("metadata.labels must be a list of label names")
+    return History(version, note, tuple(labels))
+
+
 # --- parsing --------------------------------------------------------------------------------
 
 
-def parse_prompt_bytes(data: bytes, source: str = "prompt") -> PromptFile:
+def parse_prompt_bytes(
+    data: bytes, source: str = "prompt", *, default_name: str | None = None
+) -> PromptFile:
     if len(data) > MAX_FILE_BYTES:
         raise PromptFileError(
             f"file is {len(data) / 1024 / 1024:.1f} MB; prompt files are limited to "
@@ -415,11 +639,17 @@ def parse_prompt_bytes(data: bytes, source: str = "prompt") -> PromptFile:
             "save the file as UTF-8",
             source=source,
         ) from None
-    return parse_prompt(text, source)
+    return parse_prompt(text, source, default_name=default_name)
 
 
-def parse_prompt(text: str, source: str = "prompt") -> PromptFile:
-    """Parse and check a prompt file; every problem is a PromptFileError with a line number."""
+def parse_prompt(
+    text: str, source: str = "prompt", *, default_name: str | None = None
+) -> PromptFile:
+    """Parse and check a prompt file; every problem is a PromptFileError with a line number.
+
+    With a `default_name` (a file's name, see `name_from_source`), Prompty's shorthands are read
+    too: a file that is all body, empty front matter, or front matter without a name; the name
+    is then written into the front matter, so the stored version says which prompt it is."""
     if len(text.encode("utf-8")) > MAX_FILE_BYTES:
         raise PromptFileError(f"file is larger than {MAX_FILE_BYTES // 1024} KB", source=source)
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
@@ -428,6 +658,11 @@ def parse_prompt(text: str, source: str = "prompt") -> PromptFile:
     if _MARK_OPEN in text or _MARK_CLOSE in text:
         raise PromptFileError("contains reserved characters U+E000/U+E001", source=source)
     lines = text.split("\n")
+    if lines[0].strip() != "---" and default_name is not None:
+        lines = ["---", "---", *lines]  # all body: Prompty's shorthand for no front matter
+        body_shift = -2
+    else:
+        body_shift = 0
     if lines[0].strip() != "---":
         raise PromptFileError(
             "missing front matter: a prompt file starts with a '---' line, then YAML "
@@ -442,12 +677,22 @@ def parse_prompt(text: str, source: str = "prompt") -> PromptFile:
         )
     front_text = "\n".join(lines[1:end]) + "\n"
     front = frontmatter.load(front_text, source)
+    if front is None:
+        front = {}  # `---` then `---`: empty front matter
     if not isinstance(front, dict):
         raise PromptFileError(
             "malformed front matter: expected 'key: value' lines", source=source, line=2
         )
+    if default_name is not None and front.get("name") in (None, ""):
+        front = {"name": default_name, **{k: v for k, v in front.items() if k != "name"}}
     body = "\n".join(lines[end + 1 :])
-    pf = PromptFile(front=front, body=body, source=source, body_line=end + 2, front_text=front_text)
+    pf = PromptFile(
+        front=front,
+        body=body,
+        source=source,
+        body_line=end + 2 + body_shift,
+        front_text=front_text,
+    )
     try:
         _check_front(pf)
         _check_template(pf)
@@ -464,35 +709,37 @@ def _check_front(pf: PromptFile) -> None:
         raise PromptFileError(problem, source=source, line=pf.line_of(*path) if path else 2)
 
     name = front.get("name")
-    if not isinstance(name, str) or not name:
-        fail("front matter needs a 'name' (lowercase letters, digits, '-', '_' or '.')")
-    elif not NAME_PATTERN.match(name):
-        fail(
-            f"name {name!r} is not usable: use lowercase letters, digits, '-', '_' or '.', "
-            "at most 100 characters",
-            "name",
-        )
+    problem = _name_problem(name)
+    if problem is not None:
+        fail(problem, *(("name",) if "name" in front else ()))
     model = front.get("model")
-    if model is not None and not isinstance(model, dict):
-        fail("'model' must be a mapping (apiType, options…)", "model")
+    if model is not None and not isinstance(model, dict | str):
+        fail("'model' must be a model id (model: gpt-4o) or a mapping (id, apiType…)", "model")
     if isinstance(model, dict):
         api = model.get("apiType", "chat")
-        if api not in MODES:
+        if api in OUT_OF_SCOPE_API_TYPES:
             fail(
-                f"model.apiType {api!r} is not a mode: use 'chat' (chat template) or "
-                "'completion' (raw text)",
+                f"model.apiType {api!r}: {api} prompts are out of scope; the workbench runs "
+                "text prompts (chat, completion, responses)",
+                "model",
+                "apiType",
+            )
+        if api not in API_TYPES:
+            fail(
+                f"model.apiType {api!r} is not a mode: use 'chat' (chat template), "
+                "'completion' (raw text) or 'responses' (run as chat)",
                 "model",
                 "apiType",
             )
         if "options" in model and not isinstance(model["options"], dict):
             fail("model.options must be a mapping", "model", "options")
-    template = front.get("template")
-    if template is not None:
-        fmt = template.get("format") if isinstance(template, dict) else template
-        if isinstance(fmt, dict):
-            fmt = fmt.get("kind")
-        if fmt not in (None, "jinja2"):
-            fail(f"template format {fmt!r} is not supported: use 'jinja2'", "template")
+    fmt = _template_format(front)
+    if fmt is not None and fmt not in TEMPLATE_FORMATS:
+        fail(
+            f"template format {fmt!r} is not supported: use 'jinja2' (or 'nunjucks' where its "
+            "syntax is Jinja's)",
+            "template",
+        )
     meta = front.get("metadata")
     if meta is not None and not isinstance(meta, dict):
         fail("'metadata' must be a mapping", "metadata")
@@ -512,7 +759,7 @@ def _check_front(pf: PromptFile) -> None:
                 "calibrate",
             )
     raw_inputs = front.get("inputs")
-    if raw_inputs is not None:
+    if raw_inputs is not None and not is_reference(raw_inputs):
         if not isinstance(raw_inputs, dict | list):
             fail("'inputs' must be a mapping of input names", "inputs")
         try:
@@ -525,6 +772,8 @@ def _check_template(pf: PromptFile) -> None:
     """Refuse, before anything renders, a body that does not parse, reaches for internals, names
     a filter or test Jinja lacks, includes other templates, does not compile, or (chat) has a
     section header that is not a role."""
+    if pf.template_format == "nunjucks":
+        _check_nunjucks(pf)
     ast = _parsed(pf)
     _check_no_internal_attributes(pf, ast)
     _check_known_filters(pf, ast)
@@ -532,6 +781,19 @@ def _check_template(pf: PromptFile) -> None:
     _check_compiles(pf)
     if pf.mode == "chat":
         _check_section_headers(pf)
+
+
+def _check_nunjucks(pf: PromptFile) -> None:
+    """A nunjucks body renders through the same Jinja where the two agree; a construct only
+    nunjucks has is refused here, by name, rather than as a Jinja syntax error."""
+    for offset, line in enumerate(pf.body.split("\n")):
+        for pattern, problem in _NUNJUCKS_ONLY:
+            if pattern.search(line):
+                raise PromptFileError(
+                    f"template format nunjucks: {problem}",
+                    source=pf.source,
+                    line=pf.body_line + offset,
+                )
 
 
 def _parsed(pf: PromptFile) -> nodes.Template:
@@ -654,8 +916,8 @@ def _near_role(word: str) -> bool:
 
 def _input_specs(raw: Any) -> dict[str, InputSpec]:
     """Prompty accepts a mapping (name: {kind, default…} or name: example) or a list of specs."""
-    if raw is None:
-        return {}
+    if raw is None or is_reference(raw):
+        return {}  # `inputs: ${file:…}` is kept as written, never read
     items: list[tuple[str, Any]]
     if isinstance(raw, dict):
         items = list(raw.items())
@@ -673,14 +935,27 @@ def _input_specs(raw: Any) -> dict[str, InputSpec]:
             raise ValueError(f"input name {name!r} is not a valid variable name")
         if isinstance(value, dict):
             kind = value.get("kind", "string")
+            if kind in _OUT_OF_SCOPE_KINDS:
+                raise ValueError(
+                    f"input {name!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} input: "
+                    "image, audio and file inputs are out of scope (the workbench runs text "
+                    "prompts)"
+                )
             if kind not in _INPUT_KINDS:
                 raise ValueError(
                     f"input {name!r} has unknown kind {kind!r}; use one of "
                     + ", ".join(sorted(_INPUT_KINDS))
                 )
             # Prompty applies only `default`; an `example` documents a value but is not used.
-            has = "default" in value and value["default"] is not None
+            # A default that is an `${env:…}`/`${file:…}` reference is not read (see REFERENCE):
+            # the input then has no default, and a run asks for its value.
             default = value.get("default")
+            has = default is not None and not is_reference(default)
+            if has and kind == "thread":
+                try:
+                    thread_turns(name, default)
+                except PromptFileError as exc:
+                    raise ValueError(f"the default of {exc.problem}") from None
             specs[name] = InputSpec(
                 name, str(kind), str(value.get("description") or ""), default, has
             )
@@ -705,9 +980,9 @@ def coerce_value(name: str, kind: str, value: Any) -> Any:
             if low in ("false", "no", "0"):
                 return False
             raise ValueError(value)
-        if kind in ("array", "object"):
+        if kind in ("array", "object", "thread"):
             parsed = json_text.loads(value)
-            if not isinstance(parsed, list if kind == "array" else dict):
+            if not isinstance(parsed, dict if kind == "object" else list):
                 raise ValueError(value)
             return parsed
     except (RecursionError, json_text.TooDeepError):
@@ -715,7 +990,7 @@ def coerce_value(name: str, kind: str, value: Any) -> Any:
     except ValueError:
         raise PromptFileError(
             f"variable {name!r} should be {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
-            + (" (JSON)" if kind in ("array", "object") else "")
+            + (" (JSON)" if kind in ("array", "object", "thread") else "")
             + f", got {value[:60]!r}"
         ) from None
     return value
@@ -752,7 +1027,8 @@ def strip_volatile(front: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(front)
     meta = out.get("metadata")
     if isinstance(meta, Mapping):
-        kept = {k: v for k, v in meta.items() if k not in VOLATILE_METADATA}
+        drop = _history_keys(meta)
+        kept = {k: v for k, v in meta.items() if k not in drop}
         if kept:
             out["metadata"] = kept
         else:

@@ -689,12 +689,31 @@ EXIT_BELOW_MIN = 3  # distinct from errors (1) and usage mistakes (2), for CI sc
 
 
 @app.command("eval")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1)
 @click.option(
     "--dataset",
-    required=True,
     help="A CSV or JSON Lines file, or a stored test set (NAME or NAME@VERSION): columns fill "
     "the variables; 'expected' (or expected_<metric>) holds the answer scorers compare with.",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    help="Run a promptfoo config (promptfooconfig.yaml) instead of REFS and --dataset: every "
+    "prompt x provider x test, scored by the tests' assertions. Providers: echo, "
+    "workbench:default, openai:chat:MODEL with config.apiBaseUrl, ollama:…, llama:….",
+)
+@click.option(
+    "--import-prompts",
+    is_flag=True,
+    help="With --config: save the config's prompts into the library as versions (note "
+    "'imported from FILE'); by default they are kept as hidden versions.",
+)
+@click.option(
+    "--skip-unsupported",
+    is_flag=True,
+    help="With --config: run what is supported and list what was left out (whole providers, "
+    "prompts and tests), instead of refusing the config.",
 )
 @click.option(
     "--assert",
@@ -728,7 +747,10 @@ EXIT_BELOW_MIN = 3  # distinct from errors (1) and usage mistakes (2), for CI sc
 @json_flag
 def eval_command(
     refs: tuple[str, ...],
-    dataset: str,
+    dataset: str | None,
+    config: Path | None,
+    import_prompts: bool,
+    skip_unsupported: bool,
     assertions: tuple[str, ...],
     output: Path | None,
     min_pass_rate: float | None,
@@ -747,6 +769,7 @@ def eval_command(
 
     Every row's output is scored by the prompt's assertions and --assert; a row passes when all
     its assertions pass. Prints the pass rate per version; outputs and scores are stored.
+    With --config, runs a promptfoo config instead.
     """
     from .evaluate import REPORT_FORMATS, evaluate, plan, report_dict, write_report
     from .params import parse_param_pairs
@@ -754,6 +777,42 @@ def eval_command(
 
     if output is not None:
         report_format(output, REPORT_FORMATS)
+    if config is not None:
+        given = {
+            "REFS": bool(refs),
+            "--dataset": dataset is not None,
+            "--assert": bool(assertions),
+            "--param": bool(param),
+            "--choices": choices is not None,
+            "--calibrate": calibrate,
+            "--constrain/--no-constrain": constrain is not None,
+            "--vs-free": vs_free,
+        }
+        clash = [name for name, on in given.items() if on]
+        if clash:
+            raise WorkbenchError(
+                f"--config runs the config's prompts, tests and assertions: leave out "
+                f"{', '.join(clash)}"
+            )
+        _eval_config(
+            config,
+            import_prompts=import_prompts,
+            skip_unsupported=skip_unsupported,
+            output=output,
+            min_pass_rate=min_pass_rate,
+            no_cache=no_cache,
+            model=model,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            as_json=as_json,
+        )
+        return
+    if import_prompts or skip_unsupported:
+        raise WorkbenchError("--import-prompts and --skip-unsupported go with --config")
+    if not refs:
+        raise WorkbenchError("name the prompt versions to evaluate (REFS), or give --config")
+    if dataset is None:
+        raise WorkbenchError("give the rows to evaluate: --dataset FILE|TESTSET")
     if vs_free and constrain is False:
         raise WorkbenchError("--vs-free runs constrained and free: leave out --no-constrain")
     overrides = _with_constrain(parse_param_pairs(list(param)), constrain)
@@ -781,37 +840,46 @@ def eval_command(
     if as_json:
         _echo_json(report_dict(report))
     else:
-        metrics = sorted({m.metric for v in report.versions for m in v.metrics})
-        json_column = any(v.expects_json for v in report.versions)
-        declared = any(v.decoding is not None for v in report.versions)
-        _table(
-            [
-                "VERSION",
-                "RUN",
-                "ROWS",
-                "PASSED",
-                "PASS RATE",
-                *(["JSON PARSED"] if json_column else []),
-                *(["DECODED", "VALID", "CUT", "TOKENS", "LATENCY"] if declared else []),
-                *[m.upper() for m in metrics],
-            ],
-            [
-                [
-                    v.ref,
-                    v.run_id,
-                    len(v.rows),
-                    v.passed,
-                    f"{v.pass_rate:.0%}",
-                    *([f"{v.json_parse_rate:.0%}"] if json_column else []),
-                    *(_decoding_cells(v) if declared else []),
-                    *[_metric_cell(v, m) for m in metrics],
-                ]
-                for v in report.versions
-            ],
-        )
+        _eval_table(report)
         _probability_scores(report)
         if output is not None:
             click.echo(f"report written to {output}")
+    _exit_below(report, min_pass_rate)
+
+
+def _eval_table(report: EvalReport) -> None:
+    """The pass rates per version (and per metric), as `workbench eval` prints them."""
+    metrics = sorted({m.metric for v in report.versions for m in v.metrics})
+    json_column = any(v.expects_json for v in report.versions)
+    declared = any(v.decoding is not None for v in report.versions)
+    _table(
+        [
+            "VERSION",
+            "RUN",
+            "ROWS",
+            "PASSED",
+            "PASS RATE",
+            *(["JSON PARSED"] if json_column else []),
+            *(["DECODED", "VALID", "CUT", "TOKENS", "LATENCY"] if declared else []),
+            *[m.upper() for m in metrics],
+        ],
+        [
+            [
+                v.ref,
+                v.run_id,
+                len(v.rows),
+                v.passed,
+                f"{v.pass_rate:.0%}",
+                *([f"{v.json_parse_rate:.0%}"] if json_column else []),
+                *(_decoding_cells(v) if declared else []),
+                *[_metric_cell(v, m) for m in metrics],
+            ]
+            for v in report.versions
+        ],
+    )
+
+
+def _exit_below(report: EvalReport, min_pass_rate: float | None) -> None:
     below = report.below(min_pass_rate)
     if below:
         click.echo(
@@ -820,6 +888,83 @@ def eval_command(
             err=True,
         )
         raise click.exceptions.Exit(EXIT_BELOW_MIN)
+
+
+def _eval_config(
+    path: Path,
+    *,
+    import_prompts: bool,
+    skip_unsupported: bool,
+    output: Path | None,
+    min_pass_rate: float | None,
+    no_cache: bool,
+    model: str | None,
+    dtype: str,
+    trust_remote_code: bool,
+    as_json: bool,
+) -> None:
+    """`workbench eval --config promptfooconfig.yaml`: everything decided (and every file read)
+    before a model loads; then one run per prompt and provider, scored per test."""
+    from .backends import open_backend
+    from .evaluate import report_dict, write_report
+    from .promptfoo_config import load_config, run_config
+
+    plan = load_config(path, skip_unsupported=skip_unsupported, model=model)
+    for key, why in plan.ignored.items():
+        click.echo(f"ignored: {key} ({why})" if why else f"ignored: {key}", err=True)
+    for item in plan.skipped:
+        click.echo(f"skipped (unsupported): {item}", err=True)
+    for note in plan.notes:
+        click.echo(f"note: {note}", err=True)
+    storage = Settings.from_env().storage_dir
+    with _progress(as_json) as display:
+        result = run_config(
+            _library(),
+            plan,
+            lambda spec: open_backend(
+                spec, storage, dtype=dtype, trust_remote_code=trust_remote_code
+            ),
+            import_prompts=import_prompts,
+            use_cache=not no_cache,
+            progress=(lambda line, p: display(p, line)) if display else None,
+        )
+    report = result.report
+    if output is not None:
+        write_report(report, output)
+    if as_json:
+        data = report_dict(report)
+        data["promptfoo"] = {
+            "config": str(path),
+            "description": plan.description,
+            "ignored": plan.ignored,
+            "skipped": plan.skipped,
+            "imported": result.imported,
+            "tests": {
+                line: [{"key": t.key, "description": t.description} for t in tests]
+                for line, tests in result.tests.items()
+            },
+        }
+        _echo_json(data)
+    else:
+        if plan.description:
+            click.echo(plan.description)
+        _eval_table(report)
+        for line in result.failures():
+            click.echo(line)
+        total = sum(len(v.rows) for v in report.versions)
+        passed = sum(v.passed for v in report.versions)
+        click.echo(
+            f"{passed}/{total} passed ({passed / total:.0%}) · {len(plan.prompts)} prompts × "
+            f"{len(plan.providers)} providers × {len(plan.tests)} tests · "
+            f"{result.wall_s:.1f} s"
+            if total
+            else "nothing ran"
+        )
+        for ref in result.imported:
+            click.echo(f"imported {ref}")
+        if output is not None:
+            click.echo(f"report written to {output}")
+    _exit_below(report, min_pass_rate)
 
 
 def _decoding_cells(version: VersionReport) -> list[str]:

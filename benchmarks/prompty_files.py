@@ -109,7 +109,8 @@ def values_for(pf: PromptFile) -> dict[str, Any]:
         elif not spec.has_default:
             values[name] = f"<{name}>"
     for name in pf.template_variables():
-        values.setdefault(name, f"<{name}>")
+        if name not in pf.inputs or not pf.inputs[name].has_default:
+            values.setdefault(name, f"<{name}>")
     return values
 
 

@@ -235,6 +235,14 @@ def test_import_prompts_saves_versions_with_a_note(cli: Cli) -> None:
     assert code == 0 and [v.number for v in library.versions("echo-1")] == [1]
 
 
+def test_model_runs_in_place_of_the_providers(cli: Cli) -> None:
+    config = DATA / "unsupported" / "promptfooconfig.yaml"
+    code, out, err = cli("eval", "--config", config, "--model", "echo", "--skip-unsupported")
+    assert code == 0, err
+    assert "ignored: providers (replaced by --model echo)" in err
+    assert "anthropic" not in err and "1/1 passed" in out
+
+
 def test_eval_options_that_clash_with_config(cli: Cli) -> None:
     code, _, err = cli("eval", "zero-shot", "--config", ECHO, "--assert", "is-json")
     assert code == 1 and "leave out REFS, --assert" in err

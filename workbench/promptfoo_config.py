@@ -462,7 +462,7 @@ def load_config(
             if key in data:
                 reader.ignore(key, f"replaced by --model {model}")
         data = {k: v for k, v in data.items() if k not in ("providers", "targets")}
-        data["providers"] = [f"workbench:{model}"]
+        data["providers"] = [model if model == ECHO else f"workbench:{model}"]
     known = {"description", "prompts", "providers", "targets", "tests", "defaultTest"}
     for key in data:
         if key in known:

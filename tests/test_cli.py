@@ -149,7 +149,7 @@ def test_render_value_cannot_forge_messages(cli: Cli) -> None:
 def test_show_prints_the_export_form(cli: Cli) -> None:
     out = ok(cli("prompts", "show", "greet@1"))
     assert out.startswith("---\nname: greet\n")
-    assert "  version: 1\n  note: built-in\n" in out
+    assert "  workbench_version: 1\n  note: built-in\n" in out
     assert out.endswith("user:\nSay hello to {{ who }}.\n")
     assert ok(cli("prompts", "show", "greet")) == out
 

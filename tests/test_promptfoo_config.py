@@ -261,3 +261,168 @@ def test_the_default_model_and_echo_side_by_side(tiny_cli: Cli) -> None:
     runs = list_runs(open_library().store)
     assert len(runs) == 2 and "echo" in {r.model for r in runs}
     assert any(r.params.get("max_new_tokens") == 4 for r in runs)
+
+
+FILTERS = DATA / "filters" / "promptfooconfig.yaml"
+
+
+def test_load_filter_and_each_providers_prompts(cli: Cli) -> None:
+    """promptfoo's `load` (JSON.parse) reads fields of a JSON var; each echo provider runs only
+    the prompts its `prompts:` names: a label, a wildcard, a file's prompts by the file's name."""
+    code, out, err = cli("eval", "--config", FILTERS, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    lines = {v["ref"]: [r["output"] for r in v["results"]] for v in data["versions"]}
+    assert lines == {
+        "filters-1.trials@1 · styled": [
+            "Tone: formal; length: brief; text: Hello",
+            "Tone: casual; length: long; text: Bye",
+        ],
+        "filters-2.trials@1 · others": ["Plain: Hello", "Plain: Bye"],
+        "filters-3.trials@1 · others": ["First: Hello", "First: Bye"],
+        "filters-4.trials@1 · others": ["Second: Hello", "Second: Bye"],
+    }
+    assert all(v["pass_rate"] == 1.0 for v in data["versions"])
+    assert "prompts" not in err  # read, not ignored
+
+
+@pytest.mark.parametrize(
+    ("style", "problem"),
+    [
+        ("'{tone: formal}'", "load: the value is not JSON (Expecting property name"),
+        ("{tone: formal}", "this value is <dict> already: drop '| load'"),
+        ("NaN", "load: NaN is not JSON"),
+    ],
+)
+def test_load_refuses_what_json_parse_refuses_before_anything_runs(
+    cli: Cli, tmp_path: Path, style: str, problem: str
+) -> None:
+    config = _write(
+        tmp_path / "load",
+        "prompts: ['Tone: {{ (style | load).tone }}']\nproviders: [echo]\n"
+        f"tests:\n  - vars: {{style: {style}}}\n",
+    )
+    code, out, err = cli("eval", "--config", config)
+    assert code == 1 and out == ""
+    assert "prompts[0], with tests[0]" in err and problem in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert list_runs(open_library().store) == []
+
+
+def test_load_is_bounded_like_every_filter(tmp_path: Path) -> None:
+    deep = "[" * 50_000 + "]" * 50_000
+    config = _write(
+        tmp_path / "deep",
+        "prompts: ['{{ (v | load) | length }}']\nproviders: [echo]\n"
+        f"tests:\n  - vars: {{v: '{deep}'}}\n",
+    )
+    with pytest.raises(PromptfooConfigError, match="nests too deeply"):
+        load_config(config)
+    # numbers, true/false and null pass through, as JSON.parse reads them
+    config = _write(
+        tmp_path / "scalars",
+        "prompts: ['{{ a | load }} {{ b | load }} {{ c | load }}']\nproviders: [echo]\n"
+        "tests:\n  - vars: {a: 3, b: '[1, 2]', c: '\"x\"'}\n",
+    )
+    assert load_config(config).tests[0].vars == {"a": 3, "b": "[1, 2]", "c": '"x"'}
+
+
+def _prompts_run(plan_path: Path, **kwargs: object) -> dict[str, list[str]]:
+    plan = load_config(plan_path, **kwargs)  # type: ignore[arg-type]
+    return {
+        provider.label: [p.label for p in plan.prompts if plan.runs(p, provider)]
+        for provider in plan.providers
+    }
+
+
+PROVIDER_PROMPTS = """\
+prompts:
+  - id: file://a.txt
+    label: llama_prompt
+  - raw: 'B {{x}}'
+    label: openai_prompt
+  - raw: 'C {{x}}'
+    label: Group:one
+  - raw: 'D {{x}}'
+    label: unused
+providers:
+  - id: echo
+    label: by-label
+    prompts: [llama_prompt]
+  - id: echo
+    label: by-id-and-group
+    prompts: ['file://a.txt', Group]
+  - id: echo
+    label: by-wildcard
+    prompts: ['*_prompt', 'Gr*']
+  - id: echo
+    label: none
+    prompts: []
+tests:
+  - vars: {x: '1'}
+"""
+
+
+def test_a_providers_prompts_follow_promptfoos_matching(tmp_path: Path) -> None:
+    folder = tmp_path / "pp"
+    (folder / "a.txt").parent.mkdir(parents=True)
+    (folder / "a.txt").write_text("A {{x}}\n")
+    config = _write(folder, PROVIDER_PROMPTS)
+    plan = load_config(config)
+    assert _prompts_run(config) == {
+        "by-label": ["llama_prompt"],
+        "by-id-and-group": ["llama_prompt", "Group:one"],
+        "by-wildcard": ["llama_prompt", "openai_prompt", "Group:one"],
+        "none": [],  # promptfoo: an empty list runs nothing
+    }
+    # a prompt no provider runs is left out, and said so; so is a provider with nothing to run
+    assert [p.label for p in plan.prompts] == ["llama_prompt", "openai_prompt", "Group:one"]
+    assert "not run: 'unused' (no provider's prompts: list names it)" in plan.notes
+    assert "none runs none of the prompts left to run" in plan.notes
+    # a name that matches no prompt is a mistake, not an empty run
+    _write(folder, PROVIDER_PROMPTS.replace("[llama_prompt]", "[lama_prompt]"))
+    with pytest.raises(PromptfooConfigError, match=r"line 13: providers\[0\]\.prompts: "):
+        load_config(config)
+
+
+def test_model_runs_the_prompts_the_replaced_providers_ran(cli: Cli, tmp_path: Path) -> None:
+    folder = tmp_path / "pp"
+    (folder / "a.txt").parent.mkdir(parents=True)
+    (folder / "a.txt").write_text("A {{x}}\n")
+    config = _write(folder, PROVIDER_PROMPTS.replace("  - id: echo\n    label: none\n", ""))
+    config.write_text(config.read_text().replace("    prompts: []\n", ""))
+    # the union of the providers' lists: 'unused' is named by none of them
+    assert _prompts_run(config, model="echo") == {
+        "echo": ["llama_prompt", "openai_prompt", "Group:one"]
+    }
+    code, out, err = cli("eval", "--config", config, "--model", "echo")
+    assert code == 0, err
+    assert "3/3 passed" in out and "not run: 'unused'" in err
+    # one provider without a list runs every prompt: so does the model in its place
+    _write(
+        folder,
+        "prompts: ['A {{x}}', 'B {{x}}']\nproviders:\n  - openai:gpt-4.1\n"
+        "  - {id: ollama:chat:llama3, prompts: ['A {{x}}']}\ntests: [{vars: {x: 1}}]\n",
+    )
+    assert _prompts_run(config, model="echo") == {"echo": ["A {{x}}", "B {{x}}"]}
+
+
+def test_a_bare_path_prompt_is_its_file_when_it_exists(tmp_path: Path) -> None:
+    """promptfoo's older examples write `prompts: {prompts/x.txt: label}` without file://."""
+    folder = tmp_path / "bare"
+    (folder / "prompts").mkdir(parents=True)
+    (folder / "prompts" / "x.txt").write_text("<s>[INST]{{message}}[/INST]\n")
+    config = _write(
+        folder,
+        "prompts:\n  prompts/x.txt: x_prompt\n  'What is 1/2.5?': plain\n"
+        "providers: [{id: echo, prompts: [x_prompt, prompts/x.txt]}, echo]\n"
+        "tests: [{vars: {message: hi}}]\n",
+    )
+    plan = load_config(config)
+    first, second = plan.prompts
+    assert (first.label, first.id, first.text) == (
+        "x_prompt",
+        "prompts/x.txt",
+        "<s>[INST]{{message}}[/INST]",
+    )
+    assert second.text == "What is 1/2.5?"  # no such file: text, as written

@@ -27,6 +27,21 @@ Providers (promptfoo's ids, mapped here):
 - anything else (anthropic:, bedrock:, vertex:, azure:, http…, file://provider.js, exec:,
   python:) needs a hosted service or runs code: refused with the reason.
 
+A provider's `prompts:` (labels or ids; `name*` matches the labels and ids it begins, `file`
+the prompts of `file: …`, as promptfoo's `doesPromptRefMatch`) limits it to those prompts; a
+name that matches no prompt is an error, not a silent empty run. `--model SPEC` runs in place
+of all the providers, and runs the prompts they ran between them: the union of their lists, or
+every prompt when one of them has none (a prompt written for one provider, `llama_prompt`, is
+still tried; a prompt no provider ran is not). A prompt no provider runs is left out, in a note.
+
+Prompts render in the workbench's sandboxed Jinja, which shares Nunjucks's syntax for what
+promptfoo prompts use. promptfoo's one built-in addition to Nunjucks, the `load` filter
+(`JSON.parse`: `{{ (style | load).tone }}`), is in the sandbox itself (`sandbox._load_filter`),
+because a prompt kept from a config is a stored version that every part of the workbench
+renders again later; it is a pure, bounded JSON parse. promptfoo's `env` global (the process
+environment) is not offered: a prompt reads only its vars. A prompt written as a bare path
+(`prompts/llama.txt`, promptfoo's older form) is that file when it exists in the folder.
+
 `file://` paths are read only inside the config's folder: `file://../x`, an absolute path
 elsewhere, or a symlink out of it are refused, naming the key.
 """
@@ -131,6 +146,7 @@ class PromptSpec:
     messages: tuple[tuple[str, str], ...]
     chat_json: bool = False
     text: str = ""  # the prompt as written (the template of a text prompt)
+    id: str = ""  # the `id` it was given in the config (file://prompt.txt), if any
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,8 @@ class ProviderSpec:
     spec: str | None  # a model spec for open_backend; None for echo
     mode: Mode
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    # promptfoo's `prompts:` on a provider: the labels or ids of the prompts it runs (None: all)
+    prompts: tuple[str, ...] | None = None
 
     @property
     def is_echo(self) -> bool:
@@ -180,7 +198,10 @@ class ConfigPlan:
         return {p.index: p for p in self.prompts}
 
     def runs(self, prompt: PromptSpec, provider: ProviderSpec) -> list[TestSpec]:
-        """The tests that run this prompt on this provider (promptfoo's per-test filters)."""
+        """The tests that run this prompt on this provider: none when the provider's `prompts:`
+        leaves the prompt out, else those the tests' own filters let through."""
+        if not prompt_allowed(prompt, provider.prompts):
+            return []
         return [t for t in self.tests if _selected(t, prompt, provider)]
 
 
@@ -189,9 +210,28 @@ def _selected(test: TestSpec, prompt: PromptSpec, provider: ProviderSpec) -> boo
         _matches(f, provider.label) or _matches(f, provider.id) for f in test.providers
     ):
         return False
-    return test.prompts is None or any(
-        _matches(f, prompt.label) or f == prompt.key for f in test.prompts
-    )
+    return prompt_allowed(prompt, test.prompts)
+
+
+def prompt_allowed(prompt: PromptSpec, refs: Sequence[str] | None) -> bool:
+    """promptfoo's rule for a provider's or a test's `prompts:` list: None allows every prompt,
+    an empty list none; otherwise one reference must match (`prompt_matches`)."""
+    return refs is None or any(prompt_matches(ref, prompt) for ref in refs)
+
+
+def prompt_matches(ref: str, prompt: PromptSpec) -> bool:
+    """As promptfoo (`doesPromptRefMatch`): the prompt's label or id exactly; a reference ending
+    in `*` matches the label or id it begins (`prompt_*`, `Group:*`); `Group` matches a label or
+    id `Group:…` (a file's prompts are labelled `file.txt: …`). The workbench's own key for the
+    prompt (`prompts[1]`) works too."""
+    names = [n for n in (prompt.label, prompt.id) if n]
+    if ref in names or ref == prompt.key:
+        return True
+    if ref.endswith("*") and any(n.startswith(ref[:-1]) for n in names):
+        return True
+    if "*" in ref.rstrip("*") and any(fnmatch.fnmatchcase(n, ref) for n in names):
+        return True  # a wildcard inside (`*_prompt`): the workbench's extension
+    return any(n.startswith(ref + ":") for n in names)
 
 
 def _matches(pattern: str, name: str) -> bool:
@@ -458,11 +498,16 @@ def load_config(
     if not isinstance(data, dict):
         raise PromptfooConfigError(f"{path.name}: a promptfoo config is a mapping (prompts:, …)")
     if model is not None:
+        replaced = "providers" if "providers" in data or "targets" not in data else "targets"
+        runs = _replaced_prompts(reader, data.get(replaced), replaced)
         for key in ("providers", "targets"):
             if key in data:
                 reader.ignore(key, f"replaced by --model {model}")
         data = {k: v for k, v in data.items() if k not in ("providers", "targets")}
-        data["providers"] = [model if model == ECHO else f"workbench:{model}"]
+        provider: dict[str, Any] = {"id": model if model == ECHO else f"workbench:{model}"}
+        if runs is not None:
+            provider["prompts"] = list(runs)
+        data["providers"] = [provider]
     known = {"description", "prompts", "providers", "targets", "tests", "defaultTest"}
     for key in data:
         if key in known:
@@ -487,14 +532,40 @@ def load_config(
     if reader.unsupported and not skip_unsupported:
         raise UnsupportedConfigError(path.name, reader.unsupported)
     plan.skipped = reader.unsupported
+    all_prompts = plan.prompts
     plan.prompts = [p for p in plan.prompts if p.index >= 0]
     plan.providers = [p for p in plan.providers if p.index >= 0]
     plan.tests = [t for t in plan.tests if t.index >= 0 and t.index not in refused]
+    _check_prompt_filters(reader, all_prompts, plan, replaced=model is not None)
     if not plan.prompts or not plan.providers or not plan.tests:
         what = "prompt" if not plan.prompts else "provider" if not plan.providers else "test"
         raise PromptfooConfigError(f"{path.name}: no {what} is left to run")
     _prepare(reader, plan)
     return plan
+
+
+def _check_prompt_filters(
+    reader: _Reader, prompts: Sequence[PromptSpec], plan: ConfigPlan, *, replaced: bool
+) -> None:
+    """Every label or id a provider's `prompts:` names is one of the config's prompts (a typo
+    would silently run nothing); a provider left with no prompt to run is said so."""
+    known = ", ".join(repr(p.label) for p in prompts if p.index >= 0)
+    for provider in plan.providers:
+        if provider.prompts is None:
+            continue
+        where = "providers" if replaced else f"providers[{provider.index}].prompts"
+        for ref in provider.prompts:
+            if not any(prompt_matches(ref, p) for p in prompts):
+                raise reader.fail(where, f"{ref!r} names no prompt (the prompts' labels: {known})")
+        if not any(prompt_allowed(p, provider.prompts) for p in plan.prompts):
+            plan.notes.append(f"{provider.label} runs none of the prompts left to run")
+    unused = [
+        p for p in plan.prompts if not any(prompt_allowed(p, v.prompts) for v in plan.providers)
+    ]
+    if unused:
+        names = ", ".join(repr(p.label) for p in unused)
+        plan.notes.append(f"not run: {names} (no provider's prompts: list names it)")
+        plan.prompts = [p for p in plan.prompts if p not in unused]
 
 
 # --- prompts ---------------------------------------------------------------------------------
@@ -518,6 +589,7 @@ def _prompts(reader: _Reader, raw: Any) -> list[PromptSpec]:
     out: list[PromptSpec] = []
     for key, item in items:
         label: str | None = None
+        pid = ""
         if isinstance(item, dict):
             for extra in item:
                 if extra not in ("raw", "label", "id", "config"):
@@ -525,28 +597,41 @@ def _prompts(reader: _Reader, raw: Any) -> list[PromptSpec]:
             if "config" in item:
                 reader.ignore(f"{key}.config", "per-prompt provider config is not read")
             label = item.get("label") or item.get("id")
+            pid = str(item.get("id") or (item["raw"] if key.startswith("prompts.") else ""))
             item = item.get("raw", item.get("id"))
         if not isinstance(item, str) or not item.strip():
             raise reader.fail(key, "a prompt is text, file://path or {raw, label}")
+        item = _bare_path(reader, item)
         for text, where, chat_json, messages, suffix_label in _prompt_texts(reader, key, item):
             index = len(out)
             if messages is None:
-                out.append(PromptSpec(index, "", where, (), False, text))
+                out.append(PromptSpec(index, "", where, (), False, text, pid))
                 continue
             name = label if label is not None else suffix_label
-            out.append(PromptSpec(index, str(name), where, messages, chat_json, text))
+            out.append(PromptSpec(index, str(name), where, messages, chat_json, text, pid))
     labels: dict[str, int] = {}
     final = []
     for p in out:
         if not p.messages:  # refused: keep the index out of the run, and out of the names
-            final.append(PromptSpec(-1, p.key, p.key, (), False, p.text))
+            final.append(PromptSpec(-1, p.label or p.key, p.key, (), False, p.text, p.id))
             continue
         label = p.label or (p.text if len(p.text) <= 60 else p.text[:59] + "…")
         labels[label] = labels.get(label, 0) + 1
         if labels[label] > 1:
             label = f"{label} ({labels[label]})"
-        final.append(PromptSpec(p.index, label, p.key, p.messages, p.chat_json, p.text))
+        final.append(PromptSpec(p.index, label, p.key, p.messages, p.chat_json, p.text, p.id))
     return final
+
+
+def _bare_path(reader: _Reader, item: str) -> str:
+    """A prompt written as a bare path (`prompts/llama.txt`, as promptfoo's older examples do)
+    is that file when it exists in the config's folder; anything else stays text."""
+    if item.startswith("file://") or "\n" in item or not re.fullmatch(r"[\w./ -]+\.\w{1,8}", item):
+        return item
+    path = reader.base / item
+    if not Path(item).is_absolute() and ".." not in Path(item).parts and path.is_file():
+        return "file://" + item
+    return item
 
 
 def _prompt_texts(
@@ -689,17 +774,17 @@ def _providers(reader: _Reader, raw: Any, key: str) -> list[ProviderSpec]:
     for where, item in items:
         config: Mapping[str, Any] = {}
         label = None
+        prompts = None
         if isinstance(item, dict):
-            if "id" not in item and len(item) == 1:  # {openai:chat:m: {config…}}
-                ((pid, body),) = item.items()
-                item = {"id": pid, **(body if isinstance(body, dict) else {})}
+            item = _provider_item(item)
             for extra in item:
-                if extra not in ("id", "label", "config"):
+                if extra not in ("id", "label", "config", "prompts"):
                     reader.ignore(f"{where}.{extra}", "not a provider key the workbench reads")
             config = item.get("config") or {}
             if not isinstance(config, dict):
                 raise reader.fail(f"{where}.config", "must be a mapping")
             label = item.get("label")
+            prompts = _filter(reader, item.get("prompts"), f"{where}.prompts")
             item = item.get("id")
         if not isinstance(item, str) or not item.strip():
             raise reader.fail(where, "a provider is an id (echo, openai:chat:MODEL…) or {id, …}")
@@ -707,7 +792,7 @@ def _providers(reader: _Reader, raw: Any, key: str) -> list[ProviderSpec]:
         spec_mode = _provider_spec(pid, config)
         if isinstance(spec_mode, str):
             reader.refuse(where, f"{pid}: {spec_mode}")
-            out.append(ProviderSpec(-1, pid, label or pid, None, "chat"))
+            out.append(ProviderSpec(-1, pid, label or pid, None, "chat", prompts=prompts))
             continue
         spec, mode = spec_mode
         overrides = {}
@@ -720,8 +805,33 @@ def _providers(reader: _Reader, raw: Any, key: str) -> list[ProviderSpec]:
             GenerationParams.build({}, overrides)
         except WorkbenchError as exc:
             raise reader.fail(f"{where}.config", str(exc)) from None
-        out.append(ProviderSpec(len(out), pid, str(label or pid), spec, mode, overrides))
+        out.append(ProviderSpec(len(out), pid, str(label or pid), spec, mode, overrides, prompts))
     return out
+
+
+def _provider_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A provider written as a mapping: `{id, …}`, or promptfoo's `{openai:chat:m: {config…}}`."""
+    if "id" not in item and len(item) == 1:
+        ((pid, body),) = item.items()
+        return {"id": pid, **(body if isinstance(body, dict) else {})}
+    return item
+
+
+def _replaced_prompts(reader: _Reader, raw: Any, key: str) -> tuple[str, ...] | None:
+    """With --model in place of the config's providers: the prompts they run between them (the
+    union of their `prompts:` lists; None, every prompt, when one of them has none). A prompt
+    meant for one provider runs on the model; a prompt no provider runs stays out, as in
+    promptfoo."""
+    items = raw if isinstance(raw, list) else [raw]
+    refs: list[str] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            return None
+        found = _filter(reader, _provider_item(item).get("prompts"), f"{key}[{i}].prompts")
+        if found is None:
+            return None
+        refs += [r for r in found if r not in refs]
+    return tuple(refs)
 
 
 def _provider_spec(pid: str, config: Mapping[str, Any]) -> tuple[str | None, Mode] | str:
@@ -975,7 +1085,7 @@ def _csv_test(reader: _Reader, row: Mapping[str, Any], key: str) -> dict[str, An
         text = "" if value is None else str(value)
         if column.startswith("__expected"):
             if text.strip():
-                test["assert"].append(_assertion_from_string(text))
+                test["assert"].append(_assertion_of_text(text))
         elif column == "__description":
             test["description"] = text
         elif column == "__metric":
@@ -1017,7 +1127,7 @@ _PROMPTFOO_TYPES = set(SCORERS) | set(ALIASES) | set(UNSUPPORTED_ASSERTIONS)
 _PROMPTFOO_TYPES |= _THRESHOLD_TYPES | PROMPTFOO_ONLY_ASSERTIONS
 
 
-def _assertion_from_string(text: str) -> dict[str, Any]:
+def _assertion_of_text(text: str) -> dict[str, Any]:
     """promptfoo's `__expected` syntax: `TYPE:VALUE`, `not-TYPE`, `TYPE(THRESHOLD):VALUE`,
     `grade:`/`llm-rubric:` a rubric, `javascript:`/`fn:`/`python:` code; anything else is
     `equals`."""
@@ -1141,7 +1251,7 @@ def _checks(reader: _Reader, items: Sequence[tuple[str, Any]]) -> list[Check]:
     out = []
     for key, item in items:
         if isinstance(item, str):
-            item = _assertion_from_string(item)
+            item = _assertion_of_text(item)
         if not isinstance(item, dict):
             raise reader.fail(key, "an assertion is a mapping with a type")
         kind = str(item.get("type", "")).strip().lower()
@@ -1290,6 +1400,8 @@ def _prepare(reader: _Reader, plan: ConfigPlan) -> None:
     missing: dict[str, set[str]] = {}
     for provider in plan.providers:
         for prompt in plan.prompts:
+            if not prompt_allowed(prompt, provider.prompts):
+                continue
             key = (prompt.index, provider.mode)
             if key not in plan.files:
                 plan.files[key] = prompt_file(plan, prompt, provider.mode)

@@ -577,6 +577,31 @@ def _pprint_filter(value: Any) -> str:
     return "".join(stream.parts).removesuffix("\n")
 
 
+def _load_filter(value: Any) -> Any:
+    """promptfoo's `load` filter (its Nunjucks has it: `JSON.parse`): JSON text to its value,
+    so `(style | load).tone` reads a field of a JSON var. A pure function, bounded like any
+    filter: its input is already within the limits, a value nested past Python's stack is
+    TOO_DEEP, the parsed value is sized by the filter wrapper. A number, true/false or null
+    passes through (JSON.parse reads them the same); a list or mapping is refused, as
+    JSON.parse refuses an object."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(
+            f"load parses JSON text, and this value is {_describe(value)} already: drop '| load'"
+        )
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(value, parse_constant=no_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"load: the value is not JSON ({exc})") from None
+    except ValueError as exc:  # NaN, Infinity; a number past Python's digit limit
+        raise ValueError(f"load: {exc}") from None
+
+
 def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
     """Jinja's `lipsum`, made one paragraph at a time and stopped past the limit."""
     where = f"lipsum(n={_describe(n)}, max={_describe(max)})"
@@ -731,6 +756,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         filters["join"] = _join_filter(filters["join"])
         filters["sum"] = _sum_filter
         filters["pprint"] = _pprint_filter
+        filters["load"] = _load_filter  # promptfoo's one addition to Nunjucks (see _load_filter)
         self.filters = {name: _bounded_filter(name, f) for name, f in filters.items()}
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:

@@ -192,6 +192,18 @@ def test_save_versions_diff_restore(cli: Cli, tmp_path: Path, builtins: dict[str
     assert ok(cli("prompts", "diff", "greet@1", "3")) == "(no differences)\n"
 
 
+def test_save_and_lint_a_prompty_shorthand_named_from_its_file(cli: Cli, tmp_path: Path) -> None:
+    """A body-only file, as Prompty's tools accept it: the name comes from the file's name (as
+    import reads it), kept as the display name, with its slug as the key."""
+    path = tmp_path / "Greeting Card.prompty"
+    path.write_text("user:\nSay hello to {{ who }}.\n", encoding="utf-8")
+    code, out, err = cli("prompts", "lint", str(path))
+    assert code == 1 and not err  # warnings (an undeclared variable), no refusal of the file
+    assert "Greeting Card.prompty: line 2: warning: variable 'who'" in out
+    assert ok(cli("prompts", "save", str(path))) == "saved greeting-card@1\n"
+    assert ok(cli("prompts", "show", "greeting-card")).startswith("---\nname: Greeting Card\n")
+
+
 def test_save_a_new_prompt_from_file(cli: Cli, tmp_path: Path, prompt_text: PromptText) -> None:
     path = edited(tmp_path / "x.prompty", prompt_text("brand-new"))
     assert ok(cli("prompts", "save", str(path))) == "saved brand-new@1\n"

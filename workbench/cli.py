@@ -288,11 +288,14 @@ def prompts_lint(target: str) -> None:
     Exits 1 when there are warnings.
     """
     from .lint import lint
-    from .templates import parse_prompt_bytes
+    from .templates import name_from_source, parse_prompt_bytes
 
     path = Path(target)
     if path.suffix == ".prompty" and path.exists():
-        pf = parse_prompt_bytes(path.read_bytes(), str(path))
+        # as import reads it: a file without a name (Prompty's shorthands) takes its file's
+        pf = parse_prompt_bytes(
+            path.read_bytes(), str(path), default_name=name_from_source(path.name)
+        )
     else:
         pf = _library().get(target).file
     issues = lint(pf)
@@ -312,13 +315,15 @@ def prompts_save(path: Path, note: str) -> None:
 
     Content equal to the latest version keeps that version.
     """
-    from .templates import parse_prompt_bytes
+    from .templates import name_from_source, parse_prompt_bytes
 
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise WorkbenchError(f"cannot read {path}: {exc.strerror}") from None
-    result = _library().save(parse_prompt_bytes(data, str(path)), note)
+    # as import reads it: a file without a name (Prompty's shorthands) takes its file's
+    pf = parse_prompt_bytes(data, str(path), default_name=name_from_source(path.name))
+    result = _library().save(pf, note)
     state = "saved" if result.created else "unchanged, still"
     click.echo(f"{state} {result.version.ref}")
 

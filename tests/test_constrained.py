@@ -426,3 +426,26 @@ def test_eval_cli_vs_free_prints_both_rows(
     assert " free " in out[3]
     assert main([*args, "--vs-free", "--no-constrain"]) != 0
     assert "--vs-free runs constrained and free" in capsys.readouterr().err
+
+
+def test_a_constraint_that_costs_accuracy_is_said() -> None:
+    from workbench.evaluate import FREE, EvalReport, RowResult, VersionReport, constraint_costs
+
+    def version(decoding: str, passed: list[bool], valid: list[bool]) -> VersionReport:
+        rows = [
+            RowResult(
+                i, i, {}, "x", [], p, float(p), violation=None if v else "not JSON", declares=True
+            )
+            for i, (p, v) in enumerate(zip(passed, valid, strict=True))
+        ]
+        return VersionReport("p@1", 1, "m", rows, [], decoding=decoding)
+
+    constrained = version("json_schema (input schema)", [True, False], [True, True])
+    free = version(FREE, [True, True], [False, True])
+    [line] = constraint_costs(EvalReport("rows", {}, [constrained, free]))
+    assert line == (
+        "p@1: constrained decoding passes fewer rows than free (50% against 100%), although "
+        "100% of its answers follow the constraint against 50% free"
+    )
+    better = version("json_schema (input schema)", [True, True], [True, True])
+    assert constraint_costs(EvalReport("rows", {}, [better, free])) == []

@@ -776,7 +776,14 @@ def eval_command(
     its assertions pass. Prints the pass rate per version; outputs and scores are stored.
     With --config, runs a promptfoo config instead.
     """
-    from .evaluate import REPORT_FORMATS, evaluate, plan, report_dict, write_report
+    from .evaluate import (
+        REPORT_FORMATS,
+        constraint_costs,
+        evaluate,
+        plan,
+        report_dict,
+        write_report,
+    )
     from .params import parse_param_pairs
     from .reports import report_format
 
@@ -847,6 +854,8 @@ def eval_command(
     else:
         _eval_table(report)
         _probability_scores(report)
+        for line in constraint_costs(report):
+            click.echo(f"note: {line}")
         if output is not None:
             click.echo(f"report written to {output}")
     _exit_below(report, min_pass_rate)

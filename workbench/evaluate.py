@@ -514,6 +514,28 @@ def probability_table(report: EvalReport) -> list[list[Any]]:
     ]
 
 
+def constraint_costs(report: EvalReport) -> list[str]:
+    """One line per version whose constrained answers pass fewer rows than its free ones, side
+    by side (`vs_free`): a constraint can fix the format and still hurt the answer, and that
+    should be said, not left to be read off a table."""
+    lines = []
+    for constrained, free in zip(report.versions, report.versions[1:], strict=False):
+        if free.decoding != FREE or constrained.ref != free.ref or constrained.decoding is None:
+            continue
+        if constrained.pass_rate < free.pass_rate:
+            lines.append(
+                f"{constrained.ref}: constrained decoding passes fewer rows than free "
+                f"({constrained.pass_rate:.0%} against {free.pass_rate:.0%}), although "
+                f"{_share(constrained.valid_rate)} of its answers follow the constraint "
+                f"against {_share(free.valid_rate)} free"
+            )
+    return lines
+
+
+def _share(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:.0%}"
+
+
 def probability_lines(report: EvalReport) -> list[str]:
     """What the terminal prints under the pass rates: the definitions, then one line per row
     that could not be scored (up to a few per version)."""

@@ -329,6 +329,8 @@ def show(report: EvalReport) -> None:
         width="stretch",
         column_config=ui.share_columns("pass rate", "JSON parsed", "constraint-valid"),
     )
+    for line in evaluate.constraint_costs(report):
+        st.warning(ui.escape_markdown(line))
     st.plotly_chart(
         charts.rate_chart(
             [v.label for v in report.versions],

@@ -181,6 +181,11 @@ BAD_FILES: list[tuple[str, bytes, str, int | None]] = [
     ),
 ]
 BAD_IDS = [case[0] for case in BAD_FILES]
+# Prompty's shorthands: refused where text must name itself (parsing), read where a file's name
+# can name it (import, `prompts save` and `lint` of a file; tests/test_prompty_files.py).
+SHORTHANDS = ("no-front-matter", "no-name")
+BAD_IMPORTS = [case for case in BAD_FILES if case[0] not in SHORTHANDS]
+BAD_IMPORT_IDS = [case[0] for case in BAD_IMPORTS]
 
 
 def where(source: str, line: int | None) -> str:
@@ -284,7 +289,7 @@ def test_missing_field_of_a_variable_names_line(prompt_text: PromptText) -> None
 # --- import: refused whole, nothing written ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("case", "data", "problem", "line"), BAD_FILES, ids=BAD_IDS)
+@pytest.mark.parametrize(("case", "data", "problem", "line"), BAD_IMPORTS, ids=BAD_IMPORT_IDS)
 def test_import_rejects_and_writes_nothing(
     case: str, data: bytes, problem: str, line: int | None, seeded: Library
 ) -> None:
@@ -484,7 +489,7 @@ def cli_seeded(tmp_path: Path, capsys: pytest.CaptureFixture[str], prompt_text: 
     capsys.readouterr()
 
 
-@pytest.mark.parametrize(("case", "data", "problem", "line"), BAD_FILES, ids=BAD_IDS)
+@pytest.mark.parametrize(("case", "data", "problem", "line"), BAD_IMPORTS, ids=BAD_IMPORT_IDS)
 def test_cli_import_bad_file(
     case: str,
     data: bytes,

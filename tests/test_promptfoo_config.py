@@ -52,7 +52,7 @@ def test_the_echo_suite_runs_every_prompt_and_test(cli: Cli, tmp_path: Path) -> 
     # inline, two prompts from one text file, and a JSON chat file; 2 inline + 2 CSV tests
     lines = [line for line in out.splitlines() if "· echo" in line]
     assert len(lines) == 4 and all(line.split()[4:6] == ["4", "4"] for line in lines)
-    assert "16/16 passed (100%) · 4 prompts × 1 providers × 4 tests" in out
+    assert "16/16 passed (100%) · 4 prompts, 1 provider, 4 tests" in out
     assert "ignored: sharing" in err and "ignored: outputPath (use --output" in err
     data = json.loads(report.read_text())
     outputs = {v["ref"].split(" ")[0]: v["results"] for v in data["versions"]}
@@ -144,7 +144,7 @@ def test_skip_unsupported_runs_the_rest_and_says_what_was_left_out(cli: Cli) -> 
     code, out, err = cli("eval", "--config", config, "--skip-unsupported")
     assert code == 0, err
     assert err.count("skipped (unsupported):") == 6
-    assert "1/1 passed (100%) · 1 prompts × 1 providers × 1 tests" in out
+    assert "1/1 passed (100%) · 1 prompt, 1 provider, 1 test" in out
 
 
 def test_a_file_outside_the_config_folder_is_refused(cli: Cli, tmp_path: Path) -> None:

@@ -968,8 +968,11 @@ def _eval_config(
         total = sum(len(v.rows) for v in report.versions)
         passed = sum(v.passed for v in report.versions)
         click.echo(
-            f"{passed}/{total} passed ({passed / total:.0%}) · {len(plan.prompts)} prompts × "
-            f"{len(plan.providers)} providers × {len(plan.tests)} tests · "
+            # a provider's `prompts:` can limit what it runs: counts, not a product
+            f"{passed}/{total} passed ({passed / total:.0%}) · "
+            f"{wording.plural(len(plan.prompts), 'prompt')}, "
+            f"{wording.plural(len(plan.providers), 'provider')}, "
+            f"{wording.plural(len(plan.tests), 'test')} · "
             f"{result.wall_s:.1f} s"
             if total
             else "nothing ran"

@@ -84,6 +84,36 @@ class RowResult:
     violation: str | None = None
     declares: bool = False
 
+    @classmethod
+    def of(
+        cls,
+        output: OutputRecord,
+        scores: list[Score],
+        passed: bool,
+        score: float,
+        constraint: Constraint | None = None,
+    ) -> RowResult:
+        """A scored output's row, with its finish, tokens, latency and — when its prompt
+        declares a constraint — whether the answer follows it."""
+        return cls(
+            output.row_index,
+            output.id,
+            dict(output.variables),
+            output.text,
+            scores,
+            passed,
+            score,
+            finish_reason=output.finish_reason,
+            completion_tokens=output.completion_tokens,
+            latency_s=output.latency_s,
+            violation=(
+                violation(constraint, output.text, output.finish_reason)
+                if constraint is not None
+                else None
+            ),
+            declares=constraint is not None,
+        )
+
 
 @dataclass(frozen=True)
 class MetricSummary:
@@ -399,26 +429,7 @@ def _evaluate_version(
         constraint = answer_constraint(version, output, memo)
         if constraint is not None:
             decoded.add(constraint.label if output.params.get("constraint") else FREE)
-        rows.append(
-            RowResult(
-                output.row_index,
-                output.id,
-                dict(output.variables),
-                output.text,
-                scores,
-                all_passed,
-                share,
-                finish_reason=output.finish_reason,
-                completion_tokens=output.completion_tokens,
-                latency_s=output.latency_s,
-                violation=(
-                    violation(constraint, output.text, output.finish_reason)
-                    if constraint is not None
-                    else None
-                ),
-                declares=constraint is not None,
-            )
-        )
+        rows.append(RowResult.of(output, scores, all_passed, share, constraint))
     store_scores(library.store, [(r.output_id, r.scores) for r in rows], checks)
     return VersionReport(
         version.ref,

@@ -1683,20 +1683,7 @@ def _report(
             passed = share >= test.threshold
         if output.error is not None or output.text is None:
             passed = False
-        rows.append(
-            RowResult(
-                output.row_index,
-                output.id,
-                dict(output.variables),
-                output.text,
-                scores,
-                passed,
-                share,
-                finish_reason=output.finish_reason,
-                completion_tokens=output.completion_tokens,
-                latency_s=output.latency_s,
-            )
-        )
+        rows.append(RowResult.of(output, scores, passed, share))
     store_scores(
         library.store,
         [(r.output_id, r.scores) for r in rows],

@@ -23,6 +23,7 @@ parameters: whether an output was constrained, and by what, is read back from th
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -89,24 +90,38 @@ class Constraint:
         """Refuse, with one line, what the engine cannot decode under: an invalid schema, a
         schema feature it does not support, an invalid, empty or unsatisfiable pattern. Needs
         no model or tokenizer, so it runs before anything loads."""
-        from llguidance import LLMatcher
-
-        where = self.source
-        if self.kind == "regex" and not self.spec:
-            raise ConstraintError(f"{where}: the pattern is empty; an answer must match something")
-        if self.kind == "json_schema":
-            _check_schema(self.spec, where)
-        try:
-            problem = LLMatcher.validate_grammar(self.grammar())
-        except ValueError as exc:
-            problem = str(exc)
-        if problem:
-            what = {"json_schema": "JSON Schema", "regex": "pattern", "choices": "choices"}
-            raise ConstraintError(
-                f"{where}: the grammar engine cannot decode under this {what[self.kind]}: "
-                f"{_first_line(problem)}"
-            )
+        problem = _problem(self)
+        if problem is not None:
+            raise ConstraintError(problem)
         return self
+
+
+@functools.lru_cache(maxsize=256)
+def _problem(constraint: Constraint) -> str | None:
+    """Why `constraint` cannot be decoded under, or None. Kept per constraint: the runner
+    checks every row's, and a json-format prompt's schema input is the same on every row
+    (building and validating its grammar took about 2 ms a row)."""
+    from llguidance import LLMatcher
+
+    where = constraint.source
+    if constraint.kind == "regex" and not constraint.spec:
+        return f"{where}: the pattern is empty; an answer must match something"
+    if constraint.kind == "json_schema":
+        try:
+            _check_schema(constraint.spec, where)
+        except ConstraintError as exc:
+            return str(exc)
+    try:
+        problem = LLMatcher.validate_grammar(constraint.grammar())
+    except ValueError as exc:
+        problem = str(exc)
+    if problem:
+        what = {"json_schema": "JSON Schema", "regex": "pattern", "choices": "choices"}
+        return (
+            f"{where}: the grammar engine cannot decode under this {what[constraint.kind]}: "
+            f"{_first_line(problem)}"
+        )
+    return None
 
 
 def json_schema(value: Any, source: str) -> Constraint:

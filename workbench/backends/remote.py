@@ -535,19 +535,24 @@ class RemoteBackend:
             refused = frozenset(self._refused_fields)
         return constraint_fields(constraint, chat=chat, refused=refused)
 
-    def _notice(self, params: GenerationParams, text: str, reason: FinishReason) -> str | None:
-        """What to say once per run about this answer: that the server gives no
-        log-probabilities, and that it did not follow the constraint, if it did not."""
+    def _judged(
+        self, params: GenerationParams, text: str, reason: FinishReason
+    ) -> tuple[str | None, str | None]:
+        """The answer's notice (what to say once per run: that the server gives no
+        log-probabilities, that it did not follow the constraint) and its error (why it does
+        not follow the constraint), from one check of the answer."""
         notes = [self._logprobs_notice]
         constraint = params.constraint
         why = _unfollowed(constraint, text, reason) if constraint is not None else None
+        error = None
         if constraint is not None and why is not None:
             short = why.split(":")[0].split(" at ")[0]  # the same words for every such answer
             notes.append(
                 f"{_what_broke(constraint, reason, self.server.public_url)}: {short}; such "
                 "answers are stored with the reason as their error"
             )
-        return "; ".join(n for n in notes if n) or None
+            error = _broken(constraint, reason, why)
+        return "; ".join(n for n in notes if n) or None, error
 
     # --- inputs ---------------------------------------------------------------------------------
     def model_input(self, rendered: Rendered) -> ModelInput:
@@ -851,6 +856,7 @@ class RemoteBackend:
         reason = _finish_reason(
             choice.finish_reason, choice.stop_reason, params, cut is not None, False
         )
+        notice, error = self._judged(params, text, reason)
         return Generation(
             text,
             reason,
@@ -862,8 +868,8 @@ class RemoteBackend:
             None,
             concurrency,
             logprobs=record,
-            notice=self._notice(params, text, reason),
-            error=_ignored(params, text, reason),
+            notice=notice,
+            error=error,
         )
 
     @contextmanager
@@ -1060,6 +1066,7 @@ class RemoteBackend:
             completion_tokens = chunks
         latency = time.perf_counter() - started
         record = self._token_record(steps, text) if asked else None
+        notice, error = self._judged(params, text, reason)
         return Generation(
             text,
             reason,
@@ -1069,8 +1076,8 @@ class RemoteBackend:
             ttft,
             concurrency,
             logprobs=record,
-            notice=self._notice(params, text, reason),
-            error=_ignored(params, text, reason),
+            notice=notice,
+            error=error,
         )
 
     def _chunks(self, response: httpx.Response) -> Iterator[Chunk]:
@@ -1389,11 +1396,6 @@ def _nobody_there(exc: BaseException) -> bool:
     return False
 
 
-def _ignored(params: GenerationParams, text: str, reason: FinishReason) -> str | None:
-    constraint = params.constraint
-    return None if constraint is None else ignored_constraint(constraint, text, reason)
-
-
 def ignored_constraint(
     constraint: Constraint, text: str | None, finish_reason: str | None
 ) -> str | None:
@@ -1406,7 +1408,11 @@ def ignored_constraint(
     on resume. An answer that a stop string ended may have been cut inside a valid one, and is
     said so."""
     why = _unfollowed(constraint, text, finish_reason)
-    return None if why is None else f"{_what_broke(constraint, finish_reason, None)}: {why}"
+    return None if why is None else _broken(constraint, finish_reason, why)
+
+
+def _broken(constraint: Constraint, finish_reason: str | None, why: str) -> str:
+    return f"{_what_broke(constraint, finish_reason, None)}: {why}"
 
 
 def _unfollowed(constraint: Constraint, text: str | None, finish_reason: str | None) -> str | None:

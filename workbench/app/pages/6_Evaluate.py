@@ -14,6 +14,7 @@ from workbench.choices import ChoiceRequest
 from workbench.constraints import Constraint
 from workbench.datasets import Dataset
 from workbench.evaluate import EvalReport
+from workbench.library import VersionInfo
 from workbench.params import parse_param_pairs
 from workbench.stability import StabilityReport
 
@@ -47,9 +48,10 @@ if not refs:
 
 variables: list[str] = []
 defaults: dict[str, Any] = {}
+chosen: dict[str, VersionInfo] = {}  # read once: every section below asks about them
 with ui.guard("Reading the versions"):
     for ref in refs:
-        version = lib.get(ref)
+        version = chosen[ref] = lib.get(ref)
         for name in version.file.template_variables():
             if name not in variables:
                 variables.append(name)
@@ -59,6 +61,8 @@ with ui.guard("Reading the versions"):
         written = evaluate.version_checks(version)
         if written:
             st.caption(ui.escape_markdown(f"{ref} asserts: " + ", ".join(c.name for c in written)))
+if len(chosen) < len(refs):  # the guard has said which could not be read
+    st.stop()
 
 PASS_RATE, STABILITY = "Pass rate (assertions)", "Stability across seeds"
 measure = st.radio(
@@ -81,7 +85,7 @@ if measure == PASS_RATE:
         help=ASSERT_HELP,
         placeholder="exact-match\nnot-contains:I cannot",
     )
-    declared = [c for ref in refs if (c := lib.get(ref).file.metadata.get("choices"))]
+    declared = [c for v in chosen.values() if (c := v.file.metadata.get("choices"))]
     score_choices = st.toggle(
         "Score answer choices",
         bool(declared),
@@ -132,7 +136,7 @@ if measure == PASS_RATE and not score_choices:
     constrained = {
         ref: found
         for ref in refs
-        if isinstance(found := constrain_panel.declared(lib.get(ref), {}), Constraint)
+        if isinstance(found := constrain_panel.declared(chosen[ref], {}), Constraint)
     }
     if constrained:
         what = ", ".join(f"{ref}: {c.label}" for ref, c in constrained.items())
@@ -192,7 +196,7 @@ def start(rows: Dataset) -> jobs.Job:
         overrides.setdefault("constrain", constrain)
     runner = state.runner(choice)
     if measure == STABILITY:
-        versions = [lib.get(ref) for ref in refs]
+        versions = list(chosen.values())
         stability.check_seeds(seeds)
         stability.check_pattern(answer_pattern)
 

@@ -62,19 +62,8 @@ from typing import Any
 import yaml
 
 from . import frontmatter
-from .backends.base import (
-    Backend,
-    Cancel,
-    Capabilities,
-    CapabilityError,
-    Generation,
-    LogLikelihood,
-    ModelInfo,
-    ModelInput,
-    Truncation,
-    is_remote_spec,
-)
-from .constraints import Constraint
+from .backends.base import Backend, is_remote_spec
+from .backends.echo import ECHO, EchoBackend
 from .datasets import Dataset, DatasetError, parse_dataset
 from .errors import PromptFileError, TemplateLimitError, WorkbenchError
 from .evaluate import (
@@ -98,22 +87,12 @@ from .scorers import (
     weighted_pass,
 )
 from .store import PromptVersion
-from .templates import ROLE_LINE, Mode, PromptFile, Rendered, dump_prompt, parse_prompt
+from .templates import ROLE_LINE, Mode, PromptFile, dump_prompt, parse_prompt
 
 MAX_CONFIG_BYTES = 1024 * 1024  # as a prompt file
 MAX_FILE_BYTES = 1024 * 1024  # a prompt, a var or an assertion value read from a file
 MAX_TESTS = 10_000  # after array vars are expanded
-ECHO = "echo"
 DEFAULT_PROVIDER = "workbench:default"
-ECHO_INFO = ModelInfo(
-    name=ECHO,
-    path="",
-    revision="promptfoo-echo",
-    dtype="-",
-    context_window=1 << 30,
-    chat_template_hash="",
-    backend=ECHO,
-)
 
 
 class PromptfooConfigError(WorkbenchError):
@@ -1444,112 +1423,6 @@ def store_prompt(library: Library, pf: PromptFile, *, imported: bool, note: str)
         return library.info_in(s, s.get_one(PromptVersion, writer.id_of(number)))
 
     return library.store.transaction(save)
-
-
-# --- the echo provider -------------------------------------------------------------------------
-
-
-class EchoBackend:
-    """promptfoo's `echo` provider: the answer is the rendered prompt, at once, no model.
-
-    A prompt written as JSON chat messages answers with them as JSON (two-space indent, as
-    promptfoo writes a rendered JSON prompt); any other prompt with its text."""
-
-    info = ECHO_INFO
-
-    def __init__(self, chat_json: frozenset[str] = frozenset()):
-        self.chat_json = chat_json  # prompt names whose echo is their messages' JSON
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities()
-
-    def model_input(self, rendered: Rendered) -> ModelInput:
-        base = rendered.prompt.removesuffix(".trials")
-        if base in self.chat_json or rendered.prompt in self.chat_json:
-            messages = [m.as_dict() for m in rendered.messages]
-            return ModelInput(json.dumps(messages, indent=2, ensure_ascii=False), False)
-        if rendered.mode == "completion":
-            return ModelInput(rendered.text, False)
-        return ModelInput("\n\n".join(m.content for m in rendered.messages), False)
-
-    def count_tokens(self, model_input: ModelInput) -> int:
-        return len(model_input.text.split())
-
-    def count_is_estimate(self, model_input: ModelInput) -> bool:
-        return True
-
-    def check_fits(self, prompt_tokens: int, params: GenerationParams) -> None:
-        return None
-
-    def truncate_to_tokens(self, text: str, tokens: int) -> Truncation:
-        return Truncation(text[: tokens * 4], exact=False)
-
-    def _refuse(self, what: str) -> CapabilityError:
-        return CapabilityError(f"the echo provider has no model: {what} needs one")
-
-    def token_pieces(self, ids: Sequence[int], *, in_sequence: bool = True) -> list[str]:
-        raise self._refuse("token pieces")
-
-    def token_ids(self, text: str) -> list[int]:
-        raise self._refuse("token ids")
-
-    def generate_forced(
-        self,
-        model_input: ModelInput,
-        forced: Sequence[int],
-        params: GenerationParams,
-        *,
-        seed: int,
-        cancel: Cancel | None = None,
-    ) -> Generation:
-        raise self._refuse("a forced answer")
-
-    def log_likelihood(self, text: str) -> LogLikelihood:
-        raise self._refuse("perplexity")
-
-    def score_choices(self, inputs: Any, choices: Any, **kwargs: Any) -> Any:
-        raise self._refuse("scoring answer choices")
-
-    def check_constraint(self, constraint: Constraint) -> None:
-        raise self._refuse("constrained decoding")
-
-    def _answer(self, model_input: ModelInput) -> Generation:
-        text = model_input.text
-        return Generation(text, "eos", len(text.split()), len(text.split()), 0.0, 0.0)
-
-    def generate(
-        self,
-        inputs: Sequence[ModelInput],
-        params: GenerationParams,
-        *,
-        seeds: Sequence[int] | None = None,
-        batch_size: int | None = None,
-        on_batch: Callable[[list[tuple[int, Generation]]], None] | None = None,
-        cancel: Cancel | None = None,
-        rows_as_they_finish: bool = False,
-    ) -> list[Generation | None]:
-        answers: list[Generation | None] = [self._answer(i) for i in inputs]
-        if on_batch is not None:
-            on_batch([(i, g) for i, g in enumerate(answers) if g is not None])
-        return answers
-
-    def stream(
-        self, model_input: ModelInput, params: GenerationParams, cancel: Cancel | None = None
-    ) -> _EchoStream:
-        return _EchoStream(self._answer(model_input))
-
-
-class _EchoStream:
-    def __init__(self, answer: Generation):
-        self.result: Generation | None = answer
-
-    def __iter__(self) -> Iterator[str]:
-        assert self.result is not None
-        yield self.result.text
-
-    def cancel(self) -> None:
-        return None
 
 
 # --- running ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import json
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -583,25 +583,29 @@ def check_answer(
     return AnswerCheck(decoded, against, violation(against, output.text, output.finish_reason))
 
 
-def check_answers(library: Library, comparison: Comparison) -> dict[int, AnswerCheck]:
-    """By output id, every answer of the comparison whose prompt declares a constraint,
-    checked against it (see `check_answer`)."""
+def check_answers(
+    library: Library, outputs: Comparison | Iterable[OutputRecord]
+) -> dict[int, AnswerCheck]:
+    """By output id, every answer (of a comparison, or any outputs) whose prompt declares a
+    constraint, checked against it (see `check_answer`); each version is read once."""
+    pairs = (  # each answer with the version it answers: a column's, else its own
+        [(col.ref, o) for c, col in enumerate(outputs.columns) for o in outputs.column(c)]
+        if isinstance(outputs, Comparison)
+        else [(f"{o.prompt}@{o.version}", o) for o in outputs]
+    )
     memo: dict[tuple[str, str], Constraint | None] = {}
     versions: dict[str, VersionInfo | None] = {}
     checks: dict[int, AnswerCheck] = {}
-    for c, column in enumerate(comparison.columns):
-        if column.ref not in versions:
+    for ref, output in pairs:
+        if ref not in versions:
             try:
-                versions[column.ref] = library.get(column.ref)
+                versions[ref] = library.get(ref)
             except WorkbenchError:  # a version deleted since: nothing to check against
-                versions[column.ref] = None
-        version = versions[column.ref]
-        if version is None:
-            continue
-        for output in comparison.column(c):
-            found = check_answer(version, output, memo)
-            if found is not None:
-                checks[output.id] = found
+                versions[ref] = None
+        version = versions[ref]
+        found = check_answer(version, output, memo) if version is not None else None
+        if found is not None:
+            checks[output.id] = found
     return checks
 
 

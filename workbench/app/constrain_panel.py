@@ -11,7 +11,7 @@ quote the model's answer, so it goes through `ui.escape_markdown`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
@@ -22,7 +22,7 @@ from workbench.backends import is_remote_spec
 from workbench.compare import CONSTRAIN, AnswerCheck
 from workbench.constraints import Constraint
 from workbench.errors import WorkbenchError
-from workbench.library import Library, VersionInfo
+from workbench.library import VersionInfo
 from workbench.runs import OutputRecord
 from workbench.templates import PromptFile
 
@@ -92,25 +92,6 @@ def declared_note(file: PromptFile) -> None:
                 "line to run free)."
             )
         )
-
-
-def check_outputs(lib: Library, outputs: Sequence[OutputRecord]) -> dict[int, AnswerCheck]:
-    """By output id, the answers whose prompt declares a constraint, checked against it."""
-    versions: dict[str, VersionInfo | None] = {}
-    memo: dict[tuple[str, str], Constraint | None] = {}
-    checks: dict[int, AnswerCheck] = {}
-    for output in outputs:
-        ref = f"{output.prompt}@{output.version}"
-        if ref not in versions:
-            try:
-                versions[ref] = lib.get(ref)
-            except WorkbenchError:  # deleted since: nothing to check against
-                versions[ref] = None
-        version = versions[ref]
-        found = compare.check_answer(version, output, memo) if version is not None else None
-        if found is not None:
-            checks[output.id] = found
-    return checks
 
 
 def decoded_text(output: OutputRecord) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from workbench import jobs, wording
+from workbench import compare, jobs, wording
 from workbench.app import constrain_panel, memory, state, token_panel, ui
 from workbench.compare import AnswerCheck
 from workbench.datasets import Dataset, check_columns
@@ -40,7 +40,7 @@ overrides = {
 def show_output(output: OutputRecord, cached: bool) -> None:
     ui.show_text(output.text)
     # under what it was decoded, and whether it follows it (cut: incomplete, never valid)
-    constrain_panel.show_check(constrain_panel.check_outputs(lib, [output]).get(output.id))
+    constrain_panel.show_check(compare.check_answers(lib, [output]).get(output.id))
     tokens = output.completion_tokens or 0
     cols = st.columns(5)
     cols[0].metric("Tokens", f"{output.prompt_tokens} → {tokens}")
@@ -228,7 +228,7 @@ def show_job(job: jobs.Job) -> None:
     st.progress(done / total if total else 0.0, text=text)
     outputs = job.outputs_so_far()
     if outputs:  # checked against the constraint once finished, not on every redraw
-        checks = constrain_panel.check_outputs(lib, outputs) if job.done else None
+        checks = compare.check_answers(lib, outputs) if job.done else None
         st.dataframe(outputs_frame(outputs, checks), hide_index=True, width="stretch")
     if not job.done:
         return
@@ -301,6 +301,6 @@ with dataset_tab, ui.guard("Reading the rows"):
         outputs = opened_outputs(single=False)
         if outputs:
             st.caption(f"Run {outputs[0].run_id}, opened from the address")
-            checks = constrain_panel.check_outputs(lib, outputs)
+            checks = compare.check_answers(lib, outputs)
             st.dataframe(outputs_frame(outputs, checks), hide_index=True, width="stretch")
             token_panel.show_row_tokens(lib, outputs, choice)

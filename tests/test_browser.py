@@ -312,6 +312,13 @@ def test_compose_run_compare_export(page: Any, server: str, shots: Any) -> None:
     expect.set_options(timeout=30_000)
     open_page(page, server)
     expect(page.get_by_text("Prompt library (13 prompts)")).to_be_visible()
+    # The table and the rendered messages draw after the heading: a picture taken at once
+    # showed empty placeholders where they go.
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(page.get_by_test_id("stCode").first).not_to_have_text("")
+    settle(page)
+    page.wait_for_timeout(500)  # let the table's canvas draw
     shots(page, "home")
 
     # The loop, counted: compose and save v2, compare it with v1 in one click, rate two outputs
